@@ -1,0 +1,197 @@
+"""The report and action schema between vdi-agent and the broker, versioned.
+
+This module is the single source of truth: the broker imports it, the agent
+never imports the broker. Bump PROTOCOL_VERSION for incompatible changes; a
+broker accepts the versions it lists in SUPPORTED_VERSIONS.
+
+Counters in a report (probes, timeouts, network, disk I/O) are cumulative since
+the agent's state was created and survive agent restarts and broker outages, so
+nothing is lost while reports cannot be delivered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+
+MAX_DESKTOPS = 5000
+MAX_DISKS = 64
+MAX_ACTIONS = 1000
+
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Label = Annotated[str, Field(min_length=1, max_length=64)]
+Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+Count = Annotated[int, Field(ge=0)]
+ErrorText = Annotated[str, Field(max_length=512)]
+
+
+def _ip_literal(value: str) -> str:
+    """Desktop endpoints are IP literals: the broker never resolves names."""
+    return str(ipaddress.ip_address(value))
+
+
+IpLiteral = Annotated[str, AfterValidator(_ip_literal)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PowerState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    STARTING = "starting"
+    STOPPING = "stopping"
+    CRASHED = "crashed"
+    UNKNOWN = "unknown"
+
+
+class ActionKind(StrEnum):
+    START = "start"
+    STOP = "stop"  # graceful shutdown
+    REBOOT = "reboot"  # graceful restart
+    RESET = "reset"  # hard reset; floating desktops are reset before reuse
+
+
+class ProbeResult(_Model):
+    """One TCP connect to the desktop's console port."""
+
+    ok: bool
+    latency_s: NonNegative | None = None
+    error: Literal["timeout", "refused", "unreachable", "error"] | None = None
+
+
+class DesktopReport(_Model):
+    name: Name
+    pool: Label | None = None  # None: the agent's --pool, else the broker's naming rule
+    power_state: PowerState
+    address: IpLiteral | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    probe: ProbeResult | None = None
+    # Established client connections on the console port, where the agent can see
+    # them (simulated desktops, libvirt consoles on the host); None where it cannot.
+    connections: Count | None = None
+
+
+class CollectorStatus(_Model):
+    """Per-collector outcome, as node_exporter's scrape_collector_success."""
+
+    name: Label
+    success: bool
+    duration_s: NonNegative
+    error: ErrorText | None = None
+
+
+class PressureStats(_Model):
+    """PSI "some avg10" as a ratio 0..1 per resource."""
+
+    cpu: Ratio | None = None
+    memory: Ratio | None = None
+    io: Ratio | None = None
+
+
+class DiskStats(_Model):
+    mount: Annotated[str, Field(max_length=256)]
+    total_bytes: Count
+    used_bytes: Count
+    free_bytes: Count
+
+
+class DiskIO(_Model):
+    read_bytes_total: Count = 0
+    write_bytes_total: Count = 0
+    read_ops_total: Count = 0
+    write_ops_total: Count = 0
+
+
+class NetworkStats(_Model):
+    bytes_sent_total: Count = 0
+    bytes_recv_total: Count = 0
+    errors_in_total: Count = 0
+    errors_out_total: Count = 0
+    drops_in_total: Count = 0
+    drops_out_total: Count = 0
+
+
+class ProbeStats(_Model):
+    probes_total: Count = 0
+    timeouts_total: Count = 0
+    latency_mean_s: NonNegative | None = None  # mean over the last round's successes
+
+
+class HostMetrics(_Model):
+    """Host load. A field is None when its collector failed or has no data yet."""
+
+    cpu_utilization_ratio: Ratio | None = None
+    cpus: Annotated[int, Field(ge=1, le=4096)] | None = None
+    load1: NonNegative | None = None
+    load5: NonNegative | None = None
+    load15: NonNegative | None = None
+    memory_total_bytes: Count | None = None
+    memory_available_bytes: Count | None = None
+    memory_used_bytes: Count | None = None
+    pressure_available: bool = False
+    pressure: PressureStats | None = None
+    disks: Annotated[list[DiskStats], Field(max_length=MAX_DISKS)] = []
+    disk_io: DiskIO | None = None
+    network: NetworkStats | None = None
+    probes: ProbeStats = ProbeStats()
+    # Most desktops this host should run at once (the "resource ceiling");
+    # None: the broker counts the host's desktops.
+    session_capacity: Count | None = None
+    collectors: Annotated[list[CollectorStatus], Field(max_length=32)] = []
+
+
+class ActionResult(_Model):
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    ok: bool
+    error: ErrorText | None = None
+    power_state: PowerState | None = None
+
+
+class Report(_Model):
+    version: int = PROTOCOL_VERSION
+    host: Name
+    agent_version: Annotated[str, Field(min_length=1, max_length=64)]
+    seq: Annotated[int, Field(ge=0, le=2**62)]
+    created_at: dt.datetime
+    interval_s: Annotated[float, Field(gt=0, le=3600)]
+    metrics: HostMetrics
+    desktops: Annotated[list[DesktopReport], Field(max_length=MAX_DESKTOPS)] = []
+    action_results: Annotated[list[ActionResult], Field(max_length=MAX_ACTIONS)] = []
+
+    @field_validator("created_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("created_at needs a time zone")
+        return value.astimezone(dt.UTC)
+
+    @field_validator("version")
+    @classmethod
+    def _supported(cls, value: int) -> int:
+        if value not in SUPPORTED_VERSIONS:
+            raise ValueError(f"protocol version {value} is not supported")
+        return value
+
+
+class Action(_Model):
+    """A power action for one desktop; delivered until its result is reported."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: ActionKind
+    desktop: Name
+
+
+class ReportResponse(_Model):
+    actions: list[Action] = []
+    interval_s: Annotated[float, Field(gt=0, le=3600)]

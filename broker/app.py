@@ -1,0 +1,77 @@
+"""The FastAPI application and its lifespan (runtime, background jobs, gateway)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+
+from broker import __version__, metrics
+from broker.audit.router import router as audit_router
+from broker.auth.router import router as auth_router
+from broker.clock import Clock
+from broker.config import Settings
+from broker.deps import RuntimeDep
+from broker.errors import install_error_handlers
+from broker.middleware import BodySizeLimit, SecurityHeaders
+from broker.net import parse_networks
+from broker.runtime import Runtime, open_runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, runtime: Runtime | None = None
+) -> FastAPI:
+    """Build the app. The runtime is opened in the lifespan unless one is given."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or await open_runtime(settings, clock=clock)
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await rt.close()
+
+    app = FastAPI(
+        title="vdi-broker",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
+    app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    install_error_handlers(app)
+    app.include_router(auth_router)
+    app.include_router(audit_router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(rt: RuntimeDep) -> JSONResponse:
+        try:
+            async with rt.db.read() as s:
+                await s.execute(text("SELECT 1"))
+        except Exception as exc:  # any database failure means "not ready"
+            log.warning("readiness check failed: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(rt: RuntimeDep) -> Response:
+        return Response(await metrics.render(rt), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodySizeLimit)
+    return app

@@ -1,0 +1,47 @@
+"""GET /api/v1/admin/audit: the audit log for administrators, filtered and paged."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from broker.audit import log as audit
+from broker.deps import AdminDep, RuntimeDep
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+
+@router.get("/audit")
+async def list_audit(
+    _: AdminDep,
+    rt: RuntimeDep,
+    event: Annotated[str | None, Query(max_length=48)] = None,
+    result: Annotated[str | None, Query(max_length=48)] = None,
+    username: Annotated[str | None, Query(max_length=128)] = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    before_id: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    q = audit.AuditQuery(
+        event=event,
+        result=result,
+        username=username,
+        since=_aware(since),
+        until=_aware(until),
+        before_id=before_id,
+        limit=limit,
+    )
+    async with rt.db.read() as s:
+        events = await audit.query(s, q)
+    items = [audit.as_dict(e) for e in events]
+    next_before = items[-1]["id"] if len(items) == limit else None
+    return {"items": items, "next_before_id": next_before}
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value

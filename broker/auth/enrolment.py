@@ -1,0 +1,161 @@
+"""TOTP enrolment, self-service and by an administrator.
+
+Self-service: a right password for a user without TOTP opens an enrolment
+(a short-lived token, stored hashed). `enroll` makes a secret for it and shows it
+once (manual key, otpauth URI, QR); `confirm` with a valid code activates it and
+returns ten recovery codes, shown once. The step of the confirming code is stored
+as the last used step, so that code cannot also log in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from broker.audit import log as audit
+from broker.auth import qr, recovery, totp, websessions
+from broker.errors import Conflict, InvalidInput, NotFound, VdiError
+from broker.runtime import Runtime
+from broker.security.tokens import new_token, token_hash
+from broker.store.tables import Enrolment, User
+
+MAX_CONFIRM_ATTEMPTS = 5
+
+
+class EnrolmentInvalid(VdiError):
+    status, code = 401, "enrolment_invalid"
+
+
+@dataclass(frozen=True)
+class Setup:
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+@dataclass(frozen=True)
+class AdminEnrolment:
+    secret: str
+    otpauth_uri: str
+    qr_text: str
+    recovery_codes: list[str]
+
+
+def _enrolment_context(enrolment_id: int) -> str:
+    return f"enrolment:{enrolment_id}"
+
+
+def start(session: AsyncSession, user_id: int, now: dt.datetime, ttl_s: int) -> str:
+    """Open an enrolment for a user whose password was right; return its token."""
+    token = new_token()
+    session.add(
+        Enrolment(
+            user_id=user_id,
+            token_hash=token_hash(token),
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=ttl_s),
+        )
+    )
+    return token
+
+
+async def _open(s: AsyncSession, token: str, now: dt.datetime) -> tuple[Enrolment, User]:
+    row = (
+        await s.execute(
+            select(Enrolment, User)
+            .join(User, User.id == Enrolment.user_id)
+            .where(Enrolment.token_hash == token_hash(token))
+        )
+    ).first()
+    if row is None:
+        raise EnrolmentInvalid("This enrolment link is not valid; log in again.")
+    enrolment, user = row.tuple()
+    if enrolment.used_at is not None or enrolment.expires_at <= now:
+        raise EnrolmentInvalid("This enrolment has expired; log in again.")
+    if enrolment.attempts >= MAX_CONFIRM_ATTEMPTS:
+        raise EnrolmentInvalid("Too many wrong codes; log in again.")
+    if user.totp_secret is not None or user.disabled:
+        raise EnrolmentInvalid("This account cannot be enrolled now; log in again.")
+    return enrolment, user
+
+
+async def create_secret(rt: Runtime, token: str) -> Setup:
+    """Make (or make again) the secret of an open enrolment and show it."""
+    now = rt.clock.now()
+    async with rt.db.write() as s:
+        enrolment, user = await _open(s, token, now)
+        secret = totp.new_secret()
+        enrolment.totp_secret = rt.box.encrypt(secret, _enrolment_context(enrolment.id))
+        uri = totp.provisioning_uri(secret, user.name, rt.settings.totp_issuer)
+    return Setup(secret=secret, otpauth_uri=uri, qr_svg=qr.svg(uri))
+
+
+async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> list[str]:
+    """Activate the enrolment's secret with a valid code; return recovery codes."""
+    if not totp.is_well_formed(code):
+        raise InvalidInput("The code has six digits.", code="invalid_request")
+    now = rt.clock.now()
+    async with rt.db.write() as s:
+        enrolment, user = await _open(s, token, now)
+        if enrolment.totp_secret is None:
+            raise Conflict("Create the secret first.", code="enrolment_not_started")
+        secret = rt.box.decrypt(enrolment.totp_secret, _enrolment_context(enrolment.id))
+        verdict = totp.check(secret, code, now.timestamp(), None)
+        if verdict.verdict is not totp.Verdict.ACCEPT or verdict.step is None:
+            enrolment.attempts += 1
+            wrong = True
+        else:
+            wrong = False
+            step = max(verdict.step, user.totp_last_step or verdict.step)
+            activated = await s.execute(
+                update(User)
+                .where(User.id == user.id, User.totp_secret.is_(None))
+                .values(
+                    totp_secret=rt.box.encrypt(secret, totp.storage_context(user.id)),
+                    totp_last_step=step,
+                )
+            )
+            if activated.rowcount != 1:  # type: ignore[attr-defined]
+                raise EnrolmentInvalid("This account was enrolled meanwhile; log in again.")
+            enrolment.used_at = now
+            enrolment.totp_secret = None
+            codes = await recovery.replace_codes(s, rt.box, user.id)
+            audit.record(
+                s,
+                now,
+                "totp_enrolled",
+                username=user.name,
+                source_ip=source_ip,
+                detail={"path": "self_service"},
+            )
+    if wrong:
+        raise InvalidInput(
+            "The code is not right; check the time on your phone.", code="invalid_code"
+        )
+    return codes
+
+
+async def admin_enrol(rt: Runtime, name: str, actor: str, *, replace: bool) -> AdminEnrolment:
+    """Give a user a new TOTP secret and recovery codes (the administrator hands them over)."""
+    now = rt.clock.now()
+    secret = totp.new_secret()
+    async with rt.db.write() as s:
+        user = await s.scalar(select(User).where(User.name == name))
+        if user is None:
+            raise NotFound(f"There is no user {name!r}.")
+        if user.totp_secret is not None and not replace:
+            raise Conflict(
+                f"{name} already has TOTP; use `user reset-totp` or --replace.",
+                code="already_enrolled",
+            )
+        user.totp_secret = rt.box.encrypt(secret, totp.storage_context(user.id))
+        await websessions.revoke_all(s, user.id, now)
+        codes = await recovery.replace_codes(s, rt.box, user.id)
+        audit.record(
+            s, now, "totp_enrolled", username=user.name, actor=actor, detail={"path": "admin"}
+        )
+    uri = totp.provisioning_uri(secret, name, rt.settings.totp_issuer)
+    return AdminEnrolment(secret, uri, qr.terminal(uri), codes)

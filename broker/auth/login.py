@@ -1,0 +1,237 @@
+"""Password + TOTP login: the order of checks and what is stored and audited.
+
+Every wrong factor gives the same 401 `invalid_credentials`; an unknown user
+costs the same argon2 verification as a known one. A TOTP replay is answered
+like a wrong code and audited as `totp_replay`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from broker.audit import log as audit
+from broker.auth import enrolment, lockout, recovery, totp, websessions
+from broker.domain import LoginResult
+from broker.errors import Forbidden, Locked, RateLimited, Unauthorized
+from broker.names import normalise_user_name
+from broker.runtime import Runtime
+from broker.store.tables import User
+
+INVALID = "invalid_credentials"
+INVALID_MESSAGE = "User name, password or code is wrong."
+
+
+@dataclass(frozen=True)
+class Client:
+    ip: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+    code: str | None = None
+    recovery_code: str | None = None
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    user: User
+    web: websessions.NewWebSession
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, int(seconds + 0.999)))}
+
+
+async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
+    now = rt.clock.now()
+    typed = creds.username
+    wait = rt.login_limiter.hit(client.ip or "unknown")
+    if wait is not None:
+        await _audit_only(rt, now, LoginResult.RATE_LIMITED, typed, client)
+        raise RateLimited("Too many login attempts; try again later.", headers=retry_after(wait))
+
+    async with rt.db.read() as s:
+        user = await s.scalar(select(User).where(User.name == normalise_user_name(typed)))
+
+    if user is None or user.password_hash is None:
+        await rt.hasher.verify_dummy(creds.password)
+        await _audit_only(
+            rt, now, LoginResult.INVALID_CREDENTIALS, typed, client, {"reason": "unknown_user"}
+        )
+        raise Unauthorized(INVALID_MESSAGE, code=INVALID)
+
+    if user.disabled or (user.locked_until is not None and user.locked_until > now):
+        await _audit_only(rt, now, LoginResult.LOCKED, typed, client)
+        headers = {} if user.disabled else retry_after((user.locked_until - now).total_seconds())  # type: ignore[operator]
+        raise Locked("This account is locked.", code="locked", headers=headers)
+
+    matches, needs_rehash = await rt.hasher.verify(user.password_hash, creds.password)
+    if not matches:
+        await _fail(rt, user, now, typed, client, "wrong_password")
+        raise Unauthorized(INVALID_MESSAGE, code=INVALID)
+
+    if user.totp_secret is None:
+        async with rt.db.write() as s:
+            token = enrolment.start(s, user.id, now, rt.settings.enrolment_token_ttl_s)
+            audit.record(
+                s,
+                now,
+                "login",
+                result=LoginResult.ENROLLMENT_REQUIRED,
+                username=typed,
+                source_ip=client.ip,
+                user_agent=client.user_agent,
+            )
+        rt.telemetry.login(LoginResult.ENROLLMENT_REQUIRED)
+        raise Forbidden(
+            "Set up your authenticator app to finish logging in.",
+            code="totp_enrollment_required",
+            extra={"enrolment_token": token, "expires_in": rt.settings.enrolment_token_ttl_s},
+        )
+
+    new_hash = await rt.hasher.hash(creds.password) if needs_rehash else None
+    async with rt.db.write() as s:
+        second = await _second_factor(rt, s, user, creds, now)
+        if second == "ok":
+            await s.execute(
+                update(User)
+                .where(User.id == user.id)
+                .values(
+                    failed_logins=0,
+                    locked_until=None,
+                    last_login_at=now,
+                    **({"password_hash": new_hash} if new_hash else {}),
+                )
+            )
+            web = websessions.create(
+                s, rt.box, user.id, now, source_ip=client.ip, user_agent=client.user_agent
+            )
+            audit.record(
+                s,
+                now,
+                "login",
+                result=LoginResult.SUCCESS,
+                username=typed,
+                source_ip=client.ip,
+                user_agent=client.user_agent,
+                detail={
+                    "factor": "recovery" if creds.recovery_code else "totp",
+                    **({"rehashed": True} if new_hash else {}),
+                },
+            )
+            if creds.recovery_code:
+                audit.record(s, now, "recovery_code_used", username=user.name, source_ip=client.ip)
+    if second == "ok":
+        rt.telemetry.login(LoginResult.SUCCESS)
+        return LoggedIn(user, web)
+
+    reason = "totp_replay" if second == "replay" else "wrong_code"
+    await _fail(rt, user, now, typed, client, reason)
+    raise Unauthorized(INVALID_MESSAGE, code=INVALID)
+
+
+async def _second_factor(
+    rt: Runtime, s: AsyncSession, user: User, creds: Credentials, now: dt.datetime
+) -> str:
+    """'ok', 'replay' or 'wrong'; on 'ok' the code is spent inside this transaction."""
+    if creds.recovery_code:
+        ok = await recovery.use_code(s, rt.box, user.id, creds.recovery_code, now)
+        return "ok" if ok else "wrong"
+    assert user.totp_secret is not None
+    secret = rt.box.decrypt(user.totp_secret, totp.storage_context(user.id))
+    verdict = totp.check(secret, creds.code or "", now.timestamp(), user.totp_last_step)
+    if verdict.verdict is totp.Verdict.WRONG:
+        return "wrong"
+    if verdict.verdict is totp.Verdict.REPLAY:
+        return "replay"
+    # The step only rises, and only one request can raise it to this value:
+    # a parallel request with the same code finds the row already updated.
+    result = await s.execute(
+        update(User)
+        .where(
+            User.id == user.id,
+            or_(User.totp_last_step.is_(None), User.totp_last_step < verdict.step),
+        )
+        .values(totp_last_step=verdict.step)
+    )
+    return "ok" if result.rowcount == 1 else "replay"  # type: ignore[attr-defined]
+
+
+async def _fail(
+    rt: Runtime, user: User, now: dt.datetime, typed: str, client: Client, reason: str
+) -> None:
+    settings = rt.settings
+    result = LoginResult.REPLAY if reason == "totp_replay" else LoginResult.INVALID_CREDENTIALS
+    async with rt.db.write() as s:
+        failures = await s.scalar(
+            update(User)
+            .where(User.id == user.id)
+            .values(failed_logins=User.failed_logins + 1)
+            .returning(User.failed_logins)
+        )
+        lock_s = lockout.lock_seconds(
+            failures or 0,
+            threshold=settings.lockout_threshold,
+            base_s=settings.lockout_base_delay_s,
+            max_s=settings.lockout_max_delay_s,
+        )
+        if lock_s is not None:
+            until = now + dt.timedelta(seconds=lock_s)
+            await s.execute(update(User).where(User.id == user.id).values(locked_until=until))
+            audit.record(
+                s,
+                now,
+                "account_locked",
+                username=user.name,
+                source_ip=client.ip,
+                detail={"failures": failures, "seconds": lock_s},
+            )
+        if reason == "totp_replay":
+            audit.record(
+                s,
+                now,
+                "totp_replay",
+                username=user.name,
+                source_ip=client.ip,
+                user_agent=client.user_agent,
+            )
+        audit.record(
+            s,
+            now,
+            "login",
+            result=LoginResult.INVALID_CREDENTIALS,
+            username=typed,
+            source_ip=client.ip,
+            user_agent=client.user_agent,
+            detail={"reason": reason},
+        )
+    rt.telemetry.login(result)
+
+
+async def _audit_only(
+    rt: Runtime,
+    now: dt.datetime,
+    result: LoginResult,
+    typed: str,
+    client: Client,
+    detail: dict[str, str] | None = None,
+) -> None:
+    async with rt.db.write() as s:
+        audit.record(
+            s,
+            now,
+            "login",
+            result=result,
+            username=typed,
+            source_ip=client.ip,
+            user_agent=client.user_agent,
+            detail=detail,
+        )
+    rt.telemetry.login(result)

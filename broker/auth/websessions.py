@@ -1,0 +1,137 @@
+"""Server-side web sessions behind the session cookie.
+
+The cookie carries 256 random bits; the table keeps only their SHA-256. A login
+always creates a new id (no fixation); logout and locking a user revoke. A
+session ends after `session_idle_timeout_s` without requests and, regardless,
+`session_absolute_timeout_s` after login.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from broker.config import Settings
+from broker.security.crypto import SecretBox
+from broker.security.tokens import new_token, same, token_hash
+from broker.store.tables import User, WebSession
+
+# Writing last_seen_at on every request would make every GET a write; a minute
+# of imprecision in the idle timeout is harmless.
+TOUCH_AFTER = dt.timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class NewWebSession:
+    cookie_value: str
+    csrf_token: str
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    idle: dt.timedelta
+    absolute: dt.timedelta
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Timeouts:
+        return cls(
+            idle=dt.timedelta(seconds=settings.session_idle_timeout_s),
+            absolute=dt.timedelta(seconds=settings.session_absolute_timeout_s),
+        )
+
+
+def cookie_name(secure: bool) -> str:
+    # Browsers only accept the __Host- prefix on Secure cookies.
+    return "__Host-vdi_session" if secure else "vdi_session"
+
+
+def csrf_token(box: SecretBox, id_hash: str) -> str:
+    """The session's CSRF token: derived, so pages can embed it without storing it."""
+    return box.keyed_hash(f"csrf:{id_hash}")
+
+
+def create(
+    session: AsyncSession,
+    box: SecretBox,
+    user_id: int,
+    now: dt.datetime,
+    *,
+    source_ip: str | None,
+    user_agent: str | None,
+) -> NewWebSession:
+    cookie_value = new_token()
+    id_hash = token_hash(cookie_value)
+    session.add(
+        WebSession(
+            id_hash=id_hash,
+            user_id=user_id,
+            created_at=now,
+            last_seen_at=now,
+            source_ip=source_ip,
+            user_agent=(user_agent or "")[:256] or None,
+        )
+    )
+    return NewWebSession(cookie_value, csrf_token(box, id_hash))
+
+
+def is_expired(ws: WebSession, now: dt.datetime, timeouts: Timeouts) -> bool:
+    return (
+        ws.revoked_at is not None
+        or now - ws.last_seen_at >= timeouts.idle
+        or now - ws.created_at >= timeouts.absolute
+    )
+
+
+async def resolve(
+    session: AsyncSession, cookie_value: str, now: dt.datetime, timeouts: Timeouts
+) -> tuple[WebSession, User] | None:
+    """The live web session and its user for a cookie value, or None."""
+    row = (
+        await session.execute(
+            select(WebSession, User)
+            .join(User, User.id == WebSession.user_id)
+            .where(WebSession.id_hash == token_hash(cookie_value))
+        )
+    ).first()
+    if row is None:
+        return None
+    ws, user = row.tuple()
+    if is_expired(ws, now, timeouts) or user.disabled:
+        return None
+    return ws, user
+
+
+def csrf_matches(box: SecretBox, ws: WebSession, token: str | None) -> bool:
+    if not token:
+        return False
+    return any(same(expected, token) for expected in box.keyed_hashes(f"csrf:{ws.id_hash}"))
+
+
+def needs_touch(ws: WebSession, now: dt.datetime) -> bool:
+    return now - ws.last_seen_at >= TOUCH_AFTER
+
+
+async def touch(session: AsyncSession, id_hash: str, now: dt.datetime) -> None:
+    await session.execute(
+        update(WebSession).where(WebSession.id_hash == id_hash).values(last_seen_at=now)
+    )
+
+
+async def revoke(session: AsyncSession, id_hash: str, now: dt.datetime) -> None:
+    await session.execute(
+        update(WebSession)
+        .where(WebSession.id_hash == id_hash, WebSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def revoke_all(session: AsyncSession, user_id: int, now: dt.datetime) -> int:
+    result = await session.execute(
+        update(WebSession)
+        .where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,204 @@
+"""The broker's one typed settings object.
+
+Sources, highest priority first: keyword arguments (tests), `VDI_*` environment
+variables, the TOML file given with `--config`, the defaults below. TOML keys are
+the field names (`http_port = 8443`); nested groups are TOML tables
+(`[load_index]`) and `VDI_LOAD_INDEX__CPU_WEIGHT` in the environment.
+
+Settings are built once at start-up and handed to the app; nothing else reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+# OWASP ASVS 5 / OWASP password storage cheat sheet minimum for argon2id.
+ARGON2_MIN_MEMORY_KIB = 19456
+ARGON2_MIN_TIME_COST = 2
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "vdi_config_file", default=None
+)
+
+
+def default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "vdi-broker"
+
+
+class LoadIndexSettings(BaseModel):
+    """Weights and thresholds of the load index (see DESIGN.md, "Load index")."""
+
+    cpu_idle: float = Field(0.1, ge=0, lt=1, description="CPU ratio that counts as idle")
+    cpu_span: float = Field(0.8, gt=0, le=1, description="CPU ratio span from idle to full")
+    memory_full_ratio: float = Field(0.9, gt=0, le=1)
+    logon_tolerance: int = Field(2, ge=1, description="pending logons that make a host busy")
+    others_weight: float = Field(0.1, ge=0, le=1, description="weight of the non-highest parts")
+    team_penalty: float = Field(1.0, ge=0, description="added per critical-team member on host")
+
+
+class LdapSettings(BaseModel):
+    """Directory login (LDAP / Active Directory); off while `url` is empty."""
+
+    url: str = ""
+    start_tls: bool = False
+    ca_file: Path | None = None
+    bind_dn: str = ""
+    bind_password_file: Path | None = None
+    user_base: str = ""
+    user_filter: str = "(&(objectClass=person)(uid={username}))"
+    group_attribute: str = "memberOf"
+    department_attribute: str = "departmentNumber"
+    admin_groups: list[str] = []
+    staff_groups: list[str] = []
+    field_groups: list[str] = []
+    priority_groups: dict[str, str] = {}
+    team_groups: dict[str, str] = {}
+    department_groups: dict[str, str] = {}
+    timeout_s: float = Field(5.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VDI_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)
+    public_url: str | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    trusted_proxies: list[str] = []
+
+    gateway_enabled: bool = True
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(2222, ge=0, le=65535)
+    gateway_public_host: str | None = None
+    gateway_login_timeout_s: float = Field(30.0, gt=0)
+    gateway_idle_timeout_s: float = Field(0.0, ge=0, description="0: no idle-traffic timeout")
+    ticket_ttl_s: float = Field(60.0, gt=0, le=600)
+
+    cookie_secure: bool = True
+    session_idle_timeout_s: int = Field(30 * 60, ge=60)
+    session_absolute_timeout_s: int = Field(10 * 3600, ge=300)
+    enrolment_token_ttl_s: int = Field(10 * 60, ge=60, le=3600)
+
+    totp_issuer: str = Field("VDI", min_length=1, max_length=64)
+    argon2_memory_kib: int = Field(ARGON2_MIN_MEMORY_KIB, ge=ARGON2_MIN_MEMORY_KIB)
+    argon2_time_cost: int = Field(ARGON2_MIN_TIME_COST, ge=ARGON2_MIN_TIME_COST)
+    argon2_parallelism: int = Field(1, ge=1)
+    argon2_threads: int = Field(0, ge=0, description="0: one per CPU core")
+
+    lockout_threshold: int = Field(5, ge=1)
+    lockout_base_delay_s: int = Field(30, ge=1)
+    lockout_max_delay_s: int = Field(3600, ge=1)
+    login_rate_limit: int = Field(30, ge=1, description="login attempts per source and window")
+    login_rate_window_s: int = Field(60, ge=1)
+
+    report_interval: float = Field(10.0, gt=0, le=3600)
+    host_down_after_missed: int = Field(3, ge=1)
+    host_lost_grace_s: float = Field(300.0, ge=0)
+    report_max_clock_skew_s: float = Field(300.0, gt=0)
+    pending_timeout_s: float = Field(300.0, gt=0)
+    job_interval_s: float = Field(5.0, gt=0)
+
+    timezone: str = "Europe/Berlin"
+    language: Literal["de", "en"] = "de"
+    audit_retention_days: int = Field(365, ge=1)
+    log_level: str = "INFO"
+
+    load_index: LoadIndexSettings = LoadIndexSettings()
+    ldap: LdapSettings = LdapSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    # -- derived values ---------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        """The SQLAlchemy URL, with the async driver filled in."""
+        if not self.database_url:
+            return f"sqlite+aiosqlite:///{self.data_dir / 'vdi-broker.sqlite3'}"
+        return normalise_database_url(self.database_url)
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    @property
+    def gateway_host_key_file(self) -> Path:
+        return self.data_dir / "gateway_host_key"
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_cert_file else "http"
+        return f"{scheme}://{self.http_host}:{self.http_port}"
+
+    @property
+    def effective_gateway_public_host(self) -> str:
+        return self.gateway_public_host or self.gateway_host
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs people write and give SQLAlchemy the async driver."""
+    for plain, async_url in (
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return async_url + url[len(plain) :]
+    return url
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from keyword overrides, the environment and a TOML file."""
+    if config_file is not None and not config_file.is_file():
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+    token = _config_file.set(config_file)
+    try:
+        return Settings(**overrides)
+    finally:
+        _config_file.reset(token)

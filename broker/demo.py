@@ -1,0 +1,178 @@
+"""`vdi-broker demo`: the whole product on one machine, on SQLite.
+
+Starts from a fresh database in the demo directory (the key file and gateway
+host key are kept, so fingerprints stay the same between runs), creates demo
+users with TOTP, pools and a simulated host, starts that host's agent, prints
+how to log in and serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from broker.auth import enrolment
+from broker.config import Settings, load_settings
+from broker.domain import PoolType, Protocol, Role, WorkMode
+from broker.hosts import service as hosts
+from broker.pools import service as pools
+from broker.runtime import Runtime, open_runtime
+from broker.serve import configure_logging, uvicorn_config
+from broker.users import service as users
+
+DEMO_HOST = "demo-host-1"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    name: str
+    department: str
+    role: Role
+    work_mode: WorkMode
+    what: str
+
+
+DEMO_USERS = (
+    DemoUser("anna", "Bürgerbüro", Role.STAFF, WorkMode.HOME, "works from home"),
+    DemoUser("felix", "Bauhof", Role.STAFF, WorkMode.FIELD, "field worker (building yard)"),
+    DemoUser("admin", "IT", Role.ADMIN, WorkMode.HOME, "administrator"),
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: DemoUser
+    password: str
+    enrolment: enrolment.AdminEnrolment
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def pick_port(wanted: int, what: str) -> int:
+    if wanted and port_is_free("127.0.0.1", wanted):
+        return wanted
+    port = free_port()
+    if wanted:
+        print(f"Port {wanted} is taken; the {what} uses port {port} instead.")
+    return port
+
+
+def fresh_database(data_dir: Path) -> None:
+    for path in data_dir.glob("vdi-broker.sqlite3*"):
+        path.unlink()
+
+
+async def seed(rt: Runtime, data_dir: Path) -> tuple[list[Credentials], Path]:
+    creds = []
+    for demo in DEMO_USERS:
+        password = f"demo-{secrets.token_urlsafe(9)}"
+        new = users.NewUser(demo.name, demo.department, demo.role, demo.work_mode)
+        await users.add(rt, new, password, "demo")
+        enrolled = await enrolment.admin_enrol(rt, demo.name, "demo", replace=False)
+        creds.append(Credentials(demo, password, enrolled))
+    await pools.add(
+        rt,
+        pools.NewPool("Verwaltung", PoolType.FLOATING, Protocol.RDP, 10, ["Bürgerbüro", "IT"]),
+        "demo",
+    )
+    await pools.add(
+        rt,
+        pools.NewPool("Außendienst", PoolType.FLOATING, Protocol.RDP, 4, ["Bauhof"], field=True),
+        "demo",
+    )
+    token = await hosts.add(rt, DEMO_HOST, "demo")
+    token_file = data_dir / "agent.token"
+    token_file.unlink(missing_ok=True)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return creds, token_file
+
+
+def banner(settings: Settings, creds: list[Credentials]) -> str:
+    lines = [
+        "",
+        "vdi-broker demo is running.",
+        f"  Portal:  {settings.effective_public_url}/",
+        f"  API:     {settings.effective_public_url}/api/v1",
+        f"  Metrics: {settings.effective_public_url}/metrics",
+        f"  Gateway: ssh://{settings.gateway_host}:{settings.gateway_port}",
+        f"  Data:    {settings.data_dir}",
+        "",
+        "Add each account to an authenticator app (scan the QR code or type the key):",
+    ]
+    for c in creds:
+        lines += [
+            "",
+            f"== {c.user.name} ({c.user.what}, {c.user.department})",
+            f"   password:  {c.password}",
+            f"   key:       {c.enrolment.secret}",
+            f"   otpauth:   {c.enrolment.otpauth_uri}",
+            f"   recovery:  {', '.join(c.enrolment.recovery_codes[:2])} ...",
+            c.enrolment.qr_text,
+        ]
+    lines += [
+        "Without a phone: oathtool --totp -b KEY prints the current code.",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> None:
+    rt = await open_runtime(settings)
+    try:
+        creds, _token_file = await seed(rt, settings.data_dir)
+    finally:
+        await rt.close()
+    server = uvicorn.Server(uvicorn_config(settings))
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.05)
+    if not serving.done():
+        print(banner(settings, creds), flush=True)
+    await serving
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    data_dir = args.dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fresh_database(data_dir)
+    settings = load_settings(
+        None,
+        data_dir=data_dir,
+        database_url=None,
+        http_host="127.0.0.1",
+        http_port=pick_port(args.port, "portal"),
+        gateway_host="127.0.0.1",
+        gateway_port=pick_port(args.gateway_port, "SSH gateway"),
+        cookie_secure=False,  # plain http on localhost only
+        totp_issuer="VDI Demo",
+        report_interval=5.0,
+    )
+    configure_logging("WARNING")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(settings, args))
+    return 0

@@ -1,0 +1,68 @@
+"""Everything a running broker holds, built once from the settings.
+
+The HTTP app, the CLI, the gateway and the background jobs all get their
+dependencies from one `Runtime`, so tests can build one with a fake clock and a
+database of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from broker.auth.passwords import PasswordHasher
+from broker.auth.ratelimit import SlidingWindowLimiter
+from broker.clock import Clock, SystemClock
+from broker.config import Settings
+from broker.security.crypto import SecretBox
+from broker.store import migrate
+from broker.store.db import Database
+from broker.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    clock: Clock
+    box: SecretBox
+    hasher: PasswordHasher
+    login_limiter: SlidingWindowLimiter
+    telemetry: Telemetry = field(default_factory=Telemetry)
+
+    async def close(self) -> None:
+        self.hasher.close()
+        await self.db.dispose()
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+async def open_runtime(
+    settings: Settings, *, clock: Clock | None = None, migrate_schema: bool = True
+) -> Runtime:
+    """Create the data directory and key file if needed, connect, migrate."""
+    prepare_data_dir(settings)
+    clock = clock or SystemClock()
+    box = SecretBox.from_file(settings.key_file, create=True)
+    db = Database(settings.effective_database_url)
+    if migrate_schema:
+        await migrate.upgrade(db)
+    hasher = PasswordHasher(
+        memory_kib=settings.argon2_memory_kib,
+        time_cost=settings.argon2_time_cost,
+        parallelism=settings.argon2_parallelism,
+        threads=settings.argon2_threads or os.cpu_count() or 1,
+    )
+    limiter = SlidingWindowLimiter(
+        settings.login_rate_limit,
+        settings.login_rate_window_s,
+        now=lambda: clock.now().timestamp(),
+    )
+    return Runtime(
+        settings=settings, db=db, clock=clock, box=box, hasher=hasher, login_limiter=limiter
+    )

@@ -1,0 +1,48 @@
+"""Run the broker: uvicorn serving the app (whose lifespan starts jobs and gateway)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+import uvicorn
+
+from broker.app import create_app
+from broker.config import Settings
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    # Access logs carry query strings and paths only, never bodies, but they are
+    # noisy at INFO; operators get them at DEBUG.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def uvicorn_config(settings: Settings, sock: socket.socket | None = None) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        proxy_headers=False,  # the broker decides itself which proxies to trust
+        server_header=False,
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    server = uvicorn.Server(uvicorn_config(settings))
+    await server.serve()
+
+
+def run_server(settings: Settings) -> int:
+    configure_logging(settings.log_level)
+    asyncio.run(serve(settings))
+    return 0

@@ -1,0 +1,229 @@
+"""The broker's tables (SQLAlchemy 2 declarative models).
+
+These are storage records, not domain objects: services read them and hand plain
+dataclasses to the pure domain functions. Every schema change here needs an
+Alembic migration in `broker/migrations/versions/`; `tests/integration/
+test_migrations.py` fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from broker.store.types import BigIntPK, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Sessions in these states hold their desktop; "ended" frees it.
+OPEN_SESSION = text("state <> 'ended'")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    department: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(8), default="staff")
+    work_mode: Mapped[str] = mapped_column(String(8), default="home")
+    priority_class: Mapped[str | None] = mapped_column(String(64))
+    team: Mapped[str | None] = mapped_column(String(64))
+    auth_source: Mapped[str] = mapped_column(String(8), default="local")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    # AES-GCM ciphertext (see broker.security.crypto); never the plain secret.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    # Highest TOTP time step ever accepted; only ever rises (replay rule).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime]
+    last_login_at: Mapped[dt.datetime | None]
+
+
+class RecoveryCode(Base):
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Keyed hash (HMAC with the broker key) so a database dump alone cannot be brute-forced.
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    used_at: Mapped[dt.datetime | None]
+
+
+class Enrolment(Base):
+    """A self-service TOTP enrolment in progress, opened by a right password."""
+
+    __tablename__ = "enrolments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    # Wrong confirmation codes so far; the enrolment dies after a few.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+
+class Pool(Base):
+    __tablename__ = "pools"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    type: Mapped[str] = mapped_column(String(16))
+    protocol: Mapped[str] = mapped_column(String(8))
+    max_sessions: Mapped[int] = mapped_column(Integer)
+    field: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime]
+
+
+class PoolEntitlement(Base):
+    """Who may use a pool: a department or a single user. No rows: everybody."""
+
+    __tablename__ = "pool_entitlements"
+    __table_args__ = (UniqueConstraint("pool_id", "kind", "value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(64))
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    agent_version: Mapped[str | None] = mapped_column(String(64))
+    last_report_at: Mapped[dt.datetime | None]
+    last_seq: Mapped[int | None] = mapped_column(BigInteger)
+    # The latest report's metrics, as the agent sent them (agent.protocol).
+    metrics: Mapped[dict[str, Any] | None]
+    created_at: Mapped[dt.datetime]
+
+
+class Desktop(Base):
+    __tablename__ = "desktops"
+    __table_args__ = (UniqueConstraint("host_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    pool_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pools.id", ondelete="SET NULL"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    power_state: Mapped[str] = mapped_column(String(16), default="unknown")
+    address: Mapped[str | None] = mapped_column(String(64))
+    port: Mapped[int | None] = mapped_column(Integer)
+    probe_ok: Mapped[bool | None] = mapped_column(Boolean)
+    probe_latency_s: Mapped[float | None] = mapped_column(Float)
+    missing: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Persistent pools: the user who owns this desktop.
+    assigned_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    needs_reset: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime]
+
+
+class Session(Base):
+    """A user's use of a desktop: pending → active ⇄ disconnected → ended."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        # The two promises of assignment, kept by the database itself.
+        Index(
+            "uq_sessions_open_desktop",
+            "desktop_id",
+            unique=True,
+            sqlite_where=OPEN_SESSION,
+            postgresql_where=OPEN_SESSION,
+        ),
+        Index(
+            "uq_sessions_open_user_pool",
+            "user_id",
+            "pool_id",
+            unique=True,
+            sqlite_where=OPEN_SESSION,
+            postgresql_where=OPEN_SESSION,
+        ),
+        Index("ix_sessions_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id", ondelete="CASCADE"))
+    desktop_id: Mapped[int | None] = mapped_column(ForeignKey("desktops.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16))
+    work_mode: Mapped[str] = mapped_column(String(8))
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime]
+    activated_at: Mapped[dt.datetime | None]
+    disconnected_at: Mapped[dt.datetime | None]
+    ended_at: Mapped[dt.datetime | None]
+    last_activity_at: Mapped[dt.datetime | None]
+
+
+class WebSession(Base):
+    """A logged-in browser or API client. Only the hash of the cookie value is kept."""
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime]
+    last_seen_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(256))
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    event: Mapped[str] = mapped_column(String(48), index=True)
+    result: Mapped[str | None] = mapped_column(String(48))
+    # The user name as typed (escaped), or the user acted upon.
+    username: Mapped[str | None] = mapped_column(String(128), index=True)
+    actor: Mapped[str | None] = mapped_column(String(128))
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None]

@@ -1,0 +1,43 @@
+"""Column types shared by the tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Integer
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the database.
+
+    SQLite has no time zones, so values are stored there as naive UTC and given
+    their zone back on the way out. Naive datetimes are refused on the way in:
+    they are a bug waiting to happen.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, dt.datetime) or value.tzinfo is None:
+            raise ValueError("UTCDateTime needs a timezone-aware datetime")
+        utc: dt.datetime = value.astimezone(dt.UTC)
+        if dialect.name == "sqlite":
+            return utc.replace(tzinfo=None)
+        return utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, dt.datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)

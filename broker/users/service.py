@@ -1,0 +1,143 @@
+"""Managing users: add, list, lock, unlock, reset TOTP (used by the CLI and admin API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from broker.audit import log as audit
+from broker.auth import websessions
+from broker.auth.passwords import check_new_password
+from broker.domain import Role, WorkMode
+from broker.errors import Conflict, NotFound
+from broker.names import check_label, check_user_name
+from broker.runtime import Runtime
+from broker.store.tables import RecoveryCode, User
+
+
+@dataclass(frozen=True)
+class NewUser:
+    name: str
+    department: str
+    role: Role = Role.STAFF
+    work_mode: WorkMode = WorkMode.HOME
+    priority_class: str | None = None
+    team: str | None = None
+
+
+def validate(new: NewUser) -> NewUser:
+    return NewUser(
+        name=check_user_name(new.name),
+        department=check_label(new.department, "department"),
+        role=Role(new.role),
+        work_mode=WorkMode(new.work_mode),
+        priority_class=check_label(new.priority_class, "priority class")
+        if new.priority_class
+        else None,
+        team=check_label(new.team, "team") if new.team else None,
+    )
+
+
+async def add(rt: Runtime, new: NewUser, password: str | None, actor: str) -> User:
+    """Create a local user. The password is checked and hashed before anything is stored."""
+    new = validate(new)
+    password_hash = None
+    if password is not None:
+        check_new_password(password, new.name)
+        password_hash = await rt.hasher.hash(password)
+    now = rt.clock.now()
+    user = User(
+        name=new.name,
+        department=new.department,
+        role=new.role.value,
+        work_mode=new.work_mode.value,
+        priority_class=new.priority_class,
+        team=new.team,
+        password_hash=password_hash,
+        failed_logins=0,
+        disabled=False,
+        created_at=now,
+    )
+    try:
+        async with rt.db.write() as s:
+            s.add(user)
+            await s.flush()
+            audit.record(
+                s,
+                now,
+                "user_added",
+                username=new.name,
+                actor=actor,
+                detail={
+                    "department": new.department,
+                    "role": new.role.value,
+                    "work_mode": new.work_mode.value,
+                },
+            )
+    except IntegrityError as exc:
+        raise Conflict(f"A user named {new.name!r} exists already.", code="exists") from exc
+    return user
+
+
+async def list_all(rt: Runtime) -> list[User]:
+    async with rt.db.read() as s:
+        return list((await s.scalars(select(User).order_by(User.name))).all())
+
+
+async def _get(s: Any, name: str) -> User:
+    user: User | None = await s.scalar(select(User).where(User.name == name.strip().lower()))
+    if user is None:
+        raise NotFound(f"There is no user {name!r}.")
+    return user
+
+
+async def set_locked(rt: Runtime, name: str, locked: bool, actor: str) -> User:
+    """Lock (and log out everywhere) or unlock a user; unlocking also clears failures."""
+    now = rt.clock.now()
+    async with rt.db.write() as s:
+        user = await _get(s, name)
+        user.disabled = locked
+        if locked:
+            await websessions.revoke_all(s, user.id, now)
+        else:
+            user.failed_logins = 0
+            user.locked_until = None
+        audit.record(
+            s, now, "user_locked" if locked else "user_unlocked", username=user.name, actor=actor
+        )
+    return user
+
+
+async def reset_totp(rt: Runtime, name: str, actor: str) -> User:
+    """Forget the user's TOTP secret and recovery codes; the next login enrols again."""
+    now = rt.clock.now()
+    async with rt.db.write() as s:
+        user = await _get(s, name)
+        user.totp_secret = None
+        await s.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        await websessions.revoke_all(s, user.id, now)
+        audit.record(s, now, "totp_reset", username=user.name, actor=actor)
+    return user
+
+
+def as_dict(user: User, now: Any = None) -> dict[str, Any]:
+    locked = user.disabled or (
+        now is not None and user.locked_until is not None and user.locked_until > now
+    )
+    return {
+        "name": user.name,
+        "department": user.department,
+        "role": user.role,
+        "work_mode": user.work_mode,
+        "priority_class": user.priority_class,
+        "team": user.team,
+        "auth_source": user.auth_source,
+        "totp_enrolled": user.totp_secret is not None,
+        "locked": locked,
+        "disabled": user.disabled,
+        "failed_logins": user.failed_logins,
+        "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
+    }
