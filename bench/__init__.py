@@ -1,0 +1,1 @@
+"""Benchmarks. Run `python -m bench [NAME ...]`; see bench/__main__.py."""
