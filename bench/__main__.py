@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import importlib
 import json
+import os
 import pkgutil
 import platform
 import sys
@@ -66,7 +67,7 @@ def main() -> int:
             "ran_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "seconds": round(time.perf_counter() - started, 1),
             "quick": args.quick,
-            "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+            "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
             "figures": [f.as_dict() for f in figures],
         }
     print_table(all_figures)
