@@ -18,7 +18,7 @@ from broker.auth.router import router as auth_router
 from broker.clock import Clock
 from broker.config import Settings
 from broker.deps import RuntimeDep
-from broker.errors import install_error_handlers
+from broker.http_errors import install_error_handlers
 from broker.middleware import BodySizeLimit, SecurityHeaders
 from broker.net import parse_networks
 from broker.runtime import Runtime, open_runtime
@@ -50,6 +50,8 @@ def create_app(
         openapi_url="/api/v1/openapi.json",
     )
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    if runtime is not None:
+        app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(auth_router)
     app.include_router(audit_router)

@@ -25,7 +25,7 @@ from broker.domain import PoolType, Protocol, Role, WorkMode
 from broker.hosts import service as hosts
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
-from broker.serve import configure_logging, uvicorn_config
+from broker.serve import configure_logging, run_async, uvicorn_config
 from broker.users import service as users
 
 DEMO_HOST = "demo-host-1"
@@ -174,5 +174,5 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     configure_logging("WARNING")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(settings, args))
+        run_async(_run(settings, args))
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 import uvicorn
 
@@ -42,7 +44,18 @@ async def serve(settings: Settings) -> None:
     await server.serve()
 
 
+def run_async(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (uvicorn[standard] brings it on Linux)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
 def run_server(settings: Settings) -> int:
     configure_logging(settings.log_level)
-    asyncio.run(serve(settings))
+    run_async(serve(settings))
     return 0

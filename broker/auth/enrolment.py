@@ -72,7 +72,7 @@ async def _open(s: AsyncSession, token: str, now: dt.datetime) -> tuple[Enrolmen
     ).first()
     if row is None:
         raise EnrolmentInvalid("This enrolment link is not valid; log in again.")
-    enrolment, user = row.tuple()
+    enrolment, user = row
     if enrolment.used_at is not None or enrolment.expires_at <= now:
         raise EnrolmentInvalid("This enrolment has expired; log in again.")
     if enrolment.attempts >= MAX_CONFIRM_ATTEMPTS:
@@ -123,7 +123,7 @@ async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> 
             enrolment.used_at = now
             enrolment.totp_secret = None
             codes = await recovery.replace_codes(s, rt.box, user.id)
-            audit.record(
+            await audit.record(
                 s,
                 now,
                 "totp_enrolled",
@@ -154,7 +154,7 @@ async def admin_enrol(rt: Runtime, name: str, actor: str, *, replace: bool) -> A
         user.totp_secret = rt.box.encrypt(secret, totp.storage_context(user.id))
         await websessions.revoke_all(s, user.id, now)
         codes = await recovery.replace_codes(s, rt.box, user.id)
-        audit.record(
+        await audit.record(
             s, now, "totp_enrolled", username=user.name, actor=actor, detail={"path": "admin"}
         )
     uri = totp.provisioning_uri(secret, name, rt.settings.totp_issuer)

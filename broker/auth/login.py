@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, or_, select, update
 
 from broker.audit import log as audit
 from broker.auth import enrolment, lockout, recovery, totp, websessions
@@ -19,7 +19,8 @@ from broker.domain import LoginResult
 from broker.errors import Forbidden, Locked, RateLimited, Unauthorized
 from broker.names import normalise_user_name
 from broker.runtime import Runtime
-from broker.store.tables import User
+from broker.store.db import Executor
+from broker.store.tables import User, table
 
 INVALID = "invalid_credentials"
 INVALID_MESSAGE = "User name, password or code is wrong."
@@ -57,8 +58,7 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
         await _audit_only(rt, now, LoginResult.RATE_LIMITED, typed, client)
         raise RateLimited("Too many login attempts; try again later.", headers=retry_after(wait))
 
-    async with rt.db.read() as s:
-        user = await s.scalar(select(User).where(User.name == normalise_user_name(typed)))
+    user = await _find_user(rt, normalise_user_name(typed))
 
     if user is None or user.password_hash is None:
         await rt.hasher.verify_dummy(creds.password)
@@ -80,7 +80,7 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
     if user.totp_secret is None:
         async with rt.db.write() as s:
             token = enrolment.start(s, user.id, now, rt.settings.enrolment_token_ttl_s)
-            audit.record(
+            await audit.record(
                 s,
                 now,
                 "login",
@@ -97,23 +97,17 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
         )
 
     new_hash = await rt.hasher.hash(creds.password) if needs_rehash else None
-    async with rt.db.write() as s:
+    async with rt.db.write_conn() as s:
         second = await _second_factor(rt, s, user, creds, now)
         if second == "ok":
-            await s.execute(
-                update(User)
-                .where(User.id == user.id)
-                .values(
-                    failed_logins=0,
-                    locked_until=None,
-                    last_login_at=now,
-                    **({"password_hash": new_hash} if new_hash else {}),
+            if new_hash:
+                await s.execute(
+                    update(User).where(User.id == user.id).values(password_hash=new_hash)
                 )
-            )
-            web = websessions.create(
+            web = await websessions.create(
                 s, rt.box, user.id, now, source_ip=client.ip, user_agent=client.user_agent
             )
-            audit.record(
+            await audit.record(
                 s,
                 now,
                 "login",
@@ -127,7 +121,9 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
                 },
             )
             if creds.recovery_code:
-                audit.record(s, now, "recovery_code_used", username=user.name, source_ip=client.ip)
+                await audit.record(
+                    s, now, "recovery_code_used", username=user.name, source_ip=client.ip
+                )
     if second == "ok":
         rt.telemetry.login(LoginResult.SUCCESS)
         return LoggedIn(user, web)
@@ -137,13 +133,47 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
     raise Unauthorized(INVALID_MESSAGE, code=INVALID)
 
 
+# The statements of every login, built once: constructing and cache-keying a
+# fresh statement per call costs more CPU than running it.
+_users = table(User)
+_FIND_USER = select(_users).where(_users.c.name == bindparam("name"))
+_SUCCESS_VALUES: dict[str, Any] = {
+    "failed_logins": 0,
+    "locked_until": None,
+    "last_login_at": bindparam("now"),
+}
+_SPEND_STEP = (
+    update(_users)
+    .where(
+        _users.c.id == bindparam("uid"),
+        or_(_users.c.totp_last_step.is_(None), _users.c.totp_last_step < bindparam("step")),
+    )
+    .values(totp_last_step=bindparam("step"), **_SUCCESS_VALUES)
+)
+_RECORD_SUCCESS = update(_users).where(_users.c.id == bindparam("uid")).values(**_SUCCESS_VALUES)
+
+
+async def _find_user(rt: Runtime, name: str) -> User | None:
+    async with rt.db.read_conn() as conn:
+        row = (await conn.execute(_FIND_USER, {"name": name})).first()
+    # A detached instance: nothing is loaded lazily or written back through it.
+    return User(**row._mapping) if row is not None else None
+
+
 async def _second_factor(
-    rt: Runtime, s: AsyncSession, user: User, creds: Credentials, now: dt.datetime
+    rt: Runtime,
+    s: Executor,
+    user: User,
+    creds: Credentials,
+    now: dt.datetime,
 ) -> str:
-    """'ok', 'replay' or 'wrong'; on 'ok' the code is spent inside this transaction."""
+    """'ok', 'replay' or 'wrong'. On 'ok' the code is spent and the success is
+    recorded on the user row (failures reset), in the caller's transaction."""
     if creds.recovery_code:
-        ok = await recovery.use_code(s, rt.box, user.id, creds.recovery_code, now)
-        return "ok" if ok else "wrong"
+        if not await recovery.use_code(s, rt.box, user.id, creds.recovery_code, now):
+            return "wrong"
+        await s.execute(_RECORD_SUCCESS, {"uid": user.id, "now": now})
+        return "ok"
     assert user.totp_secret is not None
     secret = rt.box.decrypt(user.totp_secret, totp.storage_context(user.id))
     verdict = totp.check(secret, creds.code or "", now.timestamp(), user.totp_last_step)
@@ -151,16 +181,10 @@ async def _second_factor(
         return "wrong"
     if verdict.verdict is totp.Verdict.REPLAY:
         return "replay"
-    # The step only rises, and only one request can raise it to this value:
-    # a parallel request with the same code finds the row already updated.
-    result = await s.execute(
-        update(User)
-        .where(
-            User.id == user.id,
-            or_(User.totp_last_step.is_(None), User.totp_last_step < verdict.step),
-        )
-        .values(totp_last_step=verdict.step)
-    )
+    # The step only rises, and only one request can raise it to this value: a
+    # parallel request with the same code finds the row already updated. The
+    # success bookkeeping rides along in the same statement.
+    result = await s.execute(_SPEND_STEP, {"uid": user.id, "step": verdict.step, "now": now})
     return "ok" if result.rowcount == 1 else "replay"  # type: ignore[attr-defined]
 
 
@@ -169,7 +193,7 @@ async def _fail(
 ) -> None:
     settings = rt.settings
     result = LoginResult.REPLAY if reason == "totp_replay" else LoginResult.INVALID_CREDENTIALS
-    async with rt.db.write() as s:
+    async with rt.db.write_conn() as s:
         failures = await s.scalar(
             update(User)
             .where(User.id == user.id)
@@ -185,7 +209,7 @@ async def _fail(
         if lock_s is not None:
             until = now + dt.timedelta(seconds=lock_s)
             await s.execute(update(User).where(User.id == user.id).values(locked_until=until))
-            audit.record(
+            await audit.record(
                 s,
                 now,
                 "account_locked",
@@ -194,7 +218,7 @@ async def _fail(
                 detail={"failures": failures, "seconds": lock_s},
             )
         if reason == "totp_replay":
-            audit.record(
+            await audit.record(
                 s,
                 now,
                 "totp_replay",
@@ -202,7 +226,7 @@ async def _fail(
                 source_ip=client.ip,
                 user_agent=client.user_agent,
             )
-        audit.record(
+        await audit.record(
             s,
             now,
             "login",
@@ -223,8 +247,8 @@ async def _audit_only(
     client: Client,
     detail: dict[str, str] | None = None,
 ) -> None:
-    async with rt.db.write() as s:
-        audit.record(
+    async with rt.db.write_conn() as s:
+        await audit.record(
             s,
             now,
             "login",

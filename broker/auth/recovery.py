@@ -10,12 +10,15 @@ from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broker.security.crypto import SecretBox
+from broker.store.db import Executor
 from broker.store.tables import RecoveryCode
 
 COUNT = 10
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off paper
 _GROUP = 5
-CODE_RE = re.compile(rf"[{_ALPHABET}]{{{_GROUP}}}-?[{_ALPHABET}]{{{_GROUP}}}", re.IGNORECASE)
+_CLASS = "".join(sorted(set(_ALPHABET + _ALPHABET.upper())))
+# Typed with or without the dash, in either case. No flags: pydantic reuses the pattern.
+CODE_RE = re.compile(rf"[{_CLASS}]{{{_GROUP}}}-?[{_CLASS}]{{{_GROUP}}}")
 
 
 def new_code() -> str:
@@ -38,7 +41,7 @@ async def replace_codes(session: AsyncSession, box: SecretBox, user_id: int) -> 
 
 
 async def use_code(
-    session: AsyncSession, box: SecretBox, user_id: int, code: str, now: dt.datetime
+    session: Executor, box: SecretBox, user_id: int, code: str, now: dt.datetime
 ) -> bool:
     """Mark a code used; True only for the one request that used it first."""
     result = await session.execute(

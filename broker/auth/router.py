@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from broker.audit import log as audit
@@ -14,6 +14,7 @@ from broker.auth.recovery import CODE_RE as RECOVERY_RE
 from broker.deps import ClientDep, IdentityDep, RuntimeDep
 from broker.errors import RateLimited
 from broker.runtime import Runtime
+from broker.security.tokens import token_hash
 from broker.users.service import as_dict
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
@@ -69,10 +70,15 @@ def clear_session_cookie(response: Response, rt: Runtime) -> None:
 
 @router.post("/auth/login")
 async def login(
-    body: LoginRequest, response: Response, rt: RuntimeDep, client: ClientDep
+    body: LoginRequest, request: Request, response: Response, rt: RuntimeDep, client: ClientDep
 ) -> dict[str, Any]:
     creds = login_flow.Credentials(body.username, body.password, body.code, body.recovery_code)
     done = await login_flow.login(rt, creds, client)
+    previous = request.cookies.get(websessions.cookie_name(rt.settings.cookie_secure))
+    if previous:
+        # A login always ends the session the browser had before: no fixation.
+        async with rt.db.write() as s:
+            await websessions.revoke(s, token_hash(previous), rt.clock.now())
     set_session_cookie(response, rt, done.web.cookie_value)
     response.headers["Cache-Control"] = "no-store"
     return {
@@ -89,7 +95,7 @@ async def logout(
     now = rt.clock.now()
     async with rt.db.write() as s:
         await websessions.revoke(s, identity.web.id_hash, now)
-        audit.record(s, now, "logout", username=identity.user.name, source_ip=client.ip)
+        await audit.record(s, now, "logout", username=identity.user.name, source_ip=client.ip)
     clear_session_cookie(response, rt)
     return {"ok": True}
 

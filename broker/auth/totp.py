@@ -17,6 +17,7 @@ requests cannot both win (broker.auth.login).
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import re
 import secrets
@@ -56,8 +57,10 @@ def step_at(unix_time: float) -> int:
     return int(unix_time // STEP_SECONDS)
 
 
-def code_at_step(secret: str, step: int) -> str:
-    return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).at(step * STEP_SECONDS)
+def code_at_step(secret: str, step: int, *, digits: int = DIGITS, digest: str = "sha1") -> str:
+    """The code for a time step; other digits and digests only for RFC test vectors."""
+    totp = pyotp.TOTP(secret, digits=digits, interval=STEP_SECONDS, digest=getattr(hashlib, digest))
+    return totp.at(step * STEP_SECONDS)
 
 
 def is_well_formed(code: str) -> bool:

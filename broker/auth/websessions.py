@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broker.config import Settings
 from broker.security.crypto import SecretBox
 from broker.security.tokens import new_token, same, token_hash
-from broker.store.tables import User, WebSession
+from broker.store.db import Executor
+from broker.store.tables import User, WebSession, table
 
 # Writing last_seen_at on every request would make every GET a write; a minute
 # of imprecision in the idle timeout is harmless.
@@ -48,13 +49,16 @@ def cookie_name(secure: bool) -> str:
     return "__Host-vdi_session" if secure else "vdi_session"
 
 
+_INSERT = insert(table(WebSession))  # built once: runs on every login
+
+
 def csrf_token(box: SecretBox, id_hash: str) -> str:
     """The session's CSRF token: derived, so pages can embed it without storing it."""
     return box.keyed_hash(f"csrf:{id_hash}")
 
 
-def create(
-    session: AsyncSession,
+async def create(
+    session: Executor,
     box: SecretBox,
     user_id: int,
     now: dt.datetime,
@@ -64,15 +68,17 @@ def create(
 ) -> NewWebSession:
     cookie_value = new_token()
     id_hash = token_hash(cookie_value)
-    session.add(
-        WebSession(
-            id_hash=id_hash,
-            user_id=user_id,
-            created_at=now,
-            last_seen_at=now,
-            source_ip=source_ip,
-            user_agent=(user_agent or "")[:256] or None,
-        )
+    await session.execute(
+        _INSERT,
+        {
+            "id_hash": id_hash,
+            "user_id": user_id,
+            "created_at": now,
+            "last_seen_at": now,
+            "source_ip": source_ip,
+            "user_agent": (user_agent or "")[:256] or None,
+            "revoked_at": None,
+        },
     )
     return NewWebSession(cookie_value, csrf_token(box, id_hash))
 
@@ -98,7 +104,7 @@ async def resolve(
     ).first()
     if row is None:
         return None
-    ws, user = row.tuple()
+    ws, user = row
     if is_expired(ws, now, timeouts) or user.disabled:
         return None
     return ws, user
@@ -114,13 +120,13 @@ def needs_touch(ws: WebSession, now: dt.datetime) -> bool:
     return now - ws.last_seen_at >= TOUCH_AFTER
 
 
-async def touch(session: AsyncSession, id_hash: str, now: dt.datetime) -> None:
+async def touch(session: Executor, id_hash: str, now: dt.datetime) -> None:
     await session.execute(
         update(WebSession).where(WebSession.id_hash == id_hash).values(last_seen_at=now)
     )
 
 
-async def revoke(session: AsyncSession, id_hash: str, now: dt.datetime) -> None:
+async def revoke(session: Executor, id_hash: str, now: dt.datetime) -> None:
     await session.execute(
         update(WebSession)
         .where(WebSession.id_hash == id_hash, WebSession.revoked_at.is_(None))
@@ -128,7 +134,7 @@ async def revoke(session: AsyncSession, id_hash: str, now: dt.datetime) -> None:
     )
 
 
-async def revoke_all(session: AsyncSession, user_id: int, now: dt.datetime) -> int:
+async def revoke_all(session: Executor, user_id: int, now: dt.datetime) -> int:
     result = await session.execute(
         update(WebSession)
         .where(WebSession.user_id == user_id, WebSession.revoked_at.is_(None))

@@ -33,7 +33,7 @@ async def add(rt: Runtime, name: str, actor: str) -> str:
                 )
             )
             await s.flush()
-            audit.record(s, now, "host_added", actor=actor, detail={"host": name})
+            await audit.record(s, now, "host_added", actor=actor, detail={"host": name})
     except IntegrityError as exc:
         raise Conflict(f"A host named {name!r} exists already.", code="exists") from exc
     return token
@@ -49,7 +49,7 @@ async def set_state(rt: Runtime, name: str, state: HostState, actor: str) -> Hos
         event = {HostState.DRAINING: "host_drained", HostState.ACTIVE: "host_activated"}.get(
             state, "host_state_changed"
         )
-        audit.record(s, now, event, actor=actor, detail={"host": name, "state": state.value})
+        await audit.record(s, now, event, actor=actor, detail={"host": name, "state": state.value})
     return host
 
 

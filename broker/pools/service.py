@@ -62,7 +62,7 @@ async def add(rt: Runtime, new: NewPool, actor: str) -> Pool:
                 PoolEntitlement(pool_id=pool.id, kind="department", value=d)
                 for d in new.departments
             )
-            audit.record(
+            await audit.record(
                 s,
                 now,
                 "pool_added",

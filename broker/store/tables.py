@@ -9,7 +9,7 @@ test_migrations.py` fails when the two drift apart.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -47,6 +48,11 @@ class Base(DeclarativeBase):
         dt.datetime: UTCDateTime(),
         dict[str, Any]: JSON(),
     }
+
+
+def table(model: type[Base]) -> Table:
+    """A model's Core table, for prebuilt statements on hot paths."""
+    return cast(Table, model.__table__)
 
 
 class User(Base):

@@ -65,7 +65,7 @@ async def add(rt: Runtime, new: NewUser, password: str | None, actor: str) -> Us
         async with rt.db.write() as s:
             s.add(user)
             await s.flush()
-            audit.record(
+            await audit.record(
                 s,
                 now,
                 "user_added",
@@ -105,7 +105,7 @@ async def set_locked(rt: Runtime, name: str, locked: bool, actor: str) -> User:
         else:
             user.failed_logins = 0
             user.locked_until = None
-        audit.record(
+        await audit.record(
             s, now, "user_locked" if locked else "user_unlocked", username=user.name, actor=actor
         )
     return user
@@ -119,7 +119,7 @@ async def reset_totp(rt: Runtime, name: str, actor: str) -> User:
         user.totp_secret = None
         await s.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
         await websessions.revoke_all(s, user.id, now)
-        audit.record(s, now, "totp_reset", username=user.name, actor=actor)
+        await audit.record(s, now, "totp_reset", username=user.name, actor=actor)
     return user
 
 

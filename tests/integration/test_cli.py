@@ -1,0 +1,210 @@
+"""The `vdi-broker` admin CLI as a person runs it: a real process on a real database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from broker.security.tokens import token_hash
+from tests.support.processes import clean_env, vdi_broker
+
+GOOD_PASSWORD = "Gutes Passwort 2026!"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return clean_env({"VDI_DATA_DIR": str(tmp_path / "data")})
+
+
+def db_rows(env: dict[str, str], sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(Path(env["VDI_DATA_DIR"]) / "vdi-broker.sqlite3") as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_users_pools_hosts_round_trip(env: dict[str, str]) -> None:
+    added = vdi_broker(
+        "user",
+        "add",
+        "Maria",
+        "--department",
+        "Finanzen",
+        "--priority",
+        "Krisenstab",
+        "--team",
+        "Stab A",
+        "--password-stdin",
+        env=env,
+        input=GOOD_PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert "User maria added" in added.stdout
+
+    enrolled = vdi_broker("user", "totp-enroll", "maria", env=env)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert "otpauth://totp/VDI:maria?secret=" in enrolled.stdout
+    assert "█" in enrolled.stdout or "▀" in enrolled.stdout  # the QR code
+
+    pool = vdi_broker(
+        "pool",
+        "add",
+        "Finanzen",
+        "--type",
+        "floating",
+        "--protocol",
+        "rdp",
+        "--max-sessions",
+        "40",
+        "--departments",
+        "Finanzen,Kämmerei",
+        env=env,
+    )
+    assert pool.returncode == 0, pool.stderr
+
+    host = vdi_broker("host", "add", "vhost01", "--json", env=env)
+    assert host.returncode == 0, host.stderr
+    created = json.loads(host.stdout)
+    assert created["name"] == "vhost01" and len(created["token"]) >= 43
+    stored = db_rows(env, "SELECT token_hash FROM hosts")
+    assert stored == [(token_hash(created["token"]),)]
+
+    users = json.loads(vdi_broker("user", "list", "--json", env=env).stdout)
+    assert users == [
+        {
+            "name": "maria",
+            "department": "Finanzen",
+            "role": "staff",
+            "work_mode": "home",
+            "priority_class": "Krisenstab",
+            "team": "Stab A",
+            "auth_source": "local",
+            "totp_enrolled": True,
+            "locked": False,
+            "disabled": False,
+            "failed_logins": 0,
+            "last_login_at": None,
+        }
+    ]
+    pools = json.loads(vdi_broker("pool", "list", "--json", env=env).stdout)
+    assert pools[0]["departments"] == ["Finanzen", "Kämmerei"]
+    assert pools[0]["max_sessions"] == 40
+    hosts = json.loads(vdi_broker("host", "list", "--json", env=env).stdout)
+    assert [(h["name"], h["state"], h["up"]) for h in hosts] == [("vhost01", "active", False)]
+
+    assert vdi_broker("host", "drain", "vhost01", env=env).returncode == 0
+    hosts = json.loads(vdi_broker("host", "list", "--json", env=env).stdout)
+    assert hosts[0]["state"] == "draining"
+
+    table = vdi_broker("user", "list", env=env).stdout
+    assert table.splitlines()[0].split()[:3] == ["NAME", "DEPARTMENT", "ROLE"]
+
+    assert vdi_broker("user", "lock", "maria", env=env).returncode == 0
+    assert db_rows(env, "SELECT disabled FROM users") == [(1,)]
+    assert vdi_broker("user", "unlock", "maria", env=env).returncode == 0
+    assert vdi_broker("user", "reset-totp", "maria", env=env).returncode == 0
+    assert db_rows(env, "SELECT totp_secret FROM users") == [(None,)]
+
+    audit = vdi_broker("audit", "--json", env=env)
+    events = [e["event"] for e in json.loads(audit.stdout)]
+    assert events[:3] == ["totp_reset", "user_unlocked", "user_locked"]
+    status = vdi_broker("status", env=env)
+    assert "Hosts: 1 registered, 0 up, 1 draining" in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (
+            ["user", "add", "bad name", "--department", "IT", "--password-stdin"],
+            GOOD_PASSWORD,
+            "user name",
+        ),
+        (
+            ["user", "add", "kurt", "--department", "IT", "--password-stdin"],
+            "password",
+            "commonly used",
+        ),
+        (["user", "add", "kurt", "--department", "IT", "--password-stdin"], "short", "at least 8"),
+        (
+            ["user", "add", "kurt", "--department", "I\tT", "--password-stdin"],
+            GOOD_PASSWORD,
+            "department",
+        ),
+        (["user", "add", "kurt", "--department", "IT", "--role", "root"], None, "invalid choice"),
+        (["user", "lock", "nobody"], None, "no user"),
+        (
+            ["pool", "add", "P", "--type", "floating", "--protocol", "rdp", "--max-sessions", "-1"],
+            None,
+            "licence count",
+        ),
+        (
+            ["pool", "add", "P", "--type", "shared", "--protocol", "rdp", "--max-sessions", "1"],
+            None,
+            "invalid choice",
+        ),
+        (["host", "add", "bad host!"], None, "host name"),
+        (["host", "drain", "ghost"], None, "no host"),
+        (["user", "add", "kurt", "--department", "IT"], None, "--password-stdin"),
+    ],
+)
+def test_bad_input_fails_clearly_and_changes_nothing(
+    env: dict[str, str], args: list[str], stdin: str | None, message: str
+) -> None:
+    assert vdi_broker("db", "upgrade", env=env).returncode == 0
+    before = (
+        db_rows(env, "SELECT count(*) FROM users")
+        + db_rows(env, "SELECT count(*) FROM pools")
+        + db_rows(env, "SELECT count(*) FROM hosts")
+    )
+    result = vdi_broker(*args, env=env, input=(stdin + "\n") if stdin else "")
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    after = (
+        db_rows(env, "SELECT count(*) FROM users")
+        + db_rows(env, "SELECT count(*) FROM pools")
+        + db_rows(env, "SELECT count(*) FROM hosts")
+    )
+    assert after == before
+
+
+def test_duplicates_are_refused(env: dict[str, str]) -> None:
+    assert vdi_broker("host", "add", "vhost01", env=env).returncode == 0
+    again = vdi_broker("host", "add", "vhost01", env=env)
+    assert again.returncode == 2
+    assert "exists already" in again.stderr
+    assert db_rows(env, "SELECT count(*) FROM hosts") == [(1,)]
+
+
+def test_config_file_and_environment(tmp_path: Path) -> None:
+    config = tmp_path / "broker.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "from-toml"}"\ntotp_issuer = "Stadt Musterhausen"\n'
+    )
+    env = clean_env()
+    added = vdi_broker(
+        "--config",
+        str(config),
+        "user",
+        "add",
+        "jan",
+        "--department",
+        "IT",
+        "--password-stdin",
+        env=env,
+        input=GOOD_PASSWORD + "\n",
+    )
+    assert added.returncode == 0, added.stderr
+    assert (tmp_path / "from-toml" / "vdi-broker.sqlite3").exists()
+    enrolled = vdi_broker("--config", str(config), "user", "totp-enroll", "jan", env=env)
+    assert "otpauth://totp/Stadt%20Musterhausen:jan" in enrolled.stdout
+    # The environment overrides the file.
+    env["VDI_DATA_DIR"] = str(tmp_path / "from-env")
+    assert vdi_broker("--config", str(config), "db", "upgrade", env=env).returncode == 0
+    assert (tmp_path / "from-env" / "vdi-broker.sqlite3").exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("http_port = 99999\n")
+    result = vdi_broker("--config", str(bad), "status", env=env)
+    assert result.returncode == 2 and "http_port" in result.stderr

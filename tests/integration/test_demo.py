@@ -1,0 +1,74 @@
+"""`vdi-broker demo`: starts, prints working credentials, and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import httpx
+
+from tests.support.processes import VENV_BIN, clean_env, free_port, stop
+from tests.support.totp import oathtool_code
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
+    lines: list[str] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if marker in line:
+                break
+        done.set()
+
+    threading.Thread(target=reader, daemon=True).start()
+    assert done.wait(timeout), "".join(lines)
+    return "".join(lines)
+
+
+def test_demo_prints_credentials_that_log_in(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(VENV_BIN / "vdi-broker"),
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+            "--port",
+            str(port),
+            "--gateway-port",
+            str(free_port()),
+        ],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out = read_until(proc, "Press Ctrl-C", timeout=60)
+        assert f"http://127.0.0.1:{port}/" in out
+        found = re.findall(r"== (\w+) .*?\n\s+password:\s+(\S+)\n\s+key:\s+(\S+)", out)
+        users = {name: (password, key) for name, password, key in found}
+        assert set(users) == {"anna", "felix", "admin"}
+        assert out.count("otpauth://totp/VDI%20Demo:") == 3
+        password, key = users["anna"]
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/auth/login",
+            json={
+                "username": "anna",
+                "password": password,
+                "code": oathtool_code(key, dt.datetime.now(dt.UTC)),
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["user"]["work_mode"] == "home"
+        assert response.headers["set-cookie"].startswith("vdi_session=")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) in (0, -signal.SIGINT)
+    finally:
+        stop(proc)

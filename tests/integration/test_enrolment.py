@@ -1,0 +1,134 @@
+"""TOTP enrolment: self-service, recovery codes, admin reset."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from broker.clock import FakeClock
+from broker.runtime import Runtime
+from broker.store.tables import RecoveryCode, User
+from broker.users import service as users
+from tests.support.accounts import PASSWORD, add_user, code_now, login
+from tests.support.totp import oathtool_code
+
+
+async def start_enrolment(runtime: Runtime, client: httpx.AsyncClient) -> str:
+    await add_user(runtime, enrol=False)
+    response = await login(client, "maria", code="123456")
+    assert response.status_code == 403
+    body = response.json()
+    assert body["error"] == "totp_enrollment_required"
+    assert "set-cookie" not in response.headers
+    token: str = body["enrolment_token"]
+    return token
+
+
+async def enrol(runtime: Runtime, client: httpx.AsyncClient) -> tuple[str, list[str]]:
+    token = await start_enrolment(runtime, client)
+    setup = (await client.post("/api/v1/auth/totp/enroll", json={"enrolment_token": token})).json()
+    code = oathtool_code(setup["secret"], runtime.clock.now())
+    confirmed = await client.post(
+        "/api/v1/auth/totp/confirm", json={"enrolment_token": token, "code": code}
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    return setup["secret"], confirmed.json()["recovery_codes"]
+
+
+async def test_self_service_enrolment(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    token = await start_enrolment(runtime, client)
+    response = await client.post("/api/v1/auth/totp/enroll", json={"enrolment_token": token})
+    assert response.status_code == 200
+    setup: dict[str, Any] = response.json()
+    assert re.fullmatch(r"[A-Z2-7]{32}", setup["secret"])
+    assert setup["otpauth_uri"].startswith("otpauth://totp/VDI:maria?secret=" + setup["secret"])
+    assert setup["qr_svg"].lstrip().startswith("<svg")
+    assert response.headers["cache-control"] == "no-store"
+
+    code = code_now(runtime, setup["secret"])
+    confirmed = await client.post(
+        "/api/v1/auth/totp/confirm", json={"enrolment_token": token, "code": code}
+    )
+    assert confirmed.status_code == 200
+    codes = confirmed.json()["recovery_codes"]
+    assert len(codes) == 10 and len(set(codes)) == 10
+    # The confirming code cannot also be used to log in ...
+    assert (await login(client, "maria", code=code)).status_code == 401
+    # ... but the next one can.
+    runtime.clock.advance(30)  # type: ignore[attr-defined]
+    assert (
+        await login(client, "maria", code=code_now(runtime, setup["secret"]))
+    ).status_code == 200
+    # The token is spent.
+    again = await client.post("/api/v1/auth/totp/enroll", json={"enrolment_token": token})
+    assert again.status_code == 401
+
+
+async def test_wrong_confirmation_code_and_attempt_limit(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    token = await start_enrolment(runtime, client)
+    setup = (await client.post("/api/v1/auth/totp/enroll", json={"enrolment_token": token})).json()
+    right = code_now(runtime, setup["secret"])
+    wrong = "000000" if right != "000000" else "111111"
+    for _ in range(5):
+        r = await client.post(
+            "/api/v1/auth/totp/confirm", json={"enrolment_token": token, "code": wrong}
+        )
+        assert r.status_code == 422 and r.json()["error"] == "invalid_code"
+    r = await client.post(
+        "/api/v1/auth/totp/confirm", json={"enrolment_token": token, "code": right}
+    )
+    assert r.status_code == 401  # the enrolment died; log in again
+    async with runtime.db.read() as s:
+        assert (await s.scalar(select(User.totp_secret).where(User.name == "maria"))) is None
+
+
+async def test_enrolment_token_expires(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    token = await start_enrolment(runtime, client)
+    clock.advance(runtime.settings.enrolment_token_ttl_s + 1)
+    r = await client.post("/api/v1/auth/totp/enroll", json={"enrolment_token": token})
+    assert r.status_code == 401
+    assert r.json()["error"] == "enrolment_invalid"
+
+
+async def test_malformed_enrolment_requests_are_422(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    token = await start_enrolment(runtime, client)
+    for body in (
+        {"enrolment_token": token, "code": "１２３４５６"},
+        {"enrolment_token": token},
+        {"enrolment_token": "short", "code": "123456"},
+    ):
+        assert (await client.post("/api/v1/auth/totp/confirm", json=body)).status_code == 422
+
+
+async def test_recovery_code_works_once(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    _, codes = await enrol(runtime, client)
+    ok = await login(client, "maria", recovery_code=codes[0])
+    assert ok.status_code == 200
+    again = await login(client, "maria", recovery_code=codes[0])
+    assert again.status_code == 401
+    # Typed without the dash and in capitals is the same code.
+    other = codes[1].replace("-", "").upper()
+    assert (await login(client, "maria", recovery_code=other)).status_code == 200
+    async with runtime.db.read() as s:
+        stored = (await s.scalars(select(RecoveryCode.code_hash))).all()
+    assert all(c.replace("-", "") not in h for c in codes for h in stored)
+
+
+async def test_admin_reset_forces_re_enrolment(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    secret = await add_user(runtime)
+    assert (await login(client, "maria", code=code_now(runtime, secret or ""))).status_code == 200
+    await users.reset_totp(runtime, "maria", "admin")
+    assert (await client.get("/api/v1/me")).status_code == 401  # logged out
+    runtime.clock.advance(30)  # type: ignore[attr-defined]
+    response = await login(client, "maria", PASSWORD, code_now(runtime, secret or ""))
+    assert response.status_code == 403
+    assert response.json()["error"] == "totp_enrollment_required"

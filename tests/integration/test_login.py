@@ -1,0 +1,320 @@
+"""Password + TOTP login through the real app, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import statistics
+import time
+
+import httpx
+import pytest
+from argon2 import PasswordHasher as Argon2Hasher
+from argon2 import Type
+from sqlalchemy import func, select
+
+from broker.auth import totp
+from broker.clock import FakeClock
+from broker.runtime import Runtime
+from broker.store.tables import AuditEvent, User, WebSession
+from tests.support.accounts import PASSWORD, add_user, code_now, login
+from tests.support.totp import oathtool_code
+
+INVALID = {"error": "invalid_credentials", "message": "User name, password or code is wrong."}
+
+
+async def user_row(rt: Runtime, name: str = "maria") -> User:
+    async with rt.db.read() as s:
+        user = await s.scalar(select(User).where(User.name == name))
+    assert user is not None
+    return user
+
+
+async def audit_events(rt: Runtime, event: str | None = None) -> list[AuditEvent]:
+    async with rt.db.read() as s:
+        stmt = select(AuditEvent).order_by(AuditEvent.id)
+        if event:
+            stmt = stmt.where(AuditEvent.event == event)
+        return list((await s.scalars(stmt)).all())
+
+
+async def test_login_with_password_and_oathtool_code(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime)
+    assert secret
+    response = await login(client, "maria", code=oathtool_code(secret, runtime.clock.now()))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["user"]["name"] == "maria"
+    assert len(body["csrf_token"]) >= 32
+    me = await client.get("/api/v1/me")
+    assert me.status_code == 200
+    assert me.json()["user"]["department"] == "Finanzen"
+
+
+async def test_session_cookie_flags(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    secret = await add_user(runtime)
+    response = await login(client, "maria", code=code_now(runtime, secret or ""))
+    cookie = response.headers["set-cookie"]
+    name, _, rest = cookie.partition("=")
+    assert name == "__Host-vdi_session"
+    attributes = {a.strip().split("=")[0].lower() for a in rest.split(";")[1:]}
+    assert {"secure", "httponly", "path"} <= attributes
+    assert "samesite=strict" in cookie.lower()
+    assert "domain" not in attributes
+    assert "path=/" in cookie.lower()
+    value = rest.split(";")[0]
+    assert len(value) >= 22  # >= 128 bits in URL-safe base64
+
+
+async def test_cookie_value_is_stored_only_hashed(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime)
+    await login(client, "maria", code=code_now(runtime, secret or ""))
+    value = client.cookies["__Host-vdi_session"]
+    async with runtime.db.read() as s:
+        stored = (await s.scalars(select(WebSession.id_hash))).all()
+    assert len(stored) == 1
+    assert value not in stored[0]
+
+
+async def test_wrong_password_and_unknown_user_look_the_same(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime)
+    code = code_now(runtime, secret or "")
+    wrong_pw = await login(client, "maria", "wrong password!", code)
+    unknown = await login(client, "nobody", "wrong password!", code)
+    wrong_code = await login(client, "maria", PASSWORD, "000000" if code != "000000" else "111111")
+    for r in (wrong_pw, unknown, wrong_code):
+        assert r.status_code == 401
+        assert r.json() == INVALID
+        assert "set-cookie" not in r.headers
+    assert set(wrong_pw.headers) == set(unknown.headers)
+
+
+async def test_unknown_user_takes_as_long_as_a_wrong_password(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_user(runtime, enrol=False)
+
+    async def timed(name: str) -> float:
+        started = time.perf_counter()
+        r = await login(client, name, "wrong password!", "123456")
+        assert r.status_code == 401
+        return time.perf_counter() - started
+
+    known, unknown = [], []
+    for _ in range(4):  # interleaved, so machine noise hits both alike
+        known.append(await timed("maria"))
+        unknown.append(await timed("nobody"))
+    ratio = statistics.median(unknown) / statistics.median(known)
+    # Without the dummy verification the unknown user would answer ~20x faster.
+    assert 0.5 < ratio < 2.0, (known, unknown)
+    # And the failures of an unknown user do not lock anything.
+    async with runtime.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(User)) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "maria", "password": PASSWORD, "code": "１２３４５６"},
+        {"username": "maria", "password": PASSWORD, "code": "12345"},
+        {"username": "maria", "password": PASSWORD, "code": "1234567"},
+        {"username": "maria", "password": PASSWORD, "code": "123456\n"},
+        {"username": "maria", "password": PASSWORD, "code": 123456},
+        {"username": "maria", "password": PASSWORD},
+        {
+            "username": "maria",
+            "password": PASSWORD,
+            "code": "123456",
+            "recovery_code": "abcde-fghjk",
+        },
+        {"username": "", "password": PASSWORD, "code": "123456"},
+        {"username": "maria", "password": "x" * 2000, "code": "123456"},
+        {"username": "maria", "password": PASSWORD, "code": "123456", "admin": True},
+    ],
+)
+async def test_malformed_requests_give_422_and_change_nothing(
+    runtime: Runtime, client: httpx.AsyncClient, body: dict[str, object]
+) -> None:
+    await add_user(runtime)
+    before_user = await user_row(runtime)
+    before_audit = len(await audit_events(runtime))
+    response = await client.post("/api/v1/auth/login", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+    after_user = await user_row(runtime)
+    assert after_user.failed_logins == before_user.failed_logins == 0
+    assert after_user.totp_last_step == before_user.totp_last_step
+    assert len(await audit_events(runtime)) == before_audit
+
+
+async def test_non_json_body_is_a_4xx(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/auth/login",
+        content=b"\xff\x00garbage",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_a_code_is_accepted_once_then_replay_is_audited(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime)
+    code = code_now(runtime, secret or "")
+    assert (await login(client, "maria", code=code)).status_code == 200
+    replay = await login(client, "maria", code=code)
+    assert replay.status_code == 401
+    assert replay.json() == INVALID
+    replays = await audit_events(runtime, "totp_replay")
+    assert [e.username for e in replays] == ["maria"]
+    assert runtime.telemetry.logins["replay"] == 1
+
+
+async def test_twenty_parallel_logins_with_one_code_exactly_one_wins(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime)
+    code = code_now(runtime, secret or "")
+    responses = await asyncio.gather(*(login(client, "maria", code=code) for _ in range(20)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [401] * 19
+    user = await user_row(runtime)
+    assert user.totp_last_step == totp.step_at(runtime.clock.now().timestamp())
+    assert len(await audit_events(runtime, "totp_replay")) == 19
+
+
+async def test_previous_step_accepted_older_refused(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime)
+    too_old = code_now(runtime, secret or "", steps_back=2)
+    previous = code_now(runtime, secret or "", steps_back=1)
+    if too_old != previous:
+        assert (await login(client, "maria", code=too_old)).status_code == 401
+    assert (await login(client, "maria", code=previous)).status_code == 200
+
+
+async def test_once_a_step_is_used_the_older_step_is_refused(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime)
+    current = code_now(runtime, secret or "")
+    previous = code_now(runtime, secret or "", steps_back=1)
+    assert (await login(client, "maria", code=current)).status_code == 200
+    if previous != current:
+        assert (await login(client, "maria", code=previous)).status_code == 401
+
+
+async def test_lockout_after_five_failures_with_retry_after_and_growing_delay(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    secret = await add_user(runtime)
+    for _ in range(5):
+        assert (await login(client, "maria", "wrong password!", "123456")).status_code == 401
+    locked = await login(client, "maria", code=code_now(runtime, secret or ""))
+    assert locked.status_code == 423
+    assert locked.json()["error"] == "locked"
+    assert int(locked.headers["retry-after"]) == runtime.settings.lockout_base_delay_s
+    assert len(await audit_events(runtime, "account_locked")) == 1
+
+    clock.advance(runtime.settings.lockout_base_delay_s + 1)
+    assert (await login(client, "maria", "wrong again!!", "123456")).status_code == 401
+    second = await login(client, "maria", code=code_now(runtime, secret or ""))
+    assert second.status_code == 423
+    assert int(second.headers["retry-after"]) == 2 * runtime.settings.lockout_base_delay_s
+
+
+async def test_a_success_resets_the_failure_count(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    secret = await add_user(runtime)
+    for _ in range(4):
+        await login(client, "maria", "wrong password!", "123456")
+    assert (await user_row(runtime)).failed_logins == 4
+    assert (await login(client, "maria", code=code_now(runtime, secret or ""))).status_code == 200
+    assert (await user_row(runtime)).failed_logins == 0
+    clock.advance(30)
+    for _ in range(4):
+        assert (await login(client, "maria", "wrong password!", "123456")).status_code == 401
+    assert (await login(client, "maria", code=code_now(runtime, secret or ""))).status_code == 200
+
+
+async def test_lockout_holds_across_a_broker_restart(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    from broker.app import create_app
+    from broker.runtime import open_runtime
+
+    secret = await add_user(runtime)
+    for _ in range(5):
+        await login(client, "maria", "wrong password!", "123456")
+    other = await open_runtime(runtime.settings, clock=clock)
+    try:
+        app = create_app(other.settings, runtime=other)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c2:
+            response = await login(c2, "maria", code=code_now(other, secret or ""))
+        assert response.status_code == 423
+    finally:
+        await other.close()
+
+
+async def test_rate_limit_per_source_address(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    runtime.login_limiter.limit = 3
+    for _ in range(3):
+        assert (await login(client, "nobody", "wrong password!", "123456")).status_code == 401
+    limited = await login(client, "nobody", "wrong password!", "123456")
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.json()["error"] == "rate_limited"
+    results = [e.result for e in await audit_events(runtime, "login")]
+    assert results[-1] == "rate_limited"
+
+
+async def test_rehash_at_login_when_parameters_rise(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    from sqlalchemy import update
+
+    secret = await add_user(runtime)
+    weaker = Argon2Hasher(time_cost=2, memory_cost=19456, parallelism=1, type=Type.ID)
+    # A hash from the days of lower parameters: below what the broker uses now.
+    old_hash = weaker.hash(PASSWORD)
+    runtime.hasher = type(runtime.hasher)(
+        memory_kib=19456 * 2, time_cost=2, parallelism=1, threads=2
+    )
+    async with runtime.db.write() as s:
+        await s.execute(update(User).where(User.name == "maria").values(password_hash=old_hash))
+    assert (await login(client, "maria", code=code_now(runtime, secret or ""))).status_code == 200
+    new_hash = (await user_row(runtime)).password_hash
+    assert new_hash and new_hash != old_hash
+    assert "m=38912" in new_hash
+
+
+async def test_admin_lock_gives_423_and_ends_sessions(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    from broker.users import service as users
+
+    secret = await add_user(runtime)
+    assert (await login(client, "maria", code=code_now(runtime, secret or ""))).status_code == 200
+    await users.set_locked(runtime, "maria", True, "test")
+    assert (await client.get("/api/v1/me")).status_code == 401
+    runtime.clock.advance(30)  # type: ignore[attr-defined]
+    response = await login(client, "maria", code=code_now(runtime, secret or ""))
+    assert response.status_code == 423
+    await users.set_locked(runtime, "maria", False, "test")
+    assert (await login(client, "maria", code=code_now(runtime, secret or ""))).status_code == 200
+
+
+async def test_login_updates_last_login(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    secret = await add_user(runtime)
+    await login(client, "maria", code=code_now(runtime, secret or ""))
+    assert (await user_row(runtime)).last_login_at == runtime.clock.now().replace(tzinfo=dt.UTC)

@@ -1,0 +1,110 @@
+"""`vdi-broker serve` as a real process: health, metrics, limits, and TOTP replay
+protection across two broker processes on one database."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker.clock import SystemClock
+from broker.config import load_settings
+from broker.runtime import open_runtime
+from tests.support.accounts import PASSWORD, add_user
+from tests.support.processes import VENV_BIN, clean_env, free_port, stop, wait_http
+from tests.support.totp import oathtool_code
+
+
+def start_broker(data_dir: Path, db_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = clean_env(
+        {
+            "VDI_DATA_DIR": str(data_dir),
+            "VDI_DATABASE_URL": db_url,
+            "VDI_HTTP_PORT": str(port),
+            "VDI_GATEWAY_ENABLED": "false",
+            "VDI_LOGIN_RATE_LIMIT": "1000",
+            "VDI_LOG_LEVEL": "WARNING",
+        }
+    )
+    proc = subprocess.Popen([str(VENV_BIN / "vdi-broker"), "serve"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/healthz", proc=proc)
+    return proc, base
+
+
+@pytest.fixture
+def two_brokers(tmp_path: Path, db_url: str) -> Iterator[tuple[str, str]]:
+    data = tmp_path / "data"
+    a, url_a = start_broker(data, db_url)
+    b, url_b = start_broker(data, db_url)
+    try:
+        yield url_a, url_b
+    finally:
+        stop(a)
+        stop(b)
+
+
+async def make_user(tmp_path: Path, db_url: str) -> str:
+    settings = load_settings(None, data_dir=tmp_path / "data", database_url=db_url)
+    rt = await open_runtime(settings, clock=SystemClock())
+    try:
+        secret = await add_user(rt)
+        assert secret
+        return secret
+    finally:
+        await rt.close()
+
+
+async def test_parallel_logins_on_two_processes_one_code_one_success(
+    tmp_path: Path, db_url: str, two_brokers: tuple[str, str]
+) -> None:
+    secret = await make_user(tmp_path, db_url)
+    code = oathtool_code(secret, dt.datetime.now(dt.UTC))
+    body = {"username": "maria", "password": PASSWORD, "code": code}
+    async with httpx.AsyncClient(timeout=30) as client:
+        responses = await asyncio.gather(
+            *(client.post(f"{two_brokers[i % 2]}/api/v1/auth/login", json=body) for i in range(20))
+        )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [401] * 19, statuses
+
+
+def test_health_readiness_metrics_and_limits(tmp_path: Path, sqlite_url: str) -> None:
+    proc, base = start_broker(tmp_path / "data", sqlite_url)
+    try:
+        assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+        metrics = httpx.get(f"{base}/metrics", follow_redirects=False)
+        assert metrics.status_code == 200
+        assert metrics.headers["content-type"].startswith("text/plain")
+        assert 'vdi_broker_build_info{version="' in metrics.text
+        assert 'vdi_logins_total{result="success"} 0.0' in metrics.text
+        big = httpx.post(
+            f"{base}/api/v1/auth/login",
+            content=b"x" * (1024 * 1024 + 1),
+            headers={"content-type": "application/json"},
+        )
+        assert big.status_code == 413
+        assert big.json()["error"] == "payload_too_large"
+        missing = httpx.get(f"{base}/api/v1/nothing-here")
+        assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+        headers = httpx.get(f"{base}/healthz").headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "server" not in headers
+        # serve migrated the database by itself.
+        assert (tmp_path / "vdi.sqlite3").exists()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM on itself (as
+        # systemd expects from a service stopped by a signal).
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+    finally:
+        stop(proc)
