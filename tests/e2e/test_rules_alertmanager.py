@@ -1,0 +1,152 @@
+"""The example Alertmanager configuration, checked with the real amtool and run.
+
+amtool proves the file is valid and resolves routes; only a running Alertmanager
+proves the inhibitions silence the right warnings and no others, so one test
+starts it (no clustering, its own port and storage) and posts alerts to it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.artifacts import ALERTMANAGER_CONFIG
+
+AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AMTOOL, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_config_is_valid() -> None:
+    result = amtool("check-config", str(ALERTMANAGER_CONFIG))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["alertname=Watchdog", "severity=info"], "deadman"),
+        (["alertname=VdiHostNotReporting", "severity=critical", "host=vhost01"], "pager"),
+        (["alertname=VdiPoolCapacityLow", "severity=warning", "pool=Finanzen"], "ticket"),
+        (["alertname=VdiDepartmentLimitReached", "severity=info"], "low-noise"),
+        (["alertname=SomethingUnlabelled"], "ticket"),
+    ],
+)
+def test_routes_by_severity(labels: list[str], receiver: str) -> None:
+    result = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        f"--verify.receivers={receiver}",
+        *labels,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[str]:
+    """A running Alertmanager with the example config; yields its base URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "alertmanager.log").open("w")
+    process = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={ALERTMANAGER_CONFIG}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, (tmp_path / "alertmanager.log").read_text()
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "Alertmanager did not become ready"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def alert(name: str, severity: str, **labels: str) -> dict[str, object]:
+    return {
+        "labels": {"alertname": name, "severity": severity, **labels},
+        "annotations": {"summary": name},
+        "startsAt": datetime.now(UTC).isoformat(),
+    }
+
+
+def test_warnings_are_inhibited_only_by_the_critical_of_their_family(alertmanager: str) -> None:
+    alerts = [
+        alert("VdiPoolCapacityExhausted", "critical", pool="Finanzen"),
+        alert("VdiPoolCapacityLow", "warning", pool="Finanzen"),
+        alert("VdiPoolNoHostRedundancy", "warning", pool="Finanzen"),
+        alert("VdiLicenceLimitReached", "warning", pool="Finanzen"),
+        alert("VdiPoolCapacityLow", "warning", pool="Bauhof"),
+        alert("VdiHostNotReporting", "critical", host="vhost01"),
+        alert("VdiHostOverloaded", "warning", host="vhost01"),
+        alert("VdiDesktopProbeTimeouts", "warning", host="vhost01"),
+        alert("VdiHostOverloaded", "warning", host="vhost02"),
+        alert("VdiBrokerDown", "critical", instance="broker-2:8000", job="vdi-broker"),
+        alert("VdiLoginFailuresHigh", "warning"),
+    ]
+    httpx.post(f"{alertmanager}/api/v2/alerts", json=alerts, timeout=5).raise_for_status()
+    expected = {
+        ("VdiPoolCapacityLow", "Finanzen"): True,
+        ("VdiPoolNoHostRedundancy", "Finanzen"): True,
+        ("VdiLicenceLimitReached", "Finanzen"): False,
+        ("VdiPoolCapacityLow", "Bauhof"): False,
+        ("VdiHostOverloaded", "vhost01"): True,
+        ("VdiDesktopProbeTimeouts", "vhost01"): True,
+        ("VdiHostOverloaded", "vhost02"): False,
+        ("VdiLoginFailuresHigh", ""): False,
+        ("VdiPoolCapacityExhausted", "Finanzen"): False,
+        ("VdiHostNotReporting", "vhost01"): False,
+    }
+    deadline = time.monotonic() + 15
+    while True:
+        response = httpx.get(f"{alertmanager}/api/v2/alerts", timeout=5)
+        response.raise_for_status()
+        inhibited = {
+            (
+                item["labels"]["alertname"],
+                item["labels"].get("pool") or item["labels"].get("host", ""),
+            ): bool(item["status"]["inhibitedBy"])
+            for item in response.json()
+        }
+        # The inhibitor learns about source alerts asynchronously: poll.
+        seen = {key: inhibited.get(key) for key in expected}
+        if seen == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert seen == expected

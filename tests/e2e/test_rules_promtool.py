@@ -1,0 +1,110 @@
+"""The rules, the rule tests, the example config and the dashboard queries, run
+through the real `promtool` (Debian package prometheus, see scripts/debian-packages.txt).
+
+Static checks of the YAML cannot tell whether an expression parses or an alert
+fires at the right moment; promtool can. One test also breaks a threshold on
+purpose to prove that rules_test.yml notices.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.support.artifacts import (
+    DASHBOARDS,
+    PROMETHEUS_CONFIG,
+    RULES,
+    RULES_TEST,
+    expand_variables,
+    load_dashboard,
+    load_yaml,
+    panel_queries,
+    variable_metric,
+)
+
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+
+def promtool(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PROMTOOL, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rules_pass_promtool_check() -> None:
+    result = promtool("check", "rules", RULES)
+    assert_ok(result)
+    assert "SUCCESS" in result.stdout
+
+
+def test_rule_unit_tests_pass() -> None:
+    result = promtool("test", "rules", RULES_TEST.name, cwd=RULES_TEST.parent)
+    assert_ok(result)
+    assert "SUCCESS" in result.stdout
+
+
+def test_rule_unit_tests_notice_a_changed_threshold(tmp_path: Path) -> None:
+    shutil.copy(RULES_TEST, tmp_path / RULES_TEST.name)
+    text = RULES.read_text(encoding="utf-8")
+    assert text.count(">= 0.8\n") == 1
+    (tmp_path / RULES.name).write_text(text.replace(">= 0.8\n", ">= 0.9\n"), encoding="utf-8")
+    result = promtool("test", "rules", RULES_TEST.name, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "VdiPoolCapacityLow" in result.stdout + result.stderr
+
+
+def test_example_prometheus_config_is_valid_with_the_rules_next_to_it(tmp_path: Path) -> None:
+    shutil.copy(PROMETHEUS_CONFIG, tmp_path / "prometheus.yml")
+    shutil.copy(RULES, tmp_path / "rules.yml")
+    result = promtool("check", "config", tmp_path / "prometheus.yml")
+    assert_ok(result)
+    config = load_yaml(PROMETHEUS_CONFIG)
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert jobs == {"vdi-broker", "vdi-agent"}
+    assert config["rule_files"] == ["rules.yml"]
+    assert config["alerting"]["alertmanagers"]
+
+
+def test_rules_with_shortened_for_stay_valid(tmp_path: Path) -> None:
+    """The end-to-end test's transformation: every `for` set to a few seconds."""
+    rules = load_yaml(RULES)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule:
+                rule["for"] = "5s"
+    short = tmp_path / "rules.yml"
+    short.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
+    assert_ok(promtool("check", "rules", short))
+
+
+def test_every_dashboard_query_parses(tmp_path: Path) -> None:
+    """Each panel and variable query, variables expanded, as a recording rule."""
+    records = []
+    for name in sorted(DASHBOARDS):
+        exprs = [query.expr for query in panel_queries(name)]
+        for variable in load_dashboard(name)["templating"]["list"]:
+            if variable["type"] == "query":
+                exprs.append(variable_metric(variable["query"]["query"]))
+        records += [
+            {
+                "record": f"dashboard:{name.removesuffix('.json').replace('-', '_')}:{number}",
+                "expr": expand_variables(expr),
+            }
+            for number, expr in enumerate(exprs)
+        ]
+    path = tmp_path / "dashboard_queries.yml"
+    path.write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": records}]}),
+        encoding="utf-8",
+    )
+    result = promtool("check", "rules", path)
+    assert_ok(result)
+    assert f"SUCCESS: {len(records)} rules found" in result.stdout
