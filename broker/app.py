@@ -18,7 +18,9 @@ from broker.auth.router import router as auth_router
 from broker.clock import Clock
 from broker.config import Settings
 from broker.deps import RuntimeDep
+from broker.hosts.router import router as hosts_router
 from broker.http_errors import install_error_handlers
+from broker.jobs import AlwaysLeader, JobRunner, default_jobs
 from broker.middleware import BodySizeLimit, SecurityHeaders
 from broker.net import parse_networks
 from broker.runtime import Runtime, open_runtime
@@ -35,9 +37,13 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or await open_runtime(settings, clock=clock)
         app.state.runtime = rt
+        jobs = JobRunner(rt, default_jobs(rt), AlwaysLeader(), settings.job_interval_s)
+        if settings.jobs_enabled:
+            jobs.start()
         try:
             yield
         finally:
+            await jobs.stop()
             if runtime is None:
                 await rt.close()
 
@@ -55,6 +61,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(auth_router)
     app.include_router(audit_router)
+    app.include_router(hosts_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

@@ -214,6 +214,12 @@ async def host_activate(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+async def host_maintenance(rt: Runtime, args: argparse.Namespace) -> int:
+    await hosts.set_state(rt, args.name, HostState.MAINTENANCE, actor())
+    print(f"Host {args.name} is in maintenance: no new sessions, and no alert while it is silent.")
+    return 0
+
+
 async def host_list(rt: Runtime, args: argparse.Namespace) -> int:
     emit(
         await hosts.list_all(rt),
@@ -336,7 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     hadd.add_argument("name")
     hadd.add_argument("--json", action="store_true")
     hadd.set_defaults(handler=host_add)
-    for name, handler in (("drain", host_drain), ("activate", host_activate)):
+    for name, handler in (
+        ("drain", host_drain),
+        ("activate", host_activate),
+        ("maintenance", host_maintenance),
+    ):
         p = host.add_parser(name)
         p.add_argument("name")
         p.set_defaults(handler=handler)

@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     report_max_clock_skew_s: float = Field(300.0, gt=0)
     pending_timeout_s: float = Field(300.0, gt=0)
     job_interval_s: float = Field(5.0, gt=0)
+    jobs_enabled: bool = True
+
+    # Desktops whose agent names no pool go to the pool of the first rule whose
+    # regular expression matches the desktop name: {"^fin-" = "Finanzen"}.
+    pool_rules: dict[str, str] = {}
 
     timezone: str = "Europe/Berlin"
     language: Literal["de", "en"] = "de"
@@ -135,6 +140,20 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("pool_rules")
+    @classmethod
+    def _valid_patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"pool rule {pattern!r} is not a regular expression: {exc}"
+                ) from exc
         return value
 
     @classmethod

@@ -88,6 +88,7 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: object) -> Settings:
         "database_url": db_url,
         "login_rate_limit": 10_000,
         "gateway_enabled": False,
+        "jobs_enabled": False,  # tests run jobs themselves, at the times they choose
     }
     values.update(overrides)
     return load_settings(None, **values)

@@ -46,9 +46,11 @@ async def set_state(rt: Runtime, name: str, state: HostState, actor: str) -> Hos
         if host is None:
             raise NotFound(f"There is no host {name!r}.")
         host.state = state.value
-        event = {HostState.DRAINING: "host_drained", HostState.ACTIVE: "host_activated"}.get(
-            state, "host_state_changed"
-        )
+        event = {
+            HostState.DRAINING: "host_drained",
+            HostState.ACTIVE: "host_activated",
+            HostState.MAINTENANCE: "host_maintenance",
+        }[state]
         await audit.record(s, now, event, actor=actor, detail={"host": name, "state": state.value})
     return host
 
@@ -59,7 +61,7 @@ async def list_all(rt: Runtime) -> list[dict[str, Any]]:
     async with rt.db.read() as s:
         hosts = (await s.scalars(select(Host).order_by(Host.name))).all()
         per_host = select(Desktop.host_id, func.count()).group_by(Desktop.host_id)
-        counts = {host_id: n for host_id, n in (await s.execute(per_host)).tuples()}
+        counts = {host_id: n for host_id, n in (await s.execute(per_host)).all()}
     return [
         {
             "name": h.name,

@@ -133,13 +133,20 @@ class Host(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
-    token_hash: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="active")
     agent_version: Mapped[str | None] = mapped_column(String(64))
     last_report_at: Mapped[dt.datetime | None]
     last_seq: Mapped[int | None] = mapped_column(BigInteger)
     # The latest report's metrics, as the agent sent them (agent.protocol).
     metrics: Mapped[dict[str, Any] | None]
+    # Digest of the last reported desktop inventory: an unchanged inventory (the
+    # usual case) costs no desktop queries at all.
+    inventory_hash: Mapped[str | None] = mapped_column(String(64))
+    # Power actions queued and not yet acknowledged; 0 spares a query per report.
+    pending_actions: Mapped[int] = mapped_column(Integer, default=0)
+    # When the health job found the host silent; cleared by its next report.
+    down_since: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
 
 
@@ -166,6 +173,28 @@ class Desktop(Base):
     needs_reset: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
+
+
+class HostAction(Base):
+    """A power action for a desktop, delivered with every report response until
+    the agent reports its result (at least once; the agent is idempotent by id)."""
+
+    __tablename__ = "host_actions"
+    __table_args__ = (Index("ix_host_actions_open", "host_id", "state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    desktop_id: Mapped[int | None] = mapped_column(
+        ForeignKey("desktops.id", ondelete="SET NULL"), index=True
+    )
+    desktop_name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
 
 
 class Session(Base):

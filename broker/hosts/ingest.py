@@ -1,0 +1,258 @@
+"""Taking in an agent's report: check it, store it, answer with actions.
+
+Checks, in this order: the bearer token (401), the report's schema (422), that
+the token's host is the one reporting (403), the clock (400), and that `seq`
+rises (409). Only then is anything stored, in one transaction. The usual report
+(nothing changed but the metrics) costs two statements.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy.engine import Row
+
+from agent.protocol import DesktopReport, Report, ReportResponse
+from broker.audit import log as audit
+from broker.errors import Conflict, Forbidden, InvalidInput, Unauthorized, VdiError
+from broker.hosts import actions
+from broker.hosts.inventory import PoolResolver, StoredDesktop, inventory_digest, plan
+from broker.runtime import Runtime
+from broker.security.tokens import same, token_hash
+from broker.store.db import Executor
+from broker.store.tables import Desktop, Host, Pool, Session, table
+
+log = logging.getLogger(__name__)
+
+_hosts = table(Host)
+_desktops = table(Desktop)
+_sessions = table(Session)
+_pools = table(Pool)
+
+_FIND_HOST = select(
+    _hosts.c.id,
+    _hosts.c.name,
+    _hosts.c.token_hash,
+    _hosts.c.inventory_hash,
+    _hosts.c.pending_actions,
+    _hosts.c.down_since,
+).where(_hosts.c.token_hash == bindparam("token_hash"))
+
+_STORE_REPORT = (
+    update(_hosts)
+    .where(
+        _hosts.c.id == bindparam("host_id"),
+        (_hosts.c.last_seq.is_(None)) | (_hosts.c.last_seq < bindparam("seq")),
+    )
+    .values(
+        last_seq=bindparam("seq"),
+        last_report_at=bindparam("now"),
+        agent_version=bindparam("agent_version"),
+        metrics=bindparam("metrics"),
+        inventory_hash=bindparam("inventory_hash"),
+        down_since=None,
+    )
+)
+
+_OPEN_SESSION_ON_DESKTOP = exists().where(
+    _sessions.c.desktop_id == _desktops.c.id, _sessions.c.state != "ended"
+)
+_STORED_DESKTOPS = select(
+    _desktops.c.id,
+    _desktops.c.name,
+    _desktops.c.pool_id,
+    _desktops.c.power_state,
+    _desktops.c.address,
+    _desktops.c.port,
+    _desktops.c.probe_ok,
+    _desktops.c.missing,
+    _OPEN_SESSION_ON_DESKTOP.label("in_use"),
+).where(_desktops.c.host_id == bindparam("host_id"))
+
+
+class ClockSkew(VdiError):
+    status, code = 400, "clock_skew"
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """Who sent a report: the host the token belongs to."""
+
+    id: int
+    name: str
+    inventory_hash: str | None
+    pending_actions: int
+    was_down: bool
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+async def authenticate(rt: Runtime, token: str | None, source_ip: str | None) -> Reporter:
+    if token:
+        digest = token_hash(token)
+        async with rt.db.read_conn() as conn:
+            row = (await conn.execute(_FIND_HOST, {"token_hash": digest})).first()
+        if row is not None and same(row.token_hash, digest):
+            return Reporter(
+                row.id,
+                row.name,
+                row.inventory_hash,
+                row.pending_actions,
+                row.down_since is not None,
+            )
+    await _reject(rt, None, source_ip, "unknown_token")
+    raise Unauthorized("The agent token is not valid.", code="invalid_token")
+
+
+def parse(body: bytes) -> Report:
+    try:
+        return Report.model_validate_json(body)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
+            for e in exc.errors()[:20]
+        ]
+        raise InvalidInput(
+            "The report does not match the protocol.", extra={"details": details}
+        ) from exc
+
+
+async def ingest(
+    rt: Runtime, reporter: Reporter, report: Report, source_ip: str | None
+) -> ReportResponse:
+    settings = rt.settings
+    if report.host != reporter.name:
+        await _reject(rt, reporter.name, source_ip, "foreign_host", claimed=report.host)
+        raise Forbidden("This token belongs to another host.", code="wrong_host")
+    now = rt.clock.now()
+    skew = abs((report.created_at - now).total_seconds())
+    if skew > settings.report_max_clock_skew_s:
+        raise ClockSkew(
+            f"The report's time is {skew:.0f} s off the broker's clock; check NTP on the host.",
+            extra={"broker_time": now.isoformat()},
+        )
+    digest = inventory_digest(report.desktops)
+    async with rt.db.write_conn() as conn:
+        stored = await conn.execute(
+            _STORE_REPORT,
+            {
+                "host_id": reporter.id,
+                "seq": report.seq,
+                "now": now,
+                "agent_version": report.agent_version,
+                "metrics": report.metrics.model_dump(mode="json", exclude_none=True),
+                "inventory_hash": digest,
+            },
+        )
+        if stored.rowcount != 1:
+            last = await conn.scalar(select(_hosts.c.last_seq).where(_hosts.c.id == reporter.id))
+            raise Conflict(
+                "This report is not newer than the last one.",
+                code="stale_seq",
+                extra={"last_seq": last},
+            )
+        if digest != reporter.inventory_hash:
+            await _reconcile(rt, conn, reporter, report.desktops)
+        finished = []
+        if report.action_results:
+            finished = await actions.record_results(conn, reporter.id, report.action_results, now)
+        out = []
+        if reporter.pending_actions > len(finished):
+            out = await actions.deliver(conn, reporter.id)
+    if reporter.was_down:
+        log.warning("host %s reports again", reporter.name)
+    for f in finished:
+        level = logging.INFO if f.ok else logging.WARNING
+        log.log(
+            level,
+            "host %s: action %s (%s) %s",
+            reporter.name,
+            f.kind,
+            f.reason,
+            "done" if f.ok else "failed",
+        )
+    return ReportResponse(actions=out, interval_s=settings.report_interval)
+
+
+async def _reconcile(
+    rt: Runtime, conn: Executor, reporter: Reporter, reported: list[DesktopReport]
+) -> None:
+    rows = (await conn.execute(_STORED_DESKTOPS, {"host_id": reporter.id})).all()
+    pools = {r.name: r.id for r in (await conn.execute(select(_pools.c.id, _pools.c.name))).all()}
+    the_plan = plan(
+        [_stored(r) for r in rows], reported, PoolResolver(pools, rt.settings.pool_rules)
+    )
+    now = rt.clock.now()
+    if the_plan.inserts:
+        await conn.execute(
+            _desktops.insert(),
+            [
+                {
+                    "host_id": reporter.id,
+                    "pool_id": d.pool_id,
+                    "name": d.name,
+                    "power_state": d.power_state,
+                    "address": d.address,
+                    "port": d.port,
+                    "probe_ok": d.probe_ok,
+                    "missing": False,
+                    "needs_reset": False,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for d in the_plan.inserts
+            ],
+        )
+    for change in the_plan.updates:
+        await conn.execute(
+            update(_desktops)
+            .where(_desktops.c.id == change.id)
+            .values(**change.values, updated_at=now)
+        )
+    for conflict in the_plan.conflicts:
+        log.warning("host %s: %s", reporter.name, conflict)
+    for pool in sorted(the_plan.unknown_pools):
+        log.warning(
+            "host %s reports desktops for pool %r, which does not exist; "
+            "they are registered without a pool",
+            reporter.name,
+            pool,
+        )
+
+
+def _stored(row: Row[tuple[object, ...]]) -> StoredDesktop:
+    return StoredDesktop(
+        id=row.id,
+        name=row.name,
+        pool_id=row.pool_id,
+        power_state=row.power_state,
+        address=row.address,
+        port=row.port,
+        probe_ok=row.probe_ok,
+        missing=row.missing,
+        in_use=bool(row.in_use),
+    )
+
+
+async def _reject(
+    rt: Runtime, host: str | None, source_ip: str | None, reason: str, **detail: str
+) -> None:
+    async with rt.db.write_conn() as conn:
+        await audit.record(
+            conn,
+            rt.clock.now(),
+            "agent_report_rejected",
+            actor=host,
+            source_ip=source_ip,
+            detail={"reason": reason, **detail},
+        )

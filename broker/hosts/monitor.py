@@ -1,0 +1,70 @@
+"""Background job: notice silent hosts, and give up their sessions after a grace.
+
+A host is down when it missed `host_down_after_missed` report intervals (see
+broker.hosts.health); placement already avoids it from that moment. This job
+records the moment (hosts.down_since, audit `host_down`) and, once a host has
+been down for `host_lost_grace_s`, ends the sessions on it as `host_lost`, so
+their users get a new desktop elsewhere instead of waiting for a dead one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from sqlalchemy import select, update
+
+from broker.audit import log as audit
+from broker.runtime import Runtime
+from broker.store.tables import Desktop, Host, Session, table
+
+log = logging.getLogger(__name__)
+
+_hosts = table(Host)
+_desktops = table(Desktop)
+_sessions = table(Session)
+
+
+async def check_hosts(rt: Runtime) -> None:
+    settings = rt.settings
+    now = rt.clock.now()
+    silent_since = now - dt.timedelta(
+        seconds=settings.report_interval * settings.host_down_after_missed
+    )
+    lost_before = now - dt.timedelta(seconds=settings.host_lost_grace_s)
+    async with rt.db.write_conn() as conn:
+        went_down = (
+            await conn.execute(
+                update(_hosts)
+                .where(_hosts.c.down_since.is_(None), _hosts.c.last_report_at < silent_since)
+                .values(down_since=now)
+                .returning(_hosts.c.name, _hosts.c.last_report_at)
+            )
+        ).all()
+        for name, last in went_down:
+            log.warning("host %s is down: no report since %s", name, last.isoformat())
+            await audit.record(
+                conn,
+                now,
+                "host_down",
+                actor="broker",
+                detail={"host": name, "last_report_at": last.isoformat()},
+            )
+        lost_desktops = (
+            select(_desktops.c.id)
+            .join(_hosts, _hosts.c.id == _desktops.c.host_id)
+            .where(_hosts.c.down_since < lost_before)
+        )
+        lost = (
+            await conn.execute(
+                update(_sessions)
+                .where(_sessions.c.state != "ended", _sessions.c.desktop_id.in_(lost_desktops))
+                .values(state="ended", end_reason="host_lost", ended_at=now)
+                .returning(_sessions.c.id)
+            )
+        ).all()
+        if lost:
+            log.warning("%d session(s) ended as host_lost", len(lost))
+            await audit.record(
+                conn, now, "sessions_host_lost", actor="broker", detail={"count": len(lost)}
+            )

@@ -1,0 +1,347 @@
+"""Agent reports on the broker: accepted, rejected, stored; actions; host health.
+
+Runs on SQLite and PostgreSQL against the real app over ASGI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from agent.protocol import (
+    ActionKind,
+    ActionResult,
+    DesktopReport,
+    HostMetrics,
+    PowerState,
+    ProbeResult,
+    ProbeStats,
+    Report,
+)
+from broker.clock import FakeClock
+from broker.domain import PoolType, Protocol
+from broker.hosts import actions
+from broker.hosts import service as hosts
+from broker.hosts.monitor import check_hosts
+from broker.pools import service as pools
+from broker.runtime import Runtime
+from broker.store.tables import AuditEvent, Desktop, Host, HostAction, Session, User
+
+URL = "/api/v1/agent/report"
+
+
+def desktops(n: int, pool: str | None = "Finanzen", **overrides: Any) -> list[DesktopReport]:
+    return [
+        DesktopReport(
+            name=f"d{i}",
+            pool=pool,
+            power_state=PowerState.RUNNING,
+            address="127.0.0.1",
+            port=40000 + i,
+            probe=ProbeResult(ok=True, latency_s=0.002),
+            **overrides,
+        )
+        for i in range(n)
+    ]
+
+
+def report(
+    rt: Runtime,
+    host: str,
+    seq: int,
+    *,
+    items: list[DesktopReport] | None = None,
+    results: list[ActionResult] | None = None,
+    skew_s: float = 0.0,
+) -> Report:
+    return Report(
+        host=host,
+        agent_version="0.1.0",
+        seq=seq,
+        created_at=rt.clock.now() + dt.timedelta(seconds=skew_s),
+        interval_s=10,
+        metrics=HostMetrics(
+            cpu_utilization_ratio=0.25,
+            cpus=8,
+            load1=1.5,
+            memory_total_bytes=64 << 30,
+            memory_available_bytes=40 << 30,
+            probes=ProbeStats(probes_total=10 * seq, timeouts_total=seq),
+        ),
+        desktops=desktops(3) if items is None else items,
+        action_results=results or [],
+    )
+
+
+async def send(
+    client: httpx.AsyncClient, token: str | None, body: Report | bytes
+) -> httpx.Response:
+    headers = {"content-type": "application/json"}
+    if token is not None:
+        headers["authorization"] = f"Bearer {token}"
+    content = body if isinstance(body, bytes) else body.model_dump_json().encode()
+    return await client.post(URL, content=content, headers=headers)
+
+
+@pytest.fixture
+async def host_token(runtime: Runtime) -> str:
+    await pools.add(runtime, pools.NewPool("Finanzen", PoolType.FLOATING, Protocol.RDP, 10), "t")
+    return await hosts.add(runtime, "vhost01", "test")
+
+
+async def host_row(rt: Runtime, name: str = "vhost01") -> Host:
+    async with rt.db.read() as s:
+        host = await s.scalar(select(Host).where(Host.name == name))
+    assert host is not None
+    return host
+
+
+async def count(rt: Runtime, model: type[Any], *where: Any) -> int:
+    async with rt.db.read() as s:
+        return int(await s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+async def test_a_report_is_stored(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str
+) -> None:
+    response = await send(client, host_token, report(runtime, "vhost01", 1))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"actions": [], "interval_s": runtime.settings.report_interval}
+    host = await host_row(runtime)
+    assert host.last_seq == 1 and host.agent_version == "0.1.0"
+    assert host.last_report_at == runtime.clock.now()
+    assert host.metrics and host.metrics["cpus"] == 8
+    async with runtime.db.read() as s:
+        rows = (await s.scalars(select(Desktop).order_by(Desktop.name))).all()
+    assert [(d.name, d.port, d.power_state, d.probe_ok, d.pool_id is not None) for d in rows] == [
+        ("d0", 40000, "running", True, True),
+        ("d1", 40001, "running", True, True),
+        ("d2", 40002, "running", True, True),
+    ]
+    listed = await hosts.list_all(runtime)
+    assert listed[0]["up"] is True and listed[0]["desktops"] == 3
+
+
+async def test_inventory_changes_and_vanished_desktops(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    await send(client, host_token, report(runtime, "vhost01", 1))
+    digest = (await host_row(runtime)).inventory_hash
+    clock.advance(10)
+    # Same desktops, other latencies: the digest (and so storage) is unchanged.
+    same = desktops(3)
+    await send(client, host_token, report(runtime, "vhost01", 2, items=same))
+    assert (await host_row(runtime)).inventory_hash == digest
+    clock.advance(10)
+    await send(client, host_token, report(runtime, "vhost01", 3, items=desktops(2)))
+    assert await count(runtime, Desktop) == 3
+    assert await count(runtime, Desktop, Desktop.missing.is_(True)) == 1
+
+
+@pytest.mark.parametrize("token", [None, "", "not-a-token", "x" * 43])
+async def test_forged_tokens_are_refused(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, token: str | None
+) -> None:
+    response = await send(client, token, report(runtime, "vhost01", 1))
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+    assert (await host_row(runtime)).last_seq is None
+    assert await count(runtime, AuditEvent, AuditEvent.event == "agent_report_rejected") == 1
+
+
+async def test_a_token_reports_only_for_its_own_host(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str
+) -> None:
+    await hosts.add(runtime, "vhost02", "test")
+    response = await send(client, host_token, report(runtime, "vhost02", 1))
+    assert response.status_code == 403
+    assert response.json()["error"] == "wrong_host"
+    for name in ("vhost01", "vhost02"):
+        assert (await host_row(runtime, name)).last_seq is None
+    assert await count(runtime, Desktop) == 0
+    async with runtime.db.read() as s:
+        event = (
+            await s.scalars(select(AuditEvent).where(AuditEvent.event == "agent_report_rejected"))
+        ).one()
+    assert event.actor == "vhost01"
+    assert event.detail == {"reason": "foreign_host", "claimed": "vhost02"}
+
+
+async def test_replayed_and_older_reports_are_409_and_change_nothing(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    assert (await send(client, host_token, report(runtime, "vhost01", 5))).status_code == 200
+    before = await host_row(runtime)
+    clock.advance(10)
+    for seq in (5, 4, 0):
+        changed = report(runtime, "vhost01", seq, items=desktops(1))
+        response = await send(client, host_token, changed)
+        assert response.status_code == 409
+        assert response.json()["error"] == "stale_seq"
+        assert response.json()["last_seq"] == 5
+    after = await host_row(runtime)
+    assert (after.last_seq, after.last_report_at, after.metrics) == (
+        before.last_seq,
+        before.last_report_at,
+        before.metrics,
+    )
+    assert await count(runtime, Desktop, Desktop.missing.is_(True)) == 0
+
+
+@pytest.mark.parametrize("skew", [-301.0, 301.0, 86400.0])
+async def test_reports_off_the_clock_are_400(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, skew: float
+) -> None:
+    response = await send(client, host_token, report(runtime, "vhost01", 1, skew_s=skew))
+    assert response.status_code == 400
+    assert response.json()["error"] == "clock_skew"
+    assert (await host_row(runtime)).last_seq is None
+
+
+async def test_oversized_report_is_413(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str
+) -> None:
+    response = await send(client, host_token, b"{" + b" " * (1024 * 1024) + b"}")
+    assert response.status_code == 413
+    assert (await host_row(runtime)).last_seq is None
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d.update(seq=-1),
+        lambda d: d.update(version=99),
+        lambda d: d.update(extra="field"),
+        lambda d: d["desktops"][0].update(address="db.internal"),
+        lambda d: d["desktops"][0].update(port=70000),
+        lambda d: d["desktops"][0].update(name="../../etc"),
+        lambda d: d["metrics"].update(cpu_utilization_ratio=1.5),
+        lambda d: d.update(created_at="2026-03-02T09:00:05"),
+        lambda d: d.pop("host"),
+    ],
+)
+async def test_malformed_reports_are_422(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, mutate: Any
+) -> None:
+    import json
+
+    body = json.loads(report(runtime, "vhost01", 1).model_dump_json())
+    mutate(body)
+    response = await send(client, host_token, json.dumps(body).encode())
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+    assert (await host_row(runtime)).last_seq is None
+    assert await count(runtime, Desktop) == 0
+
+
+async def test_not_json_is_422(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str
+) -> None:
+    assert (await send(client, host_token, b"\x00\xffnope")).status_code == 422
+
+
+async def test_action_round_trip_at_least_once_and_idempotent(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    await send(client, host_token, report(runtime, "vhost01", 1))
+    async with runtime.db.write_conn() as conn:
+        action_id = await actions.queue(
+            conn,
+            clock.now(),
+            host_id=(await host_row(runtime)).id,
+            desktop_id=None,
+            desktop_name="d1",
+            kind=ActionKind.RESET,
+            reason="recycle",
+        )
+    expected = [{"id": action_id, "kind": "reset", "desktop": "d1"}]
+    first = await send(client, host_token, report(runtime, "vhost01", 2))
+    assert first.json()["actions"] == expected
+    # No result yet (the response was lost, say): the action comes again.
+    second = await send(client, host_token, report(runtime, "vhost01", 3))
+    assert second.json()["actions"] == expected
+    done = ActionResult(id=action_id, ok=True, power_state=PowerState.RUNNING)
+    third = await send(client, host_token, report(runtime, "vhost01", 4, results=[done]))
+    assert third.json()["actions"] == []
+    # The same result again, and one for an action that does not exist: ignored.
+    ghost = ActionResult(id=uuid.uuid4().hex, ok=False, error="no such action")
+    fourth = await send(client, host_token, report(runtime, "vhost01", 5, results=[done, ghost]))
+    assert fourth.status_code == 200 and fourth.json()["actions"] == []
+    async with runtime.db.read() as s:
+        action = await s.get(HostAction, action_id)
+    assert action is not None
+    assert (action.state, action.deliveries, action.finished_at) == ("done", 2, clock.now())
+    assert (await host_row(runtime)).pending_actions == 0
+
+
+async def test_silent_host_goes_down_and_its_sessions_are_lost_after_grace(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    await send(client, host_token, report(runtime, "vhost01", 1))
+    async with runtime.db.write() as s:
+        user = User(
+            name="maria",
+            department="Finanzen",
+            role="staff",
+            work_mode="home",
+            failed_logins=0,
+            disabled=False,
+            created_at=clock.now(),
+        )
+        s.add(user)
+        await s.flush()
+        desktop = await s.scalar(select(Desktop).where(Desktop.name == "d0"))
+        assert desktop is not None and desktop.pool_id is not None
+        s.add(
+            Session(
+                id=str(uuid.uuid4()),
+                user_id=user.id,
+                pool_id=desktop.pool_id,
+                desktop_id=desktop.id,
+                state="active",
+                work_mode="home",
+                created_at=clock.now(),
+            )
+        )
+    interval = runtime.settings.report_interval
+    clock.advance(interval * 2)
+    await check_hosts(runtime)
+    assert (await host_row(runtime)).down_since is None
+    clock.advance(interval + 1)
+    await check_hosts(runtime)
+    assert (await host_row(runtime)).down_since == clock.now()
+    assert (await hosts.list_all(runtime))[0]["up"] is False
+    assert await count(runtime, AuditEvent, AuditEvent.event == "host_down") == 1
+    await check_hosts(runtime)  # once only
+    assert await count(runtime, AuditEvent, AuditEvent.event == "host_down") == 1
+    assert await count(runtime, Session, Session.state == "active") == 1
+    clock.advance(runtime.settings.host_lost_grace_s + 1)
+    await check_hosts(runtime)
+    async with runtime.db.read() as s:
+        session = (await s.scalars(select(Session))).one()
+    assert (session.state, session.end_reason) == ("ended", "host_lost")
+    # The host comes back.
+    assert (await send(client, host_token, report(runtime, "vhost01", 2))).status_code == 200
+    assert (await host_row(runtime)).down_since is None
+    assert (await hosts.list_all(runtime))[0]["up"] is True
+
+
+async def test_admin_host_api(runtime: Runtime, client: httpx.AsyncClient, host_token: str) -> None:
+    from broker.domain import Role
+    from tests.support.accounts import add_user, code_now, login
+
+    secret = await add_user(runtime, "chef", department="IT", role=Role.ADMIN)
+    csrf = (await login(client, "chef", code=code_now(runtime, secret or ""))).json()["csrf_token"]
+    listed = await client.get("/api/v1/admin/hosts")
+    assert [h["name"] for h in listed.json()["items"]] == ["vhost01"]
+    drained = await client.post("/api/v1/admin/hosts/vhost01/drain", headers={"X-CSRF-Token": csrf})
+    assert drained.json() == {"name": "vhost01", "state": "draining"}
+    missing = await client.post("/api/v1/admin/hosts/nope/drain", headers={"X-CSRF-Token": csrf})
+    assert missing.status_code == 404
+    no_csrf = await client.post("/api/v1/admin/hosts/vhost01/activate")
+    assert no_csrf.status_code == 403
+    assert (await host_row(runtime)).state == "draining"

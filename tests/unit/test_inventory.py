@@ -1,0 +1,108 @@
+"""Reconciling reported desktops with stored ones (pure)."""
+
+from __future__ import annotations
+
+from agent.protocol import DesktopReport, PowerState, ProbeResult
+from broker.hosts.inventory import PoolResolver, StoredDesktop, inventory_digest, plan
+
+POOLS = {"Finanzen": 1, "Bauamt": 2}
+
+
+def reported(
+    name: str,
+    pool: str | None = None,
+    power: str = "running",
+    port: int = 3389,
+    ok: bool = True,
+    latency: float = 0.01,
+) -> DesktopReport:
+    return DesktopReport(
+        name=name,
+        pool=pool,
+        power_state=PowerState(power),
+        address="10.0.0.5",
+        port=port,
+        probe=ProbeResult(ok=ok, latency_s=latency),
+    )
+
+
+def stored(
+    id: int,
+    name: str,
+    pool_id: int | None = 1,
+    power: str = "running",
+    port: int = 3389,
+    ok: bool | None = True,
+    missing: bool = False,
+    in_use: bool = False,
+) -> StoredDesktop:
+    return StoredDesktop(id, name, pool_id, power, "10.0.0.5", port, ok, missing, in_use)
+
+
+def test_new_desktops_go_to_the_named_pool_or_by_naming_rule() -> None:
+    resolver = PoolResolver(POOLS, {"^bau-": "Bauamt"})
+    result = plan(
+        [], [reported("fin-01", "Finanzen"), reported("bau-07"), reported("x-1")], resolver
+    )
+    assert [(d.name, d.pool_id) for d in result.inserts] == [
+        ("fin-01", 1),
+        ("bau-07", 2),
+        ("x-1", None),
+    ]
+    assert result.updates == []
+
+
+def test_unknown_pool_is_noted_and_desktop_registered_without_pool() -> None:
+    result = plan([], [reported("d1", "Gibtsnicht")], PoolResolver(POOLS, {}))
+    assert result.inserts[0].pool_id is None
+    assert result.unknown_pools == {"Gibtsnicht"}
+
+
+def test_only_changed_fields_are_updated() -> None:
+    result = plan(
+        [stored(1, "d1"), stored(2, "d2")],
+        [reported("d1", "Finanzen"), reported("d2", "Finanzen", power="stopped", ok=False)],
+        PoolResolver(POOLS, {}),
+    )
+    assert [(c.id, c.values) for c in result.updates] == [
+        (2, {"power_state": "stopped", "probe_ok": False})
+    ]
+
+
+def test_vanished_desktops_are_marked_missing_never_deleted() -> None:
+    result = plan(
+        [stored(1, "d1"), stored(2, "gone"), stored(3, "gone-too", missing=True)],
+        [reported("d1", "Finanzen")],
+        PoolResolver(POOLS, {}),
+    )
+    assert [(c.id, c.values) for c in result.updates] == [(2, {"missing": True})]
+    back = plan(
+        [stored(3, "gone-too", missing=True)],
+        [reported("gone-too", "Finanzen")],
+        PoolResolver(POOLS, {}),
+    )
+    assert [(c.id, c.values) for c in back.updates] == [(3, {"missing": False})]
+
+
+def test_open_session_keeps_its_pool_and_conflicts_are_reported() -> None:
+    result = plan(
+        [stored(1, "d1", pool_id=1, in_use=True), stored(2, "d2", in_use=True)],
+        [reported("d1", "Bauamt")],
+        PoolResolver(POOLS, {}),
+    )
+    assert [(c.id, c.values) for c in result.updates] == [(2, {"missing": True})]
+    assert len(result.conflicts) == 2
+    assert "stored pool is kept" in result.conflicts[0]
+
+
+def test_free_desktop_moves_pool_when_the_agent_says_so() -> None:
+    result = plan([stored(1, "d1", pool_id=1)], [reported("d1", "Bauamt")], PoolResolver(POOLS, {}))
+    assert [(c.id, c.values) for c in result.updates] == [(1, {"pool_id": 2})]
+
+
+def test_digest_ignores_latency_and_order_but_not_state() -> None:
+    a = [reported("d1", latency=0.01), reported("d2")]
+    b = [reported("d2"), reported("d1", latency=0.5)]
+    c = [reported("d2"), reported("d1", ok=False)]
+    assert inventory_digest(a) == inventory_digest(b)
+    assert inventory_digest(a) != inventory_digest(c)
