@@ -24,6 +24,7 @@ from broker.jobs import AlwaysLeader, JobRunner, default_jobs
 from broker.middleware import BodySizeLimit, SecurityHeaders
 from broker.net import parse_networks
 from broker.runtime import Runtime, open_runtime
+from broker.sessions.router import router as sessions_router
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(audit_router)
     app.include_router(hosts_router)
+    app.include_router(sessions_router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

@@ -44,10 +44,16 @@ class LoadIndexSettings(BaseModel):
 
     cpu_idle: float = Field(0.1, ge=0, lt=1, description="CPU ratio that counts as idle")
     cpu_span: float = Field(0.8, gt=0, le=1, description="CPU ratio span from idle to full")
+    memory_base_ratio: float = Field(
+        0.1, ge=0, lt=1, description="share of memory in use on an empty host (hypervisor)"
+    )
     memory_full_ratio: float = Field(0.9, gt=0, le=1)
     logon_tolerance: int = Field(2, ge=1, description="pending logons that make a host busy")
     others_weight: float = Field(0.1, ge=0, le=1, description="weight of the non-highest parts")
     team_penalty: float = Field(1.0, ge=0, description="added per critical-team member on host")
+    full_index: float = Field(
+        1.0, gt=0, le=1, description="a host at this index takes no new sessions"
+    )
 
 
 class LdapSettings(BaseModel):

@@ -32,6 +32,8 @@ class Runtime:
     hasher: PasswordHasher
     login_limiter: SlidingWindowLimiter
     telemetry: Telemetry = field(default_factory=Telemetry)
+    # SHA256 fingerprint of the SSH gateway's host key, shown to users to check.
+    gateway_fingerprint: str | None = None
 
     async def close(self) -> None:
         self.hasher.close()

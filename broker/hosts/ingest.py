@@ -8,14 +8,15 @@ rises (409). Only then is anything stored, in one transaction. The usual report
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
 from pydantic import ValidationError
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.engine import Row
 
-from agent.protocol import DesktopReport, Report, ReportResponse
+from agent.protocol import ActionKind, DesktopReport, Report, ReportResponse
 from broker.audit import log as audit
 from broker.errors import Conflict, Forbidden, InvalidInput, Unauthorized, VdiError
 from broker.hosts import actions
@@ -54,6 +55,10 @@ _STORE_REPORT = (
         metrics=bindparam("metrics"),
         inventory_hash=bindparam("inventory_hash"),
         down_since=None,
+        cpu_ratio=bindparam("cpu_ratio"),
+        memory_total=bindparam("memory_total"),
+        memory_available=bindparam("memory_available"),
+        session_capacity=bindparam("session_capacity"),
     )
 )
 
@@ -69,6 +74,7 @@ _STORED_DESKTOPS = select(
     _desktops.c.port,
     _desktops.c.probe_ok,
     _desktops.c.missing,
+    _desktops.c.connections,
     _OPEN_SESSION_ON_DESKTOP.label("in_use"),
 ).where(_desktops.c.host_id == bindparam("host_id"))
 
@@ -152,6 +158,10 @@ async def ingest(
                 "agent_version": report.agent_version,
                 "metrics": report.metrics.model_dump(mode="json", exclude_none=True),
                 "inventory_hash": digest,
+                "cpu_ratio": report.metrics.cpu_utilization_ratio,
+                "memory_total": report.metrics.memory_total_bytes,
+                "memory_available": report.metrics.memory_available_bytes,
+                "session_capacity": report.metrics.session_capacity,
             },
         )
         if stored.rowcount != 1:
@@ -166,6 +176,7 @@ async def ingest(
         finished = []
         if report.action_results:
             finished = await actions.record_results(conn, reporter.id, report.action_results, now)
+            await _apply_results(conn, finished, now)
         out = []
         if reporter.pending_actions > len(finished):
             out = await actions.deliver(conn, reporter.id)
@@ -205,8 +216,10 @@ async def _reconcile(
                     "address": d.address,
                     "port": d.port,
                     "probe_ok": d.probe_ok,
+                    "connections": d.connections,
                     "missing": False,
                     "needs_reset": False,
+                    "idle_since": now,
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -219,6 +232,15 @@ async def _reconcile(
             .where(_desktops.c.id == change.id)
             .values(**change.values, updated_at=now)
         )
+    present = (
+        select(func.count())
+        .select_from(_desktops)
+        .where(_desktops.c.host_id == reporter.id, _desktops.c.missing.is_(False))
+        .scalar_subquery()
+    )
+    await conn.execute(
+        update(_hosts).where(_hosts.c.id == reporter.id).values(desktop_count=present)
+    )
     for conflict in the_plan.conflicts:
         log.warning("host %s: %s", reporter.name, conflict)
     for pool in sorted(the_plan.unknown_pools):
@@ -227,6 +249,23 @@ async def _reconcile(
             "they are registered without a pool",
             reporter.name,
             pool,
+        )
+
+
+async def _apply_results(
+    conn: Executor, finished: list[actions.Finished], now: dt.datetime
+) -> None:
+    """A desktop that was reset after use is clean and free again."""
+    clean = [
+        f.desktop_id
+        for f in finished
+        if f.ok and f.kind == ActionKind.RESET and f.desktop_id is not None
+    ]
+    if clean:
+        await conn.execute(
+            update(_desktops)
+            .where(_desktops.c.id.in_(clean))
+            .values(needs_reset=False, idle_since=now)
         )
 
 

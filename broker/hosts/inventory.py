@@ -29,6 +29,7 @@ class StoredDesktop:
     probe_ok: bool | None
     missing: bool
     in_use: bool  # an open session holds it
+    connections: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class NewDesktop:
     address: str | None
     port: int | None
     probe_ok: bool | None
+    connections: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,15 @@ def plan(
         old = by_name.get(d.name)
         if old is None:
             out.inserts.append(
-                NewDesktop(d.name, pool_id, d.power_state.value, d.address, d.port, probe_ok)
+                NewDesktop(
+                    d.name,
+                    pool_id,
+                    d.power_state.value,
+                    d.address,
+                    d.port,
+                    probe_ok,
+                    d.connections,
+                )
             )
             continue
         values: dict[str, object] = {}
@@ -122,6 +132,7 @@ def plan(
             ("address", d.address),
             ("port", d.port),
             ("probe_ok", probe_ok),
+            ("connections", d.connections),
             ("missing", False),
         ):
             if getattr(old, key) != new:

@@ -113,6 +113,14 @@ class Pool(Base):
     protocol: Mapped[str] = mapped_column(String(8))
     max_sessions: Mapped[int] = mapped_column(Integer)
     field: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Share of usable capacity kept for priority staff (0 = no reserve).
+    priority_reserve: Mapped[float] = mapped_column(Float, default=0.0)
+    # Free desktops kept powered on; None: the broker does not manage power.
+    spare_desktops: Mapped[int | None] = mapped_column(Integer)
+    # Lifecycle limits in seconds; None: no limit.
+    disconnect_timeout_s: Mapped[int | None] = mapped_column(Integer)
+    max_session_s: Mapped[int | None] = mapped_column(Integer)
+    idle_timeout_s: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime]
 
 
@@ -147,6 +155,13 @@ class Host(Base):
     pending_actions: Mapped[int] = mapped_column(Integer, default=0)
     # When the health job found the host silent; cleared by its next report.
     down_since: Mapped[dt.datetime | None]
+    # The load figures placement needs, copied out of `metrics` at each report so
+    # a placement reads a few columns instead of every host's JSON.
+    cpu_ratio: Mapped[float | None] = mapped_column(Float)
+    memory_total: Mapped[int | None] = mapped_column(BigInteger)
+    memory_available: Mapped[int | None] = mapped_column(BigInteger)
+    session_capacity: Mapped[int | None] = mapped_column(Integer)
+    desktop_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime]
 
 
@@ -171,6 +186,10 @@ class Desktop(Base):
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
     needs_reset: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Client connections on the console the agent sees (None: it cannot see them).
+    connections: Mapped[int | None] = mapped_column(Integer)
+    # Since when the desktop has been free and running (spare desktop management).
+    idle_since: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime]
     updated_at: Mapped[dt.datetime]
 
@@ -219,6 +238,8 @@ class Session(Base):
             postgresql_where=OPEN_SESSION,
         ),
         Index("ix_sessions_state", "state"),
+        Index("ix_sessions_pool_state", "pool_id", "state"),
+        Index("ix_sessions_desktop", "desktop_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -233,6 +254,56 @@ class Session(Base):
     disconnected_at: Mapped[dt.datetime | None]
     ended_at: Mapped[dt.datetime | None]
     last_activity_at: Mapped[dt.datetime | None]
+
+
+class Ticket(Base):
+    """A one-time secret that opens one tunnel for one session (stored hashed)."""
+
+    __tablename__ = "tickets"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[dt.datetime | None]
+
+
+class DepartmentPolicy(Base):
+    """A department's cap on simultaneous home work: a number or a share of staff."""
+
+    __tablename__ = "department_policies"
+
+    department: Mapped[str] = mapped_column(String(64), primary_key=True)
+    remote_cap: Mapped[int | None] = mapped_column(Integer)
+    remote_share: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[dt.datetime]
+
+
+class Schedule(Base):
+    """One telework window of a user or a department (local time)."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (Index("ix_schedules_subject", "scope", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # user | department
+    subject: Mapped[str] = mapped_column(String(64))
+    days: Mapped[str] = mapped_column(String(32))  # "mon,wed"
+    start: Mapped[str] = mapped_column(String(5))  # "07:00"
+    end: Mapped[str] = mapped_column(String(5))
+    created_at: Mapped[dt.datetime]
+
+
+class PriorityClass(Base):
+    """A task area whose staff are served from the priority reserve."""
+
+    __tablename__ = "priority_classes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime]
 
 
 class WebSession(Base):

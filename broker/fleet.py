@@ -1,0 +1,249 @@
+"""A read-only overview of the fleet: hosts, pools, desktops, sessions, departments.
+
+One set of aggregate queries, shared by /metrics, `vdi-broker status`, the
+staff's list of desktops and the admin pages. Row counts grow with hosts and
+pools, not with desktops or sessions: the database aggregates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from broker import capacity
+from broker.domain import HostState
+from broker.hosts.health import is_up
+from broker.placement.load_index import HostLoad, LoadIndex, load_index
+from broker.policy.quota import DepartmentCap
+from broker.runtime import Runtime
+from broker.store.tables import (
+    DepartmentPolicy,
+    Desktop,
+    Host,
+    Pool,
+    PoolEntitlement,
+    Session,
+    User,
+    table,
+)
+
+_hosts = table(Host)
+_pools = table(Pool)
+_desktops = table(Desktop)
+_sessions = table(Session)
+_users = table(User)
+_dept = table(DepartmentPolicy)
+_ents = table(PoolEntitlement)
+OPEN = _sessions.c.state != "ended"
+
+
+@dataclass
+class HostInfo:
+    id: int
+    name: str
+    state: str
+    agent_version: str | None
+    last_report_at: dt.datetime | None
+    up: bool
+    metrics: dict[str, Any] | None
+    capacity: int
+    sessions: dict[str, int] = field(default_factory=dict)  # by state
+    logons: int = 0
+    load: LoadIndex | None = None
+
+    @property
+    def accepting(self) -> bool:
+        return self.up and self.state == HostState.ACTIVE
+
+    @property
+    def open_sessions(self) -> int:
+        return sum(self.sessions.values())
+
+
+@dataclass
+class PoolInfo:
+    id: int
+    name: str
+    type: str
+    protocol: str
+    max_sessions: int
+    for_field_work: bool
+    departments: set[str]
+    users: set[str]
+    desktops_per_host: dict[int, int] = field(default_factory=dict)  # not missing
+    power: dict[str, int] = field(default_factory=dict)
+    sessions: dict[tuple[str, str], int] = field(default_factory=dict)  # (state, work_mode)
+    usable: int = 0
+    without_largest_host: int = 0
+
+    @property
+    def open_sessions(self) -> int:
+        return sum(self.sessions.values())
+
+    @property
+    def free(self) -> int:
+        return capacity.free(self.open_sessions, self.usable)
+
+    @property
+    def utilization(self) -> float:
+        return capacity.utilization(self.open_sessions, self.usable)
+
+
+@dataclass
+class DepartmentInfo:
+    name: str
+    remote_sessions: int = 0
+    limit: int | None = None
+
+
+@dataclass
+class Fleet:
+    now: dt.datetime
+    hosts: dict[int, HostInfo]
+    pools: dict[int, PoolInfo]
+    departments: dict[str, DepartmentInfo]
+
+
+async def read(rt: Runtime) -> Fleet:
+    settings = rt.settings
+    now = rt.clock.now()
+    async with rt.db.read() as s:
+        host_rows = (await s.execute(select(_hosts))).all()
+        pool_rows = (await s.execute(select(_pools))).all()
+        ents = (await s.execute(select(_ents.c.pool_id, _ents.c.kind, _ents.c.value))).all()
+        desktop_counts = (
+            await s.execute(
+                select(
+                    _desktops.c.pool_id,
+                    _desktops.c.host_id,
+                    _desktops.c.power_state,
+                    _desktops.c.missing,
+                    func.count(),
+                ).group_by(
+                    _desktops.c.pool_id,
+                    _desktops.c.host_id,
+                    _desktops.c.power_state,
+                    _desktops.c.missing,
+                )
+            )
+        ).all()
+        session_counts = (
+            await s.execute(
+                select(
+                    _sessions.c.pool_id,
+                    _desktops.c.host_id,
+                    _sessions.c.state,
+                    _sessions.c.work_mode,
+                    func.count(),
+                    func.sum(case((_sessions.c.created_at > _hosts.c.last_report_at, 1), else_=0)),
+                )
+                .select_from(_sessions)
+                .outerjoin(_desktops, _desktops.c.id == _sessions.c.desktop_id)
+                .outerjoin(_hosts, _hosts.c.id == _desktops.c.host_id)
+                .where(OPEN)
+                .group_by(
+                    _sessions.c.pool_id,
+                    _desktops.c.host_id,
+                    _sessions.c.state,
+                    _sessions.c.work_mode,
+                )
+            )
+        ).all()
+        remote = (
+            await s.execute(
+                select(_users.c.department, func.count())
+                .select_from(_sessions)
+                .join(_users, _users.c.id == _sessions.c.user_id)
+                .where(OPEN, _sessions.c.work_mode == "home")
+                .group_by(_users.c.department)
+            )
+        ).all()
+        policies = (await s.execute(select(_dept))).all()
+        staff: dict[str, int] = dict(
+            (
+                await s.execute(
+                    select(_users.c.department, func.count()).group_by(_users.c.department)
+                )
+            ).all()
+        )
+
+    hosts: dict[int, HostInfo] = {}
+    for h in host_rows:
+        cap = h.session_capacity if h.session_capacity is not None else h.desktop_count
+        hosts[h.id] = HostInfo(
+            id=h.id,
+            name=h.name,
+            state=h.state,
+            agent_version=h.agent_version,
+            last_report_at=h.last_report_at,
+            up=is_up(
+                h.last_report_at, now, settings.report_interval, settings.host_down_after_missed
+            ),
+            metrics=h.metrics,
+            capacity=cap,
+            sessions={"pending": 0, "active": 0, "disconnected": 0},
+        )
+    pools: dict[int, PoolInfo] = {}
+    by_pool_ents: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for pool_id, kind, value in ents:
+        by_pool_ents[pool_id].append((kind, value))
+    for p in pool_rows:
+        pools[p.id] = PoolInfo(
+            id=p.id,
+            name=p.name,
+            type=p.type,
+            protocol=p.protocol,
+            max_sessions=p.max_sessions,
+            for_field_work=p.field,
+            departments={v for k, v in by_pool_ents[p.id] if k == "department"},
+            users={v for k, v in by_pool_ents[p.id] if k == "user"},
+        )
+    for pool_id, host_id, power, missing, n in desktop_counts:
+        pool = pools.get(pool_id)
+        if pool is None:
+            continue
+        key = "missing" if missing else power
+        pool.power[key] = pool.power.get(key, 0) + n
+        if not missing:
+            pool.desktops_per_host[host_id] = pool.desktops_per_host.get(host_id, 0) + n
+    for pool_id, host_id, state, work_mode, n, recent in session_counts:
+        pool = pools.get(pool_id)
+        if pool is not None:
+            key = (state, work_mode)
+            pool.sessions[key] = pool.sessions.get(key, 0) + n
+        host = hosts.get(host_id) if host_id is not None else None
+        if host is not None:
+            host.sessions[state] = host.sessions.get(state, 0) + n
+            host.logons += n if state == "pending" else int(recent or 0)
+    accepting = {h.id for h in hosts.values() if h.accepting}
+    for pool in pools.values():
+        pool.usable = capacity.usable(pool.max_sessions, pool.desktops_per_host, accepting)
+        pool.without_largest_host = capacity.without_largest_host(
+            pool.max_sessions, pool.desktops_per_host, accepting
+        )
+    for host in hosts.values():
+        if host.up:
+            host.load = load_index(
+                HostLoad(
+                    (host.metrics or {}).get("cpu_utilization_ratio"),
+                    (host.metrics or {}).get("memory_total_bytes"),
+                    (host.metrics or {}).get("memory_available_bytes"),
+                    host.open_sessions,
+                    host.capacity,
+                    host.logons,
+                ),
+                settings.load_index,
+            )
+    departments: dict[str, DepartmentInfo] = {}
+    for name, n in remote:
+        departments.setdefault(name, DepartmentInfo(name)).remote_sessions = n
+    for p in policies:
+        cap_obj = DepartmentCap(p.department, p.remote_cap, p.remote_share)
+        departments.setdefault(p.department, DepartmentInfo(p.department)).limit = cap_obj.limit(
+            int(staff.get(p.department, 0))
+        )
+    return Fleet(now=now, hosts=hosts, pools=pools, departments=departments)

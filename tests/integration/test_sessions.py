@@ -1,0 +1,260 @@
+"""Assignment through the API on SQLite and PostgreSQL: assign, reconnect, pending,
+log off and recycle, refusals, and no double assignment under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from agent.protocol import PowerState
+from broker.app import create_app
+from broker.clock import FakeClock
+from broker.domain import PoolType, WorkMode
+from broker.runtime import Runtime, open_runtime
+from broker.store.tables import Desktop, HostAction, Session
+from tests.support.fleet import add_host, add_pool, ask, staff
+
+
+async def count(rt: Runtime, model: type, *where: object) -> int:
+    async with rt.db.read() as s:
+        return int(await s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+async def test_assign_then_reconnect_to_the_same_desktop(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await add_pool(runtime)
+    agent = await add_host(runtime, client)
+    agent.add(3, pool="Finanzen")
+    await agent.report()
+    maria = await staff(runtime, "maria")
+    first = await ask(client, maria)
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["result"] == "assigned"
+    session = body["session"]
+    assert (session["state"], session["pool"], session["host"]) == ("active", "Finanzen", "vhost01")
+    connect = body["connect"]
+    assert connect["user"] == "maria" and len(connect["ticket"]) >= 43
+    assert connect["protocol"] == "rdp" and connect["local_port"] == 13389
+    assert connect["ssh_command"] == (
+        f"ssh -N -L 127.0.0.1:13389:127.0.0.1:{connect['desktop_port']} "
+        f"-p {runtime.settings.gateway_port} maria@127.0.0.1"
+    )
+
+    clock.advance(5)
+    again = await ask(client, maria)
+    assert again.status_code == 200
+    assert again.json()["result"] == "reconnected"
+    assert again.json()["session"]["id"] == session["id"]
+    assert again.json()["session"]["desktop"] == session["desktop"]
+    assert again.json()["connect"]["ticket"] != connect["ticket"]
+
+    # Reconnect also after a broker restart: the session lives in the database.
+    other = await open_runtime(runtime.settings, clock=clock)
+    try:
+        app = create_app(other.settings, runtime=other)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="https://testserver"
+        ) as c2:
+            after = await ask(c2, maria)
+        assert after.json()["session"]["id"] == session["id"]
+    finally:
+        await other.close()
+
+
+async def test_get_and_log_off_recycles_a_floating_desktop(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_pool(runtime)
+    agent = await add_host(runtime, client)
+    agent.add(1, pool="Finanzen")
+    await agent.report()
+    maria = await staff(runtime, "maria")
+    sid = (await ask(client, maria)).json()["session"]["id"]
+    got = await client.get(f"/api/v1/sessions/{sid}", headers=maria)
+    assert got.status_code == 200 and got.json()["session"]["state"] == "active"
+    assert got.json()["connect"]["ticket"]
+
+    no_csrf = await client.delete(f"/api/v1/sessions/{sid}", headers={"cookie": maria["cookie"]})
+    assert no_csrf.status_code == 403
+    ended = await client.delete(f"/api/v1/sessions/{sid}", headers=maria)
+    assert ended.json()["session"]["state"] == "ended"
+    assert ended.json()["session"]["end_reason"] == "user_logoff"
+
+    # The desktop is dirty until the agent has reset it.
+    felix = await staff(runtime, "felix")
+    busy = await ask(client, felix)
+    assert busy.status_code == 503 and busy.json()["error"] == "capacity_full"
+    actions = await agent.obey()
+    assert [a["kind"] for a in actions] == ["reset"]
+    assert (await ask(client, felix)).status_code == 201
+
+
+async def test_stopped_desktop_is_started_and_the_session_is_pending_until_ready(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_pool(runtime)
+    agent = await add_host(runtime, client)
+    agent.add(2, pool="Finanzen", power=PowerState.STOPPED)
+    await agent.report()
+    maria = await staff(runtime, "maria")
+    response = await ask(client, maria)
+    assert response.status_code == 202
+    assert response.json()["result"] == "pending"
+    assert response.json()["connect"] is None
+    sid = response.json()["session"]["id"]
+    still = await client.get(f"/api/v1/sessions/{sid}", headers=maria)
+    assert still.status_code == 202
+    actions = await agent.obey()
+    assert [a["kind"] for a in actions] == ["start"]
+    ready = await client.get(f"/api/v1/sessions/{sid}", headers=maria)
+    assert ready.status_code == 200
+    assert ready.json()["session"]["state"] == "active"
+    assert ready.json()["connect"]["ticket"]
+    # Another user gets the other stopped desktop, not the one starting.
+    felix = await staff(runtime, "felix")
+    other = await ask(client, felix)
+    assert other.status_code == 202
+    assert other.json()["session"]["desktop"] != ready.json()["session"]["desktop"]
+
+
+async def test_refusals_are_coded_and_readable(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    await add_pool(runtime, departments=["Bauamt"], max_sessions=1)
+    await add_pool(runtime, "Außendienst", field=True)
+    agent = await add_host(runtime, client)
+    agent.add(2, pool="Finanzen")
+    await agent.report()
+    maria = await staff(runtime, "maria")
+    refused = await ask(client, maria)
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "error": "not_entitled",
+        "message": "Sie sind für den Pool Finanzen nicht freigeschaltet.",
+    }
+    english = await ask(client, maria, headers={"accept-language": "en-GB,en;q=0.9"})
+    assert english.json()["message"] == "You are not entitled to use pool Finanzen."
+    field_pool = await ask(client, maria, pool="Außendienst")
+    assert field_pool.json()["error"] == "not_entitled"
+    unknown = await ask(client, maria, pool="Gibtsnicht")
+    assert unknown.status_code == 404
+
+    kurt = await staff(runtime, "kurt", department="Bauamt")
+    assert (await ask(client, kurt)).status_code == 201
+    erna = await staff(runtime, "erna", department="Bauamt")
+    full = await ask(client, erna)
+    assert full.status_code == 409
+    assert full.json()["message"] == "Alle 1 Lizenzen des Pools Finanzen sind belegt."
+    bad = await client.post("/api/v1/sessions", json={"pool": ""}, headers=erna)
+    assert bad.status_code == 422
+    assert await count(runtime, Session) == 1
+
+
+async def test_host_unavailable_when_the_pools_hosts_are_out(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await add_pool(runtime)
+    agent = await add_host(runtime, client)
+    agent.add(2, pool="Finanzen")
+    await agent.report()
+    clock.advance(runtime.settings.report_interval * 3 + 1)
+    response = await ask(client, await staff(runtime, "maria"))
+    assert response.status_code == 503
+    assert response.json()["error"] == "host_unavailable"
+    assert response.headers["retry-after"] == "60"
+
+
+async def test_persistent_pool_keeps_a_users_desktop(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_pool(runtime, "Planung", type=PoolType.PERSISTENT)
+    agent = await add_host(runtime, client)
+    agent.add(3, pool="Planung")
+    await agent.report()
+    maria = await staff(runtime, "maria")
+    first = await ask(client, maria, pool="Planung")
+    desktop = first.json()["session"]["desktop"]
+    await client.delete(f"/api/v1/sessions/{first.json()['session']['id']}", headers=maria)
+    assert await count(runtime, HostAction) == 0  # persistent desktops are not reset
+    # Others never get it, the owner always does.
+    for name in ("a", "b"):
+        taken = await ask(client, await staff(runtime, name), pool="Planung")
+        assert taken.json()["session"]["desktop"] != desktop
+    assert (await ask(client, maria, pool="Planung")).json()["session"]["desktop"] == desktop
+
+
+async def test_field_work_mode(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    await add_pool(runtime, "Außendienst", field=True)
+    agent = await add_host(runtime, client)
+    agent.add(2, pool="Außendienst")
+    await agent.report()
+    felix = await staff(runtime, "felix", work_mode=WorkMode.FIELD)
+    response = await ask(client, felix, pool="Außendienst")
+    assert response.status_code == 201
+    assert response.json()["session"]["work_mode"] == "field"
+
+
+async def test_a_direct_duplicate_insert_fails(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    await add_pool(runtime)
+    agent = await add_host(runtime, client)
+    agent.add(1, pool="Finanzen")
+    await agent.report()
+    await ask(client, await staff(runtime, "maria"))
+    async with runtime.db.read() as s:
+        existing = (await s.scalars(select(Session))).one()
+    now = runtime.clock.now()
+    other_user = await staff(runtime, "felix")
+    del other_user
+    with pytest.raises(IntegrityError):
+        async with runtime.db.write() as s:  # the same desktop, another session
+            s.add(
+                Session(
+                    id=str(uuid.uuid4()),
+                    user_id=existing.user_id + 1,
+                    pool_id=existing.pool_id,
+                    desktop_id=existing.desktop_id,
+                    state="pending",
+                    work_mode="home",
+                    created_at=now,
+                )
+            )
+    with pytest.raises(IntegrityError):
+        async with runtime.db.write() as s:  # the same user and pool, another desktop
+            s.add(
+                Session(
+                    id=str(uuid.uuid4()),
+                    user_id=existing.user_id,
+                    pool_id=existing.pool_id,
+                    desktop_id=None,
+                    state="pending",
+                    work_mode="home",
+                    created_at=now,
+                )
+            )
+
+
+async def test_200_concurrent_requests_50_desktops_exactly_50_assignments(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_pool(runtime, max_sessions=500)
+    agents = [await add_host(runtime, client, f"vhost{i}") for i in range(1, 3)]
+    for agent in agents:
+        agent.add(25, pool="Finanzen")
+        await agent.report()
+    people = [await staff(runtime, f"user{i:03d}") for i in range(200)]
+    responses = await asyncio.gather(*(ask(client, p) for p in people))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 50, statuses
+    assert statuses.count(503) == 150
+    assert {r.json()["error"] for r in responses if r.status_code == 503} == {"capacity_full"}
+    async with runtime.db.read() as s:
+        sessions = (await s.scalars(select(Session))).all()
+    assert len(sessions) == 50
+    assert len({x.desktop_id for x in sessions}) == 50
+    assert len({x.user_id for x in sessions}) == 50
+    assert await count(runtime, Desktop) == 50
