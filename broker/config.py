@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     host_lost_grace_s: float = Field(300.0, ge=0)
     report_max_clock_skew_s: float = Field(300.0, gt=0)
     pending_timeout_s: float = Field(300.0, gt=0)
+    schedule_grace_s: float = Field(3600.0, ge=0, description="after a telework window closes")
+    spare_idle_stop_s: float = Field(900.0, ge=0, description="idle time before a spare stops")
     job_interval_s: float = Field(5.0, gt=0)
     jobs_enabled: bool = True
 

@@ -89,6 +89,7 @@ class JobRunner:
 
 def default_jobs(rt: Runtime) -> list[Job]:
     from broker.hosts.monitor import check_hosts
+    from broker.sessions.lifecycle import run_lifecycle
 
     interval = rt.settings.job_interval_s
-    return [Job("host health", check_hosts, interval)]
+    return [Job("host health", check_hosts, interval), Job("lifecycle", run_lifecycle, interval)]

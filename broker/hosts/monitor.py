@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from broker.audit import log as audit
 from broker.runtime import Runtime
+from broker.sessions.service import end_where
 from broker.store.tables import Desktop, Host, Session, table
 
 log = logging.getLogger(__name__)
@@ -55,16 +56,8 @@ async def check_hosts(rt: Runtime) -> None:
             .join(_hosts, _hosts.c.id == _desktops.c.host_id)
             .where(_hosts.c.down_since < lost_before)
         )
-        lost = (
-            await conn.execute(
-                update(_sessions)
-                .where(_sessions.c.state != "ended", _sessions.c.desktop_id.in_(lost_desktops))
-                .values(state="ended", end_reason="host_lost", ended_at=now)
-                .returning(_sessions.c.id)
-            )
-        ).all()
+        lost = await end_where(
+            rt, conn, _sessions.c.desktop_id.in_(lost_desktops), "host_lost", now, "broker"
+        )
         if lost:
             log.warning("%d session(s) ended as host_lost", len(lost))
-            await audit.record(
-                conn, now, "sessions_host_lost", actor="broker", detail={"count": len(lost)}
-            )

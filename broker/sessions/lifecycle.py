@@ -1,0 +1,287 @@
+"""Background job: move sessions along their lifecycle and keep desktops ready.
+
+Each round (one broker does it, see broker.jobs):
+- pending sessions whose desktop now runs become active; ones that waited longer
+  than `pending_timeout_s` end as `start_timeout`;
+- a desktop the agent sees in use keeps its session alive (and active);
+- per pool: disconnected too long -> `disconnect_timeout`, open too long ->
+  `max_session_time`, no activity too long -> `idle_timeout`;
+- home sessions whose telework window closed `schedule_grace_s` ago end as
+  `outside_schedule` (see broker.policy.schedule for why there is a grace);
+- floating desktops whose reset failed are reset again;
+- spare desktops are started and stopped (broker.placement.spares);
+- expired tunnel tickets are deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.engine import Row
+
+from agent.protocol import ActionKind
+from broker import fleet
+from broker.domain import SessionState
+from broker.gateway import tickets
+from broker.hosts import actions
+from broker.placement.spares import SpareCandidate, plan_spares
+from broker.policy import schedule
+from broker.runtime import Runtime
+from broker.sessions import service
+from broker.store.db import Executor
+from broker.store.tables import Desktop, HostAction, Pool, Schedule, Session, User, table
+
+log = logging.getLogger(__name__)
+
+_sessions = table(Session)
+_desktops = table(Desktop)
+_pools = table(Pool)
+_users = table(User)
+_actions = table(HostAction)
+_schedules_table = table(Schedule)
+OPEN = _sessions.c.state != SessionState.ENDED.value
+_open_on_desktop = exists().where(_sessions.c.desktop_id == _desktops.c.id, OPEN)
+
+
+def _ago(now: dt.datetime, seconds: float) -> dt.datetime:
+    return now - dt.timedelta(seconds=seconds)
+
+
+async def run_lifecycle(rt: Runtime) -> None:
+    now = rt.clock.now()
+    async with rt.db.write_conn() as conn:
+        await service.promote_ready(rt, conn, now)
+        await _desktops_in_use(conn, now)
+        await service.end_where(
+            rt,
+            conn,
+            and_(
+                _sessions.c.state == SessionState.PENDING.value,
+                _sessions.c.created_at < _ago(now, rt.settings.pending_timeout_s),
+            ),
+            "start_timeout",
+            now,
+            "broker",
+        )
+        await _pool_limits(rt, conn, now)
+        await _schedules(rt, conn, now)
+        await _retry_resets(conn, now)
+        await tickets.purge_expired(conn, _ago(now, 3600))
+    await manage_spares(rt)
+
+
+async def _desktops_in_use(conn: Executor, now: dt.datetime) -> None:
+    """The agent sees a client on the console: the session is in use right now."""
+    in_use = select(_desktops.c.id).where(_desktops.c.connections > 0)
+    await conn.execute(
+        update(_sessions)
+        .where(
+            OPEN,
+            _sessions.c.state != SessionState.PENDING.value,
+            _sessions.c.desktop_id.in_(in_use),
+        )
+        .values(state=SessionState.ACTIVE.value, last_activity_at=now, disconnected_at=None)
+    )
+
+
+async def _pool_limits(rt: Runtime, conn: Executor, now: dt.datetime) -> None:
+    pools = (
+        await conn.execute(
+            select(_pools).where(
+                (_pools.c.disconnect_timeout_s.isnot(None))
+                | (_pools.c.max_session_s.isnot(None))
+                | (_pools.c.idle_timeout_s.isnot(None))
+            )
+        )
+    ).all()
+    for p in pools:
+        in_pool = _sessions.c.pool_id == p.id
+        if p.disconnect_timeout_s is not None:
+            await service.end_where(
+                rt,
+                conn,
+                and_(
+                    in_pool,
+                    _sessions.c.state == SessionState.DISCONNECTED.value,
+                    _sessions.c.disconnected_at < _ago(now, p.disconnect_timeout_s),
+                ),
+                "disconnect_timeout",
+                now,
+                "broker",
+            )
+        if p.max_session_s is not None:
+            await service.end_where(
+                rt,
+                conn,
+                and_(
+                    in_pool,
+                    _sessions.c.created_at < _ago(now, p.max_session_s),
+                ),
+                "max_session_time",
+                now,
+                "broker",
+            )
+        if p.idle_timeout_s is not None:
+            await service.end_where(
+                rt,
+                conn,
+                and_(
+                    in_pool,
+                    _sessions.c.state != SessionState.PENDING.value,
+                    _sessions.c.last_activity_at < _ago(now, p.idle_timeout_s),
+                ),
+                "idle_timeout",
+                now,
+                "broker",
+            )
+
+
+async def _schedules(rt: Runtime, conn: Executor, now: dt.datetime) -> None:
+    """End home sessions whose telework window closed more than the grace ago."""
+    rows = (
+        await conn.execute(
+            select(_sessions.c.id, _users.c.name, _users.c.department)
+            .join(_users, _users.c.id == _sessions.c.user_id)
+            .where(OPEN, _sessions.c.work_mode == "home")
+        )
+    ).all()
+    if not rows:
+        return
+    windows: dict[tuple[str, str], list[schedule.Window]] = defaultdict(list)
+    for w in (await conn.execute(select(_schedules_table))).all():
+        windows[(w.scope, w.subject)].append(
+            schedule.Window(
+                schedule.parse_days(w.days),
+                schedule.parse_time(w.start),
+                schedule.parse_time(w.end),
+            )
+        )
+    if not windows:
+        return
+    local = now.astimezone(ZoneInfo(rt.settings.timezone))
+    grace = dt.timedelta(seconds=rt.settings.schedule_grace_s)
+    overdue = []
+    for session_id, name, department in rows:
+        governing = schedule.applicable(
+            windows.get(("user", name), []), windows.get(("department", department), [])
+        )
+        closed = schedule.closed_for(governing, local)
+        if closed is not None and closed >= grace:
+            overdue.append(session_id)
+    if overdue:
+        await service.end_where(
+            rt, conn, _sessions.c.id.in_(overdue), "outside_schedule", now, "broker"
+        )
+
+
+async def _retry_resets(conn: Executor, now: dt.datetime) -> None:
+    """A dirty desktop with no reset on its way (the last one failed) gets another."""
+    reset_queued = exists().where(
+        _actions.c.desktop_id == _desktops.c.id,
+        _actions.c.state == "queued",
+        _actions.c.kind == ActionKind.RESET.value,
+    )
+    rows = (
+        await conn.execute(
+            select(_desktops.c.id, _desktops.c.name, _desktops.c.host_id).where(
+                _desktops.c.needs_reset.is_(True),
+                _desktops.c.missing.is_(False),
+                ~reset_queued,
+                ~_open_on_desktop,
+            )
+        )
+    ).all()
+    for d in rows:
+        await actions.queue(
+            conn,
+            now,
+            host_id=d.host_id,
+            desktop_id=d.id,
+            desktop_name=d.name,
+            kind=ActionKind.RESET,
+            reason="recycle",
+        )
+
+
+async def manage_spares(rt: Runtime) -> None:
+    state = await fleet.read(rt)
+    scores = {h.id: (h.load.index if h.load else 1.0) for h in state.hosts.values()}
+    accepting = {h.id for h in state.hosts.values() if h.accepting and h.open_sessions < h.capacity}
+    now = rt.clock.now()
+    start_queued = exists().where(
+        _actions.c.desktop_id == _desktops.c.id,
+        _actions.c.state == "queued",
+        _actions.c.kind == ActionKind.START.value,
+    )
+    async with rt.db.write_conn() as conn:
+        pools = (
+            await conn.execute(
+                select(_pools.c.id, _pools.c.name, _pools.c.spare_desktops).where(
+                    _pools.c.spare_desktops.isnot(None)
+                )
+            )
+        ).all()
+        for pool in pools:
+            rows = (
+                await conn.execute(
+                    select(
+                        _desktops.c.id,
+                        _desktops.c.name,
+                        _desktops.c.host_id,
+                        _desktops.c.power_state,
+                        _desktops.c.idle_since,
+                        start_queued.label("starting"),
+                    ).where(
+                        _desktops.c.pool_id == pool.id,
+                        _desktops.c.missing.is_(False),
+                        _desktops.c.needs_reset.is_(False),
+                        _desktops.c.assigned_user_id.is_(None),
+                        ~_open_on_desktop,
+                    )
+                )
+            ).all()
+
+            def candidate(r: Row[Any]) -> SpareCandidate:
+                return SpareCandidate(
+                    r.id, r.name, r.host_id, scores.get(r.host_id, 1.0), r.idle_since
+                )
+
+            running = [candidate(r) for r in rows if r.power_state == "running"]
+            startable = [
+                candidate(r)
+                for r in rows
+                if r.power_state == "stopped" and not r.starting and r.host_id in accepting
+            ]
+            starting = sum(1 for r in rows if r.starting)
+            plan = plan_spares(
+                pool.spare_desktops,
+                running,
+                startable,
+                starting,
+                now,
+                rt.settings.spare_idle_stop_s,
+            )
+            for c, kind in [(c, ActionKind.START) for c in plan.start] + [
+                (c, ActionKind.STOP) for c in plan.stop
+            ]:
+                await actions.queue(
+                    conn,
+                    now,
+                    host_id=c.host_id,
+                    desktop_id=c.desktop_id,
+                    desktop_name=c.name,
+                    kind=kind,
+                    reason="spare",
+                )
+            if plan.start or plan.stop:
+                log.info(
+                    "pool %s: starting %d and stopping %d spare desktop(s)",
+                    pool.name,
+                    len(plan.start),
+                    len(plan.stop),
+                )

@@ -1,0 +1,187 @@
+"""The lifecycle job on SQLite and PostgreSQL: timeouts, schedule grace, resets, spares."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+
+from agent.protocol import PowerState
+from broker.clock import FakeClock
+from broker.runtime import Runtime
+from broker.sessions.lifecycle import run_lifecycle
+from broker.store.tables import Desktop, HostAction, Pool, Schedule, Session
+from tests.support.fleet import FakeAgent, add_host, add_pool, ask, staff
+
+
+async def setup(
+    runtime: Runtime, client: httpx.AsyncClient, n: int = 2, **pool_settings: Any
+) -> FakeAgent:
+    await add_pool(runtime)
+    if pool_settings:
+        async with runtime.db.write() as s:
+            await s.execute(update(Pool).values(**pool_settings))
+    agent = await add_host(runtime, client)
+    agent.add(n, pool="Finanzen")
+    await agent.report()
+    return agent
+
+
+async def session(runtime: Runtime) -> Session:
+    async with runtime.db.read() as s:
+        return (await s.scalars(select(Session).order_by(Session.created_at.desc()))).first()  # type: ignore[return-value]
+
+
+async def set_session(runtime: Runtime, **values: Any) -> None:
+    async with runtime.db.write() as s:
+        await s.execute(update(Session).values(**values))
+
+
+async def queued(runtime: Runtime, kind: str) -> list[str]:
+    async with runtime.db.read() as s:
+        return list(
+            (
+                await s.scalars(
+                    select(HostAction.desktop_name).where(
+                        HostAction.kind == kind, HostAction.state == "queued"
+                    )
+                )
+            ).all()
+        )
+
+
+async def test_disconnect_timeout(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await setup(runtime, client, disconnect_timeout_s=600)
+    await ask(client, await staff(runtime, "maria"))
+    await set_session(runtime, state="disconnected", disconnected_at=clock.now())
+    clock.advance(599)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).state == "disconnected"
+    clock.advance(2)
+    await run_lifecycle(runtime)
+    ended = await session(runtime)
+    assert (ended.state, ended.end_reason) == ("ended", "disconnect_timeout")
+    assert len(await queued(runtime, "reset")) == 1
+
+
+async def test_maximum_session_time_and_idle_timeout(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    agent = await setup(runtime, client, max_session_s=3600, idle_timeout_s=900)
+    await ask(client, await staff(runtime, "maria"))
+    clock.advance(800)
+    await set_session(runtime, last_activity_at=clock.now())  # the gateway saw traffic
+    clock.advance(800)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).state == "active"
+    clock.advance(200)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).end_reason == "idle_timeout"
+    await agent.report()  # the host is still there
+    assert (await ask(client, await staff(runtime, "felix"))).status_code == 201
+    await set_session(runtime, last_activity_at=clock.now() + dt.timedelta(hours=9))
+    clock.advance(3601)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).end_reason == "max_session_time"
+
+
+async def test_console_in_use_keeps_the_session_active(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    agent = await setup(runtime, client, idle_timeout_s=900)
+    sid = (await ask(client, await staff(runtime, "maria"))).json()["session"]
+    await set_session(runtime, state="disconnected", disconnected_at=clock.now())
+    clock.advance(1000)
+    name = sid["desktop"]
+    agent.desktops[name] = agent.desktops[name].model_copy(update={"connections": 1})
+    await agent.report()
+    await run_lifecycle(runtime)
+    current = await session(runtime)
+    assert (current.state, current.last_activity_at) == ("active", clock.now())
+
+
+async def test_pending_timeout(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    agent = await setup(runtime, client, n=0)
+    agent.add(1, pool="Finanzen", power=PowerState.STOPPED)
+    await agent.report()
+    assert (await ask(client, await staff(runtime, "maria"))).status_code == 202
+    clock.advance(runtime.settings.pending_timeout_s + 1)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).end_reason == "start_timeout"
+
+
+async def test_outside_schedule_after_the_grace(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await setup(runtime, client)
+    async with runtime.db.write() as s:  # Monday 07:00-11:00 Berlin; now is 10:00
+        s.add(
+            Schedule(
+                scope="department",
+                subject="Finanzen",
+                days="mon",
+                start="07:00",
+                end="11:00",
+                created_at=clock.now(),
+            )
+        )
+    assert (await ask(client, await staff(runtime, "maria"))).status_code == 201
+    clock.advance(3600 + runtime.settings.schedule_grace_s - 60)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).state == "active"  # still within the grace
+    clock.advance(120)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).end_reason == "outside_schedule"
+
+
+async def test_failed_reset_is_tried_again(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    from agent.protocol import ActionResult
+
+    agent = await setup(runtime, client, n=1)
+    me = await staff(runtime, "maria")
+    sid = (await ask(client, me)).json()["session"]["id"]
+    await client.delete(f"/api/v1/sessions/{sid}", headers=me)
+    action = (await agent.report())["actions"][0]
+    agent.results.append(ActionResult(id=action["id"], ok=False, error="hypervisor busy"))
+    await agent.report()
+    assert await queued(runtime, "reset") == []
+    await run_lifecycle(runtime)
+    assert len(await queued(runtime, "reset")) == 1
+    await agent.obey()
+    async with runtime.db.read() as s:
+        assert (await s.scalar(select(Desktop.needs_reset))) is False
+
+
+async def test_spare_desktops_are_started_and_surplus_stopped(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    agent = await setup(runtime, client, n=0, spare_desktops=2)
+    agent.add(5, pool="Finanzen", power=PowerState.STOPPED)
+    await agent.report()
+    await run_lifecycle(runtime)
+    assert len(await queued(runtime, "start")) == 2
+    await run_lifecycle(runtime)  # already on their way: nothing more
+    assert len(await queued(runtime, "start")) == 2
+    await agent.obey()
+    await run_lifecycle(runtime)
+    assert await queued(runtime, "start") == []
+    # Someone takes one: a new spare is started.
+    await ask(client, await staff(runtime, "maria"))
+    await run_lifecycle(runtime)
+    assert len(await queued(runtime, "start")) == 1
+    await agent.obey()
+    # Fewer spares wanted: the surplus stops, but only after idling.
+    async with runtime.db.write() as s:
+        await s.execute(update(Pool).values(spare_desktops=0))
+    await run_lifecycle(runtime)
+    assert await queued(runtime, "stop") == []
+    clock.advance(runtime.settings.spare_idle_stop_s + 1)
+    await agent.report()
+    await run_lifecycle(runtime)
+    assert len(await queued(runtime, "stop")) == 2
