@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from broker import __version__, metrics
@@ -81,7 +80,7 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics(rt: RuntimeDep) -> Response:
-        return Response(await metrics.render(rt), media_type=CONTENT_TYPE_LATEST)
+        return Response(await metrics.render(rt), media_type=metrics.CONTENT_TYPE)
 
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit)

@@ -53,6 +53,7 @@ class Telemetry:
         self.assignments: Counter[tuple[str, str]] = Counter()
         self.assignment_duration = Histogram(ASSIGNMENT_BUCKETS)
         self.launch_duration: dict[str, Histogram] = {}
+        # upstream: client to desktop; downstream: desktop to client.
         self.gateway_bytes: Counter[str] = Counter({"upstream": 0, "downstream": 0})
         self.gateway_auth_failures = 0
         self.gateway_tunnels = 0
@@ -68,5 +69,7 @@ class Telemetry:
 
     def launch(self, pool: str, seconds: float) -> None:
         with self._lock:
-            hist = self.launch_duration.setdefault(pool, Histogram(LAUNCH_BUCKETS))
-            hist.observe(seconds)
+            self.launch_histogram(pool).observe(seconds)
+
+    def launch_histogram(self, pool: str) -> Histogram:
+        return self.launch_duration.setdefault(pool, Histogram(LAUNCH_BUCKETS))

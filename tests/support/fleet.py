@@ -7,7 +7,16 @@ from typing import Any
 
 import httpx
 
-from agent.protocol import ActionResult, DesktopReport, HostMetrics, PowerState, ProbeResult, Report
+from agent.protocol import (
+    ActionResult,
+    DesktopReport,
+    HostMetrics,
+    PowerState,
+    PressureStats,
+    ProbeResult,
+    ProbeStats,
+    Report,
+)
 from broker.auth import websessions
 from broker.domain import PoolType, Protocol, Role, WorkMode
 from broker.hosts import service as hosts
@@ -64,8 +73,14 @@ class FakeAgent:
             metrics=HostMetrics(
                 cpu_utilization_ratio=self.cpu,
                 cpus=8,
+                load1=1.5,
                 memory_total_bytes=64 << 30,
                 memory_available_bytes=48 << 30,
+                pressure_available=True,
+                pressure=PressureStats(cpu=0.02, memory=0.0, io=0.01),
+                probes=ProbeStats(
+                    probes_total=10 * self.seq, timeouts_total=self.seq // 2, latency_mean_s=0.004
+                ),
             ),
             desktops=list(self.desktops.values()),
             action_results=self.results,

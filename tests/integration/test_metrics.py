@@ -1,0 +1,202 @@
+"""GET /metrics exactly per docs/design.md, checked on a live broker with promtool."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections import defaultdict
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
+
+from broker.clock import FakeClock
+from broker.domain import WorkMode
+from broker.runtime import Runtime
+from broker.store.tables import DepartmentPolicy, Host
+from tests.support.artifacts import DESIGN, design_metric_names
+from tests.support.fleet import add_host, add_pool, ask, staff
+
+ALLOWED_LABELS = {
+    "host",
+    "pool",
+    "department",
+    "state",
+    "result",
+    "resource",
+    "component",
+    "power_state",
+    "work_mode",
+    "direction",
+    "version",
+    "agent_version",
+    "le",
+}
+
+
+def design_labels() -> dict[str, set[str]]:
+    text = DESIGN.read_text(encoding="utf-8")
+    section = text[text.index("Prometheus metrics of the broker") : text.index("The agent exposes")]
+    labels: dict[str, set[str]] = {}
+    for name, inner in re.findall(r"`(vdi_[a-z0-9_]+)(?:\{([^}`]*)\})?`", section):
+        labels[name] = {part.split("=")[0].strip() for part in inner.split(",") if part.strip()}
+    return labels
+
+
+def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[s.name].append((s.labels, s.value))
+    return out
+
+
+def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    matches = [v for lab, v in found[name] if all(lab.get(k) == x for k, x in labels.items())]
+    assert len(matches) == 1, (name, labels, found[name][:5])
+    return matches[0]
+
+
+@pytest.fixture
+async def scrape(runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock) -> str:
+    """A broker with two pools, a fresh and a stale host, sessions and refusals."""
+    await add_pool(runtime, max_sessions=10)
+    await add_pool(runtime, "Außendienst", field=True, max_sessions=5)
+    async with runtime.db.write() as s:
+        s.add(DepartmentPolicy(department="Finanzen", remote_cap=5, updated_at=clock.now()))
+    stale = await add_host(runtime, client, "vhost02")
+    stale.add(3, pool="Finanzen", prefix="s")
+    await stale.report()
+    clock.advance(runtime.settings.report_interval * 4)
+    fresh = await add_host(runtime, client, "vhost01")
+    fresh.add(2, pool="Finanzen")
+    fresh.add(1, pool="Außendienst", prefix="a")
+    await fresh.report()
+    assert (await ask(client, await staff(runtime, "maria"))).status_code == 201
+    felix = await staff(runtime, "felix", work_mode=WorkMode.FIELD)
+    assert (await ask(client, felix, pool="Außendienst")).status_code == 201
+    await ask(client, await staff(runtime, "kurt", department="Bauamt"), pool="Außendienst")
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return response.text
+
+
+def test_every_design_metric_with_its_type_and_labels(scrape: str) -> None:
+    found = samples(scrape)
+    types = {f.name: f.type for f in text_string_to_metric_families(scrape)}
+    for name, labels in design_labels().items():
+        base = name.removesuffix("_total")
+        kind = types.get(base) or types.get(name)
+        assert kind is not None, f"{name} is not exported"
+        if name.endswith("_total"):
+            assert kind == "counter", name
+        sample_name = f"{name}_bucket" if kind == "histogram" else name
+        assert sample_name in found, f"no samples of {name}"
+        for sample_labels, _ in found[sample_name]:
+            assert set(sample_labels) - {"le"} == labels, (name, sample_labels)
+    histograms = {n for n, t in types.items() if t == "histogram"}
+    assert histograms == {"vdi_assignment_duration_seconds", "vdi_session_launch_duration_seconds"}
+
+
+def test_labels_are_bounded(scrape: str) -> None:
+    for family in text_string_to_metric_families(scrape):
+        for s in family.samples:
+            assert set(s.labels) <= ALLOWED_LABELS, (s.name, s.labels)
+            assert "maria" not in s.labels.values() and "felix" not in s.labels.values()
+    assert design_metric_names(DESIGN.read_text()) <= {
+        s.name for f in text_string_to_metric_families(scrape) for s in f.samples
+    } | {f.name for f in text_string_to_metric_families(scrape)}
+
+
+def test_values_and_zeros(scrape: str) -> None:
+    found = samples(scrape)
+    assert value(found, "vdi_sessions", pool="Finanzen", state="active", work_mode="home") == 1
+    assert value(found, "vdi_sessions", pool="Finanzen", state="pending", work_mode="field") == 0
+    assert value(found, "vdi_sessions", pool="Außendienst", state="active", work_mode="field") == 1
+    assert value(found, "vdi_pool_max_sessions", pool="Finanzen") == 10
+    # Only the fresh host's two Finanzen desktops count as usable capacity.
+    assert value(found, "vdi_pool_capacity_sessions", pool="Finanzen") == 2
+    assert value(found, "vdi_pool_utilization_ratio", pool="Finanzen") == 0.5
+    assert value(found, "vdi_pool_capacity_without_largest_host", pool="Finanzen") == 0
+    assert value(found, "vdi_pool_desktops", pool="Finanzen", power_state="running") == 5
+    assert value(found, "vdi_pool_desktops", pool="Finanzen", power_state="missing") == 0
+    assert value(found, "vdi_department_remote_sessions", department="Finanzen") == 1
+    assert value(found, "vdi_department_remote_limit", department="Finanzen") == 5
+    assert value(found, "vdi_assignments_total", pool="Finanzen", result="assigned") == 1
+    assert value(found, "vdi_assignments_total", pool="Außendienst", result="not_entitled") == 1
+    assert value(found, "vdi_assignments_total", pool="Finanzen", result="licence_limit") == 0
+    assert value(found, "vdi_host_sessions", host="vhost01", state="active") == 2
+    assert value(found, "vdi_host_sessions", host="vhost01", state="disconnected") == 0
+    assert value(found, "vdi_host_session_capacity", host="vhost01") == 3
+    assert value(found, "vdi_host_state", host="vhost01", state="active") == 1
+    assert value(found, "vdi_host_state", host="vhost01", state="draining") == 0
+    assert 0 < value(found, "vdi_host_load_index_ratio", host="vhost01") <= 1
+    assert value(
+        found, "vdi_host_load_component_ratio", host="vhost01", component="sessions"
+    ) == pytest.approx(2 / 3)
+    assert value(found, "vdi_assignment_duration_seconds_count") == 3
+    assert value(found, "vdi_session_launch_duration_seconds_count", pool="Finanzen") == 1
+
+
+def test_a_stale_host_keeps_only_info_timestamp_up_and_state(scrape: str) -> None:
+    kept = {
+        "vdi_host_info",
+        "vdi_host_last_report_timestamp_seconds",
+        "vdi_host_up",
+        "vdi_host_state",
+    }
+    found = samples(scrape)
+    for name, series in found.items():
+        if any(labels.get("host") == "vhost02" for labels, _ in series):
+            assert name in kept, name
+    assert value(found, "vdi_host_up", host="vhost02") == 0
+    assert value(found, "vdi_host_up", host="vhost01") == 1
+    assert value(found, "vdi_host_last_report_timestamp_seconds", host="vhost02") > 0
+
+
+def test_promtool_check_metrics_on_a_live_scrape(scrape: str) -> None:
+    result = subprocess.run(
+        ["promtool", "check", "metrics"], input=scrape, text=True, capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_metrics_is_a_route_not_a_redirect(client: httpx.AsyncClient) -> None:
+    response = await client.get("/metrics", follow_redirects=False)
+    assert response.status_code == 200
+    assert "vdi_broker_build_info" in response.text
+
+
+async def test_a_host_in_maintenance(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    agent = await add_host(runtime, client)
+    await agent.report()
+    async with runtime.db.write() as s:
+        await s.execute(update(Host).values(state="maintenance"))
+    found = samples((await client.get("/metrics")).text)
+    assert value(found, "vdi_host_state", host="vhost01", state="maintenance") == 1
+
+
+def test_every_metric_a_dashboard_or_rule_uses_is_in_the_live_exposition(scrape: str) -> None:
+    from tests.support.artifacts import (
+        AGENT_METRIC_NAMES,
+        DASHBOARDS,
+        SCRAPE_METRIC_NAMES,
+        alert_rules,
+        panel_queries,
+    )
+    from tests.support.promql import metric_names
+
+    exposed = {f.name for f in text_string_to_metric_families(scrape)}
+    exposed |= {s.name for f in text_string_to_metric_families(scrape) for s in f.samples}
+    used: set[str] = set()
+    for board in DASHBOARDS:
+        for query in panel_queries(board):
+            used |= metric_names(query.expr)
+    for rule in alert_rules():
+        used |= metric_names(rule["expr"])
+    broker_side = {n for n in used if not n.startswith("vdi_agent_")} - SCRAPE_METRIC_NAMES
+    assert broker_side <= exposed, broker_side - exposed
+    # The agent's names are checked against a live agent in the agent's tests.
+    assert {n for n in used if n.startswith("vdi_agent_")} <= AGENT_METRIC_NAMES
