@@ -12,23 +12,18 @@ set-up does not take minutes of argon2.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import secrets
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 
 from bench.harness import Figure, median, percentile
 from bench.httpclient import Connection
+from bench.servers import broker, database
 from broker.auth import totp
 from broker.clock import SystemClock
 from broker.config import Settings, load_settings
@@ -129,33 +124,16 @@ async def storm(
 
 def storm_against(backend: str, seconds: float, concurrency: int) -> list[Figure]:
     """Start a broker on `backend` (sqlite|postgresql), measure the storm and argon2."""
-    with tempfile.TemporaryDirectory() as tmp, _database(backend) as url:
+    with tempfile.TemporaryDirectory() as tmp, database(backend) as url:
         data = Path(tmp)
         settings = load_settings(None, data_dir=data, database_url=url)
         users = asyncio.run(make_users(settings, int(seconds * 150)))
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VDI_")}
-        env.update(
-            VDI_DATA_DIR=str(data),
-            VDI_HTTP_PORT=str(port),
-            VDI_GATEWAY_ENABLED="false",
-            VDI_LOGIN_RATE_LIMIT="1000000",
-            VDI_LOG_LEVEL="WARNING",
-        )
-        if url:
-            env["VDI_DATABASE_URL"] = url
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "vdi-broker"), "serve"], env=env
-        )
-        try:
-            _wait(f"http://127.0.0.1:{port}")
+        with broker(data, url, login_rate_limit="1000000") as base:
+            port = int(base.rsplit(":", 1)[1])
             asyncio.run(storm(port, users[:40], 2.0, concurrency))  # warm-up
             raw_before = argon2_rate(settings, seconds / 2)
             logins, latencies, failures = asyncio.run(storm(port, users[40:], seconds, concurrency))
             raw_after = argon2_rate(settings, seconds / 2)
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
     raw = (raw_before + raw_after) / 2
     note = f"{len(latencies)} logins, {failures} failed, concurrency {concurrency}"
     return [
@@ -171,50 +149,3 @@ def storm_against(backend: str, seconds: float, concurrency: int) -> list[Figure
 def run(quick: bool = False) -> list[Figure]:
     seconds = 4.0 if quick else 15.0
     return storm_against("sqlite", seconds, 8) + storm_against("postgresql", seconds, 8)
-
-
-@contextlib.contextmanager
-def _database(backend: str) -> Iterator[str | None]:
-    """None for the embedded SQLite default; a fresh PostgreSQL database otherwise."""
-    if backend == "sqlite":
-        yield None
-        return
-    name = f"vdi_bench_{secrets.token_hex(4)}"
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"CREATE DATABASE {name}"], check=True
-    )
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        subprocess.run(
-            [
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-qc",
-                f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
-            ],
-            check=True,
-        )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait(base: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise TimeoutError("the broker did not start")

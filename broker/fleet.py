@@ -12,14 +12,16 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from broker import capacity
 from broker.domain import HostState
-from broker.hosts.health import is_up
+from broker.hosts.health import fresh_after, is_up
+from broker.hosts.ingest import FIGURES
 from broker.placement.load_index import HostLoad, LoadIndex, load_index
 from broker.policy.quota import DepartmentCap
 from broker.runtime import Runtime
+from broker.sessions.snapshot import LOGONS
 from broker.store.tables import (
     DepartmentPolicy,
     Desktop,
@@ -40,6 +42,35 @@ _dept = table(DepartmentPolicy)
 _ents = table(PoolEntitlement)
 OPEN = _sessions.c.state != "ended"
 
+_HOSTS = select(
+    _hosts.c.id,
+    _hosts.c.name,
+    _hosts.c.state,
+    _hosts.c.agent_version,
+    _hosts.c.last_report_at,
+    _hosts.c.session_capacity,
+    _hosts.c.desktop_count,
+    *(_hosts.c[f] for f in FIGURES),
+)
+_REMOTE = (
+    select(_sessions.c.department, func.count())
+    .where(OPEN, _sessions.c.work_mode == "home", _sessions.c.department.isnot(None))
+    .group_by(_sessions.c.department)
+)
+# Served by the partial index of open sessions; no join.
+_SESSION_COUNTS = (
+    select(
+        _sessions.c.pool_id,
+        _sessions.c.host_id,
+        _sessions.c.state,
+        _sessions.c.work_mode,
+        func.count(),
+        LOGONS,
+    )
+    .where(OPEN)
+    .group_by(_sessions.c.pool_id, _sessions.c.host_id, _sessions.c.state, _sessions.c.work_mode)
+)
+
 
 @dataclass
 class HostInfo:
@@ -49,7 +80,7 @@ class HostInfo:
     agent_version: str | None
     last_report_at: dt.datetime | None
     up: bool
-    metrics: dict[str, Any] | None
+    figures: dict[str, Any]  # the report's figures, by host column name (see ingest)
     capacity: int
     sessions: dict[str, int] = field(default_factory=dict)  # by state
     logons: int = 0
@@ -111,8 +142,10 @@ class Fleet:
 async def read(rt: Runtime) -> Fleet:
     settings = rt.settings
     now = rt.clock.now()
+    fresh_since = fresh_after(now, settings.report_interval, settings.host_down_after_missed)
+    recent_window = dt.timedelta(seconds=settings.report_interval)
     async with rt.db.read() as s:
-        host_rows = (await s.execute(select(_hosts))).all()
+        host_rows = (await s.execute(_HOSTS)).all()
         pool_rows = (await s.execute(select(_pools))).all()
         ents = (await s.execute(select(_ents.c.pool_id, _ents.c.kind, _ents.c.value))).all()
         desktop_counts = (
@@ -131,45 +164,21 @@ async def read(rt: Runtime) -> Fleet:
                 )
             )
         ).all()
-        session_counts = (
-            await s.execute(
-                select(
-                    _sessions.c.pool_id,
-                    _desktops.c.host_id,
-                    _sessions.c.state,
-                    _sessions.c.work_mode,
-                    func.count(),
-                    func.sum(case((_sessions.c.created_at > _hosts.c.last_report_at, 1), else_=0)),
-                )
-                .select_from(_sessions)
-                .outerjoin(_desktops, _desktops.c.id == _sessions.c.desktop_id)
-                .outerjoin(_hosts, _hosts.c.id == _desktops.c.host_id)
-                .where(OPEN)
-                .group_by(
-                    _sessions.c.pool_id,
-                    _desktops.c.host_id,
-                    _sessions.c.state,
-                    _sessions.c.work_mode,
-                )
-            )
-        ).all()
-        remote = (
-            await s.execute(
-                select(_users.c.department, func.count())
-                .select_from(_sessions)
-                .join(_users, _users.c.id == _sessions.c.user_id)
-                .where(OPEN, _sessions.c.work_mode == "home")
-                .group_by(_users.c.department)
-            )
-        ).all()
+        session_counts = (await s.execute(_SESSION_COUNTS, {"recent": now - recent_window})).all()
+        remote = (await s.execute(_REMOTE)).all()
         policies = (await s.execute(select(_dept))).all()
-        staff: dict[str, int] = dict(
-            (
-                await s.execute(
-                    select(_users.c.department, func.count()).group_by(_users.c.department)
-                )
-            ).all()
-        )
+        shared = [p.department for p in policies if p.remote_share is not None]
+        staff: dict[str, int] = {}
+        if shared:
+            staff = dict(
+                (
+                    await s.execute(
+                        select(_users.c.department, func.count())
+                        .where(_users.c.department.in_(shared))
+                        .group_by(_users.c.department)
+                    )
+                ).all()
+            )
 
     hosts: dict[int, HostInfo] = {}
     for h in host_rows:
@@ -180,10 +189,8 @@ async def read(rt: Runtime) -> Fleet:
             state=h.state,
             agent_version=h.agent_version,
             last_report_at=h.last_report_at,
-            up=is_up(
-                h.last_report_at, now, settings.report_interval, settings.host_down_after_missed
-            ),
-            metrics=h.metrics,
+            up=is_up(h.last_report_at, fresh_since),
+            figures={f: getattr(h, f) for f in FIGURES},
             capacity=cap,
             sessions={"pending": 0, "active": 0, "disconnected": 0},
         )
@@ -218,7 +225,7 @@ async def read(rt: Runtime) -> Fleet:
         host = hosts.get(host_id) if host_id is not None else None
         if host is not None:
             host.sessions[state] = host.sessions.get(state, 0) + n
-            host.logons += n if state == "pending" else int(recent or 0)
+            host.logons += int(recent or 0)
     accepting = {h.id for h in hosts.values() if h.accepting}
     for pool in pools.values():
         pool.usable = capacity.usable(pool.max_sessions, pool.desktops_per_host, accepting)
@@ -229,9 +236,9 @@ async def read(rt: Runtime) -> Fleet:
         if host.up:
             host.load = load_index(
                 HostLoad(
-                    (host.metrics or {}).get("cpu_utilization_ratio"),
-                    (host.metrics or {}).get("memory_total_bytes"),
-                    (host.metrics or {}).get("memory_available_bytes"),
+                    host.figures["cpu_ratio"],
+                    host.figures["memory_total"],
+                    host.figures["memory_available"],
                     host.open_sessions,
                     host.capacity,
                     host.logons,

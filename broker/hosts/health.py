@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 
-def is_up(
-    last_report_at: dt.datetime | None, now: dt.datetime, interval_s: float, missed: int
-) -> bool:
-    """Up while the last report is younger than `missed` report intervals."""
-    if last_report_at is None:
-        return False
-    return (now - last_report_at).total_seconds() < interval_s * missed
+def fresh_after(now: dt.datetime, interval_s: float, missed: int) -> dt.datetime:
+    """Reports after this moment are fresh: younger than `missed` intervals."""
+    return now - dt.timedelta(seconds=interval_s * missed)
+
+
+def is_up(last_report_at: dt.datetime | None, fresh_since: dt.datetime) -> bool:
+    """Up while the last report is fresh (see fresh_after)."""
+    return last_report_at is not None and last_report_at > fresh_since

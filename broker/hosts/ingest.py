@@ -16,7 +16,14 @@ from pydantic import ValidationError
 from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.engine import Row
 
-from agent.protocol import ActionKind, DesktopReport, Report, ReportResponse
+from agent.protocol import (
+    ActionKind,
+    DesktopReport,
+    HostMetrics,
+    PressureStats,
+    Report,
+    ReportResponse,
+)
 from broker.audit import log as audit
 from broker.errors import Conflict, Forbidden, InvalidInput, Unauthorized, VdiError
 from broker.hosts import actions
@@ -42,6 +49,42 @@ _FIND_HOST = select(
     _hosts.c.down_since,
 ).where(_hosts.c.token_hash == bindparam("token_hash"))
 
+# Host columns copied from each report's metrics (see tables.Host).
+FIGURES = (
+    "cpu_ratio",
+    "cpus",
+    "load1",
+    "memory_total",
+    "memory_available",
+    "pressure_cpu",
+    "pressure_memory",
+    "pressure_io",
+    "probes_total",
+    "probe_timeouts_total",
+    "probe_latency_s",
+    "session_capacity",
+)
+
+
+def figures(m: HostMetrics) -> dict[str, float | int | None]:
+    """The report's figures under the host's column names."""
+    pressure = m.pressure or PressureStats()
+    return {
+        "cpu_ratio": m.cpu_utilization_ratio,
+        "cpus": m.cpus,
+        "load1": m.load1,
+        "memory_total": m.memory_total_bytes,
+        "memory_available": m.memory_available_bytes,
+        "pressure_cpu": pressure.cpu,
+        "pressure_memory": pressure.memory,
+        "pressure_io": pressure.io,
+        "probes_total": m.probes.probes_total,
+        "probe_timeouts_total": m.probes.timeouts_total,
+        "probe_latency_s": m.probes.latency_mean_s,
+        "session_capacity": m.session_capacity,
+    }
+
+
 _STORE_REPORT = (
     update(_hosts)
     .where(
@@ -55,10 +98,7 @@ _STORE_REPORT = (
         metrics=bindparam("metrics"),
         inventory_hash=bindparam("inventory_hash"),
         down_since=None,
-        cpu_ratio=bindparam("cpu_ratio"),
-        memory_total=bindparam("memory_total"),
-        memory_available=bindparam("memory_available"),
-        session_capacity=bindparam("session_capacity"),
+        **{column: bindparam(column) for column in FIGURES},
     )
 )
 
@@ -158,10 +198,7 @@ async def ingest(
                 "agent_version": report.agent_version,
                 "metrics": report.metrics.model_dump(mode="json", exclude_none=True),
                 "inventory_hash": digest,
-                "cpu_ratio": report.metrics.cpu_utilization_ratio,
-                "memory_total": report.metrics.memory_total_bytes,
-                "memory_available": report.metrics.memory_available_bytes,
-                "session_capacity": report.metrics.session_capacity,
+                **figures(report.metrics),
             },
         )
         if stored.rowcount != 1:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from broker.audit import log as audit
 from broker.domain import HostState
 from broker.errors import Conflict, NotFound
-from broker.hosts.health import is_up
+from broker.hosts.health import fresh_after, is_up
 from broker.names import check_host_name
 from broker.runtime import Runtime
 from broker.security.tokens import new_token, token_hash
@@ -58,6 +58,7 @@ async def set_state(rt: Runtime, name: str, state: HostState, actor: str) -> Hos
 async def list_all(rt: Runtime) -> list[dict[str, Any]]:
     now = rt.clock.now()
     settings = rt.settings
+    fresh_since = fresh_after(now, settings.report_interval, settings.host_down_after_missed)
     async with rt.db.read() as s:
         hosts = (await s.scalars(select(Host).order_by(Host.name))).all()
         per_host = select(Desktop.host_id, func.count()).group_by(Desktop.host_id)
@@ -66,9 +67,7 @@ async def list_all(rt: Runtime) -> list[dict[str, Any]]:
         {
             "name": h.name,
             "state": h.state,
-            "up": is_up(
-                h.last_report_at, now, settings.report_interval, settings.host_down_after_missed
-            ),
+            "up": is_up(h.last_report_at, fresh_since),
             "agent_version": h.agent_version,
             "last_report_at": h.last_report_at.isoformat() if h.last_report_at else None,
             "report_age_s": round((now - h.last_report_at).total_seconds(), 1)

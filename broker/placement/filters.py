@@ -95,7 +95,7 @@ def host_accepting(host: HostView | None) -> bool:
 
 def host_has_headroom(host: HostView, policy: Policy) -> bool:
     """Room for one more desktop to run: below its capacity and not full by load."""
-    return host.sessions < host.capacity and host.load.index < policy.load.full_index
+    return host.sessions < host.capacity and host.load_index < policy.load.full_index
 
 
 def desktop_usable(d: DesktopView) -> bool:

@@ -46,18 +46,52 @@ def _clamp(value: float) -> float:
     return 0.0 if value < 0.0 else 1.0 if value > 1.0 else value
 
 
-def load_index(load: HostLoad, cfg: LoadIndexSettings) -> LoadIndex:
+def parts(
+    cpu_utilization: float | None,
+    memory_total: int | None,
+    memory_available: int | None,
+    sessions: int,
+    capacity: int,
+    logons: int,
+    cfg: LoadIndexSettings,
+) -> tuple[float, float, float, float]:
+    """(cpu, memory, sessions, logons), each scaled to 0..1. Plain arguments, no
+    objects: placement computes this for every host on every request."""
     cpu = 0.0
-    if load.cpu_utilization is not None:
-        cpu = _clamp((load.cpu_utilization - cfg.cpu_idle) / cfg.cpu_span)
+    if cpu_utilization is not None:
+        cpu = _clamp((cpu_utilization - cfg.cpu_idle) / cfg.cpu_span)
     memory = 0.0
-    if load.memory_total and load.memory_available is not None:
-        used = load.memory_total - load.memory_available
-        base = cfg.memory_base_ratio * load.memory_total
-        span = cfg.memory_full_ratio * load.memory_total - base
+    if memory_total and memory_available is not None:
+        used = memory_total - memory_available
+        base = cfg.memory_base_ratio * memory_total
+        span = cfg.memory_full_ratio * memory_total - base
         memory = _clamp((used - base) / span) if span > 0 else 1.0
-    sessions = _clamp(load.sessions / load.capacity) if load.capacity > 0 else 1.0
-    logons = _clamp(load.logons / cfg.logon_tolerance)
-    parts = sorted((cpu, memory, sessions, logons), reverse=True)
-    index = min(1.0, parts[0] + cfg.others_weight * (sum(parts[1:]) / 3))
-    return LoadIndex(cpu, memory, sessions, logons, index)
+    session_part = _clamp(sessions / capacity) if capacity > 0 else 1.0
+    return cpu, memory, session_part, _clamp(logons / cfg.logon_tolerance)
+
+
+def components(load: HostLoad, cfg: LoadIndexSettings) -> tuple[float, float, float, float]:
+    return parts(
+        load.cpu_utilization,
+        load.memory_total,
+        load.memory_available,
+        load.sessions,
+        load.capacity,
+        load.logons,
+        cfg,
+    )
+
+
+def combine(parts: tuple[float, float, float, float], cfg: LoadIndexSettings) -> float:
+    """The highest part plus a share of the mean of the others, at most 1."""
+    top = max(parts)
+    return min(1.0, top + cfg.others_weight * ((sum(parts) - top) / 3))
+
+
+def index_of(load: HostLoad, cfg: LoadIndexSettings) -> float:
+    return combine(components(load, cfg), cfg)
+
+
+def load_index(load: HostLoad, cfg: LoadIndexSettings) -> LoadIndex:
+    parts = components(load, cfg)
+    return LoadIndex(*parts, index=combine(parts, cfg))

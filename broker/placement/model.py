@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 from broker.config import LoadIndexSettings
 from broker.domain import HostState, PoolType, RefusalCode, WorkMode
-from broker.placement.load_index import LoadIndex
 from broker.policy.quota import DepartmentCap
 from broker.policy.schedule import Window
 
@@ -44,7 +43,7 @@ class HostView:
     name: str
     state: HostState
     up: bool
-    load: LoadIndex
+    load_index: float  # 0..1, see broker.placement.load_index
     sessions: int  # open sessions on this host, all pools
     capacity: int
     team_sessions: Mapping[str, int] = field(default_factory=dict)
@@ -80,6 +79,9 @@ class Snapshot:
     own_desktop: DesktopView | None = None  # persistent pools: the requester's
     department_remote_sessions: int = 0  # open home sessions of the user's department
     department_staff: int = 0
+    # False when desktops were read only for the best-ranked hosts (see
+    # broker.sessions.snapshot); a decision that needs more asks for all.
+    complete: bool = True
 
 
 def group_by_host(desktops: Iterable[DesktopView]) -> dict[int, list[DesktopView]]:

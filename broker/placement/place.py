@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from broker.domain import PoolType, RefusalCode
 from broker.placement import filters
 from broker.placement.model import (
@@ -47,7 +49,7 @@ def place(req: Request, snap: Snapshot, policy: Policy) -> Decision:
         return _own_desktop(own, snap)
 
     claim = pool.type is PoolType.PERSISTENT
-    ranked = _rank_hosts(req, snap, policy)
+    ranked = rank_hosts(req, snap.hosts.values(), policy)
     for host, score in ranked:
         for d in snap.desktops_by_host.get(host.id, ()):
             if filters.desktop_ready(d) and filters.desktop_free_for(d, pool, req.user.id):
@@ -61,6 +63,19 @@ def place(req: Request, snap: Snapshot, policy: Policy) -> Decision:
     return _no_desktop(snap)
 
 
+def could_do_better(decision: Decision, snap: Snapshot) -> bool:
+    """Would a complete snapshot possibly give a better decision? Only when this
+    one saw part of the desktops and found no running one: request rules do not
+    look at desktops, and a running desktop on a best-ranked host is the best."""
+    if snap.complete:
+        return False
+    if isinstance(decision, Assign):
+        return decision.start
+    return decision.code in (RefusalCode.CAPACITY_FULL, RefusalCode.HOST_UNAVAILABLE) and (
+        decision.reason == ""
+    )
+
+
 def _own_desktop(d: DesktopView, snap: Snapshot) -> Decision:
     host = snap.hosts.get(d.host_id)
     params = {"pool": snap.pool.name}
@@ -70,20 +85,24 @@ def _own_desktop(d: DesktopView, snap: Snapshot) -> Decision:
         return Refuse(RefusalCode.HOST_UNAVAILABLE, params, "own_desktop_host")
     # A persistent desktop is the user's even on a draining host.
     if filters.desktop_ready(d):
-        return Assign(d.id, host.id, start=False, claim=False, score=host.load.index)
+        return Assign(d.id, host.id, start=False, claim=False, score=host.load_index)
     if filters.desktop_startable(d) or d.starting:
-        return Assign(d.id, host.id, start=not d.starting, claim=False, score=host.load.index)
+        return Assign(d.id, host.id, start=not d.starting, claim=False, score=host.load_index)
     return Refuse(RefusalCode.HOST_UNAVAILABLE, params, "own_desktop_state")
 
 
-def _rank_hosts(req: Request, snap: Snapshot, policy: Policy) -> list[tuple[HostView, float]]:
+def rank_hosts(
+    req: Request, hosts: Iterable[HostView], policy: Policy
+) -> list[tuple[HostView, float]]:
+    """Accepting hosts, best first: load index plus the critical-team penalty,
+    then host name."""
     team = req.user.team
     penalty = policy.load.team_penalty
     ranked = []
-    for host in snap.hosts.values():
+    for host in hosts:
         if not filters.host_accepting(host):
             continue
-        score = host.load.index
+        score = host.load_index
         if team:
             score += penalty * host.team_sessions.get(team, 0)
         ranked.append((host, score))

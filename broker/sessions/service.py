@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -32,7 +32,7 @@ from broker.fleet import PoolInfo
 from broker.gateway import tickets
 from broker.hosts import actions
 from broker.placement.model import Assign, PoolView, Refuse, Request
-from broker.placement.place import place
+from broker.placement.place import could_do_better, place
 from broker.placement.refusals import message
 from broker.runtime import Runtime
 from broker.sessions import snapshot
@@ -82,6 +82,21 @@ _INFO = (
     .outerjoin(_desktops, _desktops.c.id == _sessions.c.desktop_id)
     .outerjoin(_hosts, _hosts.c.id == _desktops.c.host_id)
 )
+
+
+# The statements of a session request, built once (see broker.auth.login).
+_BY_ID = _INFO.where(_sessions.c.id == bindparam("session_id"))
+_OPEN_IN_POOL = _INFO.where(
+    _sessions.c.user_id == bindparam("user_id"), _sessions.c.pool_id == bindparam("pool_id"), OPEN
+)
+_TAKE = update(_desktops).where(_desktops.c.id == bindparam("desktop_id")).values(idle_since=None)
+_CLAIM = _TAKE.values(assigned_user_id=bindparam("user_id"))
+_LOCK_DESKTOP = (
+    select(_desktops.c.id)
+    .where(_desktops.c.id == bindparam("desktop_id"))
+    .with_for_update(skip_locked=True)
+)
+_INSERT_SESSION = _sessions.insert()
 
 
 class Refused(VdiError):
@@ -226,7 +241,7 @@ async def _connect(rt: Runtime, conn: Executor, row: Row[Any], now: dt.datetime)
 
 
 async def _row(conn: Executor, session_id: str) -> Row[Any] | None:
-    return (await conn.execute(_INFO.where(_sessions.c.id == session_id))).first()
+    return (await conn.execute(_BY_ID, {"session_id": session_id})).first()
 
 
 async def _reread(conn: Executor, session_id: str) -> Row[Any]:
@@ -275,19 +290,22 @@ async def _try_request(
             raise NotFound(f"There is no pool {pool_name!r}.", code="unknown_pool")
         pool = found.view
         existing = (
-            await conn.execute(
-                _INFO.where(_sessions.c.user_id == user.id, _sessions.c.pool_id == pool.id, OPEN)
-            )
+            await conn.execute(_OPEN_IN_POOL, {"user_id": user.id, "pool_id": pool.id})
         ).first()
         if existing is not None:
             return await _reconnect(rt, conn, existing, now)
 
         me = snapshot.user_view(user)
         policy = await snapshot.load_policy(conn, rt.settings, me)
-        snap = await snapshot.build_snapshot(
-            conn, rt.settings, me, pool, now, policy.department_cap
-        )
-        decision = place(Request(me, mode, now), snap, policy)
+        req = Request(me, mode, now)
+        snap = await snapshot.build_snapshot(conn, rt.settings, req, pool, policy, complete=False)
+        decision = place(req, snap, policy)
+        if could_do_better(decision, snap):
+            # Nothing running among the best hosts: look at every host.
+            snap = await snapshot.build_snapshot(
+                conn, rt.settings, req, pool, policy, complete=True
+            )
+            decision = place(req, snap, policy)
         if isinstance(decision, Refuse):
             await audit.record(
                 conn,
@@ -303,12 +321,14 @@ async def _try_request(
         session_id = str(uuid.uuid4())
         state = SessionState.PENDING if decision.start else SessionState.ACTIVE
         await conn.execute(
-            _sessions.insert(),
+            _INSERT_SESSION,
             {
                 "id": session_id,
                 "user_id": user.id,
                 "pool_id": pool.id,
                 "desktop_id": decision.desktop_id,
+                "host_id": decision.host_id,
+                "department": user.department,
                 "state": state.value,
                 "work_mode": mode.value,
                 "end_reason": None,
@@ -319,11 +339,9 @@ async def _try_request(
                 "last_activity_at": now,
             },
         )
-        values: dict[str, Any] = {"idle_since": None}
-        if decision.claim:
-            values["assigned_user_id"] = user.id
         await conn.execute(
-            update(_desktops).where(_desktops.c.id == decision.desktop_id).values(**values)
+            _CLAIM if decision.claim else _TAKE,
+            {"desktop_id": decision.desktop_id, "user_id": user.id},
         )
         row = await _reread(conn, session_id)
         if decision.start:
@@ -358,11 +376,7 @@ async def _lock_desktop(rt: Runtime, conn: Executor, decision: Assign) -> bool:
     transaction holds it (then place again). SQLite holds the write lock already."""
     if rt.db.is_sqlite:
         return True
-    locked = await conn.scalar(
-        select(_desktops.c.id)
-        .where(_desktops.c.id == decision.desktop_id)
-        .with_for_update(skip_locked=True)
-    )
+    locked = await conn.scalar(_LOCK_DESKTOP, {"desktop_id": decision.desktop_id})
     return locked is not None
 
 

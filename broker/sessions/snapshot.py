@@ -11,16 +11,26 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select
+from sqlalchemy import Select, and_, bindparam, case, exists, func, or_, select
 from sqlalchemy.engine import Row
 
 from broker.config import Settings
 from broker.domain import HostState, PoolType, WorkMode
-from broker.hosts.health import is_up
-from broker.placement.load_index import HostLoad, load_index
-from broker.placement.model import DesktopView, HostView, Policy, PoolView, Snapshot, UserView
+from broker.hosts.health import fresh_after
+from broker.placement.load_index import combine, parts
+from broker.placement.model import (
+    DesktopView,
+    HostView,
+    Policy,
+    PoolView,
+    Request,
+    Snapshot,
+    UserView,
+)
+from broker.placement.place import rank_hosts
 from broker.policy.quota import DepartmentCap
 from broker.policy.schedule import Window, applicable, parse_days, parse_time
 from broker.store.db import Executor
@@ -58,57 +68,64 @@ _start_queued = exists().where(
     _actions.c.kind == "start",
 )
 
-_HOSTS = select(
-    _hosts.c.id,
-    _hosts.c.name,
-    _hosts.c.state,
-    _hosts.c.last_report_at,
-    _hosts.c.cpu_ratio,
-    _hosts.c.memory_total,
-    _hosts.c.memory_available,
-    _hosts.c.session_capacity,
-    _hosts.c.desktop_count,
+# Logons: sessions still starting, and sessions newer than one report interval,
+# whose load the host's last report cannot show yet. Counting them at once
+# keeps a logon storm from piling onto the host that looked idlest.
+LOGONS = func.sum(
+    case(
+        (or_(_sessions.c.state == "pending", _sessions.c.created_at > bindparam("recent")), 1),
+        else_=0,
+    )
 )
 
 _HOST_SESSIONS = (
-    select(
-        _desktops.c.host_id,
-        func.count().label("open"),
-        func.sum(
-            case(
-                (
-                    or_(
-                        _sessions.c.state == "pending",
-                        _hosts.c.last_report_at.is_(None),
-                        _sessions.c.created_at > _hosts.c.last_report_at,
-                    ),
-                    1,
-                ),
-                else_=0,
-            )
-        ).label("logons"),
-    )
-    .select_from(_sessions)
-    .join(_desktops, _desktops.c.id == _sessions.c.desktop_id)
-    .join(_hosts, _hosts.c.id == _desktops.c.host_id)
-    .where(OPEN)
-    .group_by(_desktops.c.host_id)
+    select(_sessions.c.host_id, func.count().label("n"), LOGONS.label("logons"))
+    .where(OPEN, _sessions.c.host_id.isnot(None))
+    .group_by(_sessions.c.host_id)
+    .subquery()
 )
-
-_TEAM_SESSIONS = (
-    select(_desktops.c.host_id, func.count().label("n"))
-    .select_from(_sessions)
-    .join(_users, _users.c.id == _sessions.c.user_id)
-    .join(_desktops, _desktops.c.id == _sessions.c.desktop_id)
-    .where(OPEN, _users.c.team == bindparam("team"))
-    .group_by(_desktops.c.host_id)
-)
-
 _POOL_DESKTOPS = (
     select(_desktops.c.host_id, func.count().label("n"))
     .where(_desktops.c.pool_id == bindparam("pool_id"), _desktops.c.missing.is_(False))
     .group_by(_desktops.c.host_id)
+    .subquery()
 )
+_POOL_SESSIONS = (
+    select(_sessions.c.host_id, func.count().label("n"))
+    .where(OPEN, _sessions.c.pool_id == bindparam("pool_id"))
+    .group_by(_sessions.c.host_id)
+    .subquery()
+)
+# Everything placement needs per host, in one read: the host's figures, its open
+# sessions and logons, and the pool's desktops and sessions on it.
+_HOSTS = (
+    select(
+        _hosts.c.id,
+        _hosts.c.name,
+        _hosts.c.state,
+        # Freshness decided by the database: no timestamp to parse per host.
+        func.coalesce(_hosts.c.last_report_at > bindparam("fresh_since"), False).label("up"),
+        _hosts.c.cpu_ratio,
+        _hosts.c.memory_total,
+        _hosts.c.memory_available,
+        func.coalesce(_hosts.c.session_capacity, _hosts.c.desktop_count).label("capacity"),
+        func.coalesce(_HOST_SESSIONS.c.n, 0).label("sessions"),
+        func.coalesce(_HOST_SESSIONS.c.logons, 0).label("logons"),
+        func.coalesce(_POOL_DESKTOPS.c.n, 0).label("pool_desktops"),
+        func.coalesce(_POOL_SESSIONS.c.n, 0).label("pool_sessions"),
+    )
+    .outerjoin(_HOST_SESSIONS, _HOST_SESSIONS.c.host_id == _hosts.c.id)
+    .outerjoin(_POOL_DESKTOPS, _POOL_DESKTOPS.c.host_id == _hosts.c.id)
+    .outerjoin(_POOL_SESSIONS, _POOL_SESSIONS.c.host_id == _hosts.c.id)
+)
+
+_TEAM_SESSIONS = (
+    select(_sessions.c.host_id, func.count().label("n"))
+    .join(_users, _users.c.id == _sessions.c.user_id)
+    .where(OPEN, _users.c.team == bindparam("team"))
+    .group_by(_sessions.c.host_id)
+)
+
 
 _DESKTOP_COLUMNS = (
     _desktops.c.id,
@@ -122,7 +139,9 @@ _DESKTOP_COLUMNS = (
 )
 
 
-def _candidates_query(persistent: bool):  # type: ignore[no-untyped-def]
+def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:
+    """The first free ready and the first free startable desktop (by name) of
+    each host, for all hosts or for the hosts in the `hosts` parameter."""
     free = [
         _desktops.c.pool_id == bindparam("pool_id"),
         _desktops.c.missing.is_(False),
@@ -135,6 +154,8 @@ def _candidates_query(persistent: bool):  # type: ignore[no-untyped-def]
     ]
     if persistent:
         free.append(_desktops.c.assigned_user_id.is_(None))
+    if some_hosts:
+        free.append(_desktops.c.host_id.in_(bindparam("hosts", expanding=True)))
     ranked = (
         select(
             *_DESKTOP_COLUMNS,
@@ -151,7 +172,13 @@ def _candidates_query(persistent: bool):  # type: ignore[no-untyped-def]
     return select(*(ranked.c[c.name] for c in _DESKTOP_COLUMNS)).where(ranked.c.rank == 1)
 
 
-_CANDIDATES = {False: _candidates_query(False), True: _candidates_query(True)}
+_CANDIDATES = {
+    (persistent, some): _candidates_query(persistent, some)
+    for persistent in (False, True)
+    for some in (False, True)
+}
+# How many of the best-ranked hosts with room the first read looks at.
+FIRST_READ_HOSTS = 4
 
 _OWN_DESKTOP = select(
     *_DESKTOP_COLUMNS,
@@ -161,6 +188,24 @@ _OWN_DESKTOP = select(
     _desktops.c.pool_id == bindparam("pool_id"),
     _desktops.c.assigned_user_id == bindparam("user_id"),
 )
+
+
+_POOL = select(_pools).where(_pools.c.name == bindparam("name"))
+_POOL_FOR_UPDATE = _POOL.with_for_update()
+_ENTITLEMENTS = select(_ents.c.kind, _ents.c.value).where(_ents.c.pool_id == bindparam("pool_id"))
+_LICENCES_IN_USE = (
+    select(func.count())
+    .select_from(_sessions)
+    .where(_sessions.c.pool_id == bindparam("pool_id"), OPEN)
+)
+_DEPARTMENT = select(_dept).where(_dept.c.department == bindparam("department"))
+_SCHEDULES = select(_schedules).where(
+    or_(
+        and_(_schedules.c.scope == "user", _schedules.c.subject == bindparam("user")),
+        and_(_schedules.c.scope == "department", _schedules.c.subject == bindparam("department")),
+    )
+)
+_PRIORITY_CLASSES = select(_priority.c.name)
 
 
 @dataclass(frozen=True)
@@ -173,18 +218,11 @@ async def find_pool(conn: Executor, name: str, *, lock: bool) -> PoolRecord | No
     """The pool with its entitlements and licences in use. With `lock`, the pool
     row is locked (PostgreSQL), so assignments in one pool happen one at a time:
     that is what keeps the licence count exact under a logon storm."""
-    query = select(_pools).where(_pools.c.name == name)
-    if lock:
-        query = query.with_for_update()
-    row = (await conn.execute(query)).first()
+    row = (await conn.execute(_POOL_FOR_UPDATE if lock else _POOL, {"name": name})).first()
     if row is None:
         return None
-    ents = (
-        await conn.execute(select(_ents.c.kind, _ents.c.value).where(_ents.c.pool_id == row.id))
-    ).all()
-    open_sessions = await conn.scalar(
-        select(func.count()).select_from(_sessions).where(_sessions.c.pool_id == row.id, OPEN)
-    )
+    ents = (await conn.execute(_ENTITLEMENTS, {"pool_id": row.id})).all()
+    open_sessions = await conn.scalar(_LICENCES_IN_USE, {"pool_id": row.id})
     view = PoolView(
         id=row.id,
         name=row.name,
@@ -230,47 +268,67 @@ def _desktop(
 async def build_snapshot(
     conn: Executor,
     settings: Settings,
-    user: UserView,
+    req: Request,
     pool: PoolView,
-    now: dt.datetime,
-    department_cap: DepartmentCap | None,
+    policy: Policy,
+    *,
+    complete: bool,
 ) -> Snapshot:
-    host_rows = (await conn.execute(_HOSTS)).all()
-    per_host = {r.host_id: r for r in (await conn.execute(_HOST_SESSIONS)).all()}
+    """The snapshot for one request. Unless `complete`, desktops are read only for
+    the few best-ranked hosts that have room (by the ranking place() uses), which
+    is where place() finds a running desktop; it then is marked incomplete, and
+    a decision that needs more (none running there) asks for the complete one."""
+    user = req.user
+    now = req.now
+    department_cap = policy.department_cap
+    fresh_since = fresh_after(now, settings.report_interval, settings.host_down_after_missed)
+    recent = now - dt.timedelta(seconds=settings.report_interval)
+    host_rows = (
+        await conn.execute(
+            _HOSTS, {"fresh_since": fresh_since, "recent": recent, "pool_id": pool.id}
+        )
+    ).all()
     team: Mapping[int, int] = {}
     if user.team:
         team = {
             r.host_id: r.n for r in (await conn.execute(_TEAM_SESSIONS, {"team": user.team})).all()
         }
-    pool_desktops = {
-        r.host_id: r.n for r in (await conn.execute(_POOL_DESKTOPS, {"pool_id": pool.id})).all()
-    }
+    cfg = settings.load_index
     hosts = {}
+    room: dict[int, bool] = {}
     for h in host_rows:
-        counts = per_host.get(h.id)
-        sessions = int(counts.open) if counts else 0
-        logons = int(counts.logons or 0) if counts else 0
-        capacity = h.session_capacity if h.session_capacity is not None else h.desktop_count
-        load = load_index(
-            HostLoad(h.cpu_ratio, h.memory_total, h.memory_available, sessions, capacity, logons),
-            settings.load_index,
+        index = combine(
+            parts(
+                h.cpu_ratio,
+                h.memory_total,
+                h.memory_available,
+                h.sessions,
+                h.capacity,
+                h.logons,
+                cfg,
+            ),
+            cfg,
         )
         hosts[h.id] = HostView(
             id=h.id,
             name=h.name,
             state=HostState(h.state),
-            up=is_up(
-                h.last_report_at, now, settings.report_interval, settings.host_down_after_missed
-            ),
-            load=load,
-            sessions=sessions,
-            capacity=capacity,
+            up=bool(h.up),
+            load_index=index,
+            sessions=h.sessions,
+            capacity=h.capacity,
             team_sessions={user.team: team.get(h.id, 0)} if user.team else {},
-            pool_desktops=pool_desktops.get(h.id, 0),
+            pool_desktops=h.pool_desktops,
         )
+        room[h.id] = h.pool_desktops > h.pool_sessions
     persistent = pool.type is PoolType.PERSISTENT
+    params: dict[str, Any] = {"pool_id": pool.id}
+    if not complete:
+        params["hosts"] = [h.id for h, _ in rank_hosts(req, hosts.values(), policy) if room[h.id]][
+            :FIRST_READ_HOSTS
+        ]
     by_host: dict[int, list[DesktopView]] = {}
-    for row in (await conn.execute(_CANDIDATES[persistent], {"pool_id": pool.id})).all():
+    for row in (await conn.execute(_CANDIDATES[(persistent, not complete)], params)).all():
         by_host.setdefault(row.host_id, []).append(_desktop(row))
     for group in by_host.values():
         group.sort(key=lambda d: d.name)
@@ -287,11 +345,10 @@ async def build_snapshot(
             await conn.scalar(
                 select(func.count())
                 .select_from(_sessions)
-                .join(_users, _users.c.id == _sessions.c.user_id)
                 .where(
                     OPEN,
                     _sessions.c.work_mode == WorkMode.HOME.value,
-                    _users.c.department == user.department,
+                    _sessions.c.department == user.department,
                 )
             )
             or 0
@@ -306,6 +363,7 @@ async def build_snapshot(
                 or 0
             )
     return Snapshot(
+        complete=complete,
         pool=pool,
         hosts=hosts,
         desktops_by_host=by_host,
@@ -316,25 +374,16 @@ async def build_snapshot(
 
 
 async def load_policy(conn: Executor, settings: Settings, user: UserView) -> Policy:
-    dept = (await conn.execute(select(_dept).where(_dept.c.department == user.department))).first()
+    dept = (await conn.execute(_DEPARTMENT, {"department": user.department})).first()
     cap = None
     if dept is not None and (dept.remote_cap is not None or dept.remote_share is not None):
         cap = DepartmentCap(user.department, dept.remote_cap, dept.remote_share)
     rows = (
-        await conn.execute(
-            select(_schedules).where(
-                or_(
-                    and_(_schedules.c.scope == "user", _schedules.c.subject == user.name),
-                    and_(
-                        _schedules.c.scope == "department", _schedules.c.subject == user.department
-                    ),
-                )
-            )
-        )
+        await conn.execute(_SCHEDULES, {"user": user.name, "department": user.department})
     ).all()
     mine = [_window(r) for r in rows if r.scope == "user"]
     theirs = [_window(r) for r in rows if r.scope == "department"]
-    classes = frozenset((await conn.scalars(select(_priority.c.name))).all())
+    classes = frozenset((await conn.scalars(_PRIORITY_CLASSES)).all())
     return Policy(
         load=settings.load_index,
         timezone=ZoneInfo(settings.timezone),

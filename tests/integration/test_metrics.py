@@ -200,3 +200,24 @@ def test_every_metric_a_dashboard_or_rule_uses_is_in_the_live_exposition(scrape:
     assert broker_side <= exposed, broker_side - exposed
     # The agent's names are checked against a live agent in the agent's tests.
     assert {n for n in used if n.startswith("vdi_agent_")} <= AGENT_METRIC_NAMES
+
+
+async def test_the_collector_api_gives_the_same_series(runtime: Runtime, scrape: str) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from broker import fleet
+    from broker.metrics import BrokerCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BrokerCollector(await fleet.read(runtime), runtime.telemetry))
+    standard = generate_latest(registry).decode()
+
+    def series(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+        return {
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name != "vdi_host_last_report_timestamp_seconds"
+        }
+
+    assert series(standard) == series(scrape)

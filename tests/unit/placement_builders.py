@@ -8,7 +8,7 @@ from typing import Any
 
 from broker.config import LoadIndexSettings
 from broker.domain import HostState, PoolType, WorkMode
-from broker.placement.load_index import HostLoad, load_index
+from broker.placement.load_index import HostLoad, index_of
 from broker.placement.model import (
     DesktopView,
     HostView,
@@ -56,13 +56,13 @@ def host(
     up: bool = True,
     **kw: Any,
 ) -> HostView:
-    load = load_index(HostLoad(cpu, 64 << 30, 48 << 30, sessions, capacity, logons), LOAD)
+    load = index_of(HostLoad(cpu, 64 << 30, 48 << 30, sessions, capacity, logons), LOAD)
     return HostView(
         id=id,
         name=kw.pop("name", f"h{id:02d}"),
         state=state,
         up=up,
-        load=load,
+        load_index=load,
         sessions=sessions,
         capacity=capacity,
         **kw,

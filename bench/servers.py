@@ -1,0 +1,73 @@
+"""Starting what benchmarks measure against: databases and broker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(base: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(f"no broker at {base}")
+
+
+@contextlib.contextmanager
+def database(backend: str) -> Iterator[str | None]:
+    """None for the embedded SQLite default; a fresh PostgreSQL database otherwise."""
+    if backend == "sqlite":
+        yield None
+        return
+    name = f"vdi_bench_{secrets.token_hex(4)}"
+    subprocess.run([*PG, f"CREATE DATABASE {name}"], check=True)
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        subprocess.run([*PG, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True)
+
+
+@contextlib.contextmanager
+def broker(data: Path, url: str | None, **settings: str) -> Iterator[str]:
+    """A real `vdi-broker serve` on a free port; yields its base URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VDI_")}
+    env.update(
+        VDI_DATA_DIR=str(data),
+        VDI_HTTP_PORT=str(port),
+        VDI_GATEWAY_ENABLED="false",
+        VDI_LOG_LEVEL="WARNING",
+    )
+    if url:
+        env["VDI_DATABASE_URL"] = url
+    env.update({f"VDI_{k.upper()}": v for k, v in settings.items()})
+    server = subprocess.Popen([str(Path(sys.executable).parent / "vdi-broker"), "serve"], env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
