@@ -23,6 +23,7 @@ from broker.http_errors import install_error_handlers
 from broker.jobs import AlwaysLeader, JobRunner, default_jobs
 from broker.middleware import BodySizeLimit, SecurityHeaders
 from broker.net import parse_networks
+from broker.policy.router import router as policy_router
 from broker.runtime import Runtime, open_runtime
 from broker.sessions.router import router as sessions_router
 
@@ -63,6 +64,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(audit_router)
     app.include_router(hosts_router)
+    app.include_router(policy_router)
     app.include_router(sessions_router)
 
     @app.get("/healthz", include_in_schema=False)
