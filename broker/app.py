@@ -24,6 +24,7 @@ from broker.jobs import AlwaysLeader, JobRunner, default_jobs
 from broker.middleware import BodySizeLimit, SecurityHeaders
 from broker.net import parse_networks
 from broker.policy.router import router as policy_router
+from broker.pools.router import router as pools_router
 from broker.runtime import Runtime, open_runtime
 from broker.sessions.router import router as sessions_router
 
@@ -65,6 +66,7 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(hosts_router)
     app.include_router(policy_router)
+    app.include_router(pools_router)
     app.include_router(sessions_router)
 
     @app.get("/healthz", include_in_schema=False)
