@@ -164,6 +164,10 @@ class SessionInfo:
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
         }
 
+    def admin_dict(self) -> dict[str, Any]:
+        """With the department and critical team, for administrators."""
+        return {**self.as_dict(), "department": self.department, "team": self.team}
+
 
 @dataclass(frozen=True)
 class Outcome:
