@@ -8,6 +8,7 @@ leaves a `policy_changed` audit event whose `result` says what changed.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -85,6 +86,13 @@ def check_schedule(scope: str, subject: str, days: str, start: str, end: str) ->
     )
 
 
+async def _changed(
+    s: AsyncSession, now: dt.datetime, actor: str, result: str, detail: dict[str, Any]
+) -> None:
+    """The audit event of every policy change; `result` says which."""
+    await audit.record(s, now, EVENT, result=result, actor=actor, detail=detail)
+
+
 # -- department caps -------------------------------------------------------------------------
 
 
@@ -117,7 +125,7 @@ async def set_department_cap(
                 row.remote_cap, row.remote_share, row.updated_at = max_sessions, share, now
                 await s.flush()
             result = "department_cap_removed" if remove else "department_cap_set"
-            await audit.record(s, now, EVENT, result=result, actor=actor, detail=detail)
+            await _changed(s, now, actor, result, detail)
             if remove:
                 return None
             staff = await _staff(s)
@@ -180,24 +188,10 @@ async def add_schedule(
         )
         if same is not None:
             raise Conflict(f"This window exists already (schedule {same}).", code="exists")
-        row = Schedule(
-            scope=spec.scope,
-            subject=spec.subject,
-            days=spec.days,
-            start=spec.start,
-            end=spec.end,
-            created_at=now,
-        )
+        row = Schedule(**asdict(spec), created_at=now)
         s.add(row)
         await s.flush()
-        await audit.record(
-            s,
-            now,
-            EVENT,
-            result="schedule_added",
-            actor=actor,
-            detail={"schedule_id": row.id, **asdict(spec)},
-        )
+        await _changed(s, now, actor, "schedule_added", {"schedule_id": row.id, **asdict(spec)})
         return row.id
 
 
@@ -213,13 +207,8 @@ async def remove_schedule(rt: Runtime, schedule_id: int, actor: str) -> dict[str
         row = await _schedule(s, schedule_id)
         removed = _schedule_dict(row)
         await s.delete(row)
-        await audit.record(
-            s,
-            now,
-            EVENT,
-            result="schedule_removed",
-            actor=actor,
-            detail={"schedule_id": row.id, **asdict(_spec_of(row))},
+        await _changed(
+            s, now, actor, "schedule_removed", {"schedule_id": row.id, **asdict(_spec_of(row))}
         )
     return removed
 
@@ -262,14 +251,7 @@ async def add_priority_class(rt: Runtime, name: str, actor: str) -> bool:
                 return False
             s.add(PriorityClass(name=name, created_at=now))
             await s.flush()
-            await audit.record(
-                s,
-                now,
-                EVENT,
-                result="priority_class_added",
-                actor=actor,
-                detail={"priority_class": name},
-            )
+            await _changed(s, now, actor, "priority_class_added", {"priority_class": name})
     except IntegrityError:  # added at the same moment by someone else
         return False
     return True
@@ -285,14 +267,7 @@ async def remove_priority_class(rt: Runtime, name: str, actor: str) -> None:
         if row is None:
             raise NotFound(f"There is no priority class {name!r}.", code="unknown_priority_class")
         await s.delete(row)
-        await audit.record(
-            s,
-            now,
-            EVENT,
-            result="priority_class_removed",
-            actor=actor,
-            detail={"priority_class": name},
-        )
+        await _changed(s, now, actor, "priority_class_removed", {"priority_class": name})
 
 
 async def list_priority_classes(rt: Runtime) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ and a logon never hand out one desktop twice; SQLite's write lock does the same.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, TypeGuard
@@ -17,7 +18,6 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent.protocol import ActionKind
 from broker.audit import log as audit
 from broker.domain import PoolType, Protocol
 from broker.errors import Conflict, InvalidInput, NotFound
@@ -228,15 +228,7 @@ async def entitle(rt: Runtime, pool: str, kind: str, value: str, actor: str) -> 
             if await _entitlement(s, p.id, kind, value) is not None:
                 raise Conflict(f"Pool {p.name} is open to {kind} {value} already.", code="exists")
             s.add(PoolEntitlement(pool_id=p.id, kind=kind, value=value))
-            await s.flush()
-            await audit.record(
-                s,
-                now,
-                "pool_entitled",
-                actor=actor,
-                detail={"pool": p.name, "kind": kind, "value": value},
-            )
-            return await _pool_dict(s, p)
+            return await _entitlements_changed(s, now, "pool_entitled", actor, p, kind, value)
     except IntegrityError as exc:  # the same entitlement added at the same moment
         raise Conflict(f"Pool {pool} is open to {kind} {value} already.", code="exists") from exc
 
@@ -255,15 +247,18 @@ async def revoke(rt: Runtime, pool: str, kind: str, value: str, actor: str) -> d
                 code="unknown_entitlement",
             )
         await s.delete(ent)
-        await s.flush()
-        await audit.record(
-            s,
-            now,
-            "pool_revoked",
-            actor=actor,
-            detail={"pool": p.name, "kind": kind, "value": value},
-        )
-        return await _pool_dict(s, p)
+        return await _entitlements_changed(s, now, "pool_revoked", actor, p, kind, value)
+
+
+async def _entitlements_changed(
+    s: AsyncSession, now: dt.datetime, event: str, actor: str, p: Pool, kind: str, value: str
+) -> dict[str, Any]:
+    """Store, audit and show an entitlement change made in `s`."""
+    await s.flush()
+    await audit.record(
+        s, now, event, actor=actor, detail={"pool": p.name, "kind": kind, "value": value}
+    )
+    return await _pool_dict(s, p)
 
 
 async def _entitlement(
@@ -335,15 +330,9 @@ async def assign_desktop(
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict(f"Desktop {d.name} was taken meanwhile; try again.", code="conflict")
-        await audit.record(
-            s,
-            now,
-            "desktop_assigned",
-            username=u.name,
-            actor=actor,
-            detail={"pool": p.name, "desktop": d.name, "host": host},
+        return await _audited(
+            s, now, "desktop_assigned", actor, Assignment(p.name, u.name, d.name, host)
         )
-        return Assignment(p.name, u.name, d.name, host)
 
 
 async def unassign_desktop(rt: Runtime, pool: str, user: str, actor: str) -> Assignment:
@@ -366,26 +355,20 @@ async def unassign_desktop(rt: Runtime, pool: str, user: str, actor: str) -> Ass
             )
         d.assigned_user_id = None
         if d.power_state == "running":
-            d.needs_reset = True
-            d.idle_since = None
-            await actions.queue(
-                s,
-                now,
-                host_id=d.host_id,
-                desktop_id=d.id,
-                desktop_name=d.name,
-                kind=ActionKind.RESET,
-                reason="unassign",
+            await actions.reset_for_reuse(
+                s, now, host_id=d.host_id, desktop_id=d.id, desktop_name=d.name, reason="unassign"
             )
-        await audit.record(
-            s,
-            now,
-            "desktop_unassigned",
-            username=u.name,
-            actor=actor,
-            detail={"pool": p.name, "desktop": d.name, "host": host},
+        return await _audited(
+            s, now, "desktop_unassigned", actor, Assignment(p.name, u.name, d.name, host)
         )
-        return Assignment(p.name, u.name, d.name, host)
+
+
+async def _audited(
+    s: AsyncSession, now: dt.datetime, event: str, actor: str, done: Assignment
+) -> Assignment:
+    detail = {"pool": done.pool, "desktop": done.desktop, "host": done.host}
+    await audit.record(s, now, event, username=done.user, actor=actor, detail=detail)
+    return done
 
 
 async def _persistent_pool(s: AsyncSession, name: str) -> Pool:
