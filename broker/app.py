@@ -22,6 +22,8 @@ from broker.http_errors import install_error_handlers
 from broker.jobs import AlwaysLeader, JobRunner, default_jobs
 from broker.middleware import BodySizeLimit, SecurityHeaders
 from broker.net import parse_networks
+from broker.policy.router import router as policy_router
+from broker.pools.router import router as pools_router
 from broker.runtime import Runtime, open_runtime
 from broker.sessions.router import router as sessions_router
 
@@ -62,6 +64,8 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(audit_router)
     app.include_router(hosts_router)
+    app.include_router(policy_router)
+    app.include_router(pools_router)
     app.include_router(sessions_router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,12 +24,15 @@ from broker.audit import log as audit
 from broker.auth import enrolment
 from broker.config import Settings, load_settings
 from broker.domain import HostState, PoolType, Protocol, Role, WorkMode
-from broker.errors import InvalidInput, VdiError
+from broker.errors import InvalidInput, NotFound, VdiError
 from broker.hosts import service as hosts
+from broker.policy import store as policies
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
 from broker.security.crypto import KeyFileError
+from broker.sessions import service as sessions
 from broker.store import migrate
+from broker.store.tables import Session
 from broker.users import service as users
 
 Handler = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
@@ -67,12 +71,43 @@ def print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: Tex
         out.write("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
 def emit(rows: list[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
     if as_json:
-        json.dump(rows, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
+        print_json(rows)
     else:
         print_table(rows, columns, sys.stdout)
+
+
+# -- parsing --------------------------------------------------------------------
+
+
+def int_or_none(text: str) -> int | None:
+    """`N`, or `none` for settings where none means "no limit" or "not managed"."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor 'none'") from None
+
+
+def add_subject(parser: argparse.ArgumentParser) -> None:
+    """The required `--department D | --user U` of policies and entitlements."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--department", metavar="D")
+    group.add_argument("--user", metavar="U")
+
+
+def subject(args: argparse.Namespace) -> tuple[str, str]:
+    """("department", D) or ("user", U), from the options of add_subject()."""
+    if args.user is not None:
+        return "user", args.user
+    return "department", args.department
 
 
 # -- users ----------------------------------------------------------------------
@@ -184,8 +219,78 @@ async def pool_add(rt: Runtime, args: argparse.Namespace) -> int:
 async def pool_list(rt: Runtime, args: argparse.Namespace) -> int:
     emit(
         await pools.list_all(rt),
-        ["name", "type", "protocol", "max_sessions", "field", "departments"],
+        [
+            "name",
+            "type",
+            "protocol",
+            "max_sessions",
+            "priority_reserve",
+            "spare_desktops",
+            "field",
+            "departments",
+            "users",
+        ],
         args.json,
+    )
+    return 0
+
+
+def describe_pool(pool: dict[str, Any]) -> str:
+    def seconds(value: int | None) -> str:
+        return "none" if value is None else f"{value} s"
+
+    spare = "unmanaged" if pool["spare_desktops"] is None else pool["spare_desktops"]
+    return (
+        f"Pool {pool['name']}: {pool['max_sessions']} licences, priority reserve "
+        f"{pool['priority_reserve']:g}, spare desktops {spare}, disconnect timeout "
+        f"{seconds(pool['disconnect_timeout_s'])}, maximum session time "
+        f"{seconds(pool['max_session_s'])}, idle timeout {seconds(pool['idle_timeout_s'])}, "
+        f"{'a field pool' if pool['field'] else 'not a field pool'}."
+    )
+
+
+def describe_entitlements(pool: dict[str, Any]) -> str:
+    parts = [
+        f"{kind} {', '.join(pool[key])}"
+        for kind, key in (("departments", "departments"), ("users", "users"))
+        if pool[key]
+    ]
+    if not parts:
+        return f"Pool {pool['name']} has no entitlements: it is open to everybody."
+    return f"Pool {pool['name']} is open to {'; '.join(parts)}."
+
+
+async def pool_set(rt: Runtime, args: argparse.Namespace) -> int:
+    changes = pools.PoolChanges(
+        **{f.name: getattr(args, f.name) for f in fields(pools.PoolChanges)}
+    )
+    print(describe_pool(await pools.update(rt, args.name, changes, actor())))
+    return 0
+
+
+async def pool_entitle(rt: Runtime, args: argparse.Namespace) -> int:
+    kind, value = subject(args)
+    print(describe_entitlements(await pools.entitle(rt, args.name, kind, value, actor())))
+    return 0
+
+
+async def pool_revoke(rt: Runtime, args: argparse.Namespace) -> int:
+    kind, value = subject(args)
+    print(describe_entitlements(await pools.revoke(rt, args.name, kind, value, actor())))
+    return 0
+
+
+async def pool_assign(rt: Runtime, args: argparse.Namespace) -> int:
+    a = await pools.assign_desktop(rt, args.name, args.user, args.desktop, actor())
+    print(f"Desktop {a.desktop} (host {a.host}) is {a.user}'s own in pool {a.pool}.")
+    return 0
+
+
+async def pool_unassign(rt: Runtime, args: argparse.Namespace) -> int:
+    a = await pools.unassign_desktop(rt, args.name, args.user, actor())
+    print(
+        f"Desktop {a.desktop} (host {a.host}) in pool {a.pool} is no longer {a.user}'s; "
+        "it is reset before anyone else gets it."
     )
     return 0
 
@@ -226,6 +331,94 @@ async def host_list(rt: Runtime, args: argparse.Namespace) -> int:
         ["name", "state", "up", "agent_version", "report_age_s", "desktops"],
         args.json,
     )
+    return 0
+
+
+# -- policies and sessions --------------------------------------------------------
+
+
+async def policy_cap(rt: Runtime, args: argparse.Namespace) -> int:
+    cap = await policies.set_department_cap(
+        rt, args.department, max_sessions=args.max, share=args.share, actor=actor()
+    )
+    if cap is None:
+        print(f"Department {args.department.strip()} has no cap on home work.")
+    else:
+        share = cap["remote_share"]
+        how = "fixed" if share is None else f"{share:g} of {cap['staff']} staff"
+        print(
+            f"Department {cap['department']}: at most {cap['limit']} at home at once ({how}); "
+            "field work does not count."
+        )
+    return 0
+
+
+async def policy_schedule_add(rt: Runtime, args: argparse.Namespace) -> int:
+    scope, who = subject(args)
+    schedule_id = await policies.add_schedule(
+        rt, scope, who, args.days, args.start, args.end, actor()
+    )
+    added = await policies.get_schedule(rt, schedule_id)
+    print(
+        f"Schedule {schedule_id} added: {added['scope']} {added['subject']} may work from home "
+        f"on {added['days']} from {added['start']} to {added['end']}."
+    )
+    return 0
+
+
+async def policy_schedule_remove(rt: Runtime, args: argparse.Namespace) -> int:
+    removed = await policies.remove_schedule(rt, args.id, actor())
+    print(f"Schedule {removed['id']} ({removed['scope']} {removed['subject']}) removed.")
+    return 0
+
+
+async def policy_priority_add(rt: Runtime, args: argparse.Namespace) -> int:
+    name = args.name.strip()
+    if await policies.add_priority_class(rt, name, actor()):
+        print(f"Priority class {name} added: its staff are served from pools' reserves.")
+    else:
+        print(f"Priority class {name} exists already; nothing changed.")
+    return 0
+
+
+async def policy_priority_remove(rt: Runtime, args: argparse.Namespace) -> int:
+    await policies.remove_priority_class(rt, args.name, actor())
+    print(f"Priority class {args.name.strip()} removed.")
+    return 0
+
+
+async def policy_list(rt: Runtime, args: argparse.Namespace) -> int:
+    everything = await policies.overview(rt)
+    if args.json:
+        print_json(everything)
+        return 0
+    for title, key, columns in (
+        ("Department caps", "departments", ["department", "remote_cap", "remote_share", "limit"]),
+        ("Schedules", "schedules", ["id", "scope", "subject", "days", "start", "end"]),
+        ("Priority classes", "priority_classes", ["name", "users"]),
+    ):
+        print(f"{title}:")
+        print_table(everything[key], columns, sys.stdout)
+    return 0
+
+
+async def session_list(rt: Runtime, args: argparse.Namespace) -> int:
+    emit(
+        [info.admin_dict() for info in await sessions.open_sessions(rt)],
+        ["id", "user", "pool", "state", "work_mode", "desktop", "host", "team", "created_at"],
+        args.json,
+    )
+    return 0
+
+
+async def session_end(rt: Runtime, args: argparse.Namespace) -> int:
+    async with rt.db.write_conn() as conn:
+        ended = await sessions.end_where(
+            rt, conn, Session.id == args.id, "admin_end", rt.clock.now(), actor()
+        )
+    if not ended:
+        raise NotFound(f"There is no open session {args.id!r}.", code="unknown_session")
+    print(f"Session {args.id} ended.")
     return 0
 
 
@@ -334,6 +527,88 @@ def build_parser() -> argparse.ArgumentParser:
     plist = pool.add_parser("list")
     plist.add_argument("--json", action="store_true")
     plist.set_defaults(handler=pool_list)
+    pset = pool.add_parser("set", help="change a pool's settings")
+    pset.add_argument("name")
+    pset.add_argument("--max-sessions", type=int, metavar="N", help="licence limit")
+    pset.add_argument(
+        "--priority-reserve", type=float, metavar="F", help="share kept for priority staff"
+    )
+    pset.add_argument(
+        "--spare",
+        dest="spare_desktops",
+        type=int_or_none,
+        metavar="N|none",
+        help="free desktops kept running (none: the broker does not manage power)",
+    )
+    for option, dest in (
+        ("--disconnect-timeout", "disconnect_timeout_s"),
+        ("--max-session-time", "max_session_s"),
+        ("--idle-timeout", "idle_timeout_s"),
+    ):
+        pset.add_argument(option, dest=dest, type=int_or_none, metavar="S|none", help="seconds")
+    field_flag = pset.add_mutually_exclusive_group()
+    field_flag.add_argument("--field", action="store_const", const=True, help="a field pool")
+    field_flag.add_argument("--no-field", dest="field", action="store_const", const=False)
+    pset.set_defaults(handler=pool_set, **{f.name: pools.UNSET for f in fields(pools.PoolChanges)})
+    for name, handler, what in (
+        ("entitle", pool_entitle, "open a pool to a department or a user"),
+        ("revoke", pool_revoke, "close a pool to a department or a user"),
+    ):
+        p = pool.add_parser(name, help=what)
+        p.add_argument("name")
+        add_subject(p)
+        p.set_defaults(handler=handler)
+    passign = pool.add_parser("assign", help="give a user a desktop of a persistent pool")
+    passign.add_argument("name")
+    passign.add_argument("--user", required=True, metavar="U")
+    passign.add_argument("--desktop", metavar="D", help="NAME or HOST/NAME (default: a free one)")
+    passign.set_defaults(handler=pool_assign)
+    punassign = pool.add_parser("unassign", help="take a user's persistent desktop away")
+    punassign.add_argument("name")
+    punassign.add_argument("--user", required=True, metavar="U")
+    punassign.set_defaults(handler=pool_unassign)
+
+    policy = sub.add_parser("policy", help="department caps, schedules, priority classes")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    cap = policy_sub.add_parser("cap", help="cap a department's simultaneous home work")
+    cap.add_argument("department")
+    cap_value = cap.add_mutually_exclusive_group(required=True)
+    cap_value.add_argument("--max", type=int, metavar="N", help="at most N at home at once")
+    cap_value.add_argument("--share", type=float, metavar="F", help="at most a share of staff")
+    cap_value.add_argument("--none", action="store_true", help="remove the cap")
+    cap.set_defaults(handler=policy_cap)
+    schedule = policy_sub.add_parser("schedule", help="telework windows").add_subparsers(
+        dest="schedule_command", required=True
+    )
+    sadd = schedule.add_parser("add", help="allow home work on days and at times")
+    add_subject(sadd)
+    sadd.add_argument("--days", required=True, metavar="mon,wed", help="e.g. mon-fri or sat,sun")
+    sadd.add_argument("--from", dest="start", required=True, metavar="HH:MM")
+    sadd.add_argument("--to", dest="end", required=True, metavar="HH:MM")
+    sadd.set_defaults(handler=policy_schedule_add)
+    sremove = schedule.add_parser("remove", help="remove a window")
+    sremove.add_argument("id", type=int)
+    sremove.set_defaults(handler=policy_schedule_remove)
+    prio = policy_sub.add_parser("priority", help="priority classes").add_subparsers(
+        dest="priority_command", required=True
+    )
+    for name, handler in (("add", policy_priority_add), ("remove", policy_priority_remove)):
+        p = prio.add_parser(name)
+        p.add_argument("name")
+        p.set_defaults(handler=handler)
+    policy_all = policy_sub.add_parser("list", help="every policy")
+    policy_all.add_argument("--json", action="store_true")
+    policy_all.set_defaults(handler=policy_list)
+
+    session = sub.add_parser("session", help="open sessions").add_subparsers(
+        dest="session_command", required=True
+    )
+    slist = session.add_parser("list")
+    slist.add_argument("--json", action="store_true")
+    slist.set_defaults(handler=session_list)
+    send = session.add_parser("end", help="end a session (its user is disconnected)")
+    send.add_argument("id")
+    send.set_defaults(handler=session_end)
 
     host = sub.add_parser("host", help="virtualisation hosts").add_subparsers(
         dest="host_command", required=True

@@ -17,12 +17,13 @@ from sqlalchemy import bindparam, select, update
 
 from agent.protocol import Action, ActionKind, ActionResult
 from broker.store.db import Executor
-from broker.store.tables import Host, HostAction, table
+from broker.store.tables import Desktop, Host, HostAction, table
 
 MAX_PER_RESPONSE = 500
 
 _actions = table(HostAction)
 _hosts = table(Host)
+_desktops = table(Desktop)
 _OPEN = (
     select(_actions.c.id, _actions.c.kind, _actions.c.desktop_name)
     .where(_actions.c.host_id == bindparam("host_id"), _actions.c.state == "queued")
@@ -71,6 +72,33 @@ async def queue(
         .values(pending_actions=_hosts.c.pending_actions + 1)
     )
     return action_id
+
+
+async def reset_for_reuse(
+    s: Executor,
+    now: dt.datetime,
+    *,
+    host_id: int,
+    desktop_id: int,
+    desktop_name: str,
+    reason: str,
+) -> str:
+    """Queue a reset of a desktop that is to go to someone else, and keep it from
+    being handed out until the agent reports the reset done (hosts.ingest)."""
+    await s.execute(
+        update(_desktops)
+        .where(_desktops.c.id == desktop_id)
+        .values(needs_reset=True, idle_since=None)
+    )
+    return await queue(
+        s,
+        now,
+        host_id=host_id,
+        desktop_id=desktop_id,
+        desktop_name=desktop_name,
+        kind=ActionKind.RESET,
+        reason=reason,
+    )
 
 
 async def deliver(s: Executor, host_id: int) -> list[Action]:

@@ -75,6 +75,16 @@ def parse_time(text: str) -> dt.time:
         raise ValueError(f"{text!r} is not a time like 07:30") from exc
 
 
+def format_days(days: frozenset[int]) -> str:
+    """Weekday numbers as stored and shown: 'mon,tue,wed' (Monday first)."""
+    return ",".join(DAYS[d] for d in sorted(days))
+
+
+def format_time(t: dt.time) -> str:
+    """A window bound as stored and shown: '07:00' (midnight as an end is '00:00')."""
+    return f"{t:%H:%M}"
+
+
 def applicable(
     user_windows: Sequence[Window], department_windows: Sequence[Window]
 ) -> Sequence[Window] | None:

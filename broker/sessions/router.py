@@ -97,9 +97,4 @@ async def end_session(session_id: str, identity: IdentityDep, rt: RuntimeDep) ->
 
 @router.get("/admin/sessions")
 async def admin_sessions(_: AdminDep, rt: RuntimeDep) -> dict[str, Any]:
-    items = []
-    for info in await service.open_sessions(rt):
-        item = info.as_dict()
-        item.update(department=info.department, team=info.team)
-        items.append(item)
-    return {"items": items}
+    return {"items": [info.admin_dict() for info in await service.open_sessions(rt)]}

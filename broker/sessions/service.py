@@ -179,6 +179,10 @@ class SessionInfo:
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
         }
 
+    def admin_dict(self) -> dict[str, Any]:
+        """With the department and critical team, for administrators."""
+        return {**self.as_dict(), "department": self.department, "team": self.team}
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -494,18 +498,12 @@ async def end_where(
             if d.type == PoolType.FLOATING:
                 # A floating desktop goes back clean: reset by the agent, and
                 # not handed out again until the reset is done.
-                await conn.execute(
-                    update(_desktops)
-                    .where(_desktops.c.id == d.id)
-                    .values(needs_reset=True, idle_since=None)
-                )
-                await actions.queue(
+                await actions.reset_for_reuse(
                     conn,
                     now,
                     host_id=d.host_id,
                     desktop_id=d.id,
                     desktop_name=d.name,
-                    kind=ActionKind.RESET,
                     reason="recycle",
                 )
             else:

@@ -13,8 +13,9 @@ from broker.auth import websessions
 from broker.auth.passwords import check_new_password
 from broker.domain import Role, WorkMode
 from broker.errors import Conflict, NotFound
-from broker.names import check_label, check_user_name
+from broker.names import check_label, check_user_name, normalise_user_name
 from broker.runtime import Runtime
+from broker.store.db import Executor
 from broker.store.tables import RecoveryCode, User
 
 
@@ -87,8 +88,14 @@ async def list_all(rt: Runtime) -> list[User]:
         return list((await s.scalars(select(User).order_by(User.name))).all())
 
 
-async def _get(s: Any, name: str) -> User:
-    user: User | None = await s.scalar(select(User).where(User.name == name.strip().lower()))
+async def find(s: Executor, name: str) -> User | None:
+    """The user of that name (as typed: spaces and case do not matter), or None."""
+    user: User | None = await s.scalar(select(User).where(User.name == normalise_user_name(name)))
+    return user
+
+
+async def _get(s: Executor, name: str) -> User:
+    user = await find(s, name)
     if user is None:
         raise NotFound(f"There is no user {name!r}.")
     return user

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from agent.protocol import (
     ActionResult,
@@ -150,8 +151,18 @@ async def staff(
             **extra,
         )
         s.add(user)
-        await s.flush()
-        web = await websessions.create(s, rt.box, user.id, now, source_ip=None, user_agent="test")
+    return await sign_in(rt, name)
+
+
+async def sign_in(rt: Runtime, name: str) -> dict[str, str]:
+    """A fresh web session for an existing user (after the clock moved past the
+    old one's timeouts): the headers a browser would send."""
+    async with rt.db.write() as s:
+        user_id = await s.scalar(select(User.id).where(User.name == name))
+        assert user_id is not None, f"no user {name}"
+        web = await websessions.create(
+            s, rt.box, user_id, rt.clock.now(), source_ip=None, user_agent="test"
+        )
     return {"cookie": f"{COOKIE}={web.cookie_value}", "X-CSRF-Token": web.csrf_token}
 
 

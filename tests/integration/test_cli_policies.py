@@ -1,0 +1,259 @@
+"""`vdi-broker policy`, `pool set|entitle|revoke|assign|unassign` and `session`
+as a person runs them: real processes on a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from broker.domain import PoolType
+from broker.runtime import Runtime
+from tests.support.fleet import add_host, add_pool, ask, sign_in, staff
+from tests.support.processes import clean_env, vdi_broker
+
+GOOD_PASSWORD = "Gutes Passwort 2026!"
+TABLES = (
+    "department_policies",
+    "schedules",
+    "priority_classes",
+    "pools",
+    "pool_entitlements",
+    "desktops",
+    "sessions",
+    "audit_events",
+)
+
+
+def ok(command: str, env: dict[str, str], input: str | None = None) -> str:
+    """Run `vdi-broker COMMAND` (words as a shell splits them); it must succeed."""
+    result = vdi_broker(*shlex.split(command), env=env, input=input)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def db_state(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(data_dir / "vdi-broker.sqlite3") as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in TABLES}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with pools, a user and some policies, made once."""
+    data = tmp_path_factory.mktemp("template") / "data"
+    env = clean_env({"VDI_DATA_DIR": str(data)})
+    ok(
+        "user add maria --department Ordnungsamt --priority Krisenstab --password-stdin",
+        env=env,
+        input=GOOD_PASSWORD + "\n",
+    )
+    for name, kind in (("Finanzen", "floating"), ("Planung", "persistent")):
+        ok(f"pool add {name} --type {kind} --protocol rdp --max-sessions 10", env=env)
+    ok("policy cap Bauamt --max 3", env=env)
+    ok("policy schedule add --department Bauamt --days mon-fri --from 07:00 --to 18:00", env=env)
+    ok("policy priority add Krisenstab", env=env)
+    return data
+
+
+@pytest.fixture
+def env(template: Path, tmp_path: Path) -> dict[str, str]:
+    data = tmp_path / "data"
+    shutil.copytree(template, data)
+    return clean_env({"VDI_DATA_DIR": str(data)})
+
+
+def test_policies_round_trip(env: dict[str, str]) -> None:
+    ok("policy cap Ordnungsamt --share 0.5", env=env)
+    added = ok("policy schedule add --user Maria --days sun,sat --from 6:00 --to 22:00", env=env)
+    assert "may work from home on sat,sun from 06:00 to 22:00" in added
+    assert "exists already" in ok("policy priority add Krisenstab", env=env)
+    ok("policy priority add Sozialleistungen", env=env)
+
+    listed = json.loads(ok("policy list --json", env=env))
+    assert [
+        (d["department"], d["remote_cap"], d["remote_share"], d["limit"])
+        for d in listed["departments"]
+    ] == [
+        ("Bauamt", 3, None, 3),
+        ("Ordnungsamt", None, 0.5, 0),  # one member: half of one is none
+    ]
+    schedules = [
+        (s["scope"], s["subject"], s["days"], s["start"], s["end"]) for s in listed["schedules"]
+    ]
+    assert schedules == [
+        ("department", "Bauamt", "mon,tue,wed,thu,fri", "07:00", "18:00"),
+        ("user", "maria", "sat,sun", "06:00", "22:00"),
+    ]
+    assert [(c["name"], c["users"]) for c in listed["priority_classes"]] == [
+        ("Krisenstab", 1),
+        ("Sozialleistungen", 0),
+    ]
+    table = ok("policy list", env=env)
+    assert "Department caps:" in table and "Schedules:" in table and "Priority classes:" in table
+
+    ok("policy cap Bauamt --none", env=env)
+    ok(f"policy schedule remove {listed['schedules'][0]['id']}", env=env)
+    ok("policy priority remove Krisenstab", env=env)
+    after = json.loads(ok("policy list --json", env=env))
+    assert [d["department"] for d in after["departments"]] == ["Ordnungsamt"]
+    assert [s["subject"] for s in after["schedules"]] == ["maria"]
+    assert [c["name"] for c in after["priority_classes"]] == ["Sozialleistungen"]
+    events = json.loads(ok("audit --event policy_changed --json", env=env))
+    assert [e["result"] for e in events[:3]] == [
+        "priority_class_removed",
+        "schedule_removed",
+        "department_cap_removed",
+    ]
+
+
+def test_pool_settings_and_entitlements_round_trip(env: dict[str, str]) -> None:
+    out = ok(
+        "pool set Finanzen --max-sessions 20 --priority-reserve 0.1 --spare 2 "
+        "--disconnect-timeout 900 --max-session-time 36000 --idle-timeout 1800 --field",
+        env=env,
+    )
+    assert "20 licences" in out and "idle timeout 1800 s" in out
+    ok("pool set Finanzen --spare none --idle-timeout none --no-field", env=env)
+    pool = next(p for p in json.loads(ok("pool list --json", env=env)) if p["name"] == "Finanzen")
+    assert {
+        k: pool[k]
+        for k in (
+            "max_sessions",
+            "priority_reserve",
+            "spare_desktops",
+            "disconnect_timeout_s",
+            "max_session_s",
+            "idle_timeout_s",
+            "field",
+        )
+    } == {
+        "max_sessions": 20,
+        "priority_reserve": 0.1,
+        "spare_desktops": None,
+        "disconnect_timeout_s": 900,
+        "max_session_s": 36000,
+        "idle_timeout_s": None,
+        "field": False,
+    }
+
+    assert "open to departments Bauamt" in ok("pool entitle Finanzen --department Bauamt", env=env)
+    assert "departments Bauamt; users maria" in ok("pool entitle Finanzen --user MARIA", env=env)
+    pool = next(p for p in json.loads(ok("pool list --json", env=env)) if p["name"] == "Finanzen")
+    assert (pool["departments"], pool["users"]) == (["Bauamt"], ["maria"])
+    ok("pool revoke Finanzen --user maria", env=env)
+    last = ok("pool revoke Finanzen --department Bauamt", env=env)
+    assert "open to everybody" in last
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("policy cap Bauamt --max -1", "number of sessions"),
+        ("policy cap Bauamt --share 1.5", "fraction"),
+        ("policy cap Bauamt --max 2 --share 0.5", "not allowed with"),
+        ("policy cap 'Bau\tamt' --max 2", "department name"),
+        ("policy cap Bauamt", "one of the arguments"),
+        ("policy schedule add --department IT --days montag --from 07:00 --to 18:00", "weekday"),
+        ("policy schedule add --department IT --days mon --from 7 --to 18:00", "not a time"),
+        ("policy schedule add --user ghost --days mon --from 07:00 --to 18:00", "no user"),
+        ("policy schedule add --department Bauamt --days mon-fri --from 7:00 --to 18:00", "exists"),
+        ("policy schedule remove 99", "no schedule"),
+        ("policy schedule remove first", "invalid int value"),
+        ("policy priority add ' '", "priority class name"),
+        ("policy priority remove Kantine", "no priority class"),
+        ("pool set Finanzen", "Nothing to change"),
+        ("pool set Finanzen --idle-timeout 30", "idle timeout"),
+        ("pool set Finanzen --max-sessions 5 --spare -1", "Spare desktops"),
+        ("pool set Finanzen --priority-reserve 1", "priority reserve"),
+        ("pool set Finanzen --max-session-time soon", "whole number nor 'none'"),
+        ("pool set Finanzen --field --no-field", "not allowed with"),
+        ("pool set Gibtsnicht --max-sessions 3", "no pool"),
+        ("pool entitle Finanzen --user ghost", "no user"),
+        ("pool entitle Finanzen", "one of the arguments"),
+        ("pool revoke Finanzen --department Bauamt", "no entitlement"),
+        ("pool assign Finanzen --user maria", "only persistent pools"),
+        ("pool assign Planung --user maria --desktop pc1", "no desktop"),
+        ("pool unassign Planung --user maria", "no desktop in pool"),
+        ("session end 0b6c3c1e", "no open session"),
+    ],
+)
+def test_bad_input_fails_clearly_and_changes_nothing(
+    env: dict[str, str], command: str, message: str
+) -> None:
+    data = Path(env["VDI_DATA_DIR"])
+    before = db_state(data)
+    result = vdi_broker(*shlex.split(command), env=env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert db_state(data) == before
+
+
+async def test_assignments_and_sessions_from_the_command_line(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """On the database the broker runs on (SQLite and PostgreSQL), next to a
+    running app: the CLI sees its sessions and its changes reach staff."""
+    env = clean_env(
+        {
+            "VDI_DATA_DIR": str(runtime.settings.data_dir),
+            "VDI_DATABASE_URL": runtime.settings.effective_database_url,
+        }
+    )
+
+    async def cli(command: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(vdi_broker, *shlex.split(command), env=env)
+
+    await add_pool(runtime, "Planung", type=PoolType.PERSISTENT)
+    agent = await add_host(runtime, client)
+    agent.add(3, pool="Planung")
+    await agent.report()
+    maria = await staff(runtime, "maria")
+
+    assigned = await cli("pool assign Planung --user maria --desktop vhost01-d001")
+    assert assigned.returncode == 0, assigned.stderr
+    assert "vhost01-d001 (host vhost01) is maria's own" in assigned.stdout
+    session = (await ask(client, maria, pool="Planung")).json()["session"]
+    assert session["desktop"] == "vhost01-d001"
+
+    listed = await cli("session list --json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["id"], r["user"], r["pool"], r["state"], r["desktop"], r["host"]) for r in rows] == [
+        (session["id"], "maria", "Planung", "active", "vhost01-d001", "vhost01")
+    ]
+    assert {"work_mode", "team", "created_at"} <= set(rows[0])
+    assert "vhost01-d001" in (await cli("session list")).stdout
+
+    busy = await cli("pool unassign Planung --user maria")
+    assert busy.returncode == 2 and "open session" in busy.stderr
+    ended = await cli(f"session end {session['id']}")
+    assert ended.returncode == 0, ended.stderr
+    gone = await client.get(f"/api/v1/sessions/{session['id']}", headers=maria)
+    assert gone.json()["session"]["state"] == "ended"
+    assert gone.json()["session"]["end_reason"] == "admin_end"
+    again = await cli(f"session end {session['id']}")
+    assert again.returncode == 2 and "no open session" in again.stderr
+    assert json.loads((await cli("session list --json")).stdout) == []
+
+    unassigned = await cli("pool unassign Planung --user maria")
+    assert unassigned.returncode == 0, unassigned.stderr
+    # Nobody gets her desktop until its agent has reset it.
+    taken = [
+        (await ask(client, await staff(runtime, name), pool="Planung")).json()
+        for name in ("felix", "erna", "jan")
+    ]
+    assert [t["session"]["desktop"] for t in taken[:2]] == ["vhost01-d000", "vhost01-d002"]
+    assert taken[2]["error"] == "capacity_full"
+    assert [a["kind"] for a in await agent.obey()] == ["reset"]
+    jan = await ask(client, await sign_in(runtime, "jan"), pool="Planung")
+    assert jan.json()["session"]["desktop"] == "vhost01-d001"

@@ -1,0 +1,188 @@
+"""Policies set by an administrator take effect where it counts: POST /api/v1/sessions.
+
+Each test sets its policy through the admin API and then asks for desktops as
+staff would (SQLite and PostgreSQL). The clock starts on Monday 2026-03-02 at
+10:00 in Berlin (09:00 UTC)."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from broker.clock import FakeClock
+from broker.domain import PoolType, Role, WorkMode
+from broker.runtime import Runtime
+from tests.support.fleet import FakeAgent, add_host, add_pool, ask, sign_in, staff
+
+POLICIES = "/api/v1/admin/policies"
+POOLS = "/api/v1/admin/pools"
+HOUR = 3600
+
+
+async def admin(rt: Runtime) -> dict[str, str]:
+    return await staff(rt, "chef", department="IT", role=Role.ADMIN)
+
+
+async def fleet(rt: Runtime, client: httpx.AsyncClient, **pools: int) -> FakeAgent:
+    """One host with `count` running desktops for each pool name given, named
+    after the pool: Planung=3 alone gives planung-000 to planung-002."""
+    agent = await add_host(rt, client)
+    for pool, count in pools.items():
+        agent.add(count, pool=pool, prefix=re.sub("[^a-z]", "", pool.lower()) + "-")
+    await agent.report()
+    return agent
+
+
+def refused(response: httpx.Response) -> str:
+    assert response.status_code in (403, 409, 503), response.text
+    return str(response.json()["error"])
+
+
+async def test_department_cap_counts_home_work_only(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    chef = await admin(runtime)
+    await add_pool(runtime)
+    await add_pool(runtime, "Außendienst", field=True)
+    await fleet(runtime, client, Finanzen=6, Außendienst=3)
+    capped = await client.put(
+        f"{POLICIES}/departments/Bauamt", json={"remote_cap": 1}, headers=chef
+    )
+    assert capped.status_code == 200
+
+    felix = await staff(runtime, "felix", department="Bauamt", work_mode=WorkMode.FIELD)
+    assert (await ask(client, felix, pool="Außendienst")).status_code == 201
+    anna = await staff(runtime, "anna", department="Bauamt")
+    assert (await ask(client, anna)).status_code == 201  # felix's field work did not count
+    bernd = await staff(runtime, "bernd", department="Bauamt")
+    quota = await ask(client, bernd)
+    assert refused(quota) == "department_quota"
+    assert quota.status_code == 409
+    assert "Bauamt" in quota.json()["message"]
+    gerd = await staff(runtime, "gerd", department="Bauamt", work_mode=WorkMode.FIELD)
+    assert (await ask(client, gerd, pool="Außendienst")).status_code == 201  # field: no cap
+    maria = await staff(runtime, "maria")
+    assert (await ask(client, maria)).status_code == 201  # another department
+
+    # A share of the staff: 4 in Bauamt, half of them at home at once.
+    share = await client.put(
+        f"{POLICIES}/departments/Bauamt", json={"remote_share": 0.5}, headers=chef
+    )
+    assert share.json()["limit"] == 2
+    assert (await ask(client, bernd)).status_code == 201
+    clara = await staff(runtime, "clara", department="Bauamt")  # 5 staff: still 2
+    assert refused(await ask(client, clara)) == "department_quota"
+    # Without a cap, everybody may.
+    await client.put(f"{POLICIES}/departments/Bauamt", json={}, headers=chef)
+    assert (await ask(client, clara)).status_code == 201
+
+
+async def test_schedules_allow_home_work_only_in_their_windows(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    chef = await admin(runtime)
+    await add_pool(runtime)
+    await add_pool(runtime, "Außendienst", field=True)
+    agent = await fleet(runtime, client, Finanzen=6, Außendienst=2)
+    for name in ("anna", "bernd", "carla", "olaf"):
+        await staff(runtime, name, department="Ordnungsamt")
+    await staff(runtime, "fritz", department="Ordnungsamt", work_mode=WorkMode.FIELD)
+    await staff(runtime, "kurt", department="Bauamt")
+    windows = [
+        {"scope": "department", "subject": "Ordnungsamt", "days": "mon,wed"},
+        {"scope": "user", "subject": "olaf", "days": "tue", "start": "08:00", "end": "12:00"},
+    ]
+    for window in windows:
+        body = {"start": "07:00", "end": "18:00", **window}
+        assert (
+            await client.post(f"{POLICIES}/schedules", json=body, headers=chef)
+        ).status_code == 201
+
+    # Monday 10:00: the department's window is open; olaf's own (Tuesday) rules him.
+    assert (await ask(client, await sign_in(runtime, "anna"))).status_code == 201
+    olaf = await ask(client, await sign_in(runtime, "olaf"))
+    assert refused(olaf) == "outside_schedule"
+    assert "Di 08:00-12:00" in olaf.json()["message"]
+    assert (await ask(client, await sign_in(runtime, "kurt"))).status_code == 201  # no schedule
+
+    # Monday 19:00: closed.
+    clock.advance(9 * HOUR)
+    await agent.report()
+    late = await ask(client, await sign_in(runtime, "bernd"))
+    assert refused(late) == "outside_schedule"
+    assert "Mo,Mi 07:00-18:00" in late.json()["message"]
+
+    # Tuesday 10:00: olaf's window; not the department's. Field work is not restricted.
+    clock.advance(15 * HOUR)
+    await agent.report()
+    assert (await ask(client, await sign_in(runtime, "olaf"))).status_code == 201
+    assert refused(await ask(client, await sign_in(runtime, "carla"))) == "outside_schedule"
+    fritz = await ask(client, await sign_in(runtime, "fritz"), pool="Außendienst")
+    assert fritz.status_code == 201
+
+
+async def test_priority_reserve_keeps_room_for_priority_classes(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    chef = await admin(runtime)
+    await add_pool(runtime, max_sessions=4)
+    await fleet(runtime, client, Finanzen=4)
+    patched = await client.patch(f"{POOLS}/Finanzen", json={"priority_reserve": 0.5}, headers=chef)
+    assert patched.status_code == 200
+    for name in ("a", "b"):
+        assert (await ask(client, await staff(runtime, name))).status_code == 201
+    # Two desktops are free, but they are the reserve.
+    ordinary = await ask(client, await staff(runtime, "c"))
+    assert (ordinary.status_code, refused(ordinary)) == (503, "capacity_full")
+    olaf = await staff(runtime, "olaf", department="Ordnungsamt", priority_class="Krisenstab")
+    # A class the administrators have not declared gives no priority.
+    assert refused(await ask(client, olaf)) == "capacity_full"
+    declared = await client.put(f"{POLICIES}/priority-classes/Krisenstab", headers=chef)
+    assert declared.status_code == 201
+    assert (await ask(client, olaf)).status_code == 201
+    # Without a reserve, the rest of the pool is everybody's again.
+    await client.patch(f"{POOLS}/Finanzen", json={"priority_reserve": 0}, headers=chef)
+    assert (await ask(client, await sign_in(runtime, "c"))).status_code == 201
+
+
+async def test_an_assigned_persistent_desktop_is_the_users(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    chef = await admin(runtime)
+    await add_pool(runtime, "Planung", type=PoolType.PERSISTENT)
+    await fleet(runtime, client, Planung=3)
+    maria = await staff(runtime, "maria")
+    assigned = await client.post(
+        f"{POOLS}/Planung/assignments",
+        json={"user": "maria", "desktop": "planung-002"},
+        headers=chef,
+    )
+    assert assigned.status_code == 201, assigned.text
+    felix = await ask(client, await staff(runtime, "felix"), pool="Planung")
+    assert felix.json()["session"]["desktop"] == "planung-000"  # not maria's
+    mine = await ask(client, maria, pool="Planung")
+    assert mine.status_code == 201
+    assert mine.json()["session"]["desktop"] == "planung-002"
+
+
+async def test_entitlement_by_user_name(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    chef = await admin(runtime)
+    await add_pool(runtime, "Bauakten", departments=["Bauamt"])
+    await fleet(runtime, client, Bauakten=3)
+    maria = await staff(runtime, "maria")
+    felix = await staff(runtime, "felix")
+    assert refused(await ask(client, maria, pool="Bauakten")) == "not_entitled"
+    entitled = await client.post(
+        f"{POOLS}/Bauakten/entitlements", json={"kind": "user", "value": "maria"}, headers=chef
+    )
+    assert entitled.status_code == 201
+    session = await ask(client, maria, pool="Bauakten")
+    assert session.status_code == 201
+    assert refused(await ask(client, felix, pool="Bauakten")) == "not_entitled"
+    revoked = await client.delete(f"{POOLS}/Bauakten/entitlements/user/maria", headers=chef)
+    assert revoked.status_code == 200
+    # Her open session runs on; a new one is refused.
+    sid = session.json()["session"]["id"]
+    assert (await client.delete(f"/api/v1/sessions/{sid}", headers=maria)).status_code == 200
+    assert refused(await ask(client, maria, pool="Bauakten")) == "not_entitled"
