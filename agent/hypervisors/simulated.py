@@ -1,0 +1,228 @@
+"""Simulated desktops: real TCP listeners on 127.0.0.1, for the demo, tests and
+benchmarks.
+
+Each desktop answers like its console would (RFB banner, X.224 Connection
+Confirm), then echoes every byte, so tunnels through the broker's gateway can be
+checked end to end. Latency and hanging are settable per desktop, so probe
+timeouts are real timeouts. Power actions open and close the listener: a stopped
+desktop refuses connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from agent.handshake import (
+    RFB_BANNER,
+    FirstBytes,
+    classify_first_bytes,
+    connection_confirm,
+)
+from agent.hypervisors.base import ConsoleProtocol, Desktop, HypervisorError, already_there
+from agent.protocol_base import ActionKind, PowerState
+
+ADDRESS = "127.0.0.1"
+_READ_SIZE = 65536
+
+
+def desktop_names(count: int) -> list[str]:
+    """sim-001, sim-002, ...; wider numbers once there are more than 999."""
+    width = max(3, len(str(count)))
+    return [f"sim-{i:0{width}d}" for i in range(1, count + 1)]
+
+
+@dataclass(eq=False)
+class _Desktop:
+    name: str
+    protocol: ConsoleProtocol
+    latency_s: float = 0.0
+    hang: bool = False
+    power_state: PowerState = PowerState.STOPPED
+    port: int | None = None
+    server: asyncio.Server | None = None
+    clients: set[asyncio.StreamWriter] = field(default_factory=set)
+    transition: asyncio.Task[None] | None = None
+
+
+_Step = Callable[[_Desktop], Awaitable[None]]  # powering one desktop on or off
+
+
+class SimulatedHypervisor:
+    kind = "simulated"
+
+    def __init__(
+        self,
+        count: int,
+        protocol: ConsoleProtocol = ConsoleProtocol.RDP,
+        latency_s: float = 0.0,
+        hang: int = 0,
+        boot_delay_s: float = 0.0,
+    ) -> None:
+        """`hang` makes the first N desktops hang; `boot_delay_s` is how long start,
+        stop and reboot stay in the starting/stopping states."""
+        self._desktops = {
+            name: _Desktop(name, protocol, latency_s, hang=i < hang)
+            for i, name in enumerate(desktop_names(count))
+        }
+        self._boot_delay_s = boot_delay_s
+
+    async def start(self) -> SimulatedHypervisor:
+        """Power every desktop on (listeners open); returns self for chaining."""
+        for d in self._desktops.values():
+            await self._power_on(d)
+        return self
+
+    # -- settings ---------------------------------------------------------------
+
+    def _get(self, name: str) -> _Desktop:
+        try:
+            return self._desktops[name]
+        except KeyError:
+            raise HypervisorError(f"no desktop named {name!r}") from None
+
+    def set_latency(self, name: str, seconds: float) -> None:
+        """Delay before the desktop answers a new connection."""
+        self._get(name).latency_s = seconds
+
+    def set_hang(self, name: str, hang: bool = True) -> None:
+        """A hanging desktop accepts connections but never answers."""
+        self._get(name).hang = hang
+
+    def endpoint(self, name: str) -> tuple[str, int] | None:
+        d = self._get(name)
+        return None if d.port is None else (ADDRESS, d.port)
+
+    # -- Hypervisor ---------------------------------------------------------------
+
+    async def desktops(self) -> list[Desktop]:
+        return [
+            Desktop(
+                name=d.name,
+                power_state=d.power_state,
+                address=ADDRESS if d.port is not None else None,
+                port=d.port,
+                protocol=d.protocol,
+                connections=len(d.clients),
+            )
+            for d in self._desktops.values()
+        ]
+
+    async def perform(self, action: ActionKind, desktop: str) -> PowerState:
+        d = self._get(desktop)
+        if already_there(action, d.power_state):
+            return d.power_state
+        if action in (ActionKind.REBOOT, ActionKind.RESET) and d.power_state not in (
+            PowerState.RUNNING,
+            PowerState.STARTING,
+        ):
+            raise HypervisorError(f"desktop {desktop} is not running")
+        await self._cancel_transition(d)
+        if action is ActionKind.STOP:
+            await self._transition(d, PowerState.STOPPING, self._power_off)
+        elif action is ActionKind.START:
+            await self._transition(d, PowerState.STARTING, self._power_on)
+        else:  # a reboot or reset is off and on again, the console drops meanwhile
+            await self._power_off(d)
+            await self._transition(d, PowerState.STARTING, self._power_on)
+        return d.power_state
+
+    async def close(self) -> None:
+        for d in self._desktops.values():
+            await self._cancel_transition(d)
+            await self._power_off(d)
+
+    # -- power ----------------------------------------------------------------------
+
+    async def _transition(self, d: _Desktop, meanwhile: PowerState, finish: _Step) -> None:
+        if self._boot_delay_s <= 0:
+            await finish(d)
+            return
+        d.power_state = meanwhile
+
+        async def later() -> None:
+            await asyncio.sleep(self._boot_delay_s)
+            await finish(d)
+
+        d.transition = asyncio.create_task(later(), name=f"power {d.name}")
+
+    @staticmethod
+    async def _cancel_transition(d: _Desktop) -> None:
+        if d.transition is not None and not d.transition.done():
+            d.transition.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await d.transition
+        d.transition = None
+
+    async def _power_on(self, d: _Desktop) -> None:
+        if d.server is None:
+            d.server = await self._listen(d)
+            d.port = d.server.sockets[0].getsockname()[1]
+        d.power_state = PowerState.RUNNING
+
+    async def _listen(self, d: _Desktop) -> asyncio.Server:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._serve(d, reader, writer)
+
+        if d.port is not None:  # come back on the same port where it is still free
+            with contextlib.suppress(OSError):
+                return await asyncio.start_server(handle, ADDRESS, d.port)
+        return await asyncio.start_server(handle, ADDRESS, 0)
+
+    async def _power_off(self, d: _Desktop) -> None:
+        if d.server is not None:
+            d.server.close()
+            d.server = None
+        for writer in list(d.clients):
+            writer.transport.abort()
+        d.clients.clear()
+        d.port = None
+        d.power_state = PowerState.STOPPED
+
+    async def _serve(
+        self, d: _Desktop, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        d.clients.add(writer)
+        try:
+            if d.hang:
+                while await reader.read(_READ_SIZE):
+                    pass
+                return
+            if d.latency_s > 0:
+                await asyncio.sleep(d.latency_s)
+            if d.protocol is ConsoleProtocol.VNC:
+                writer.write(RFB_BANNER)
+            pending = await self._answer_first_bytes(reader, writer)
+            if pending is None:
+                return
+            writer.write(pending)
+            while chunk := await reader.read(_READ_SIZE):
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass  # the client went away, or the desktop was powered off
+        finally:
+            d.clients.discard(writer)
+            writer.close()
+
+    @staticmethod
+    async def _answer_first_bytes(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes | None:
+        """Answer an RDP Connection Request if that is what came first; the bytes
+        still to echo, or None at end of stream."""
+        received = b""
+        while True:
+            chunk = await reader.read(_READ_SIZE)
+            if not chunk:
+                return received or None
+            received += chunk
+            kind, length = classify_first_bytes(received)
+            if kind is FirstBytes.INCOMPLETE:
+                continue
+            if kind is FirstBytes.CONNECTION_REQUEST:
+                writer.write(connection_confirm())
+                return received[length:]
+            return received
