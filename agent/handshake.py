@@ -73,6 +73,14 @@ def tpkt_length(header: bytes) -> int:
     return length
 
 
+def tpkt_bytes_needed(data: bytes) -> int:
+    """How many bytes make the first TPKT frame, judging by what has arrived: the
+    header first, then the length it announces."""
+    if len(data) < TPKT_HEADER_LENGTH:
+        return TPKT_HEADER_LENGTH
+    return tpkt_length(data[:TPKT_HEADER_LENGTH])
+
+
 def _tpdu_code(frame: bytes) -> int:
     return frame[TPKT_HEADER_LENGTH + 1] & 0xF0
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from agent.handshake import (
     RFB_BANNER,
@@ -25,7 +26,7 @@ from agent.hypervisors.base import ConsoleProtocol, Desktop, HypervisorError, al
 from agent.protocol_base import ActionKind, PowerState
 
 ADDRESS = "127.0.0.1"
-_READ_SIZE = 65536
+_CONFIRM = connection_confirm()
 
 
 def desktop_names(count: int) -> list[str]:
@@ -43,7 +44,7 @@ class _Desktop:
     power_state: PowerState = PowerState.STOPPED
     port: int | None = None
     server: asyncio.Server | None = None
-    clients: set[asyncio.StreamWriter] = field(default_factory=set)
+    clients: set[asyncio.Transport] = field(default_factory=set)
     transition: asyncio.Task[None] | None = None
 
 
@@ -163,66 +164,92 @@ class SimulatedHypervisor:
         d.power_state = PowerState.RUNNING
 
     async def _listen(self, d: _Desktop) -> asyncio.Server:
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._serve(d, reader, writer)
-
+        loop = asyncio.get_running_loop()
         if d.port is not None:  # come back on the same port where it is still free
             with contextlib.suppress(OSError):
-                return await asyncio.start_server(handle, ADDRESS, d.port)
-        return await asyncio.start_server(handle, ADDRESS, 0)
+                return await loop.create_server(lambda: _Console(d), ADDRESS, d.port)
+        return await loop.create_server(lambda: _Console(d), ADDRESS, 0)
 
     async def _power_off(self, d: _Desktop) -> None:
         if d.server is not None:
             d.server.close()
             d.server = None
-        for writer in list(d.clients):
-            writer.transport.abort()
+        for transport in list(d.clients):
+            transport.abort()
         d.clients.clear()
         d.port = None
         d.power_state = PowerState.STOPPED
 
-    async def _serve(
-        self, d: _Desktop, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        d.clients.add(writer)
-        try:
-            if d.hang:
-                while await reader.read(_READ_SIZE):
-                    pass
-                return
-            if d.latency_s > 0:
-                await asyncio.sleep(d.latency_s)
-            if d.protocol is ConsoleProtocol.VNC:
-                writer.write(RFB_BANNER)
-            pending = await self._answer_first_bytes(reader, writer)
-            if pending is None:
-                return
-            writer.write(pending)
-            while chunk := await reader.read(_READ_SIZE):
-                writer.write(chunk)
-                await writer.drain()
-        except ConnectionError:
-            pass  # the client went away, or the desktop was powered off
-        finally:
-            d.clients.discard(writer)
-            writer.close()
 
-    @staticmethod
-    async def _answer_first_bytes(
-        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bytes | None:
-        """Answer an RDP Connection Request if that is what came first; the bytes
-        still to echo, or None at end of stream."""
-        received = b""
-        while True:
-            chunk = await reader.read(_READ_SIZE)
-            if not chunk:
-                return received or None
-            received += chunk
-            kind, length = classify_first_bytes(received)
-            if kind is FirstBytes.INCOMPLETE:
-                continue
-            if kind is FirstBytes.CONNECTION_REQUEST:
-                writer.write(connection_confirm())
-                return received[length:]
-            return received
+class _Console(asyncio.Protocol):
+    """One client connection to a simulated desktop's console.
+
+    A protocol object rather than a stream handler: with probes every cycle, the
+    simulated desktops' side of each connection runs in the agent's process, and
+    this is the cheapest way asyncio serves one (no task, no stream buffers).
+    """
+
+    def __init__(self, desktop: _Desktop) -> None:
+        self._desktop = desktop
+        self._transport: asyncio.Transport | None = None
+        self._greeted = False
+        self._first = b""  # bytes before the handshake is settled
+        self._echoing = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport whatever the loop's class for it (uvloop's is no subclass).
+        self._transport = cast(asyncio.Transport, transport)
+        self._desktop.clients.add(self._transport)
+        if self._desktop.hang:
+            return  # accept, never answer
+        if self._desktop.latency_s > 0:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self._desktop.latency_s, self._greet)
+        else:
+            self._greet()
+
+    def _greet(self) -> None:
+        assert self._transport is not None
+        self._greeted = True
+        if self._desktop.protocol is ConsoleProtocol.VNC:
+            self._transport.write(RFB_BANNER)
+        if self._first:
+            self.data_received(b"")
+
+    def data_received(self, data: bytes) -> None:
+        assert self._transport is not None
+        if self._desktop.hang:
+            return
+        if self._echoing:
+            self._transport.write(data)
+            return
+        self._first += data
+        if not self._greeted:
+            return
+        kind, length = classify_first_bytes(self._first)
+        if kind is FirstBytes.INCOMPLETE:
+            return
+        rest = self._first
+        if kind is FirstBytes.CONNECTION_REQUEST:
+            self._transport.write(_CONFIRM)
+            rest = self._first[length:]
+        self._first = b""
+        self._echoing = True
+        if rest:
+            self._transport.write(rest)
+
+    # A client that sends faster than it reads must not grow our buffer without end.
+    def pause_writing(self) -> None:
+        assert self._transport is not None
+        self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        assert self._transport is not None
+        self._transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._desktop.clients.discard(self._transport)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from agent.collectors.probes import ProbeTotals, probe, probe_all, tally
+from agent.collectors.probes import ProbeTotals, Target, probe, probe_all, probe_many, tally
 from agent.hypervisors.base import ConsoleProtocol
 from agent.hypervisors.simulated import SimulatedHypervisor
 from agent.protocol import ActionKind
@@ -103,3 +103,16 @@ async def test_200_desktops_with_4_hanging_take_about_one_timeout() -> None:
     assert sum(o.error == "timeout" for o in outcomes.values()) == 4
     assert sum(o.ok for o in outcomes.values()) == 196
     assert 1.0 <= elapsed < 2.5  # one timeout plus scheduling; sequential would be 4 s
+
+
+async def test_thousands_of_refused_probes_finish_quickly() -> None:
+    # A refused connect can fail at once; each starts the next probe, and that
+    # chain must neither nest nor stall.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    targets = [Target("127.0.0.1", port, ConsoleProtocol.RDP)] * 3000
+    started = time.perf_counter()
+    outcomes = await probe_many(targets, timeout_s=2.0)
+    assert [o.error for o in outcomes] == ["refused"] * 3000
+    assert time.perf_counter() - started < 10
