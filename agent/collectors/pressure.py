@@ -11,6 +11,7 @@ import errno
 from pathlib import Path
 
 from agent.collectors.base import Fields, clamp_ratio
+from agent.procfs import read_kernel_file
 
 RESOURCES = ("cpu", "memory", "io")
 # Errors that mean "this kernel has no PSI" rather than "reading failed".
@@ -46,7 +47,7 @@ class PressureCollector:
 
     def _read(self, resource: str) -> str | None:
         try:
-            return (self._dir / resource).read_text()
+            return read_kernel_file(self._dir / resource)
         except OSError as exc:
             if exc.errno in _NO_PSI:
                 return None

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from agent.procfs import read_kernel_file
+
 _ESTABLISHED = "01"
 
 
@@ -34,7 +36,7 @@ def read_established(proc: Path = Path("/proc")) -> Counter[int]:
     counts: Counter[int] = Counter()
     for name in ("tcp", "tcp6"):
         try:
-            counts += established_per_port((proc / "net" / name).read_text())
+            counts += established_per_port(read_kernel_file(proc / "net" / name))
         except FileNotFoundError:  # no IPv6 in this kernel or namespace
             continue
     return counts

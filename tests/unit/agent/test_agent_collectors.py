@@ -9,7 +9,14 @@ import pytest
 
 from agent.collectors.base import describe_error, merge, run_isolated
 from agent.collectors.cpu import CpuCollector, CpuSample, utilisation
-from agent.collectors.disk import DiskCollector, IoReading, Partition, Usage, real_mounts
+from agent.collectors.disk import (
+    DiskCollector,
+    IoReading,
+    Partition,
+    Usage,
+    real_mounts,
+    sum_diskstats,
+)
 from agent.collectors.load import LoadCollector
 from agent.collectors.memory import MemoryCollector
 from agent.collectors.network import NetworkCollector, NicCounters, totals
@@ -77,19 +84,34 @@ def test_memory_reports_total_available_used() -> None:
 # -- disk -------------------------------------------------------------------------
 
 
+DISKSTATS = """\
+   7       0 loop0 50 0 400 1 0 0 0 0 0 4 1 0 0 0 0 0 0
+ 252       0 vda 42870 9407 3306834 12574 68935 44487 6833784 29491 0 9992 42066
+ 252       1 vda1 42000 9000 3300000 12000 68000 44000 6800000 29000 0 9000 41000
+ 253       0 dm-0 10 0 80 0 10 0 80 0 0 1 1
+   8       0 sdb 1 0 8 0 2 0 16 0 0 1 1
+"""
+
+
 class FixedDisks:
-    def __init__(self, partitions: list[Partition], io: IoReading | None) -> None:
+    def __init__(self, partitions: list[Partition], disks: frozenset[str], stats: str) -> None:
         self._partitions = partitions
-        self._io = io
+        self._disks = disks
+        self._stats = stats
+        self.layout_reads = 0
 
     def partitions(self) -> list[Partition]:
+        self.layout_reads += 1
         return self._partitions
 
     def usage(self, mount: str) -> Usage:
         return Usage(total=1000, used=250 if mount == "/" else 100, free=750)
 
-    def io(self) -> IoReading | None:
-        return self._io
+    def disks(self) -> frozenset[str]:
+        return self._disks
+
+    def diskstats(self) -> str:
+        return self._stats
 
 
 def test_real_mounts_drop_pseudo_filesystems_and_repeated_devices() -> None:
@@ -110,21 +132,47 @@ def test_real_mounts_keep_at_most_64() -> None:
     assert len(real_mounts(many)) == 64
 
 
+def test_diskstats_sum_only_the_physical_disks() -> None:
+    io = sum_diskstats(DISKSTATS, frozenset({"vda", "sdb"}))
+    # partitions (vda1), loop and device-mapper devices would count the same I/O twice
+    assert io == IoReading(
+        read_bytes=(3306834 + 8) * 512,
+        write_bytes=(6833784 + 16) * 512,
+        read_count=42870 + 1,
+        write_count=68935 + 2,
+    )
+    assert sum_diskstats(DISKSTATS, frozenset({"nvme0n1"})) is None
+    assert sum_diskstats("", frozenset({"vda"})) is None
+
+
 def test_disk_reports_usage_per_mount_and_io_counters() -> None:
-    source = FixedDisks([Partition("/dev/sda1", "/", "ext4")], IoReading(10, 20, 1, 2))
+    source = FixedDisks([Partition("/dev/vda", "/", "ext4")], frozenset({"vda"}), DISKSTATS)
     assert DiskCollector(source).collect() == {
         "disks": [{"mount": "/", "total_bytes": 1000, "used_bytes": 250, "free_bytes": 750}],
         "disk_io": {
-            "read_bytes_total": 10,
-            "write_bytes_total": 20,
-            "read_ops_total": 1,
-            "write_ops_total": 2,
+            "read_bytes_total": 3306834 * 512,
+            "write_bytes_total": 6833784 * 512,
+            "read_ops_total": 42870,
+            "write_ops_total": 68935,
         },
     }
 
 
+def test_mount_list_is_read_again_only_after_the_refresh_time() -> None:
+    now = [0.0]
+    source = FixedDisks([Partition("/dev/vda", "/", "ext4")], frozenset({"vda"}), DISKSTATS)
+    disk = DiskCollector(source, refresh_s=60, clock=lambda: now[0])
+    for t in (0.0, 30.0, 59.9, 60.0, 90.0, 120.5):
+        now[0] = t
+        disk.collect()
+    assert source.layout_reads == 3  # at 0, 60 and 120.5
+
+
 def test_disk_without_block_devices_has_no_io() -> None:
-    assert DiskCollector(FixedDisks([], None)).collect() == {"disks": [], "disk_io": None}
+    assert DiskCollector(FixedDisks([], frozenset(), "")).collect() == {
+        "disks": [],
+        "disk_io": None,
+    }
 
 
 # -- network ---------------------------------------------------------------------
