@@ -38,11 +38,22 @@ from agent.config import AgentConfig
 from agent.hypervisors.base import ConsoleProtocol, Desktop, Hypervisor
 from agent.protocol_base import MAX_ACTIONS, PowerState
 from agent.reporter import Delivery, Reporter, Verdict, read_token
-from agent.state import AgentState, StateStore, acknowledge, raise_seq, take_seq
+from agent.state import (
+    AgentState,
+    StateStore,
+    acknowledge,
+    raise_seq,
+    release_unused_seqs,
+    take_seq,
+)
 from agent.telemetry import CollectorHealth, Telemetry
 from agent.wire import ReportHeader, build_report, desktop_entry, encode_report, valid_name
 
 log = logging.getLogger(__name__)
+
+# How often the probe counters are written at the most (see agent.state): every
+# report at the usual intervals, every few seconds when reports come fast.
+SAVE_EVERY_S = 10.0
 
 
 def host_collectors(proc: Path = Path("/proc")) -> list[Collector]:
@@ -109,6 +120,7 @@ class Agent:
         self._backoff_cap_s = backoff_cap_s
         self._uniform = uniform
         self._known_desktops: list[Desktop] = []
+        self._saved_at = time.monotonic()
         self._warned_names: set[str] = set()
 
     # -- collecting ---------------------------------------------------------------
@@ -158,18 +170,25 @@ class Agent:
         entries = [desktop_entry(d, self.config.pool, probes.get(d.name)) for d in desktops]
         return metrics, entries
 
+    def save(self, durable: bool = True) -> None:
+        if self.store is not None:
+            self.store.save(self.state, durable)
+            self._saved_at = time.monotonic()
+
     def build_report(self, metrics: Fields, desktops: list[Fields]) -> Fields:
-        """The report with the next seq, which is saved before anyone sees it."""
+        """The report with the next seq; a newly reserved block of numbers is on disk
+        before the report leaves (see agent.state)."""
+        seq, reserved = take_seq(self.state)
+        if reserved or time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+            self.save(durable=reserved)
         header = ReportHeader(
             host=self.config.host_name,
             agent_version=__version__,
-            seq=take_seq(self.state),
+            seq=seq,
             created_at=dt.datetime.now(dt.UTC),
             interval_s=self.interval_s,
         )
         results = [r.as_report() for r in list(self.state.unacknowledged.values())[:MAX_ACTIONS]]
-        if self.store is not None:
-            self.store.save(self.state)
         return build_report(header, metrics, desktops, results)
 
     async def snapshot(self, warm_up_s: float = 0.5) -> Fields:
@@ -194,8 +213,8 @@ class Agent:
             acknowledge(self.state, sent_results)
             self.interval_s = delivery.response.interval_s
             executed = await execute(self.hypervisor, self.state, delivery.response.actions)
-            if executed and self.store is not None:
-                self.store.save(self.state)  # before anything else: never run one twice
+            if executed:
+                self.save()  # before anything else: never run one twice
             self.telemetry = dataclasses.replace(
                 self.telemetry,
                 reports_sent=self.telemetry.reports_sent + 1,
@@ -206,8 +225,6 @@ class Agent:
                 # Continue above what the broker has; without its hint, above any seq
                 # an earlier installation could have used (milliseconds since 1970).
                 raise_seq(self.state, delivery.seq_hint or int(time.time() * 1000))
-                if self.store is not None:
-                    self.store.save(self.state)
             self.telemetry = dataclasses.replace(
                 self.telemetry, reports_failed=self.telemetry.reports_failed + 1
             )
@@ -293,7 +310,8 @@ async def serve(config: AgentConfig) -> None:
         if stop_metrics is not None:
             stop_metrics()
         await hypervisor.close()
-        store.save(agent.state)
+        release_unused_seqs(agent.state)
+        agent.save()
         log.info("vdi-agent stopped; next report will be seq %d", agent.state.seq + 1)
 
 

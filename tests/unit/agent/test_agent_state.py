@@ -7,6 +7,7 @@ import pytest
 from agent.collectors.probes import ProbeTotals
 from agent.state import (
     REMEMBERED_RESULTS,
+    SEQ_BLOCK,
     ActionRecord,
     AgentState,
     CorruptState,
@@ -15,6 +16,7 @@ from agent.state import (
     known_result,
     raise_seq,
     record_result,
+    release_unused_seqs,
     resend,
     take_seq,
     to_json,
@@ -22,12 +24,31 @@ from agent.state import (
 
 
 def test_seq_only_rises() -> None:
-    state = AgentState(seq=41)
-    assert take_seq(state) == 42
+    state = AgentState(seq=41, seq_reserved=41)
+    assert take_seq(state)[0] == 42
     raise_seq(state, 10)
     assert state.seq == 42
-    raise_seq(state, 1000)
-    assert take_seq(state) == 1001
+    raise_seq(state, 5000)
+    assert take_seq(state)[0] == 5001
+
+
+def test_numbers_are_reserved_in_blocks() -> None:
+    state = AgentState()
+    assert take_seq(state) == (1, True)  # reserves 1..SEQ_BLOCK: save before use
+    assert state.seq_reserved == SEQ_BLOCK
+    assert [take_seq(state) for _ in range(SEQ_BLOCK - 1)][-1] == (SEQ_BLOCK, False)
+    assert take_seq(state) == (SEQ_BLOCK + 1, True)
+
+
+def test_a_crash_continues_above_the_reservation_a_clean_stop_right_after_the_last() -> None:
+    state = AgentState()
+    take_seq(state)
+    take_seq(state)
+    after_crash = from_json(to_json(state))
+    assert take_seq(after_crash)[0] == SEQ_BLOCK + 1
+    release_unused_seqs(state)
+    after_stop = from_json(to_json(state))
+    assert take_seq(after_stop)[0] == 3
 
 
 def test_results_wait_for_acknowledgement_then_are_remembered() -> None:
@@ -65,7 +86,7 @@ def test_remembered_results_are_bounded_oldest_first() -> None:
 
 
 def test_json_round_trip() -> None:
-    state = AgentState(seq=7, probes=ProbeTotals(100, 3))
+    state = AgentState(seq=7, seq_reserved=7, probes=ProbeTotals(100, 3))
     record_result(state, ActionRecord("a1", False, error="boom"))
     record_result(state, ActionRecord("a2", True, power_state="running"))
     acknowledge(state, ["a2"])
