@@ -81,9 +81,13 @@ async def _exchange(endpoint: Endpoint, body: bytes, headers: Mapping[str, str])
                 *headers.items(),
             ],
         )
-        writer.write(conn.send(request) or b"")
-        writer.write(conn.send(h11.Data(data=body)) or b"")
-        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        # One write, so head and body leave in one send where they fit.
+        writer.write(
+            b"".join(
+                conn.send(event) or b""
+                for event in (request, h11.Data(data=body), h11.EndOfMessage())
+            )
+        )
         await writer.drain()
         status = 0
         received = bytearray()

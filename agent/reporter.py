@@ -114,6 +114,9 @@ def judge(status: int, body: bytes) -> Delivery:
 
 
 class Reporter:
+    """Sends reports. The token is read when first needed and again after the
+    broker refused it, so installing a new token needs no restart."""
+
     def __init__(
         self, broker_url: str, token_file: Path, timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> None:
@@ -121,14 +124,16 @@ class Reporter:
         http.parse_url(self.url)  # a wrong URL fails at start, not at the first report
         self._token_file = token_file
         self._timeout_s = timeout_s
+        self._token: Secret | None = None
 
     async def send(self, body: bytes) -> Delivery:
         try:
-            token = read_token(self._token_file)
+            if self._token is None:
+                self._token = read_token(self._token_file)
         except TokenError as exc:
             return Delivery(Verdict.REJECTED, str(exc))
         headers = {
-            "Authorization": f"Bearer {token.reveal()}",
+            "Authorization": f"Bearer {self._token.reveal()}",
             "Content-Type": "application/json",
             "User-Agent": f"vdi-agent/{__version__}",
         }
@@ -136,4 +141,6 @@ class Reporter:
             answer = await http.post(self.url, body, headers, self._timeout_s)
         except http.HttpError as exc:
             return Delivery(Verdict.UNAVAILABLE, str(exc))
+        if answer.status in (401, 403):
+            self._token = None
         return judge(answer.status, answer.body)

@@ -35,6 +35,7 @@ class FakeBroker:
         self.forget_results = 0  # drop this many incoming results (a lost acknowledgement)
         self.pending: list[dict[str, str]] = []
         self.interval_s = 0.1
+        self.token: str | None = None  # when set, only this token is accepted
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -45,6 +46,11 @@ class FakeBroker:
 
     async def _report(self, request: Request) -> JSONResponse:
         self.authorizations.append(request.headers.get("authorization"))
+        if (
+            self.token is not None
+            and request.headers.get("authorization") != f"Bearer {self.token}"
+        ):
+            return JSONResponse({"error": "invalid_token", "message": "no"}, status_code=401)
         if self.status != 200:
             return JSONResponse(self.error, status_code=self.status)
         report = Report.model_validate_json(await request.body())

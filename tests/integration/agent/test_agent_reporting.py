@@ -163,6 +163,19 @@ async def test_refused_token_is_said_clearly_and_not_retried_at_once(
     assert TOKEN not in caplog.text
 
 
+async def test_a_new_token_is_picked_up_after_a_refusal(
+    broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
+) -> None:
+    broker.token = "the-new-token"
+    agent = make_agent(broker, token_file, sim, tmp_path / "state")
+    async with running(agent):
+        await eventually(lambda: agent.telemetry.reports_failed >= 1)
+        token_file.write_text("the-new-token\n")
+        await eventually(lambda: len(broker.reports) >= 1)
+    assert broker.authorizations[0] == f"Bearer {TOKEN}"
+    assert broker.authorizations[-1] == "Bearer the-new-token"
+
+
 async def test_seq_conflict_moves_above_the_brokers_seq(
     broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
 ) -> None:
