@@ -9,6 +9,7 @@ when --metrics-port is given, so prometheus-client costs nothing otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -81,8 +82,15 @@ def render(telemetry: Callable[[], Telemetry]) -> bytes:
     return generate_latest(registry_for(telemetry))
 
 
-def serve(address: str, port: int, telemetry: Callable[[], Telemetry]) -> Callable[[], None]:
-    """Serve /metrics in a background thread; returns the function that stops it."""
+@dataclass(frozen=True)
+class MetricsServer:
+    url: str
+    stop: Callable[[], None]
+
+
+def serve(address: str, port: int, telemetry: Callable[[], Telemetry]) -> MetricsServer:
+    """Serve /metrics in a background thread. Port 0 picks a free port; the URL
+    says which."""
     server, thread = start_http_server(port, address, registry=registry_for(telemetry))
 
     def stop() -> None:
@@ -90,4 +98,5 @@ def serve(address: str, port: int, telemetry: Callable[[], Telemetry]) -> Callab
         server.server_close()
         thread.join(timeout=5)
 
-    return stop
+    host = f"[{address}]" if ":" in address else address
+    return MetricsServer(f"http://{host}:{server.server_port}/metrics", stop)

@@ -298,9 +298,11 @@ async def serve(config: AgentConfig) -> None:
         if config.metrics_port is not None:
             from agent import metrics
 
-            stop_metrics = metrics.serve(
+            served = metrics.serve(
                 config.metrics_address, config.metrics_port, lambda: agent.telemetry
             )
+            stop_metrics = served.stop
+            log.info("serving metrics at %s", served.url)
         log.info(
             "vdi-agent %s for host %s: %s hypervisor, reporting to %s, state in %s",
             __version__, config.host_name, hypervisor.kind, reporter.url, config.state_dir,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 from statistics import mean
 
 from bench.harness import Figure, median
+from broker.demo import free_port
 
 NAME = "agent"
 DESKTOPS = 20
@@ -50,13 +50,6 @@ SCRAPE_HEADERS = {
 }
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 VDI_AGENT = str(Path(sys.executable).parent / "vdi-agent")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float:

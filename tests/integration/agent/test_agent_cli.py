@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +16,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from agent.protocol import Report
 
 VDI_AGENT = str(Path(sys.executable).parent / "vdi-agent")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_once_prints_a_protocol_report(tmp_path: Path) -> None:
@@ -80,18 +72,22 @@ async def test_run_reports_serves_metrics_and_stops_cleanly(
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
-    metrics_port = free_port()
     process = await asyncio.create_subprocess_exec(
         VDI_AGENT, "run", "--broker", broker.url, "--token-file", str(token_file),
         "--hypervisor", "simulated", "--simulated-desktops", "3", "--interval", "0.2",
-        "--metrics-port", str(metrics_port), "--state-dir", str(tmp_path / "state"),
+        "--metrics-port", "0", "--state-dir", str(tmp_path / "state"),
         "--host-name", "vhost02", "--log-level", "debug",
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    assert process.stderr is not None
+    stderr = ""
     try:
+        while "serving metrics at " not in stderr:
+            stderr += (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
+        metrics_url = stderr.split("serving metrics at ")[1].split()[0]
         await eventually(lambda: len(broker.reports) >= 2, timeout_s=20)
         async with httpx.AsyncClient() as client:
-            text = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+            text = (await client.get(metrics_url)).text
         samples = {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text)
@@ -107,10 +103,10 @@ async def test_run_reports_serves_metrics_and_stops_cleanly(
         assert any(k[0] == "vdi_agent_build_info" for k in samples)
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.stderr is not None
-        stderr = (await asyncio.wait_for(process.stderr.read(), 10)).decode()
+        stderr += (await asyncio.wait_for(process.stderr.read(), 10)).decode()
         code = await asyncio.wait_for(process.wait(), 10)
     assert code == 0, stderr
+    assert metrics_url.startswith("http://127.0.0.1:")
     assert "vdi-agent stopped" in stderr and TOKEN not in stderr
     saved = json.loads((tmp_path / "state" / "state.json").read_text())
-    assert saved["seq"] >= broker.reports[-1].seq
+    assert saved["seq"] == broker.reports[-1].seq  # clean stop: no reserved numbers kept

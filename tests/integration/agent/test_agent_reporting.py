@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -46,23 +46,29 @@ async def sim() -> AsyncIterator[CountingSimulated]:
     await hypervisor.close()
 
 
-def make_agent(
-    broker: FakeBroker, token_file: Path, sim: SimulatedHypervisor, state_dir: Path
-) -> Agent:
-    config = AgentConfig(
-        broker=broker.url,
-        token_file=token_file,
-        hypervisor="simulated",
-        pool="Verwaltung",
-        interval=0.1,
-        probe_timeout=0.2,
-        host_name="vhost01",
-        state_dir=state_dir,
-    )
-    store = StateStore(state_dir)
-    return Agent(
-        config, sim, store.load(), store, Reporter(broker.url, token_file), backoff_cap_s=0.4
-    )
+@pytest.fixture
+def new_agent(
+    broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
+) -> Callable[[], Agent]:
+    """Makes an agent on the simulated desktops, reporting to the fake broker; each
+    call is a fresh agent process on the same state directory (a restart)."""
+
+    def make() -> Agent:
+        config = AgentConfig(
+            broker=broker.url,
+            token_file=token_file,
+            hypervisor="simulated",
+            pool="Verwaltung",
+            interval=0.1,
+            probe_timeout=0.2,
+            host_name="vhost01",
+            state_dir=tmp_path / "state",
+        )
+        store = StateStore(config.state_dir)
+        reporter = Reporter(broker.url, token_file)
+        return Agent(config, sim, store.load(), store, reporter, backoff_cap_s=0.4)
+
+    return make
 
 
 @asynccontextmanager
@@ -78,13 +84,11 @@ async def running(agent: Agent) -> AsyncIterator[Agent]:
 
 async def test_reports_carry_the_bearer_token_which_is_never_logged(
     broker: FakeBroker,
-    token_file: Path,
-    sim: CountingSimulated,
-    tmp_path: Path,
+    new_agent: Callable[[], Agent],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    async with running(make_agent(broker, token_file, sim, tmp_path / "state")) as agent:
+    async with running(new_agent()) as agent:
         await eventually(lambda: len(broker.reports) >= 3)
     assert set(broker.authorizations) == {f"Bearer {TOKEN}"}
     first = broker.reports[0]
@@ -103,13 +107,11 @@ async def test_reports_carry_the_bearer_token_which_is_never_logged(
 
 async def test_backoff_while_the_broker_is_away_loses_no_count(
     broker: FakeBroker,
-    token_file: Path,
-    sim: CountingSimulated,
-    tmp_path: Path,
+    new_agent: Callable[[], Agent],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    async with running(make_agent(broker, token_file, sim, tmp_path / "state")) as agent:
+    async with running(new_agent()) as agent:
         await eventually(lambda: len(broker.reports) >= 2)
         await broker.stop()
         before = broker.reports[-1]
@@ -131,13 +133,11 @@ async def test_backoff_while_the_broker_is_away_loses_no_count(
 
 async def test_broker_errors_are_retried_until_it_recovers(
     broker: FakeBroker,
-    token_file: Path,
-    sim: CountingSimulated,
-    tmp_path: Path,
+    new_agent: Callable[[], Agent],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     broker.status = 503
-    async with running(make_agent(broker, token_file, sim, tmp_path / "state")) as agent:
+    async with running(new_agent()) as agent:
         await eventually(lambda: agent.telemetry.reports_failed >= 2)
         broker.status = 200
         await eventually(lambda: len(broker.reports) >= 1)
@@ -147,14 +147,12 @@ async def test_broker_errors_are_retried_until_it_recovers(
 
 async def test_refused_token_is_said_clearly_and_not_retried_at_once(
     broker: FakeBroker,
-    token_file: Path,
-    sim: CountingSimulated,
-    tmp_path: Path,
+    new_agent: Callable[[], Agent],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     broker.status = 401
     broker.error = {"error": "invalid_token", "message": "unknown host token"}
-    async with running(make_agent(broker, token_file, sim, tmp_path / "state")) as agent:
+    async with running(new_agent()) as agent:
         await eventually(lambda: agent.telemetry.reports_failed >= 1)
         await asyncio.sleep(0.3)
         assert agent.telemetry.reports_failed == 1  # waits at least the cap (0.4 s here)
@@ -164,10 +162,12 @@ async def test_refused_token_is_said_clearly_and_not_retried_at_once(
 
 
 async def test_a_new_token_is_picked_up_after_a_refusal(
-    broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
+    broker: FakeBroker,
+    token_file: Path,
+    new_agent: Callable[[], Agent],
 ) -> None:
     broker.token = "the-new-token"
-    agent = make_agent(broker, token_file, sim, tmp_path / "state")
+    agent = new_agent()
     async with running(agent):
         await eventually(lambda: agent.telemetry.reports_failed >= 1)
         token_file.write_text("the-new-token\n")
@@ -177,11 +177,12 @@ async def test_a_new_token_is_picked_up_after_a_refusal(
 
 
 async def test_seq_conflict_moves_above_the_brokers_seq(
-    broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
+    broker: FakeBroker,
+    new_agent: Callable[[], Agent],
 ) -> None:
     broker.status = 409
     broker.error = {"error": "stale_seq", "message": "seq not above 5000", "last_seq": 5000}
-    async with running(make_agent(broker, token_file, sim, tmp_path / "state")) as agent:
+    async with running(new_agent()) as agent:
         await eventually(lambda: agent.telemetry.reports_failed >= 1)
         broker.status = 200
         await eventually(lambda: len(broker.reports) >= 1)
@@ -190,9 +191,8 @@ async def test_seq_conflict_moves_above_the_brokers_seq(
 
 async def test_actions_run_once_and_their_results_arrive_in_the_next_report(
     broker: FakeBroker,
-    token_file: Path,
     sim: CountingSimulated,
-    tmp_path: Path,
+    new_agent: Callable[[], Agent],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -201,7 +201,7 @@ async def test_actions_run_once_and_their_results_arrive_in_the_next_report(
         {"id": "act-1", "kind": "stop", "desktop": "sim-002"},
         {"id": "act-2", "kind": "start", "desktop": "sim-404"},
     ]
-    async with running(make_agent(broker, token_file, sim, tmp_path / "state")):
+    async with running(new_agent()):
         await eventually(lambda: not broker.pending)
         await eventually(lambda: len(broker.reports) >= 6)
     assert sim.performed == [(ActionKind.STOP, "sim-002"), (ActionKind.START, "sim-404")]
@@ -222,17 +222,18 @@ async def test_actions_run_once_and_their_results_arrive_in_the_next_report(
 
 
 async def test_undelivered_results_survive_an_outage_and_a_restart(
-    broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
+    broker: FakeBroker,
+    sim: CountingSimulated,
+    new_agent: Callable[[], Agent],
 ) -> None:
-    state_dir = tmp_path / "state"
     broker.pending = [{"id": "act-9", "kind": "reset", "desktop": "sim-002"}]
     broker.status_after_actions = 503  # the broker goes away right after sending it
-    async with running(make_agent(broker, token_file, sim, state_dir)) as agent:
+    async with running(new_agent()) as agent:
         await eventually(lambda: sim.performed)
         await eventually(lambda: agent.telemetry.reports_failed >= 1)
         assert agent.telemetry.backlog == 1
     broker.status = 200
-    restarted = make_agent(broker, token_file, sim, state_dir)
+    restarted = new_agent()
     async with running(restarted):
         await eventually(lambda: not broker.pending)
     delivered = [a for r in broker.reports for a in r.action_results]
