@@ -1,8 +1,8 @@
 """The agent itself: collect, report, act, and the loop that repeats it.
 
 One cycle: run the host collectors (each isolated), list the desktops, probe the
-running ones, build the report with the next seq (saved before sending), send
-it, execute the actions in the answer (their results go with the next report,
+running ones, build the report with the next seq (reserved on disk before it is
+sent), send it, execute the actions in the answer (their results go with the next report,
 sent at once) and wait the interval the broker asked for. While the broker is
 away the loop keeps collecting with exponential backoff; counters are
 cumulative and action results stay in the state until delivered, so an outage
@@ -93,6 +93,13 @@ async def open_hypervisor(config: AgentConfig) -> Hypervisor:
 
 def _seconds(value: float) -> str:
     return f"{value:.3g} s"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cycle:
+    seq: int  # of the report sent
+    delivery: Delivery
+    executed: int  # actions run on the broker's answer
 
 
 class Agent:
@@ -201,8 +208,8 @@ class Agent:
 
     # -- reporting -----------------------------------------------------------------
 
-    async def cycle(self) -> tuple[Delivery, int]:
-        """Collect, report and act once: the broker's verdict and how many actions ran."""
+    async def cycle(self) -> Cycle:
+        """Collect, report and act once."""
         assert self.reporter is not None
         report = self.build_report(*await self.collect())
         sent_results = [r["id"] for r in report["action_results"]]
@@ -229,7 +236,7 @@ class Agent:
                 self.telemetry, reports_failed=self.telemetry.reports_failed + 1
             )
         self.telemetry = dataclasses.replace(self.telemetry, backlog=len(self.state.unacknowledged))
-        return delivery, executed
+        return Cycle(report["seq"], delivery, executed)
 
     def _log_failure(self, delivery: Delivery, seq: int, delay: float, attempt: int) -> None:
         assert self.reporter is not None
@@ -255,8 +262,8 @@ class Agent:
         delivered_any = False
         while not stop.is_set():
             started = time.monotonic()
-            delivery, executed = await self.cycle()
-            seq = self.state.seq
+            done = await self.cycle()
+            delivery, executed, seq = done.delivery, done.executed, done.seq
             if delivery.verdict is Verdict.DELIVERED:
                 actions = len(delivery.response.actions) if delivery.response else 0
                 level = (
@@ -319,7 +326,7 @@ async def serve(config: AgentConfig) -> None:
 
 async def snapshot(config: AgentConfig) -> Fields:
     """`vdi-agent once`: one report, built from the stored state without changing it."""
-    state = StateStore(config.state_dir).load()
+    state = StateStore(config.state_dir).load(set_aside_damaged=False)
     hypervisor = await open_hypervisor(config)
     try:
         return await Agent(config, hypervisor, state).snapshot()

@@ -176,10 +176,11 @@ class StateStore:
         self.directory = directory
         self.path = directory / STATE_FILE
 
-    def load(self) -> AgentState:
+    def load(self, set_aside_damaged: bool = True) -> AgentState:
         """The stored state, or a fresh one. A damaged file is set aside (for a person
         to look at) rather than stopping the agent: the broker's answer to a too-low
-        seq then moves the numbering on."""
+        seq then moves the numbering on. A reader that must change nothing
+        (vdi-agent once) leaves it where it is."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -187,6 +188,9 @@ class StateStore:
         try:
             return from_json(json.loads(text))
         except (ValueError, CorruptState) as exc:
+            if not set_aside_damaged:
+                log.warning("agent state %s is damaged (%s); using a fresh one", self.path, exc)
+                return AgentState()
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
             aside = self.path.with_name(f"{STATE_FILE}.corrupt-{stamp}")
             self.path.replace(aside)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -179,6 +180,7 @@ async def test_a_new_token_is_picked_up_after_a_refusal(
 async def test_seq_conflict_moves_above_the_brokers_seq(
     broker: FakeBroker,
     new_agent: Callable[[], Agent],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     broker.status = 409
     broker.error = {"error": "stale_seq", "message": "seq not above 5000", "last_seq": 5000}
@@ -187,6 +189,22 @@ async def test_seq_conflict_moves_above_the_brokers_seq(
         broker.status = 200
         await eventually(lambda: len(broker.reports) >= 1)
     assert broker.reports[0].seq == 5001
+    assert "refused report 1: the broker has seen a higher seq" in caplog.text
+    assert "continuing from seq 5001" in caplog.text
+
+
+async def test_without_a_hint_seq_jumps_to_the_clock(
+    broker: FakeBroker,
+    new_agent: Callable[[], Agent],
+) -> None:
+    broker.status = 409
+    broker.error = {"error": "stale_seq", "message": "seq not above the last"}
+    before_ms = int(time.time() * 1000)
+    async with running(new_agent()) as agent:
+        await eventually(lambda: agent.telemetry.reports_failed >= 1)
+        broker.status = 200
+        await eventually(lambda: len(broker.reports) >= 1)
+    assert before_ms < broker.reports[0].seq <= int(time.time() * 1000) + 1
 
 
 async def test_actions_run_once_and_their_results_arrive_in_the_next_report(
