@@ -2,7 +2,7 @@
 
 agent.protocol (pydantic) is the contract. The agent's report loop builds the same
 JSON from plain dicts and checks the answer by hand, because importing pydantic
-would more than double the agent's memory on every host (bench/bench_agent.py).
+would add about 10 MB to the agent's memory on every host (agent.protocol_base).
 Tests validate what this module builds against agent.protocol.Report and check
 parse_response against agent.protocol.ReportResponse, so the two cannot drift
 apart unnoticed.
