@@ -42,7 +42,7 @@ class _Desktop:
     latency_s: float = 0.0
     hang: bool = False
     power_state: PowerState = PowerState.STOPPED
-    port: int | None = None
+    port: int | None = None  # kept while off: it comes back on the same one if free
     server: asyncio.Server | None = None
     clients: set[asyncio.Transport] = field(default_factory=set)
     transition: asyncio.Task[None] | None = None
@@ -93,23 +93,27 @@ class SimulatedHypervisor:
         self._get(name).hang = hang
 
     def endpoint(self, name: str) -> tuple[str, int] | None:
+        """Where the desktop's console listens; None while it does not."""
         d = self._get(name)
-        return None if d.port is None else (ADDRESS, d.port)
+        return None if d.server is None or d.port is None else (ADDRESS, d.port)
 
     # -- Hypervisor ---------------------------------------------------------------
 
     async def desktops(self) -> list[Desktop]:
-        return [
-            Desktop(
-                name=d.name,
-                power_state=d.power_state,
-                address=ADDRESS if d.port is not None else None,
-                port=d.port,
-                protocol=d.protocol,
-                connections=len(d.clients),
+        desktops = []
+        for d in self._desktops.values():
+            endpoint = self.endpoint(d.name)
+            desktops.append(
+                Desktop(
+                    name=d.name,
+                    power_state=d.power_state,
+                    address=endpoint[0] if endpoint else None,
+                    port=endpoint[1] if endpoint else None,
+                    protocol=d.protocol,
+                    connections=len(d.clients),
+                )
             )
-            for d in self._desktops.values()
-        ]
+        return desktops
 
     async def perform(self, action: ActionKind, desktop: str) -> PowerState:
         d = self._get(desktop)
@@ -177,7 +181,6 @@ class SimulatedHypervisor:
         for transport in list(d.clients):
             transport.abort()
         d.clients.clear()
-        d.port = None
         d.power_state = PowerState.STOPPED
 
 

@@ -111,6 +111,7 @@ async def test_connections_are_counted(rdp: SimulatedHypervisor) -> None:
 
 
 async def test_stop_refuses_connections_and_start_opens_again(rdp: SimulatedHypervisor) -> None:
+    before = rdp.endpoint("sim-001")
     reader, writer = await connect(rdp, "sim-001")
     assert await rdp.perform(ActionKind.STOP, "sim-001") is PowerState.STOPPED
     assert await reader.read(10) == b""  # the open console dropped
@@ -119,6 +120,7 @@ async def test_stop_refuses_connections_and_start_opens_again(rdp: SimulatedHype
     assert listing["sim-001"].port is None and not listing["sim-001"].probeable
     assert await rdp.perform(ActionKind.STOP, "sim-001") is PowerState.STOPPED  # nothing to do
     assert await rdp.perform(ActionKind.START, "sim-001") is PowerState.RUNNING
+    assert rdp.endpoint("sim-001") == before  # back on its port, which was still free
     reader, writer = await connect(rdp, "sim-001")
     writer.write(b"back")
     assert await reader.readexactly(4) == b"back"
@@ -169,3 +171,20 @@ async def test_boot_delay_shows_starting_and_stopping() -> None:
         assert sim.endpoint("sim-001") is not None
     finally:
         await sim.close()
+
+
+async def test_a_desktop_whose_port_was_taken_comes_back_on_another(
+    rdp: SimulatedHypervisor,
+) -> None:
+    before = rdp.endpoint("sim-003")
+    assert before is not None
+    await rdp.perform(ActionKind.STOP, "sim-003")
+    squatter = await asyncio.start_server(lambda r, w: None, *before)
+    try:
+        await rdp.perform(ActionKind.START, "sim-003")
+        after = rdp.endpoint("sim-003")
+        assert after is not None and after != before
+        listing = {d.name: d for d in await rdp.desktops()}
+        assert listing["sim-003"].port == after[1]  # the report names the current port
+    finally:
+        squatter.close()
