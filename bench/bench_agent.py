@@ -18,7 +18,8 @@ gap between rounds makes the next one dearer (cold caches) for either.
 The simulated desktops are listeners inside the agent's process, so the agent's
 figure also pays for the desktops' side of every probe; on a real host that
 side runs in the guests. A second agent figure (informational) shows the agent
-with the same 20 desktops served by another process, through a static list.
+with the same 20 desktops served by another process, through a static list; a
+third, its memory when it also serves its own metrics (--metrics-port).
 """
 
 from __future__ import annotations
@@ -233,6 +234,8 @@ def run(quick: bool) -> list[Figure]:
             finally:
                 server.terminate()
                 server.wait(10)
+    # Serving its own metrics loads prometheus-client into the agent; shown apart.
+    with_metrics_rss, _ = measure_agent(rounds // 2, [*simulated, "--metrics-port", "0"])
     ne_rss, ne_cpu = median([r for r, _ in ne]), mean([c for _, c in ne])
     agent_rss, agent_cpu = median([r for r, _ in agent]), mean([c for _, c in agent])
     agent_own_cpu = mean([c for _, c in agent_own])
@@ -241,6 +244,13 @@ def run(quick: bool) -> list[Figure]:
         Figure(NAME, "agent RSS", agent_rss, "MB", note=note),
         Figure(NAME, "node_exporter RSS", ne_rss, "MB"),
         Figure(NAME, "ratio RSS agent/node_exporter", agent_rss / ne_rss, "x", "<= 1.5"),
+        Figure(
+            NAME,
+            "ratio RSS agent with --metrics-port/node_exporter",
+            with_metrics_rss / ne_rss,
+            "x",
+            note=f"{with_metrics_rss:.1f} MB: prometheus-client loaded",
+        ),
         Figure(NAME, "agent CPU per cycle", agent_cpu * 1000, "ms", note=note),
         Figure(
             NAME, "node_exporter CPU per scrape", ne_cpu * 1000, "ms", note="gzip, as Prometheus"
