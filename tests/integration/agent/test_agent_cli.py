@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from conftest import TOKEN, FakeBroker, eventually
+from agent_fake_broker import TOKEN, FakeBroker, eventually
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.protocol import Report

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN, FakeBroker, eventually
+from agent_fake_broker import TOKEN, FakeBroker, eventually
 
 from agent.config import AgentConfig
 from agent.hypervisors.base import ConsoleProtocol
