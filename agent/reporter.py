@@ -109,7 +109,10 @@ def judge(status: int, body: bytes) -> Delivery:
         return Delivery(
             Verdict.SEQ_CONFLICT, f"the broker has seen a higher seq{said}", status, None, seq_hint
         )
-    hint = _REJECTION_HINTS.get(status, "unexpected answer")
+    if 300 <= status < 400:
+        hint = "the broker URL redirects elsewhere (http to https?): give --broker the final URL"
+    else:
+        hint = _REJECTION_HINTS.get(status, "unexpected answer")
     return Delivery(Verdict.REJECTED, f"{status}: {hint}{said}", status)
 
 

@@ -38,7 +38,7 @@ def test_an_answer_not_understood_is_retried() -> None:
         (413, "larger"),
         (422, "versions"),
         (404, "unexpected"),
-        (307, "unexpected"),
+        (307, "redirects"),
     ],
 )
 def test_refusals_say_what_to_check(status: int, says: str) -> None:
