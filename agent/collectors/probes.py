@@ -125,9 +125,9 @@ class _Probe:
     connect, send the request (RDP), read until the answer is complete.
 
     Callbacks rather than a coroutine with awaits: every running desktop is
-    probed every cycle, and this way costs about a third of the CPU time
-    (measured in bench/bench_agent.py's set-up: no task, future or timeout
-    object per step).
+    probed every cycle, and this way the probes' user CPU time is about a third
+    (measured with 20 simulated desktops: no task, future or timeout object per
+    step; the kernel's share of a connection stays what it is).
     """
 
     def __init__(
@@ -252,7 +252,7 @@ async def probe_many(
         if remaining == 0:
             if not finished.done():
                 finished.set_result(None)
-        elif next_index < len(targets):
+        elif next_index < len(targets) and not finished.cancelled():
             # Not called directly: a probe can fail inside start(), and thousands of
             # those in a row must not nest calls thousands deep.
             loop.call_soon(start_next)

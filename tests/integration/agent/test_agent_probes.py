@@ -116,3 +116,17 @@ async def test_thousands_of_refused_probes_finish_quickly() -> None:
     outcomes = await probe_many(targets, timeout_s=2.0)
     assert [o.error for o in outcomes] == ["refused"] * 3000
     assert time.perf_counter() - started < 10
+
+
+async def test_a_cancelled_round_starts_no_further_probes() -> None:
+    sim = await SimulatedHypervisor(50, ConsoleProtocol.RDP, hang=50).start()
+    try:
+        desktops = await sim.desktops()
+        round_ = asyncio.create_task(probe_all(desktops, timeout_s=0.3, concurrency=4))
+        await asyncio.sleep(0.1)
+        assert sum(d.connections or 0 for d in await sim.desktops()) == 4
+        round_.cancel()
+        await asyncio.sleep(0.5)  # the four in flight time out, and nothing follows
+        assert sum(d.connections or 0 for d in await sim.desktops()) == 0
+    finally:
+        await sim.close()
