@@ -13,19 +13,47 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
+# The enumerations and limits live in protocol_base so the agent's report loop can
+# use them without pydantic; they are re-exported here unchanged.
+from agent.protocol_base import (
+    MAX_ACTIONS,
+    MAX_DESKTOPS,
+    MAX_DISKS,
+    NAME_PATTERN,
+    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
+    ActionKind,
+    PowerState,
+)
 
-MAX_DESKTOPS = 5000
-MAX_DISKS = 64
-MAX_ACTIONS = 1000
+__all__ = [
+    "MAX_ACTIONS",
+    "MAX_DESKTOPS",
+    "MAX_DISKS",
+    "PROTOCOL_VERSION",
+    "SUPPORTED_VERSIONS",
+    "Action",
+    "ActionKind",
+    "ActionResult",
+    "CollectorStatus",
+    "DesktopReport",
+    "DiskIO",
+    "DiskStats",
+    "HostMetrics",
+    "NetworkStats",
+    "PowerState",
+    "PressureStats",
+    "ProbeResult",
+    "ProbeStats",
+    "Report",
+    "ReportResponse",
+]
 
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATTERN)]
 Label = Annotated[str, Field(min_length=1, max_length=64)]
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
@@ -43,23 +71,6 @@ IpLiteral = Annotated[str, AfterValidator(_ip_literal)]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PowerState(StrEnum):
-    RUNNING = "running"
-    STOPPED = "stopped"
-    PAUSED = "paused"
-    STARTING = "starting"
-    STOPPING = "stopping"
-    CRASHED = "crashed"
-    UNKNOWN = "unknown"
-
-
-class ActionKind(StrEnum):
-    START = "start"
-    STOP = "stop"  # graceful shutdown
-    REBOOT = "reboot"  # graceful restart
-    RESET = "reset"  # hard reset; floating desktops are reset before reuse
 
 
 class ProbeResult(_Model):

@@ -1,0 +1,1 @@
+"""Host collectors, one per file, each run isolated (see base.py)."""

@@ -1,0 +1,129 @@
+"""A small HTTP/1.1 client for the report POST: h11 over asyncio streams.
+
+h11 is the HTTP/1.1 engine inside httpx. Used directly it saves the ~7 MB of
+resident memory an httpx client costs (the agent's whole budget is ~30 MB, see
+bench/bench_agent.py), and one POST every interval needs none of httpx's
+features. Every request
+opens its own connection, so nothing stale survives a broker restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import h11
+
+MAX_RESPONSE_BYTES = 1 << 20
+_READ_SIZE = 65536
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: bytes
+
+
+class HttpError(Exception):
+    """The request did not get an answer: connection, TLS, timeout or protocol
+    failure. The message names the failure, never a request header."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    tls: bool
+    target: str  # path and query
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def parse_url(url: str) -> Endpoint:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url}")
+    tls = parts.scheme == "https"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Endpoint(parts.hostname, parts.port or (443 if tls else 80), tls, target)
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # Made once, and only for https: loading the CA store is the costly part.
+    return ssl.create_default_context()
+
+
+async def _exchange(endpoint: Endpoint, body: bytes, headers: Mapping[str, str]) -> HttpResponse:
+    reader, writer = await asyncio.open_connection(
+        endpoint.host,
+        endpoint.port,
+        ssl=_tls() if endpoint.tls else None,
+        server_hostname=endpoint.host if endpoint.tls else None,
+    )
+    try:
+        conn = h11.Connection(our_role=h11.CLIENT)
+        request = h11.Request(
+            method="POST",
+            target=endpoint.target,
+            headers=[
+                ("Host", endpoint.host_header),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+                *headers.items(),
+            ],
+        )
+        # One write, so head and body leave in one send where they fit.
+        writer.write(
+            b"".join(
+                conn.send(event) or b""
+                for event in (request, h11.Data(data=body), h11.EndOfMessage())
+            )
+        )
+        await writer.drain()
+        status = 0
+        received = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await reader.read(_READ_SIZE))
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                received += event.data
+                if len(received) > MAX_RESPONSE_BYTES:
+                    raise HttpError("the answer is larger than 1 MiB")
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                if not status:
+                    raise HttpError("the connection closed without an answer")
+                return HttpResponse(status, bytes(received))
+    finally:
+        writer.close()
+
+
+async def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> HttpResponse:
+    """POST `body` and return the final answer, whatever its status."""
+    endpoint = parse_url(url)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _exchange(endpoint, body, headers)
+    except TimeoutError:
+        raise HttpError(f"no answer within {timeout_s:g} s") from None
+    except ssl.SSLError as exc:
+        raise HttpError(f"TLS failed: {exc.reason or exc}") from None
+    except OSError as exc:
+        # asyncio words a refused connect as "Connect call failed (address)"; the
+        # errno's own text ("Connection refused") says more to a person.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+        raise HttpError(reason) from None
+    except h11.ProtocolError as exc:
+        raise HttpError(f"not a valid HTTP answer: {exc}") from None

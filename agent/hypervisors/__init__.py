@@ -1,0 +1,1 @@
+"""Where desktops come from: libvirt, a static list, or simulated listeners."""

@@ -1,0 +1,245 @@
+"""Desktops as libvirt domains.
+
+The console endpoint comes from the domain XML's <graphics> element, or from our
+own metadata element, which also names the pool and may give the guest's RDP
+endpoint (which then takes precedence over the graphics console):
+
+    <metadata>
+      <vdi:desktop xmlns:vdi="https://vdi-broker.invalid/ns/1"
+                   pool="Finanzen" protocol="rdp" address="10.0.0.5" port="3389"/>
+    </metadata>
+
+The libvirt binding is imported when a connection is opened, so the agent runs
+on hosts without it (static or simulated desktops). Its calls block, so they run
+in a worker thread; one connection stays open for the agent's lifetime (the test
+driver keeps its state per connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.hypervisors.base import (
+    DEFAULT_PORTS,
+    ConsoleProtocol,
+    Desktop,
+    HypervisorError,
+    already_there,
+)
+from agent.hypervisors.connections import read_established
+from agent.protocol_base import LABEL_MAX_LENGTH, ActionKind, PowerState
+
+log = logging.getLogger(__name__)
+
+METADATA_NS = "https://vdi-broker.invalid/ns/1"
+_METADATA_TAG = f"{{{METADATA_NS}}}desktop"
+_LOOPBACK = "127.0.0.1"
+
+# virDomainState values; fixed by libvirt's ABI, so no import is needed to map them.
+_POWER_STATES = {
+    0: PowerState.UNKNOWN,  # NOSTATE
+    1: PowerState.RUNNING,
+    2: PowerState.RUNNING,  # BLOCKED: running, waiting on a resource
+    3: PowerState.PAUSED,
+    4: PowerState.STOPPING,  # SHUTDOWN: being shut down
+    5: PowerState.STOPPED,  # SHUTOFF
+    6: PowerState.CRASHED,
+    7: PowerState.PAUSED,  # PMSUSPENDED
+}
+_GRAPHICS_PROTOCOLS = {
+    "vnc": ConsoleProtocol.VNC,
+    "rdp": ConsoleProtocol.RDP,
+    "spice": ConsoleProtocol.TCP,  # SPICE's link handshake is not worth speaking here
+}
+
+
+def power_state(libvirt_state: int) -> PowerState:
+    return _POWER_STATES.get(libvirt_state, PowerState.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class DomainConsole:
+    """What the domain XML says about a desktop's pool and console."""
+
+    pool: str | None = None
+    address: str | None = None
+    port: int | None = None
+    protocol: ConsoleProtocol = ConsoleProtocol.TCP
+    on_host: bool = False  # a graphics console on this host: its clients are visible
+
+
+class BadMetadata(ValueError):
+    pass
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise BadMetadata(f"address {value!r} is not an IP address") from None
+
+
+def _port(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        port = int(value)
+    except ValueError:
+        raise BadMetadata(f"port {value!r} is not a number") from None
+    if port == -1:  # autoport while the domain is off
+        return None
+    if not 1 <= port <= 65535:
+        raise BadMetadata(f"port {port} is out of range")
+    return port
+
+
+def _listen_address(graphics: ET.Element) -> str | None:
+    """The console's address; None when it listens on no TCP address (a UNIX
+    socket, or none). An unset or wildcard listen is reached on loopback from here."""
+    listen = graphics.find("listen")
+    if listen is not None and listen.get("type") in ("socket", "none"):
+        return None
+    address = graphics.get("listen") or (listen.get("address") if listen is not None else None)
+    if not address:
+        return _LOOPBACK
+    address = _ip(address)
+    return _LOOPBACK if ipaddress.ip_address(address).is_unspecified else address
+
+
+def _graphics_console(devices: ET.Element | None) -> DomainConsole:
+    if devices is None:
+        return DomainConsole()
+    for graphics in devices.findall("graphics"):
+        protocol = _GRAPHICS_PROTOCOLS.get(graphics.get("type", ""))
+        if protocol is None:
+            continue
+        port = _port(graphics.get("port"))
+        address = _listen_address(graphics)
+        if port is None or address is None:
+            return DomainConsole(protocol=protocol)
+        return DomainConsole(address=address, port=port, protocol=protocol, on_host=True)
+    return DomainConsole()
+
+
+def parse_domain_xml(text: str) -> DomainConsole:
+    """Pool and console endpoint of one domain. Raises BadMetadata for metadata that
+    cannot be right (so the operator hears of it), never for a missing console."""
+    # libvirt's own XML for a local domain: trusted input.
+    root = ET.fromstring(text)  # noqa: S314
+    console = _graphics_console(root.find("devices"))
+    meta = root.find(f"metadata/{_METADATA_TAG}")
+    if meta is None:
+        return console
+    pool = (meta.get("pool") or "").strip() or None
+    if pool is not None and len(pool) > LABEL_MAX_LENGTH:
+        raise BadMetadata(f"pool name is longer than {LABEL_MAX_LENGTH} characters")
+    address = meta.get("address")
+    if address is None:
+        return DomainConsole(pool, console.address, console.port, console.protocol, console.on_host)
+    try:
+        protocol = ConsoleProtocol(meta.get("protocol", ConsoleProtocol.RDP))
+    except ValueError:
+        raise BadMetadata(f"protocol {meta.get('protocol')!r} is not rdp, vnc or tcp") from None
+    port = _port(meta.get("port")) or DEFAULT_PORTS.get(protocol)
+    if port is None:
+        raise BadMetadata("a tcp endpoint needs a port")
+    return DomainConsole(pool, _ip(address), port, protocol, on_host=False)
+
+
+class LibvirtHypervisor:
+    kind = "libvirt"
+
+    def __init__(self, connection: Any, proc: Path = Path("/proc")) -> None:
+        self._conn = connection
+        self._proc = proc
+        self._libvirt = _binding()
+
+    @classmethod
+    async def open(cls, uri: str, proc: Path = Path("/proc")) -> LibvirtHypervisor:
+        libvirt = _binding()
+        # By default libvirt also prints every error to stderr; we report them ourselves.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        try:
+            conn = await asyncio.to_thread(libvirt.open, uri)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot connect to libvirt at {uri}: {exc}") from None
+        return cls(conn, proc)
+
+    async def desktops(self) -> list[Desktop]:
+        return await asyncio.to_thread(self._list)
+
+    def _list(self) -> list[Desktop]:
+        libvirt = self._libvirt
+        try:
+            domains = self._conn.listAllDomains(0)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"listing domains failed: {exc}") from None
+        established = None
+        desktops = []
+        for dom in domains:
+            try:
+                state, _reason = dom.state()
+                xml = dom.XMLDesc(0)
+                name = dom.name()
+            except libvirt.libvirtError:
+                continue  # undefined between listing and asking: gone
+            try:
+                console = parse_domain_xml(xml)
+            except (BadMetadata, ET.ParseError) as exc:
+                log.warning("domain %s: ignoring its console and pool: %s", name, exc)
+                console = DomainConsole()
+            connections = None
+            if console.on_host and console.port is not None:
+                if established is None:
+                    established = read_established(self._proc)
+                connections = established[console.port]
+            desktops.append(
+                Desktop(
+                    name=name,
+                    power_state=power_state(state),
+                    pool=console.pool,
+                    address=console.address,
+                    port=console.port,
+                    protocol=console.protocol,
+                    connections=connections,
+                )
+            )
+        return desktops
+
+    async def perform(self, action: ActionKind, desktop: str) -> PowerState:
+        return await asyncio.to_thread(self._perform, action, desktop)
+
+    def _perform(self, action: ActionKind, desktop: str) -> PowerState:
+        libvirt = self._libvirt
+        try:
+            dom = self._conn.lookupByName(desktop)
+            before = power_state(dom.state()[0])
+            if not already_there(action, before):
+                {
+                    ActionKind.START: dom.create,
+                    ActionKind.STOP: dom.shutdown,
+                    ActionKind.REBOOT: dom.reboot,
+                    ActionKind.RESET: dom.reset,
+                }[action]()
+            return power_state(dom.state()[0])
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"{action} {desktop}: {exc.get_error_message()}") from None
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._conn.close)
+
+
+def _binding() -> Any:
+    try:
+        import libvirt
+    except ImportError:
+        raise HypervisorError(
+            "the libvirt Python binding is not installed (pip install 'vdi-broker[libvirt]')"
+        ) from None
+    return libvirt

@@ -1,0 +1,112 @@
+"""The real `vdi-agent` command, as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from agent_fake_broker import TOKEN, FakeBroker, eventually
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.protocol import Report
+
+VDI_AGENT = str(Path(sys.executable).parent / "vdi-agent")
+
+
+def test_once_prints_a_protocol_report(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [VDI_AGENT, "once", "--hypervisor", "simulated", "--simulated-desktops", "4",
+         "--simulated-hang", "1", "--probe-timeout", "0.5", "--pool", "Verwaltung",
+         "--host-name", "vhost01", "--capacity", "40", "--state-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = Report.model_validate(json.loads(done.stdout))
+    assert report.host == "vhost01" and report.seq == 1
+    assert len(report.desktops) == 4 and {d.pool for d in report.desktops} == {"Verwaltung"}
+    assert report.metrics.cpu_utilization_ratio is not None  # collected twice
+    assert report.metrics.probes.probes_total == 4 and report.metrics.probes.timeouts_total == 1
+    assert report.metrics.session_capacity == 40
+    assert {c.name for c in report.metrics.collectors} == {
+        "cpu", "load", "memory", "disk", "network", "pressure", "hypervisor", "probes"
+    }  # fmt: skip
+    assert not list(tmp_path.iterdir())  # `once` leaves the state alone
+
+
+def test_python_dash_m_works_too(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "once", "--hypervisor", "simulated",
+         "--simulated-desktops", "1", "--simulated-protocol", "vnc", "--state-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    probe = Report.model_validate_json(done.stdout).desktops[0].probe
+    assert probe is not None and probe.ok
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    no_broker = subprocess.run(
+        [VDI_AGENT, "run", "--hypervisor", "simulated"], capture_output=True, text=True, check=False
+    )
+    assert no_broker.returncode == 2 and "--broker URL and --token-file" in no_broker.stderr
+    no_token = subprocess.run(
+        [VDI_AGENT, "run", "--broker", "http://127.0.0.1:9", "--token-file",
+         str(tmp_path / "absent"), "--hypervisor", "simulated", "--state-dir", str(tmp_path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert no_token.returncode == 1 and "cannot read the token file" in no_token.stderr
+    bad_url = subprocess.run(
+        [VDI_AGENT, "run", "--broker", "broker:8000", "--token-file", "t"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad_url.returncode == 2 and "not an http(s) URL" in bad_url.stderr
+
+
+async def test_run_reports_serves_metrics_and_stops_cleanly(
+    broker: FakeBroker, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    process = await asyncio.create_subprocess_exec(
+        VDI_AGENT, "run", "--broker", broker.url, "--token-file", str(token_file),
+        "--hypervisor", "simulated", "--simulated-desktops", "3", "--interval", "0.2",
+        "--metrics-port", "0", "--state-dir", str(tmp_path / "state"),
+        "--host-name", "vhost02", "--log-level", "debug",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    stderr = ""
+    try:
+        while "serving metrics at " not in stderr:
+            stderr += (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
+        metrics_url = stderr.split("serving metrics at ")[1].split()[0]
+        await eventually(lambda: len(broker.reports) >= 2, timeout_s=20)
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(metrics_url)).text
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        assert samples[("vdi_agent_reports_sent_total", ())] >= 1
+        assert samples[("vdi_agent_reports_failed_total", ())] == 0
+        assert samples[("vdi_agent_report_backlog", ())] == 0
+        assert samples[("vdi_agent_last_report_success_timestamp_seconds", ())] > 1e9
+        assert samples[("vdi_agent_collector_success", (("collector", "probes"),))] == 1
+        assert ("vdi_agent_collector_duration_seconds", (("collector", "cpu"),)) in samples
+        assert samples[("vdi_agent_desktops", (("power_state", "running"),))] == 3
+        assert any(k[0] == "vdi_agent_build_info" for k in samples)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stderr += (await asyncio.wait_for(process.stderr.read(), 10)).decode()
+        code = await asyncio.wait_for(process.wait(), 10)
+    assert code == 0, stderr
+    assert metrics_url.startswith("http://127.0.0.1:")
+    assert "vdi-agent stopped" in stderr and TOKEN not in stderr
+    saved = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert saved["seq"] == broker.reports[-1].seq  # clean stop: no reserved numbers kept

@@ -1,0 +1,169 @@
+"""libvirt hypervisor against the real libvirt library and its built-in test driver."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent.hypervisors.base import ConsoleProtocol, Desktop, HypervisorError
+from agent.hypervisors.libvirt import LibvirtHypervisor
+from agent.protocol import ActionKind, PowerState
+
+TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
+VDI_NS = "https://vdi-broker.invalid/ns/1"
+
+
+def node_xml(console_port: int) -> str:
+    def dom(name: str, body: str, runstate: int = 1) -> str:
+        return f"""
+  <domain type="test" xmlns:test="{TEST_NS}">
+    <name>{name}</name><memory>1048576</memory><os><type>hvm</type></os>
+    {body}
+    <test:runstate>{runstate}</test:runstate>
+  </domain>"""
+
+    return f"""<node>
+  {
+        dom(
+            "fin-01",
+            f'''
+    <metadata><vdi:desktop xmlns:vdi="{VDI_NS}" pool="Finanzen" protocol="rdp"
+      address="10.0.0.5" port="3389"/></metadata>
+    <devices><graphics type="vnc" port="5999" listen="127.0.0.1"/></devices>''',
+        )
+    }
+  {
+        dom(
+            "console-01",
+            f'''
+    <metadata><vdi:desktop xmlns:vdi="{VDI_NS}" pool="Bauamt"/></metadata>
+    <devices><graphics type="vnc" port="{console_port}" listen="127.0.0.1"/></devices>''',
+        )
+    }
+  {dom("spare-01", '<devices><graphics type="spice" autoport="yes"/></devices>', runstate=5)}
+  {
+        dom(
+            "odd-01",
+            f'''
+    <metadata><vdi:desktop xmlns:vdi="{VDI_NS}" address="not-an-ip"/></metadata>''',
+        )
+    }
+</node>
+"""
+
+
+@pytest.fixture
+async def console() -> AsyncIterator[tuple[int, list[asyncio.StreamWriter]]]:
+    """A real listener standing in for a VNC console on this host."""
+    clients: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        clients.append(writer)
+        await reader.read()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], clients
+    for writer in clients:
+        writer.close()
+    server.close()
+
+
+@pytest.fixture
+async def node(
+    tmp_path: Path, console: tuple[int, list[asyncio.StreamWriter]]
+) -> AsyncIterator[LibvirtHypervisor]:
+    path = tmp_path / "node.xml"
+    path.write_text(node_xml(console[0]))
+    hypervisor = await LibvirtHypervisor.open(f"test://{path}")
+    yield hypervisor
+    await hypervisor.close()
+
+
+async def by_name(hypervisor: LibvirtHypervisor) -> dict[str, Desktop]:
+    return {d.name: d for d in await hypervisor.desktops()}
+
+
+async def test_default_test_driver() -> None:
+    hypervisor = await LibvirtHypervisor.open("test:///default")
+    try:
+        desktops = await by_name(hypervisor)
+        assert desktops["test"].power_state is PowerState.RUNNING
+        assert desktops["test"].address is None and desktops["test"].pool is None
+        assert await hypervisor.perform(ActionKind.STOP, "test") is PowerState.STOPPED
+        assert await hypervisor.perform(ActionKind.START, "test") is PowerState.RUNNING
+    finally:
+        await hypervisor.close()
+
+
+async def test_listing_endpoints_and_pools(node: LibvirtHypervisor) -> None:
+    desktops = await by_name(node)
+    assert set(desktops) == {"fin-01", "console-01", "spare-01", "odd-01"}
+    fin = desktops["fin-01"]
+    assert (fin.pool, fin.address, fin.port, fin.protocol) == (
+        "Finanzen",
+        "10.0.0.5",
+        3389,
+        ConsoleProtocol.RDP,
+    )
+    assert fin.connections is None  # the guest's RDP port is not on this host
+    assert fin.probeable
+    spare = desktops["spare-01"]
+    assert spare.power_state is PowerState.STOPPED and spare.port is None
+    assert desktops["console-01"].protocol is ConsoleProtocol.VNC
+    assert desktops["console-01"].pool == "Bauamt"
+
+
+async def test_wrong_metadata_keeps_the_desktop_without_endpoint(
+    node: LibvirtHypervisor, caplog: pytest.LogCaptureFixture
+) -> None:
+    odd = (await by_name(node))["odd-01"]
+    assert odd.power_state is PowerState.RUNNING and odd.address is None
+    assert "domain odd-01" in caplog.text and "not-an-ip" in caplog.text
+
+
+async def test_connections_on_a_host_console_are_counted(
+    node: LibvirtHypervisor, console: tuple[int, list[asyncio.StreamWriter]]
+) -> None:
+    port, clients = console
+    assert (await by_name(node))["console-01"].connections == 0
+    opened = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    for _ in range(100):
+        if len(clients) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert (await by_name(node))["console-01"].connections == 2
+    for _, writer in opened:
+        writer.close()
+
+
+async def test_power_actions(node: LibvirtHypervisor) -> None:
+    assert await node.perform(ActionKind.START, "spare-01") is PowerState.RUNNING
+    assert (await by_name(node))["spare-01"].power_state is PowerState.RUNNING
+    assert await node.perform(ActionKind.REBOOT, "spare-01") is PowerState.RUNNING
+    assert await node.perform(ActionKind.RESET, "spare-01") is PowerState.RUNNING
+    assert await node.perform(ActionKind.STOP, "spare-01") is PowerState.STOPPED
+    assert (await by_name(node))["spare-01"].power_state is PowerState.STOPPED
+    # asking for the state it is in succeeds without calling libvirt (which would refuse)
+    assert await node.perform(ActionKind.STOP, "spare-01") is PowerState.STOPPED
+    assert await node.perform(ActionKind.START, "fin-01") is PowerState.RUNNING
+
+
+async def test_failed_actions_say_why(node: LibvirtHypervisor) -> None:
+    with pytest.raises(HypervisorError, match="reboot spare-01"):
+        await node.perform(ActionKind.REBOOT, "spare-01")  # it is off
+    with pytest.raises(HypervisorError, match="nope"):
+        await node.perform(ActionKind.START, "nope")
+
+
+async def test_state_lives_in_the_one_open_connection(node: LibvirtHypervisor) -> None:
+    await node.perform(ActionKind.START, "spare-01")
+    for _ in range(3):
+        assert (await by_name(node))["spare-01"].power_state is PowerState.RUNNING
+
+
+async def test_unreachable_libvirt_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(HypervisorError, match="cannot connect to libvirt"):
+        await LibvirtHypervisor.open(f"test://{tmp_path}/missing.xml")

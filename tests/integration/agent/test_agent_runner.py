@@ -1,0 +1,65 @@
+"""The agent's collection step around the hypervisor: failures and odd names."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from agent.config import AgentConfig
+from agent.hypervisors.base import Desktop, HypervisorError
+from agent.hypervisors.simulated import SimulatedHypervisor
+from agent.hypervisors.static import StaticHypervisor
+from agent.protocol import HostMetrics, PowerState
+from agent.runner import Agent
+from agent.state import AgentState
+
+
+class FlakySimulated(SimulatedHypervisor):
+    """Simulated desktops whose listing can be made to fail, as libvirtd going away."""
+
+    broken = False
+
+    async def desktops(self) -> list[Desktop]:
+        if self.broken:
+            raise HypervisorError("listing domains failed: libvirtd is not running")
+        return await super().desktops()
+
+
+async def test_a_failed_listing_keeps_the_desktops_with_unknown_state() -> None:
+    sim = await FlakySimulated(2).start()
+    agent = Agent(AgentConfig(hypervisor="simulated", probe_timeout=0.5), sim, AgentState())
+    try:
+        _, healthy = await agent.collect()
+        sim.broken = True
+        metrics, listed = await agent.collect()
+    finally:
+        await sim.close()
+    assert [d["power_state"] for d in healthy] == ["running", "running"]
+    assert [(d["name"], d["power_state"]) for d in listed] == [
+        ("sim-001", "unknown"),
+        ("sim-002", "unknown"),
+    ]
+    assert all("probe" not in d for d in listed)  # not probed: state unknown
+    status = {s["name"]: s for s in metrics["collectors"]}
+    assert status["hypervisor"]["success"] is False
+    assert "libvirtd is not running" in status["hypervisor"]["error"]
+    assert status["cpu"]["success"] and status["probes"]["success"]
+    assert HostMetrics.model_validate(metrics).probes.probes_total == 2
+
+
+async def test_desktops_with_names_the_protocol_refuses_are_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    hypervisor = StaticHypervisor(
+        [
+            Desktop("pc-01", PowerState.STOPPED),
+            Desktop("Büro PC 2", PowerState.STOPPED),
+        ]
+    )
+    agent = Agent(AgentConfig(hypervisor="static", pool="Bauamt"), hypervisor, AgentState())
+    for _ in range(2):
+        _, desktops = await agent.collect()
+        assert [d["name"] for d in desktops] == ["pc-01"]
+    assert caplog.text.count("'Büro PC 2' is left out of reports") == 1  # said once

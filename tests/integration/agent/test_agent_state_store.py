@@ -1,0 +1,81 @@
+"""The state file: atomic, private, and seq only rises across restarts."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+from agent.collectors.probes import ProbeTotals
+from agent.config import AgentConfig
+from agent.hypervisors.simulated import SimulatedHypervisor
+from agent.runner import Agent
+from agent.state import (
+    SEQ_BLOCK,
+    ActionRecord,
+    AgentState,
+    StateStore,
+    record_result,
+    release_unused_seqs,
+)
+
+
+def test_save_and_load(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    state = AgentState(seq=12, seq_reserved=12, probes=ProbeTotals(40, 2))
+    record_result(state, ActionRecord("a1", True, power_state="running"))
+    store.save(state)
+    assert store.load() == state
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
+    assert [p.name for p in store.directory.iterdir()] == ["state.json"]  # no temp file left
+
+
+def test_missing_state_is_fresh(tmp_path: Path) -> None:
+    assert StateStore(tmp_path).load() == AgentState()
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_damaged_state_is_set_aside(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.path.write_text("{not json")
+    assert store.load() == AgentState()
+    aside = list(tmp_path.glob("state.json.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == "{not json"
+
+
+async def lifetime(store: StateStore, reports: int, clean_stop: bool) -> list[dict[str, Any]]:
+    """One agent process's life on the state directory: some reports, then a clean
+    stop (as on SIGTERM) or a crash (nothing more written)."""
+    config = AgentConfig(hypervisor="simulated", probe_timeout=0.3)
+    sim = await SimulatedHypervisor(3, hang=1).start()
+    agent = Agent(config, sim, store.load(), store)
+    built = [agent.build_report(*await agent.collect()) for _ in range(reports)]
+    await sim.close()
+    if clean_stop:
+        release_unused_seqs(agent.state)
+        agent.save()
+    return built
+
+
+async def test_seq_and_counters_survive_a_restart(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    first = await lifetime(store, 2, clean_stop=True)
+    second = await lifetime(store, 2, clean_stop=True)
+    assert [r["seq"] for r in first + second] == [1, 2, 3, 4]
+    probes = [r["metrics"]["probes"] for r in first + second]
+    assert [p["probes_total"] for p in probes] == [3, 6, 9, 12]
+    assert [p["timeouts_total"] for p in probes] == [1, 2, 3, 4]
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["seq"] == 4 and saved["timeouts_total"] == 4
+
+
+async def test_after_a_crash_seq_still_only_rises(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    crashed = await lifetime(store, 3, clean_stop=False)
+    after = await lifetime(store, 1, clean_stop=True)
+    assert [r["seq"] for r in crashed] == [1, 2, 3]
+    assert after[0]["seq"] == SEQ_BLOCK + 1  # above every number the crashed one reserved
+    # the reservation was saved with the first report's counters; later ones were lost
+    assert after[0]["metrics"]["probes"]["probes_total"] == 3 + 3
