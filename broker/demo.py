@@ -14,6 +14,8 @@ import contextlib
 import os
 import secrets
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +30,18 @@ from broker.runtime import Runtime, open_runtime
 from broker.serve import configure_logging, run_async, uvicorn_config
 from broker.users import service as users
 
-DEMO_HOST = "demo-host-1"
+
+@dataclass(frozen=True)
+class DemoHost:
+    name: str
+    pool: str
+    desktops: int
+
+
+DEMO_HOSTS = (
+    DemoHost("demo-host-1", "Verwaltung", 6),
+    DemoHost("demo-host-2", "Außendienst", 2),
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +97,9 @@ def fresh_database(data_dir: Path) -> None:
         path.unlink()
 
 
-async def seed(rt: Runtime, data_dir: Path) -> tuple[list[Credentials], Path]:
+async def seed(
+    rt: Runtime, data_dir: Path
+) -> tuple[list[Credentials], list[tuple[DemoHost, Path]]]:
     creds = []
     for demo in DEMO_USERS:
         password = f"demo-{secrets.token_urlsafe(9)}"
@@ -102,13 +117,16 @@ async def seed(rt: Runtime, data_dir: Path) -> tuple[list[Credentials], Path]:
         pools.NewPool("Außendienst", PoolType.FLOATING, Protocol.RDP, 4, ["Bauhof"], field=True),
         "demo",
     )
-    token = await hosts.add(rt, DEMO_HOST, "demo")
-    token_file = data_dir / "agent.token"
-    token_file.unlink(missing_ok=True)
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    return creds, token_file
+    agents = []
+    for host in DEMO_HOSTS:
+        token = await hosts.add(rt, host.name, "demo")
+        token_file = data_dir / f"{host.name}.token"
+        token_file.unlink(missing_ok=True)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        agents.append((host, token_file))
+    return creds, agents
 
 
 def banner(settings: Settings, creds: list[Credentials]) -> str:
@@ -141,19 +159,48 @@ def banner(settings: Settings, creds: list[Credentials]) -> str:
     return "\n".join(lines)
 
 
+def start_agent(settings: Settings, host: DemoHost, token_file: Path) -> subprocess.Popen[bytes]:
+    """A real vdi-agent with simulated desktops (real TCP listeners on 127.0.0.1)."""
+    # Our own interpreter and fixed arguments: nothing here comes from a user.
+    return subprocess.Popen(  # noqa: S603
+        [
+            sys.executable, "-m", "agent.cli", "run",
+            "--broker", settings.effective_public_url,
+            "--token-file", str(token_file),
+            "--host-name", host.name,
+            "--hypervisor", "simulated",
+            "--simulated-desktops", str(host.desktops),
+            "--pool", host.pool,
+            "--interval", str(settings.report_interval),
+            "--state-dir", str(settings.data_dir / host.name),
+            "--log-level", "WARNING",
+        ]
+    )  # fmt: skip
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> None:
     rt = await open_runtime(settings)
     try:
-        creds, _token_file = await seed(rt, settings.data_dir)
+        creds, agents = await seed(rt, settings.data_dir)
     finally:
         await rt.close()
     server = uvicorn.Server(uvicorn_config(settings))
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
-    if not serving.done():
-        print(banner(settings, creds), flush=True)
-    await serving
+    if serving.done():
+        await serving
+        return
+    processes = [start_agent(settings, host, token_file) for host, token_file in agents]
+    print(banner(settings, creds), flush=True)
+    try:
+        await serving
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -68,6 +69,24 @@ def test_demo_prints_credentials_that_log_in(tmp_path: Path) -> None:
         assert response.status_code == 200, response.text
         assert response.json()["user"]["work_mode"] == "home"
         assert response.headers["set-cookie"].startswith("vdi_session=")
+        # The demo's agents report their simulated desktops: anna gets one.
+        csrf = response.json()["csrf_token"]
+        session = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            session = httpx.post(
+                f"http://127.0.0.1:{port}/api/v1/sessions",
+                json={"pool": "Verwaltung"},
+                cookies=response.cookies,
+                headers={"X-CSRF-Token": csrf},
+            )
+            if session.status_code == 201:
+                break
+            time.sleep(0.5)
+        assert session is not None and session.status_code == 201, session and session.text
+        assert session.json()["session"]["host"] == "demo-host-1"
+        hosts = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'vdi_host_up{host="demo-host-2"} 1' in hosts
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) in (0, -signal.SIGINT)
     finally:

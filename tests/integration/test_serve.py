@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,26 +17,8 @@ from broker.clock import SystemClock
 from broker.config import load_settings
 from broker.runtime import open_runtime
 from tests.support.accounts import PASSWORD, add_user
-from tests.support.processes import VENV_BIN, clean_env, free_port, stop, wait_http
+from tests.support.processes import start_broker, stop
 from tests.support.totp import oathtool_code
-
-
-def start_broker(data_dir: Path, db_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = clean_env(
-        {
-            "VDI_DATA_DIR": str(data_dir),
-            "VDI_DATABASE_URL": db_url,
-            "VDI_HTTP_PORT": str(port),
-            "VDI_GATEWAY_ENABLED": "false",
-            "VDI_LOGIN_RATE_LIMIT": "1000",
-            "VDI_LOG_LEVEL": "WARNING",
-        }
-    )
-    proc = subprocess.Popen([str(VENV_BIN / "vdi-broker"), "serve"], env=env)
-    base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/healthz", proc=proc)
-    return proc, base
 
 
 @pytest.fixture

@@ -68,3 +68,54 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def start_broker(
+    data_dir: Path, db_url: str | None = None, *, port: int | None = None, **settings: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `vdi-broker serve` (on a free port unless given); returns the process
+    and base URL. `settings` are VDI_* variables without the prefix."""
+    port = port or free_port()
+    env = clean_env(
+        {
+            "VDI_DATA_DIR": str(data_dir),
+            "VDI_HTTP_PORT": str(port),
+            "VDI_GATEWAY_ENABLED": "false",
+            "VDI_LOGIN_RATE_LIMIT": "1000",
+            "VDI_LOG_LEVEL": "WARNING",
+            **({"VDI_DATABASE_URL": db_url} if db_url else {}),
+            **{f"VDI_{k.upper()}": v for k, v in settings.items()},
+        }
+    )
+    proc = subprocess.Popen([str(VENV_BIN / "vdi-broker"), "serve"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/healthz", proc=proc)
+    return proc, base
+
+
+def start_agent(
+    base: str, token_file: Path, state_dir: Path, host: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    """A real `vdi-agent run` with simulated desktops reporting to `base`."""
+    return subprocess.Popen(
+        [
+            str(VENV_BIN / "vdi-agent"),
+            "run",
+            "--broker",
+            base,
+            "--token-file",
+            str(token_file),
+            "--state-dir",
+            str(state_dir),
+            "--host-name",
+            host,
+            "--hypervisor",
+            "simulated",
+            "--interval",
+            "1",
+            "--log-level",
+            "WARNING",
+            *extra,
+        ],
+        env=clean_env(),
+    )
