@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import socket
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -62,7 +63,17 @@ ErrorText = Annotated[str, Field(max_length=512)]
 
 
 def _ip_literal(value: str) -> str:
-    """Desktop endpoints are IP literals: the broker never resolves names."""
+    """Desktop endpoints are IP literals: the broker never resolves names.
+
+    Dotted-quad IPv4 in canonical form takes a C fast path (every report carries
+    one per desktop); anything else goes through `ipaddress`, which refuses
+    names and odd spellings ("127.1", "0x7f.0.0.1", "010.0.0.1") alike.
+    """
+    try:
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
+            return value
+    except OSError:
+        pass
     return str(ipaddress.ip_address(value))
 
 

@@ -128,8 +128,8 @@ def storm_against(backend: str, seconds: float, concurrency: int) -> list[Figure
         data = Path(tmp)
         settings = load_settings(None, data_dir=data, database_url=url)
         users = asyncio.run(make_users(settings, int(seconds * 150)))
-        with broker(data, url, login_rate_limit="1000000") as base:
-            port = int(base.rsplit(":", 1)[1])
+        with broker(data, url, login_rate_limit="1000000") as running:
+            port = running.port
             asyncio.run(storm(port, users[:40], 2.0, concurrency))  # warm-up
             raw_before = argon2_rate(settings, seconds / 2)
             logins, latencies, failures = asyncio.run(storm(port, users[40:], seconds, concurrency))

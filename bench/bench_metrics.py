@@ -56,14 +56,14 @@ def measure(backend: str, hosts: int, desktops: int, rounds: int) -> list[Figure
         data = Path(tmp)
         render_times, series = asyncio.run(_prepare_and_render(data, url, hosts, desktops, rounds))
         with (
-            broker(data, url, jobs_enabled="false", report_interval="3600") as base,
+            broker(data, url, jobs_enabled="false", report_interval="3600") as running,
             httpx.Client(timeout=30) as client,
         ):
-            client.get(f"{base}/metrics")  # warm-up
+            client.get(f"{running.base}/metrics")  # warm-up
             scrape_times = []
             for _ in range(rounds):
                 started = time.perf_counter()
-                response = client.get(f"{base}/metrics")
+                response = client.get(f"{running.base}/metrics")
                 scrape_times.append(time.perf_counter() - started)
                 assert response.status_code == 200
     label = f"{backend} {hosts} hosts/{desktops} desktops"

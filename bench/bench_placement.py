@@ -166,8 +166,8 @@ def through_http(backend: str, people: int) -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp, database(backend) as url:
         data = Path(tmp)
         headers = asyncio.run(_prepare(data, url, people + 50))
-        with broker(data, url, report_interval="3600", jobs_enabled="false") as base:
-            port = int(base.rsplit(":", 1)[1])
+        with broker(data, url, report_interval="3600", jobs_enabled="false") as running:
+            port = running.port
             asyncio.run(_requests(port, headers[:50]))  # warm-up
             times, failures = asyncio.run(_requests(port, headers[50:]))
     label = f"{backend}: POST /sessions"

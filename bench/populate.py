@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert
 
 from agent.protocol import HostMetrics
-from broker.hosts.ingest import figures
+from broker.hosts.store import figures
 from broker.security.tokens import new_token, token_hash
 from broker.store.db import Database
 from broker.store.tables import Desktop, Host, Pool, Session, User, table

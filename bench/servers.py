@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -49,9 +50,16 @@ def database(backend: str) -> Iterator[str | None]:
         subprocess.run([*PG, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=True)
 
 
+@dataclass(frozen=True)
+class Running:
+    base: str
+    port: int
+    pid: int
+
+
 @contextlib.contextmanager
-def broker(data: Path, url: str | None, **settings: str) -> Iterator[str]:
-    """A real `vdi-broker serve` on a free port; yields its base URL."""
+def broker(data: Path, url: str | None, **settings: str) -> Iterator[Running]:
+    """A real `vdi-broker serve` on a free port."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VDI_")}
     env.update(
@@ -67,7 +75,7 @@ def broker(data: Path, url: str | None, **settings: str) -> Iterator[str]:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(base)
-        yield base
+        yield Running(base, port, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=15)

@@ -17,6 +17,7 @@ from broker.auth.router import router as auth_router
 from broker.clock import Clock
 from broker.config import Settings
 from broker.deps import RuntimeDep
+from broker.hosts.report_endpoint import ReportEndpoint
 from broker.hosts.router import router as hosts_router
 from broker.http_errors import install_error_handlers
 from broker.jobs import AlwaysLeader, JobRunner, default_jobs
@@ -86,6 +87,7 @@ def create_app(
     async def prometheus_metrics(rt: RuntimeDep) -> Response:
         return Response(await metrics.render(rt), media_type=metrics.CONTENT_TYPE)
 
+    app.add_middleware(ReportEndpoint)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit)
     return app

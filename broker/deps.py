@@ -35,10 +35,16 @@ async def get_settings(rt: RuntimeDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def get_client(request: Request) -> Client:
+def client_ip_of(request: Request) -> str | None:
+    """The caller's address, believing X-Forwarded-For only from trusted proxies."""
     peer = request.client.host if request.client else None
-    ip = client_ip(peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies)
-    return Client(ip=ip, user_agent=request.headers.get("user-agent"))
+    return client_ip(
+        peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
+    )
+
+
+async def get_client(request: Request) -> Client:
+    return Client(ip=client_ip_of(request), user_agent=request.headers.get("user-agent"))
 
 
 ClientDep = Annotated[Client, Depends(get_client)]

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from broker import capacity
 from broker.domain import HostState
 from broker.hosts.health import fresh_after, is_up
-from broker.hosts.ingest import FIGURES
+from broker.hosts.store import FIGURES
 from broker.placement.load_index import HostLoad, LoadIndex, load_index
 from broker.policy.quota import DepartmentCap
 from broker.runtime import Runtime

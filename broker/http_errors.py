@@ -23,12 +23,30 @@ def _json(
     return JSONResponse(dict(body), status_code=status, headers=dict(headers or {}))
 
 
+def vdi_error_response(exc: VdiError) -> JSONResponse:
+    return _json(exc.status, exc.body(), exc.headers)
+
+
+def database_down_response(exc: DBAPIError) -> JSONResponse:
+    # The database is unreachable or restarting: a retryable 503, not a 500.
+    log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+    return _json(
+        503,
+        {"error": "unavailable", "message": "The database is not reachable; try again shortly."},
+        {"Retry-After": "5"},
+    )
+
+
+# Errors that mean "the database is not there right now".
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error, expected or not, a JSON body in the contract's shape."""
 
     @app.exception_handler(VdiError)
     async def _vdi_error(_: Request, exc: VdiError) -> JSONResponse:
-        return _json(exc.status, exc.body(), exc.headers)
+        return vdi_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -58,13 +76,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     async def _db_down(_: Request, exc: DBAPIError) -> JSONResponse:
-        # The database is unreachable or restarting: a retryable 503, not a 500.
-        log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
-        return _json(
-            503,
-            {
-                "error": "unavailable",
-                "message": "The database is not reachable; try again shortly.",
-            },
-            {"Retry-After": "5"},
-        )
+        return database_down_response(exc)

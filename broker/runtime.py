@@ -15,6 +15,9 @@ from broker.auth.passwords import PasswordHasher
 from broker.auth.ratelimit import SlidingWindowLimiter
 from broker.clock import Clock, SystemClock
 from broker.config import Settings
+from broker.hosts.batcher import ReportBatcher
+from broker.hosts.known import TokenCache
+from broker.hosts.store import STORE_USUAL_REPORT
 from broker.security.crypto import SecretBox
 from broker.store import migrate
 from broker.store.db import Database
@@ -34,8 +37,14 @@ class Runtime:
     telemetry: Telemetry = field(default_factory=Telemetry)
     # SHA256 fingerprint of the SSH gateway's host key, shown to users to check.
     gateway_fingerprint: str | None = None
+    report_tokens: TokenCache = field(default_factory=TokenCache)
+    report_batcher: ReportBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.report_batcher = ReportBatcher(self.db.write_conn, STORE_USUAL_REPORT)
 
     async def close(self) -> None:
+        await self.report_batcher.close()
         self.hasher.close()
         await self.db.dispose()
 

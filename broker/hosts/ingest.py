@@ -2,15 +2,20 @@
 
 Checks, in this order: the bearer token (401), the report's schema (422), that
 the token's host is the one reporting (403), the clock (400), and that `seq`
-rises (409). Only then is anything stored, in one transaction. The usual report
-(nothing changed but the metrics) costs two statements.
+rises (409). Only then is anything stored, in one transaction.
+
+The usual report changes nothing but the metrics, and ingestion must keep up
+with thousands of hosts. So a process remembers which host a token belongs to,
+and the usual report is stored by one conditional UPDATE that holds only if the
+token is still that host's, the seq rises, the desktop inventory is unchanged
+and the host was not down. Any other report takes the full path, which checks
+everything against the database again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
 
 from pydantic import ValidationError
 from sqlalchemy import bindparam, exists, func, select, update
@@ -19,8 +24,6 @@ from sqlalchemy.engine import Row
 from agent.protocol import (
     ActionKind,
     DesktopReport,
-    HostMetrics,
-    PressureStats,
     Report,
     ReportResponse,
 )
@@ -28,6 +31,8 @@ from broker.audit import log as audit
 from broker.errors import Conflict, Forbidden, InvalidInput, Unauthorized, VdiError
 from broker.hosts import actions
 from broker.hosts.inventory import PoolResolver, StoredDesktop, inventory_digest, plan
+from broker.hosts.known import KnownHost
+from broker.hosts.store import STORE_REPORT, figures
 from broker.runtime import Runtime
 from broker.security.tokens import same, token_hash
 from broker.store.db import Executor
@@ -40,67 +45,17 @@ _desktops = table(Desktop)
 _sessions = table(Session)
 _pools = table(Pool)
 
-_FIND_HOST = select(
+_HOST_COLUMNS = (
     _hosts.c.id,
     _hosts.c.name,
     _hosts.c.token_hash,
+    _hosts.c.last_seq,
     _hosts.c.inventory_hash,
     _hosts.c.pending_actions,
     _hosts.c.down_since,
-).where(_hosts.c.token_hash == bindparam("token_hash"))
-
-# Host columns copied from each report's metrics (see tables.Host).
-FIGURES = (
-    "cpu_ratio",
-    "cpus",
-    "load1",
-    "memory_total",
-    "memory_available",
-    "pressure_cpu",
-    "pressure_memory",
-    "pressure_io",
-    "probes_total",
-    "probe_timeouts_total",
-    "probe_latency_s",
-    "session_capacity",
 )
-
-
-def figures(m: HostMetrics) -> dict[str, float | int | None]:
-    """The report's figures under the host's column names."""
-    pressure = m.pressure or PressureStats()
-    return {
-        "cpu_ratio": m.cpu_utilization_ratio,
-        "cpus": m.cpus,
-        "load1": m.load1,
-        "memory_total": m.memory_total_bytes,
-        "memory_available": m.memory_available_bytes,
-        "pressure_cpu": pressure.cpu,
-        "pressure_memory": pressure.memory,
-        "pressure_io": pressure.io,
-        "probes_total": m.probes.probes_total,
-        "probe_timeouts_total": m.probes.timeouts_total,
-        "probe_latency_s": m.probes.latency_mean_s,
-        "session_capacity": m.session_capacity,
-    }
-
-
-_STORE_REPORT = (
-    update(_hosts)
-    .where(
-        _hosts.c.id == bindparam("host_id"),
-        (_hosts.c.last_seq.is_(None)) | (_hosts.c.last_seq < bindparam("seq")),
-    )
-    .values(
-        last_seq=bindparam("seq"),
-        last_report_at=bindparam("now"),
-        agent_version=bindparam("agent_version"),
-        metrics=bindparam("metrics"),
-        inventory_hash=bindparam("inventory_hash"),
-        down_since=None,
-        **{column: bindparam(column) for column in FIGURES},
-    )
-)
+_FIND_HOST = select(*_HOST_COLUMNS).where(_hosts.c.token_hash == bindparam("token_hash"))
+_HOST_BY_ID = select(*_HOST_COLUMNS).where(_hosts.c.id == bindparam("host_id"))
 
 _OPEN_SESSION_ON_DESKTOP = exists().where(
     _sessions.c.desktop_id == _desktops.c.id, _sessions.c.state != "ended"
@@ -123,17 +78,6 @@ class ClockSkew(VdiError):
     status, code = 400, "clock_skew"
 
 
-@dataclass(frozen=True)
-class Reporter:
-    """Who sent a report: the host the token belongs to."""
-
-    id: int
-    name: str
-    inventory_hash: str | None
-    pending_actions: int
-    was_down: bool
-
-
 def bearer_token(authorization: str | None) -> str | None:
     if not authorization:
         return None
@@ -143,19 +87,19 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip() or None
 
 
-async def authenticate(rt: Runtime, token: str | None, source_ip: str | None) -> Reporter:
+async def authenticate(rt: Runtime, token: str | None, source_ip: str | None) -> KnownHost:
+    """The host of a bearer token (401 for anything else), remembered."""
     if token:
         digest = token_hash(token)
+        known = rt.report_tokens.get(digest)
+        if known is not None:
+            return known
         async with rt.db.read_conn() as conn:
             row = (await conn.execute(_FIND_HOST, {"token_hash": digest})).first()
         if row is not None and same(row.token_hash, digest):
-            return Reporter(
-                row.id,
-                row.name,
-                row.inventory_hash,
-                row.pending_actions,
-                row.down_since is not None,
-            )
+            known = KnownHost(row.id, row.name)
+            rt.report_tokens.put(digest, known)
+            return known
     await _reject(rt, None, source_ip, "unknown_token")
     raise Unauthorized("The agent token is not valid.", code="invalid_token")
 
@@ -174,11 +118,11 @@ def parse(body: bytes) -> Report:
 
 
 async def ingest(
-    rt: Runtime, reporter: Reporter, report: Report, source_ip: str | None
+    rt: Runtime, host: KnownHost, token: str, report: Report, source_ip: str | None
 ) -> ReportResponse:
     settings = rt.settings
-    if report.host != reporter.name:
-        await _reject(rt, reporter.name, source_ip, "foreign_host", claimed=report.host)
+    if report.host != host.name:
+        await _reject(rt, host.name, source_ip, "foreign_host", claimed=report.host)
         raise Forbidden("This token belongs to another host.", code="wrong_host")
     now = rt.clock.now()
     skew = abs((report.created_at - now).total_seconds())
@@ -188,43 +132,57 @@ async def ingest(
             extra={"broker_time": now.isoformat()},
         )
     digest = inventory_digest(report.desktops)
+    presented = token_hash(token)
+    values = {
+        "host_id": host.id,
+        "presented_token": presented,
+        "reporting_host": host.name,
+        "unchanged_inventory": digest,
+        "seq": report.seq,
+        "now": now,
+        "agent_version": report.agent_version,
+        "metrics": report.metrics.model_dump(mode="json", exclude_none=True),
+        "inventory_hash": digest,
+        **figures(report.metrics),
+    }
+    if not report.action_results:
+        pending = await rt.report_batcher.store(values)
+        if pending is not None:  # the usual report, stored with others
+            out = []
+            if pending:
+                async with rt.db.write_conn() as conn:
+                    out = await actions.deliver(conn, host.id)
+            return ReportResponse(actions=out, interval_s=settings.report_interval)
     async with rt.db.write_conn() as conn:
-        stored = await conn.execute(
-            _STORE_REPORT,
-            {
-                "host_id": reporter.id,
-                "seq": report.seq,
-                "now": now,
-                "agent_version": report.agent_version,
-                "metrics": report.metrics.model_dump(mode="json", exclude_none=True),
-                "inventory_hash": digest,
-                **figures(report.metrics),
-            },
-        )
+        # Not the usual report: check everything against the database.
+        row = (await conn.execute(_HOST_BY_ID, {"host_id": host.id})).first()
+        if row is None or not same(row.token_hash, presented):
+            rt.report_tokens.forget(presented)
+            raise Unauthorized("The agent token is not valid.", code="invalid_token")
+        stored = await conn.execute(STORE_REPORT, values)
         if stored.rowcount != 1:
-            last = await conn.scalar(select(_hosts.c.last_seq).where(_hosts.c.id == reporter.id))
             raise Conflict(
                 "This report is not newer than the last one.",
                 code="stale_seq",
-                extra={"last_seq": last},
+                extra={"last_seq": row.last_seq},
             )
-        if digest != reporter.inventory_hash:
-            await _reconcile(rt, conn, reporter, report.desktops)
+        if digest != row.inventory_hash:
+            await _reconcile(rt, conn, host, report.desktops)
+        pending, was_down = row.pending_actions, row.down_since is not None
         finished = []
         if report.action_results:
-            finished = await actions.record_results(conn, reporter.id, report.action_results, now)
+            finished = await actions.record_results(conn, host.id, report.action_results, now)
             await _apply_results(conn, finished, now)
         out = []
-        if reporter.pending_actions > len(finished):
-            out = await actions.deliver(conn, reporter.id)
-    if reporter.was_down:
-        log.warning("host %s reports again", reporter.name)
+        if pending > len(finished):
+            out = await actions.deliver(conn, host.id)
+    if was_down:
+        log.warning("host %s reports again", host.name)
     for f in finished:
-        level = logging.INFO if f.ok else logging.WARNING
         log.log(
-            level,
+            logging.INFO if f.ok else logging.WARNING,
             "host %s: action %s (%s) %s",
-            reporter.name,
+            host.name,
             f.kind,
             f.reason,
             "done" if f.ok else "failed",
@@ -233,7 +191,7 @@ async def ingest(
 
 
 async def _reconcile(
-    rt: Runtime, conn: Executor, reporter: Reporter, reported: list[DesktopReport]
+    rt: Runtime, conn: Executor, reporter: KnownHost, reported: list[DesktopReport]
 ) -> None:
     rows = (await conn.execute(_STORED_DESKTOPS, {"host_id": reporter.id})).all()
     pools = {r.name: r.id for r in (await conn.execute(select(_pools.c.id, _pools.c.name))).all()}

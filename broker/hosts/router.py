@@ -1,31 +1,17 @@
-"""HTTP endpoints: agent reports, and hosts for administrators."""
+"""HTTP endpoints of hosts for administrators (agent reports: report_endpoint)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter
 
-from broker.deps import AdminDep, ClientDep, RuntimeDep
+from broker.deps import AdminDep, RuntimeDep
 from broker.domain import HostState
-from broker.hosts import ingest, service
+from broker.hosts import service
 from broker.runtime import Runtime
 
 router = APIRouter(prefix="/api/v1", tags=["hosts"])
-
-
-@router.post("/agent/report")
-async def agent_report(
-    request: Request,
-    rt: RuntimeDep,
-    client: ClientDep,
-    authorization: Annotated[str | None, Header()] = None,
-) -> dict[str, Any]:
-    # Authenticate before reading up to a megabyte of JSON from a stranger.
-    reporter = await ingest.authenticate(rt, ingest.bearer_token(authorization), client.ip)
-    report = ingest.parse(await request.body())
-    response = await ingest.ingest(rt, reporter, report, client.ip)
-    return response.model_dump(mode="json")
 
 
 @router.get("/admin/hosts")

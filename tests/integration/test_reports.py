@@ -345,3 +345,13 @@ async def test_admin_host_api(runtime: Runtime, client: httpx.AsyncClient, host_
     no_csrf = await client.post("/api/v1/admin/hosts/vhost01/activate")
     assert no_csrf.status_code == 403
     assert (await host_row(runtime)).state == "draining"
+
+
+async def test_report_endpoint_answers_other_methods_and_keeps_headers(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str
+) -> None:
+    wrong = await client.get(URL)
+    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+    ok = await send(client, host_token, report(runtime, "vhost01", 1))
+    assert ok.headers["x-content-type-options"] == "nosniff"
+    assert ok.headers["content-type"] == "application/json"
