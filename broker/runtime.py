@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from broker.auth.passwords import PasswordHasher
 from broker.auth.ratelimit import SlidingWindowLimiter
+from broker.cache import TtlCache
 from broker.clock import Clock, SystemClock
 from broker.config import Settings
 from broker.hosts.batcher import ReportBatcher
@@ -24,6 +25,9 @@ from broker.store.db import Database
 from broker.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+# How long a process reuses a pool's desktops-per-host counts (placement).
+POOL_DESKTOPS_TTL_S = 2.0
 
 
 @dataclass
@@ -39,6 +43,10 @@ class Runtime:
     gateway_fingerprint: str | None = None
     report_tokens: TokenCache = field(default_factory=TokenCache)
     report_batcher: ReportBatcher = field(init=False)
+    # pool id -> desktops per host, for placement's capacity estimates.
+    pool_desktops: TtlCache[int, dict[int, int]] = field(
+        default_factory=lambda: TtlCache(POOL_DESKTOPS_TTL_S)
+    )
 
     def __post_init__(self) -> None:
         self.report_batcher = ReportBatcher(self.db.write_conn, STORE_USUAL_REPORT)

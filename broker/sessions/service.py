@@ -302,12 +302,19 @@ async def _try_request(
         me = snapshot.user_view(user)
         policy = await snapshot.load_policy(conn, rt.settings, me)
         req = Request(me, mode, now)
-        snap = await snapshot.build_snapshot(conn, rt.settings, req, pool, policy, complete=False)
+        per_host = await rt.pool_desktops.get(
+            pool.id, lambda: snapshot.pool_desktops_per_host(conn, pool.id)
+        )
+        snap = await snapshot.build_snapshot(
+            conn, rt.settings, req, pool, policy, complete=False, desktops_per_host=per_host
+        )
         decision = place(req, snap, policy)
         if could_do_better(decision, snap):
-            # Nothing running among the best hosts: look at every host.
+            # Nothing running among the best hosts: look at every host, with
+            # fresh desktop counts.
+            per_host = await snapshot.pool_desktops_per_host(conn, pool.id)
             snap = await snapshot.build_snapshot(
-                conn, rt.settings, req, pool, policy, complete=True
+                conn, rt.settings, req, pool, policy, complete=True, desktops_per_host=per_host
             )
             decision = place(req, snap, policy)
         if isinstance(decision, Refuse):
