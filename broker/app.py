@@ -20,7 +20,8 @@ from broker.deps import RuntimeDep
 from broker.hosts.report_endpoint import ReportEndpoint
 from broker.hosts.router import router as hosts_router
 from broker.http_errors import install_error_handlers
-from broker.jobs import AlwaysLeader, JobRunner, default_jobs
+from broker.jobs import JobRunner, default_jobs
+from broker.leader import leader_for
 from broker.middleware import BodySizeLimit, SecurityHeaders
 from broker.net import parse_networks
 from broker.policy.router import router as policy_router
@@ -40,7 +41,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or await open_runtime(settings, clock=clock)
         app.state.runtime = rt
-        jobs = JobRunner(rt, default_jobs(rt), AlwaysLeader(), settings.job_interval_s)
+        jobs = JobRunner(
+            rt, default_jobs(rt), leader_for(rt.db, settings.data_dir), settings.job_interval_s
+        )
+        app.state.jobs = jobs
         if settings.jobs_enabled:
             jobs.start()
         try:
@@ -71,7 +75,13 @@ def create_app(
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__}
+        jobs: JobRunner | None = getattr(app.state, "jobs", None)
+        role = (
+            "off"
+            if jobs is None or not settings.jobs_enabled
+            else ("leader" if jobs.leading else "standby")
+        )
+        return {"status": "ok", "version": __version__, "jobs": role}
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(rt: RuntimeDep) -> JSONResponse:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,9 +28,10 @@ def vdi_error_response(exc: VdiError) -> JSONResponse:
     return _json(exc.status, exc.body(), exc.headers)
 
 
-def database_down_response(exc: DBAPIError) -> JSONResponse:
+def database_down_response(exc: Exception) -> JSONResponse:
     # The database is unreachable or restarting: a retryable 503, not a 500.
-    log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
+    log.warning("database unavailable: %s", type(cause).__name__)
     return _json(
         503,
         {"error": "unavailable", "message": "The database is not reachable; try again shortly."},
@@ -37,8 +39,17 @@ def database_down_response(exc: DBAPIError) -> JSONResponse:
     )
 
 
-# Errors that mean "the database is not there right now".
-DATABASE_DOWN = (OperationalError, InterfaceError)
+# Errors that mean "the database is not there right now": SQLAlchemy's wrapped
+# ones, and what asyncpg and the OS raise when a new connection cannot be made
+# (SQLAlchemy does not wrap those) or the server is still starting.
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -73,7 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
         }.get(exc.status_code, "http_error")
         return _json(exc.status_code, {"error": code, "message": str(exc.detail)}, exc.headers)
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    async def _db_down(_: Request, exc: DBAPIError) -> JSONResponse:
+    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
         return database_down_response(exc)
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _db_down)

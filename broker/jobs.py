@@ -1,8 +1,8 @@
 """Background jobs, run by one broker at a time.
 
 Each job is an async function of the runtime with its own interval. The runner
-asks the `Leader` before every round, so with several replicas only the leader
-works (broker.leader); a job that fails is logged and tried again next round.
+asks the `Leader` (broker.leader) before every round, so with several replicas
+only the leader works; a job that fails is logged and tried again next round.
 """
 
 from __future__ import annotations
@@ -28,16 +28,6 @@ class Leader(Protocol):
     async def release(self) -> None: ...
 
 
-class AlwaysLeader:
-    """The single broker of a SQLite installation."""
-
-    async def is_leader(self) -> bool:
-        return True
-
-    async def release(self) -> None:
-        return None
-
-
 @dataclass
 class Job:
     name: str
@@ -52,11 +42,13 @@ class JobRunner:
         self.jobs = jobs
         self.leader = leader
         self.tick_s = tick_s
+        self.leading = False
         self._task: asyncio.Task[None] | None = None
 
     async def run_due(self) -> None:
         """One round: every job whose time has come, if we lead."""
-        if not await self.leader.is_leader():
+        self.leading = await self.leader.is_leader()
+        if not self.leading:
             return
         now = time.monotonic()
         for job in self.jobs:

@@ -1,0 +1,382 @@
+"""Several `vdi-broker serve` replicas on one PostgreSQL database.
+
+Web sessions, tickets, TOTP replay state and lockout counters live in the
+database, so any replica can answer any request; background jobs run on exactly
+one replica (the advisory-lock leader) and move when it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from broker.clock import SystemClock
+from broker.config import load_settings
+from broker.runtime import open_runtime
+from broker.store.tables import AuditEvent, Session
+from tests.support.accounts import PASSWORD, add_user
+from tests.support.fleet import staff
+from tests.support.processes import clean_env, start_agent, start_broker, stop, vdi_broker
+from tests.support.totp import oathtool_code
+
+pytestmark = pytest.mark.postgres
+
+JOBS = {"report_interval": "1", "job_interval_s": "1", "host_down_after_missed": "3"}
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    from tests.conftest import _truncate
+    from tests.support import postgres
+
+    asyncio.run(_truncate(pg_database))
+    return postgres.url(pg_database)
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, pg_url: str) -> Iterator[list[tuple[subprocess.Popen[bytes], str]]]:
+    running = [start_broker(tmp_path / "data", pg_url, **JOBS) for _ in range(2)]
+    try:
+        yield running
+    finally:
+        for proc, _ in running:
+            stop(proc)
+
+
+async def make_user(tmp_path: Path, pg_url: str, name: str = "maria") -> str:
+    rt = await open_runtime(
+        load_settings(None, data_dir=tmp_path / "data", database_url=pg_url), clock=SystemClock()
+    )
+    try:
+        secret = await add_user(rt, name)
+        assert secret
+        return secret
+    finally:
+        await rt.close()
+
+
+def write_token(path: Path, env: dict[str, str], host: str = "vhost01") -> None:
+    added = vdi_broker("host", "add", host, "--json", env=env)
+    assert added.returncode == 0, added.stderr
+    path.write_text(json.loads(added.stdout)["token"] + "\n")
+    path.chmod(0o600)
+
+
+def roles(running: list[tuple[subprocess.Popen[bytes], str]]) -> list[str]:
+    out = []
+    for proc, base in running:
+        if proc.poll() is not None:
+            out.append("dead")
+            continue
+        try:
+            out.append(httpx.get(f"{base}/healthz", timeout=2).json()["jobs"])
+        except httpx.HTTPError:
+            out.append("unreachable")
+    return out
+
+
+def until(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out: {what}")
+
+
+async def test_requests_alternate_between_replicas(
+    tmp_path: Path, pg_url: str, replicas: list[tuple[subprocess.Popen[bytes], str]]
+) -> None:
+    (_, a), (_, b) = replicas
+    secret = await make_user(tmp_path, pg_url)
+    env = clean_env({"VDI_DATA_DIR": str(tmp_path / "data"), "VDI_DATABASE_URL": pg_url})
+    assert (
+        vdi_broker(
+            "pool",
+            "add",
+            "Finanzen",
+            "--type",
+            "floating",
+            "--protocol",
+            "rdp",
+            "--max-sessions",
+            "5",
+            env=env,
+        ).returncode
+        == 0
+    )
+    write_token(tmp_path / "token", env)
+    agent = start_agent(
+        a,
+        tmp_path / "token",
+        tmp_path / "agent",
+        "vhost01",
+        "--simulated-desktops",
+        "2",
+        "--pool",
+        "Finanzen",
+    )
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            # Log in on A ...
+            logged = await client.post(
+                f"{a}/api/v1/auth/login",
+                json={
+                    "username": "maria",
+                    "password": PASSWORD,
+                    "code": oathtool_code(secret, dt.datetime.now(dt.UTC)),
+                },
+            )
+            assert logged.status_code == 200, logged.text
+            cookie = logged.headers["set-cookie"].split(";")[0]
+            headers = {"cookie": cookie, "X-CSRF-Token": logged.json()["csrf_token"]}
+            # ... the session is known on B, and B assigns the desktop ...
+            assert (await client.get(f"{b}/api/v1/me", headers=headers)).status_code == 200
+            deadline = time.monotonic() + 20
+            while True:
+                got = await client.post(
+                    f"{b}/api/v1/sessions", json={"pool": "Finanzen"}, headers=headers
+                )
+                if got.status_code == 201 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.3)
+            assert got.status_code == 201, got.text
+            sid = got.json()["session"]["id"]
+            # ... A sees it, and a log-out on A ends the web session on B too.
+            seen = await client.get(f"{a}/api/v1/sessions/{sid}", headers=headers)
+            assert seen.json()["session"]["state"] == "active"
+            assert (
+                await client.post(f"{a}/api/v1/auth/logout", headers=headers)
+            ).status_code == 200
+            assert (await client.get(f"{b}/api/v1/me", headers=headers)).status_code == 401
+            # Lockout counts across replicas: five failures spread over A and B.
+            for i in range(5):
+                base = (a, b)[i % 2]
+                wrong = await client.post(
+                    f"{base}/api/v1/auth/login",
+                    json={"username": "maria", "password": "wrong password!", "code": "123456"},
+                )
+                assert wrong.status_code == 401
+            locked = await client.post(
+                f"{b}/api/v1/auth/login",
+                json={
+                    "username": "maria",
+                    "password": PASSWORD,
+                    "code": oathtool_code(secret, dt.datetime.now(dt.UTC)),
+                },
+            )
+            assert locked.status_code == 423
+    finally:
+        stop(agent)
+
+
+async def test_jobs_run_once_and_move_when_the_leader_dies(
+    tmp_path: Path, pg_url: str, replicas: list[tuple[subprocess.Popen[bytes], str]]
+) -> None:
+    assert sorted(
+        until(
+            lambda: sorted(roles(replicas)) == ["leader", "standby"] and roles(replicas),
+            15,
+            "one leader, one standby",
+        )
+    ) == ["leader", "standby"]
+    env = clean_env(
+        {
+            "VDI_DATA_DIR": str(tmp_path / "data"),
+            "VDI_DATABASE_URL": pg_url,
+            **{f"VDI_{k.upper()}": v for k, v in JOBS.items()},
+        }
+    )
+    write_token(tmp_path / "token", env)
+    agent = start_agent(
+        replicas[0][1],
+        tmp_path / "token",
+        tmp_path / "agent",
+        "vhost01",
+        "--simulated-desktops",
+        "1",
+    )
+    until(
+        lambda: json.loads(vdi_broker("host", "list", "--json", env=env).stdout)[0]["up"],
+        20,
+        "host up",
+    )
+    stop(agent)
+
+    async def host_down_events() -> int:
+        rt = await open_runtime(
+            load_settings(None, data_dir=tmp_path / "data", database_url=pg_url),
+            clock=SystemClock(),
+        )
+        try:
+            async with rt.db.read() as s:
+                return int(
+                    await s.scalar(
+                        select(func.count())
+                        .select_from(AuditEvent)
+                        .where(AuditEvent.event == "host_down")
+                    )
+                    or 0
+                )
+        finally:
+            await rt.close()
+
+    deadline = time.monotonic() + 20
+    while await host_down_events() == 0:
+        assert time.monotonic() < deadline, "no replica noticed the silent host"
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(3)  # both replicas had several rounds: still one event
+    assert await host_down_events() == 1
+
+    leader = next(i for i, r in enumerate(roles(replicas)) if r == "leader")
+    other = 1 - leader
+    replicas[leader][0].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    until(lambda: roles(replicas)[other] == "leader", 10, "the standby takes over")
+    took = time.monotonic() - killed
+    interval = float(JOBS["job_interval_s"])
+    assert took <= 2 * interval, f"take-over took {took:.2f} s"
+
+
+@pytest.fixture
+def private_pg() -> Iterator[Any]:
+    from tests.support.private_postgres import PrivatePostgres
+
+    pg = PrivatePostgres()
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.destroy()
+
+
+async def test_database_outage_gives_503_never_500_and_recovers(
+    tmp_path: Path, private_pg: Any
+) -> None:
+    url = private_pg.url
+    env = clean_env(
+        {
+            "VDI_DATA_DIR": str(tmp_path / "data"),
+            "VDI_DATABASE_URL": url,
+            **{f"VDI_{k.upper()}": v for k, v in JOBS.items()},
+        }
+    )
+    assert (
+        vdi_broker(
+            "pool",
+            "add",
+            "Finanzen",
+            "--type",
+            "floating",
+            "--protocol",
+            "rdp",
+            "--max-sessions",
+            "50",
+            env=env,
+        ).returncode
+        == 0
+    )
+    write_token(tmp_path / "token", env)
+    rt = await open_runtime(
+        load_settings(None, data_dir=tmp_path / "data", database_url=url), clock=SystemClock()
+    )
+    try:
+        people = [await staff(rt, f"user{i:02d}") for i in range(20)]
+    finally:
+        await rt.close()
+    a, base_a = start_broker(tmp_path / "data", url, **JOBS)
+    b, base_b = start_broker(tmp_path / "data", url, **JOBS)
+    agent = start_agent(
+        base_a,
+        tmp_path / "token",
+        tmp_path / "agent",
+        "vhost01",
+        "--simulated-desktops",
+        "25",
+        "--pool",
+        "Finanzen",
+    )
+    statuses: list[int] = []
+    assigned: dict[int, str] = {}
+    try:
+        until(
+            lambda: json.loads(vdi_broker("host", "list", "--json", env=env).stdout)[0]["up"],
+            20,
+            "host up",
+        )
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def load(stop_at: float) -> None:
+                i = 0
+                while time.monotonic() < stop_at:
+                    base = (base_a, base_b)[i % 2]
+                    who = i % len(people)
+                    i += 1
+                    calls = [
+                        client.get(f"{base}{path}", headers=people[who])
+                        for path in ("/api/v1/me", "/readyz", "/metrics", "/api/v1/desktops")
+                    ]
+                    if who not in assigned:
+                        calls.append(
+                            client.post(
+                                f"{base}/api/v1/sessions",
+                                json={"pool": "Finanzen"},
+                                headers=people[who],
+                            )
+                        )
+                    for call in calls:
+                        try:
+                            r = await call
+                        except httpx.HTTPError:
+                            statuses.append(-1)
+                            continue
+                        statuses.append(r.status_code)
+                        if r.request.method == "POST" and r.status_code in (200, 201):
+                            assigned[who] = r.json()["session"]["id"]
+                    await asyncio.sleep(0.02)
+
+            loader = asyncio.create_task(load(time.monotonic() + 16))
+            await asyncio.sleep(2)
+            private_pg.stop("immediate")
+            await asyncio.sleep(5)
+            outage = list(statuses)
+            private_pg.start()
+            await loader
+        assert 500 not in statuses, f"a 500 during the outage: {statuses}"
+        assert -1 not in statuses, "a broker stopped answering"
+        assert 503 in outage, "the outage was not noticed"
+        assert set(statuses[-8:]) <= {200, 201}, statuses[-20:]  # recovered by themselves
+        assert a.poll() is None and b.poll() is None
+        # Nothing lost or duplicated: every user got one session, the one answered.
+        assert len(assigned) == len(people)
+        rt = await open_runtime(
+            load_settings(None, data_dir=tmp_path / "data", database_url=url), clock=SystemClock()
+        )
+        try:
+            async with rt.db.read() as s:
+                rows = (await s.execute(select(Session.id, Session.user_id))).all()
+        finally:
+            await rt.close()
+        assert sorted(r.id for r in rows) == sorted(assigned.values())
+        # The agent reported through it all and is current again.
+        until(
+            lambda: json.loads(vdi_broker("host", "list", "--json", env=env).stdout)[0]["up"],
+            20,
+            "host up after the outage",
+        )
+    finally:
+        stop(agent)
+        stop(a)
+        stop(b)
