@@ -30,14 +30,19 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str,
+    timeout: float = 30.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    verify: bool = True,
+) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} answered")
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            if httpx.get(url, timeout=1.0, verify=verify).status_code < 500:
                 return
         except httpx.HTTPError as exc:
             last = exc
@@ -88,8 +93,13 @@ def start_broker(
         }
     )
     proc = subprocess.Popen([str(VENV_BIN / "vdi-broker"), "serve"], env=env)
+    tls = "tls_cert_file" in settings
     base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/healthz", proc=proc)
+    # With TLS the base URL stays http://... for callers to rewrite; readiness
+    # is checked over https without verification (the test verifies itself).
+    wait_http(
+        f"{base.replace('http://', 'https://') if tls else base}/healthz", proc=proc, verify=not tls
+    )
     return proc, base
 
 
