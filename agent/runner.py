@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from agent import __version__
+from agent import __version__, systemd
 from agent.actions import execute
 from agent.backoff import DEFAULT_CAP_S, backoff_delay
 from agent.collectors.base import Collector, Fields, Outcome, isolated, merge, run_isolated
@@ -314,8 +314,10 @@ async def serve(config: AgentConfig) -> None:
             "vdi-agent %s for host %s: %s hypervisor, reporting to %s, state in %s",
             __version__, config.host_name, hypervisor.kind, reporter.url, config.state_dir,
         )  # fmt: skip
+        systemd.notify("READY=1")
         await agent.run(stop)
     finally:
+        systemd.notify("STOPPING=1")
         if stop_metrics is not None:
             stop_metrics()
         await hypervisor.close()

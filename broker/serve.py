@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from agent import systemd
 from broker.app import create_app
 from broker.config import Settings
 
@@ -39,8 +40,22 @@ def uvicorn_config(settings: Settings, sock: socket.socket | None = None) -> uvi
     )
 
 
+class NotifyingServer(uvicorn.Server):
+    """uvicorn, telling systemd (Type=notify) once the app has started: the
+    lifespan (migrations, gateway, jobs) is done and the port is listening."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            systemd.notify("READY=1")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        systemd.notify("STOPPING=1")
+        await super().shutdown(sockets)
+
+
 async def serve(settings: Settings) -> None:
-    server = uvicorn.Server(uvicorn_config(settings))
+    server = NotifyingServer(uvicorn_config(settings))
     await server.serve()
 
 
