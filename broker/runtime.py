@@ -11,6 +11,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from broker.auth.ldap import Directory
 from broker.auth.passwords import PasswordHasher
 from broker.auth.ratelimit import SlidingWindowLimiter
 from broker.cache import TtlCache
@@ -39,6 +40,8 @@ class Runtime:
     hasher: PasswordHasher
     login_limiter: SlidingWindowLimiter
     telemetry: Telemetry = field(default_factory=Telemetry)
+    # LDAP / Active Directory, when configured (settings.ldap.url).
+    directory: Directory | None = None
     # SHA256 fingerprint of the SSH gateway's host key, shown to users to check.
     gateway_fingerprint: str | None = None
     report_tokens: TokenCache = field(default_factory=TokenCache)
@@ -82,6 +85,13 @@ async def open_runtime(
         settings.login_rate_window_s,
         now=lambda: clock.now().timestamp(),
     )
+    directory = Directory(settings.ldap) if settings.ldap.url else None
     return Runtime(
-        settings=settings, db=db, clock=clock, box=box, hasher=hasher, login_limiter=limiter
+        settings=settings,
+        db=db,
+        clock=clock,
+        box=box,
+        hasher=hasher,
+        login_limiter=limiter,
+        directory=directory,
     )

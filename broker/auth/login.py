@@ -15,12 +15,14 @@ from sqlalchemy import bindparam, or_, select, update
 
 from broker.audit import log as audit
 from broker.auth import enrolment, lockout, recovery, totp, websessions
+from broker.auth.ldap import map_groups
 from broker.domain import LoginResult
 from broker.errors import Forbidden, Locked, RateLimited, Unauthorized
 from broker.names import normalise_user_name
 from broker.runtime import Runtime
 from broker.store.db import Executor
 from broker.store.tables import User, table
+from broker.users import service as users
 
 INVALID = "invalid_credentials"
 INVALID_MESSAGE = "User name, password or code is wrong."
@@ -58,24 +60,33 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
         await _audit_only(rt, now, LoginResult.RATE_LIMITED, typed, client)
         raise RateLimited("Too many login attempts; try again later.", headers=retry_after(wait))
 
-    user = await _find_user(rt, normalise_user_name(typed))
+    name = normalise_user_name(typed)
+    user = await _find_user(rt, name)
+    from_directory = rt.directory is not None and (user is None or user.auth_source == "ldap")
 
-    if user is None or user.password_hash is None:
+    if not from_directory and (user is None or user.password_hash is None):
         await rt.hasher.verify_dummy(creds.password)
         await _audit_only(
             rt, now, LoginResult.INVALID_CREDENTIALS, typed, client, {"reason": "unknown_user"}
         )
         raise Unauthorized(INVALID_MESSAGE, code=INVALID)
 
-    if user.disabled or (user.locked_until is not None and user.locked_until > now):
+    if user is not None and (
+        user.disabled or (user.locked_until is not None and user.locked_until > now)
+    ):
         await _audit_only(rt, now, LoginResult.LOCKED, typed, client)
         headers = {} if user.disabled else retry_after((user.locked_until - now).total_seconds())  # type: ignore[operator]
         raise Locked("This account is locked.", code="locked", headers=headers)
 
-    matches, needs_rehash = await rt.hasher.verify(user.password_hash, creds.password)
-    if not matches:
-        await _fail(rt, user, now, typed, client, "wrong_password")
-        raise Unauthorized(INVALID_MESSAGE, code=INVALID)
+    needs_rehash = False
+    if from_directory:
+        user = await _directory_login(rt, name, creds.password, user, now, typed, client)
+    else:
+        assert user is not None and user.password_hash is not None
+        matches, needs_rehash = await rt.hasher.verify(user.password_hash, creds.password)
+        if not matches:
+            await _fail(rt, user, now, typed, client, "wrong_password")
+            raise Unauthorized(INVALID_MESSAGE, code=INVALID)
 
     if user.totp_secret is None:
         async with rt.db.write() as s:
@@ -151,6 +162,39 @@ _SPEND_STEP = (
     .values(totp_last_step=bindparam("step"), **_SUCCESS_VALUES)
 )
 _RECORD_SUCCESS = update(_users).where(_users.c.id == bindparam("uid")).values(**_SUCCESS_VALUES)
+
+
+async def _directory_login(
+    rt: Runtime,
+    name: str,
+    password: str,
+    known: User | None,
+    now: dt.datetime,
+    typed: str,
+    client: Client,
+) -> User:
+    """Search-then-bind in the directory, then bring the local row up to date."""
+    assert rt.directory is not None
+    found = await rt.directory.authenticate(name, password)
+    mapped = map_groups(found, rt.directory.cfg) if found is not None else None
+    if found is None or mapped is None:
+        reason = "wrong_password" if found is None else "not_in_allowed_groups"
+        if known is not None:
+            await _fail(rt, known, now, typed, client, reason)
+        else:
+            await _audit_only(
+                rt,
+                now,
+                LoginResult.INVALID_CREDENTIALS,
+                typed,
+                client,
+                {"reason": "directory_" + reason},
+            )
+        raise Unauthorized(INVALID_MESSAGE, code=INVALID)
+    await users.sync_directory_user(rt, name, mapped)
+    synced = await _find_user(rt, name)
+    assert synced is not None
+    return synced
 
 
 async def _find_user(rt: Runtime, name: str) -> User | None:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from broker.audit import log as audit
 from broker.auth import websessions
+from broker.auth.ldap import Mapped
 from broker.auth.passwords import check_new_password
 from broker.domain import Role, WorkMode
 from broker.errors import Conflict, NotFound
@@ -148,3 +149,52 @@ def as_dict(user: User, now: Any = None) -> dict[str, Any]:
         "failed_logins": user.failed_logins,
         "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
     }
+
+
+async def sync_directory_user(rt: Runtime, name: str, mapped: Mapped) -> None:
+    """Create or update the local row of a directory user from their groups."""
+    now = rt.clock.now()
+    values = {
+        "department": check_label(mapped.department, "department"),
+        "role": mapped.role.value,
+        "work_mode": mapped.work_mode.value,
+        "priority_class": check_label(mapped.priority_class, "priority class")
+        if mapped.priority_class
+        else None,
+        "team": check_label(mapped.team, "team") if mapped.team else None,
+    }
+    async with rt.db.write() as s:
+        user = await s.scalar(select(User).where(User.name == name))
+        if user is None:
+            s.add(
+                User(
+                    name=name,
+                    auth_source="ldap",
+                    password_hash=None,
+                    failed_logins=0,
+                    disabled=False,
+                    created_at=now,
+                    **values,
+                )
+            )
+            await audit.record(
+                s,
+                now,
+                "user_added",
+                username=name,
+                actor="ldap",
+                detail={"source": "directory", **values},
+            )
+            return
+        changed = {k: v for k, v in values.items() if getattr(user, k) != v}
+        if changed:
+            for key, value in changed.items():
+                setattr(user, key, value)
+            await audit.record(
+                s,
+                now,
+                "user_synced",
+                username=name,
+                actor="ldap",
+                detail={"changed": sorted(changed)},
+            )
