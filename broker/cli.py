@@ -30,8 +30,10 @@ from broker.policy import store as policies
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
 from broker.security.crypto import KeyFileError
+from broker.security.rotation import rotate_key
 from broker.sessions import service as sessions
 from broker.store import migrate
+from broker.store.backup import backup_sqlite
 from broker.store.tables import Session
 from broker.users import service as users
 
@@ -452,6 +454,31 @@ async def audit_show(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+async def db_backup(rt: Runtime, args: argparse.Namespace) -> int:
+    target = await backup_sqlite(rt.db, args.file)
+    print(f"Backup written to {target} (mode 0600).")
+    return 0
+
+
+async def keys_rotate(rt: Runtime, args: argparse.Namespace) -> int:
+    key_id, moved = await rotate_key(rt, actor())
+    print(f"New current key {key_id}; {moved} TOTP secret(s) re-encrypted.")
+    print(f"Copy {rt.settings.key_file} to every broker replica, then restart them.")
+    return 0
+
+
+async def host_rotate_token(rt: Runtime, args: argparse.Namespace) -> int:
+    token = await hosts.rotate_token(rt, args.name, actor())
+    if args.json:
+        print(json.dumps({"name": args.name, "token": token}))
+    else:
+        print(
+            f"New agent token for {args.name} (the old one no longer works; put this in the "
+            f"agent's token file, mode 0600):\n{token}"
+        )
+    return 0
+
+
 async def db_upgrade(rt: Runtime, args: argparse.Namespace) -> int:
     # open_runtime has already migrated; report where we stand.
     print(f"Database is at revision {await migrate.current_revision(rt.db)}.")
@@ -484,6 +511,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="db_command", required=True
     )
     db.add_parser("upgrade", help="apply migrations").set_defaults(handler=db_upgrade)
+    backup = db.add_parser("backup", help="online backup of the SQLite database")
+    backup.add_argument("file", type=Path)
+    backup.set_defaults(handler=db_backup)
+
+    keys = sub.add_parser("keys", help="the broker key file").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys.add_parser("rotate", help="new current key; re-encrypt TOTP secrets").set_defaults(
+        handler=keys_rotate
+    )
 
     user = sub.add_parser("user", help="staff accounts").add_subparsers(
         dest="user_command", required=True
@@ -625,6 +662,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = host.add_parser(name)
         p.add_argument("name")
         p.set_defaults(handler=handler)
+    rotate = host.add_parser("rotate-token", help="replace a host's agent token")
+    rotate.add_argument("name")
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(handler=host_rotate_token)
     hlist = host.add_parser("list")
     hlist.add_argument("--json", action="store_true")
     hlist.set_defaults(handler=host_list)

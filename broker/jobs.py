@@ -20,6 +20,10 @@ from broker.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
+# Retention is about days; looking once an hour is plenty.
+AUDIT_PURGE_INTERVAL_S = 3600.0
+
+
 class Leader(Protocol):
     async def is_leader(self) -> bool:
         """True while this process should run the jobs."""
@@ -80,8 +84,16 @@ class JobRunner:
 
 
 def default_jobs(rt: Runtime) -> list[Job]:
+    from broker.audit.retention import purge
     from broker.hosts.monitor import check_hosts
     from broker.sessions.lifecycle import run_lifecycle
 
+    async def purge_job(rt: Runtime) -> None:
+        await purge(rt)
+
     interval = rt.settings.job_interval_s
-    return [Job("host health", check_hosts, interval), Job("lifecycle", run_lifecycle, interval)]
+    return [
+        Job("host health", check_hosts, interval),
+        Job("lifecycle", run_lifecycle, interval),
+        Job("audit retention", purge_job, AUDIT_PURGE_INTERVAL_S),
+    ]

@@ -39,6 +39,19 @@ async def add(rt: Runtime, name: str, actor: str) -> str:
     return token
 
 
+async def rotate_token(rt: Runtime, name: str, actor: str) -> str:
+    """A new agent token for a host; the old one stops working at once."""
+    token = new_token()
+    now = rt.clock.now()
+    async with rt.db.write() as s:
+        host = await s.scalar(select(Host).where(Host.name == name))
+        if host is None:
+            raise NotFound(f"There is no host {name!r}.")
+        host.token_hash = token_hash(token)
+        await audit.record(s, now, "host_token_rotated", actor=actor, detail={"host": name})
+    return token
+
+
 async def set_state(rt: Runtime, name: str, state: HostState, actor: str) -> Host:
     now = rt.clock.now()
     async with rt.db.write() as s:
