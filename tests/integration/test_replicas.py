@@ -380,3 +380,87 @@ async def test_database_outage_gives_503_never_500_and_recovers(
         stop(agent)
         stop(a)
         stop(b)
+
+
+async def test_200_concurrent_requests_on_two_replicas_give_exactly_50_sessions(
+    tmp_path: Path, pg_url: str, replicas: list[tuple[subprocess.Popen[bytes], str]]
+) -> None:
+    (_, a), (_, b) = replicas
+    env = clean_env(
+        {
+            "VDI_DATA_DIR": str(tmp_path / "data"),
+            "VDI_DATABASE_URL": pg_url,
+            **{f"VDI_{k.upper()}": v for k, v in JOBS.items()},
+        }
+    )
+    assert (
+        vdi_broker(
+            "pool",
+            "add",
+            "Finanzen",
+            "--type",
+            "floating",
+            "--protocol",
+            "rdp",
+            "--max-sessions",
+            "500",
+            env=env,
+        ).returncode
+        == 0
+    )
+    write_token(tmp_path / "token", env)
+    agent = start_agent(
+        a,
+        tmp_path / "token",
+        tmp_path / "agent",
+        "vhost01",
+        "--simulated-desktops",
+        "50",
+        "--pool",
+        "Finanzen",
+    )
+    try:
+        until(
+            lambda: (
+                json.loads(vdi_broker("host", "list", "--json", env=env).stdout)[0]["desktops"]
+                == 50
+            ),
+            30,
+            "50 desktops registered",
+        )
+        rt = await open_runtime(
+            load_settings(None, data_dir=tmp_path / "data", database_url=pg_url),
+            clock=SystemClock(),
+        )
+        try:
+            people = [await staff(rt, f"user{i:03d}") for i in range(200)]
+        finally:
+            await rt.close()
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        f"{(a, b)[i % 2]}/api/v1/sessions", json={"pool": "Finanzen"}, headers=who
+                    )
+                    for i, who in enumerate(people)
+                )
+            )
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses.count(201) == 50, statuses
+        assert statuses.count(503) == 150
+        assert {r.json()["error"] for r in responses if r.status_code == 503} == {"capacity_full"}
+        rt = await open_runtime(
+            load_settings(None, data_dir=tmp_path / "data", database_url=pg_url),
+            clock=SystemClock(),
+        )
+        try:
+            async with rt.db.read() as s:
+                rows = (await s.execute(select(Session.desktop_id, Session.user_id))).all()
+        finally:
+            await rt.close()
+        assert len(rows) == 50
+        assert len({r.desktop_id for r in rows}) == 50
+        assert len({r.user_id for r in rows}) == 50
+    finally:
+        stop(agent)
