@@ -73,14 +73,20 @@ def running_alertmanager(config: Path, workdir: Path) -> Iterator[Tool]:
 
 
 @contextmanager
-def running_prometheus(config: Path, workdir: Path, port: int | None = None) -> Iterator[Tool]:
-    """Prometheus with `config` (rule files relative to it), TSDB under `workdir`."""
-    port = port or free_port()
+def running_prometheus(config: Path, workdir: Path) -> Iterator[Tool]:
+    """Prometheus with `config` (rule files relative to it), TSDB under `workdir`.
+
+    Firing alerts are resent every second instead of every minute: an alert that
+    fires before Prometheus has found its Alertmanager is otherwise dropped
+    until the next resend, far beyond a test's deadline.
+    """
+    port = free_port()
     argv = [
         PROMETHEUS,
         f"--config.file={config}",
         f"--storage.tsdb.path={workdir / 'prometheus-data'}",
         f"--web.listen-address=127.0.0.1:{port}",
+        "--rules.alert.resend-delay=1s",
     ]
     with _running("prometheus", argv, port, workdir) as tool:
         yield tool
@@ -99,9 +105,9 @@ class PrometheusAPI:
             raise AssertionError(f"{path} {params}: {response.status_code} {body}")
         return cast(list[Json], body["data"]["result"])
 
-    def query(self, expr: str, at: float | None = None) -> list[Json]:
-        """Instant vector: [{"metric": {...}, "value": [t, "v"]}, ...]."""
-        return self._get("/api/v1/query", query=expr, **({"time": at} if at else {}))
+    def query(self, expr: str) -> list[Json]:
+        """Instant vector now: [{"metric": {...}, "value": [t, "v"]}, ...]."""
+        return self._get("/api/v1/query", query=expr)
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[Json]:
         """Range matrix: [{"metric": {...}, "values": [[t, "v"], ...]}, ...]."""

@@ -7,8 +7,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -43,6 +44,20 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | N
             last = exc
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout} s: {last}")
+
+
+def until(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    """Poll `check` until it returns something truthy, and return that.
+
+    Real processes on a loaded machine take their time; a deadline instead of a
+    fixed sleep waits no longer than needed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 def vdi_broker(
