@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,11 +40,17 @@ class Tool:
 
 
 @contextmanager
-def _running(name: str, argv: list[str], port: int, workdir: Path) -> Iterator[Tool]:
-    """Start `argv`, wait for /-/ready, and stop it on leaving, even on failure."""
+def _running(name: str, binary: str, workdir: Path, *flags: str) -> Iterator[Tool]:
+    """Start `binary` on a free loopback port, wait for /-/ready, and stop it on
+    leaving, even on failure; its output goes to `workdir`/`name`.log."""
+    port = free_port()
     log = workdir / f"{name}.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [binary, f"--web.listen-address=127.0.0.1:{port}", *flags],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -57,39 +63,33 @@ def _running(name: str, argv: list[str], port: int, workdir: Path) -> Iterator[T
         stop(process)
 
 
-@contextmanager
-def running_alertmanager(config: Path, workdir: Path) -> Iterator[Tool]:
+def running_alertmanager(config: Path, workdir: Path) -> AbstractContextManager[Tool]:
     """Alertmanager with `config`, storage under `workdir`, clustering off."""
-    port = free_port()
-    argv = [
+    return _running(
+        "alertmanager",
         ALERTMANAGER,
+        workdir,
         f"--config.file={config}",
         f"--storage.path={workdir / 'alertmanager-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",
-    ]
-    with _running("alertmanager", argv, port, workdir) as tool:
-        yield tool
+    )
 
 
-@contextmanager
-def running_prometheus(config: Path, workdir: Path) -> Iterator[Tool]:
+def running_prometheus(config: Path, workdir: Path) -> AbstractContextManager[Tool]:
     """Prometheus with `config` (rule files relative to it), TSDB under `workdir`.
 
     Firing alerts are resent every second instead of every minute: an alert that
     fires before Prometheus has found its Alertmanager is otherwise dropped
     until the next resend, far beyond a test's deadline.
     """
-    port = free_port()
-    argv = [
+    return _running(
+        "prometheus",
         PROMETHEUS,
+        workdir,
         f"--config.file={config}",
         f"--storage.tsdb.path={workdir / 'prometheus-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
         "--rules.alert.resend-delay=1s",
-    ]
-    with _running("prometheus", argv, port, workdir) as tool:
-        yield tool
+    )
 
 
 class PrometheusAPI:

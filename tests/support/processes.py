@@ -104,7 +104,11 @@ def start_broker(
     )
     proc = subprocess.Popen([str(VENV_BIN / "vdi-broker"), "serve"], env=env)
     base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/healthz", proc=proc)
+    try:
+        wait_http(f"{base}/healthz", proc=proc)
+    except BaseException:
+        stop(proc)  # the caller never got it, so cannot stop it
+        raise
     return proc, base
 
 
