@@ -11,7 +11,8 @@ on loopback and drives a small town administration through them:
   counters meet the real case;
 - two simulated hosts: vhost01 serves the office pool Finanzen (department
   entitlement, a remote-work cap of 1) and has one desktop that never answers
-  its console probe; vhost02 serves the field pool Bauhof;
+  its console probe; vhost02 serves the field pool Bauhof; the pool Archiv
+  has no desktops yet;
 - staff who log in with password and TOTP (codes from oathtool), get
   desktops, are refused by the department cap, replay a code, mistype a
   password and hit a locked account, so that every counter moves; then an
@@ -117,11 +118,15 @@ STAFF = {
 # values it must show once the scenario ran: what the staff above did, counted
 # once although two replicas export it.
 EXPECTED_VALUES: list[tuple[tuple[str, str, str], str, dict[str, float]]] = [
-    (("vdi-capacity", "Sessions vs usable capacity", "A"), "pool", {"Finanzen": 1, "Bauhof": 1}),
+    (
+        ("vdi-capacity", "Sessions vs usable capacity", "A"),
+        "pool",
+        {"Finanzen": 1, "Bauhof": 1, "Archiv": 0},
+    ),
     (
         ("vdi-capacity", "Licences in use vs licence limit", "B"),
         "pool",
-        {"Finanzen": 10, "Bauhof": 5},
+        {"Finanzen": 10, "Bauhof": 5, "Archiv": 5},
     ),
     (("vdi-capacity", "Department remote work vs limit", "A"), "department", {"Finanzen": 1}),
     (("vdi-capacity", "Department remote work vs limit", "B"), "department", {"Finanzen": 1}),
@@ -131,7 +136,7 @@ EXPECTED_VALUES: list[tuple[tuple[str, str, str], str, dict[str, float]]] = [
     (("vdi-hosts", "Host state", "A"), "host", {"vhost01": 0, "vhost02": 1}),
 ]
 # Each dashboard variable's values: every pool and every host.
-VARIABLE_VALUES = {"pool": {"Finanzen", "Bauhof"}, "host": set(AGENTS)}
+VARIABLE_VALUES = {"pool": {"Finanzen", "Bauhof", "Archiv"}, "host": set(AGENTS)}
 HOSTS_DRAINING = ("vdi-capacity", "Hosts: up, draining, in maintenance, down", "B")
 HOSTS_DOWN = ("vdi-capacity", "Hosts: up, draining, in maintenance, down", "D")
 
@@ -144,6 +149,7 @@ async def prepare(data: Path) -> tuple[dict[str, str], dict[str, str]]:
     try:
         await add_pool(rt, "Finanzen", max_sessions=10, departments=["Finanzen"])
         await add_pool(rt, "Bauhof", max_sessions=5, departments=["Tiefbau"], field=True)
+        await add_pool(rt, "Archiv", max_sessions=5, departments=["Archiv"])  # no desktops yet
         await policies.set_department_cap(rt, "Finanzen", max_sessions=1, share=None, actor="test")
         tokens = {host: await hosts.add(rt, host, "test") for host in AGENTS}
         secrets: dict[str, str] = {}
@@ -442,3 +448,7 @@ def test_every_panel_shows_data_and_a_silent_host_pages_ops(stack: Stack) -> Non
     assert alert["labels"]["severity"] == "critical"
     assert alert["annotations"]["runbook_url"].endswith("#vdihostnotreporting")
     assert {a["labels"]["host"] for _, _, a in host_not_reporting(stack)} == {"vhost01"}
+
+    # A pool created without desktops is not "full": no capacity alert, not even
+    # pending, at any evaluation of the whole run.
+    assert not api.query('count_over_time(ALERTS{pool="Archiv"}[10m])')
