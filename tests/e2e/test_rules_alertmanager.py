@@ -8,7 +8,6 @@ starts it (no clustering, its own port and storage) and posts alerts to it.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ import httpx
 import pytest
 
 from tests.support.artifacts import ALERTMANAGER_CONFIG
+from tests.support.monitoring import running_alertmanager
 
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
 
 def amtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,46 +55,11 @@ def test_routes_by_severity(labels: list[str], receiver: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[str]:
     """A running Alertmanager with the example config; yields its base URL."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "alertmanager.log").open("w")
-    process = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={ALERTMANAGER_CONFIG}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (tmp_path / "alertmanager.log").read_text()
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "Alertmanager did not become ready"
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    with running_alertmanager(ALERTMANAGER_CONFIG, tmp_path) as tool:
+        yield tool.url
 
 
 def alert(name: str, severity: str, **labels: str) -> dict[str, object]:

@@ -19,10 +19,12 @@ from tests.support.artifacts import (
     PROMETHEUS_CONFIG,
     RULES,
     RULES_TEST,
+    alert_rules,
     expand_variables,
     load_dashboard,
     load_yaml,
     panel_queries,
+    rules_with_short_for,
     variable_metric,
 )
 
@@ -75,11 +77,8 @@ def test_example_prometheus_config_is_valid_with_the_rules_next_to_it(tmp_path: 
 
 def test_rules_with_shortened_for_stay_valid(tmp_path: Path) -> None:
     """The end-to-end test's transformation: every `for` set to a few seconds."""
-    rules = load_yaml(RULES)
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = "5s"
+    rules = rules_with_short_for("2s")
+    assert {rule.get("for", "2s") for rule in alert_rules(rules)} == {"2s"}
     short = tmp_path / "rules.yml"
     short.write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
     assert_ok(promtool("check", "rules", short))

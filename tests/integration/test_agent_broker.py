@@ -9,7 +9,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +22,16 @@ from broker.config import load_settings
 from broker.runtime import open_runtime
 from broker.store.tables import Desktop, HostAction
 from tests.support.fleet import staff
-from tests.support.processes import clean_env, start_agent, start_broker, stop, vdi_broker
+from tests.support.processes import (
+    clean_env,
+    start_agent,
+    start_broker,
+    stop,
+    until,
+    vdi_broker,
+)
 
 FAST = {"report_interval": "1", "job_interval_s": "0.5", "host_down_after_missed": "3"}
-
-
-def until(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 class Fleet:

@@ -88,6 +88,16 @@ def alert_rules(rules: Json | None = None) -> list[Json]:
     return [rule for group in document["groups"] for rule in group["rules"] if "alert" in rule]
 
 
+def rules_with_short_for(duration: str) -> Json:
+    """rules.yml with every alert's `for` set to `duration`, for tests that run
+    Prometheus for seconds rather than the minutes the real thresholds need."""
+    rules = load_yaml(RULES)
+    for rule in alert_rules(rules):
+        if "for" in rule:
+            rule["for"] = duration
+    return rules
+
+
 def load_dashboard(name: str) -> Json:
     return cast(Json, json.loads((GRAFANA_DIR / name).read_text(encoding="utf-8")))
 

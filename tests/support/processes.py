@@ -7,8 +7,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -48,6 +49,20 @@ def wait_http(
             last = exc
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout} s: {last}")
+
+
+def until(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    """Poll `check` until it returns something truthy, and return that.
+
+    Real processes on a loaded machine take their time; a deadline instead of a
+    fixed sleep waits no longer than needed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what or check}")
 
 
 def vdi_broker(
@@ -97,9 +112,12 @@ def start_broker(
     base = f"http://127.0.0.1:{port}"
     # With TLS the base URL stays http://... for callers to rewrite; readiness
     # is checked over https without verification (the test verifies itself).
-    wait_http(
-        f"{base.replace('http://', 'https://') if tls else base}/healthz", proc=proc, verify=not tls
-    )
+    ready_url = f"{base.replace('http://', 'https://') if tls else base}/healthz"
+    try:
+        wait_http(ready_url, proc=proc, verify=not tls)
+    except BaseException:
+        stop(proc)  # the caller never got it, so cannot stop it
+        raise
     return proc, base
 
 
