@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from broker.web import auth_pages, static
+from broker.web import auth_pages, staff_pages, static
 from broker.web.access import install_handlers
 
 
 def install(app: FastAPI) -> None:
-    for module in (auth_pages, static):
+    for module in (auth_pages, staff_pages, static):
         app.include_router(module.router)
     install_handlers(app)
