@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from broker.web import auth_pages, staff_pages, static
+from broker.web import admin_audit, admin_pages, admin_policies, auth_pages, staff_pages, static
 from broker.web.access import install_handlers
 
 
 def install(app: FastAPI) -> None:
-    for module in (auth_pages, staff_pages, static):
+    for module in (auth_pages, staff_pages, admin_pages, admin_policies, admin_audit, static):
         app.include_router(module.router)
     install_handlers(app)
