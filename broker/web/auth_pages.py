@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from markupsafe import Markup
+from starlette.datastructures import FormData
 
 from broker.auth import enrolment, totp
 from broker.auth import login as login_flow
@@ -21,7 +22,7 @@ from broker.auth.router import begin_session, end_session
 from broker.deps import ClientDep, RuntimeDep, resolve_identity
 from broker.errors import Forbidden, Unauthorized, VdiError
 from broker.runtime import Runtime
-from broker.web import csrf
+from broker.web import cookies, csrf
 from broker.web.access import StaffForm
 from broker.web.forms import text
 from broker.web.i18n import error_text
@@ -33,28 +34,7 @@ MAX_USERNAME = 128
 MAX_PASSWORD = 1024
 
 
-def enrol_cookie_name(secure: bool) -> str:
-    return "__Host-vdi_enrol" if secure else "vdi_enrol"
-
-
-def _set_enrol_cookie(response: Response, rt: Runtime, token: str, max_age: int) -> None:
-    secure = rt.settings.cookie_secure
-    response.set_cookie(
-        enrol_cookie_name(secure),
-        token,
-        max_age=max_age,
-        path="/",
-        secure=secure,
-        httponly=True,
-        samesite="strict",
-    )
-
-
-def _clear_enrol_cookie(response: Response, rt: Runtime) -> None:
-    secure = rt.settings.cookie_secure
-    response.delete_cookie(
-        enrol_cookie_name(secure), path="/", secure=secure, httponly=True, samesite="strict"
-    )
+ENROL_COOKIE = "vdi_enrol"
 
 
 @router.get("/")
@@ -117,9 +97,8 @@ async def login_submit(request: Request, rt: RuntimeDep, client: ClientDep) -> R
         if exc.code != "totp_enrollment_required":
             raise
         response = redirect("/enrol")
-        _set_enrol_cookie(
-            response, rt, str(exc.extra["enrolment_token"]), int(exc.extra["expires_in"])
-        )
+        token, ttl = str(exc.extra["enrolment_token"]), int(exc.extra["expires_in"])
+        cookies.put(response, rt, ENROL_COOKIE, token, ttl)
         return response
     except VdiError as exc:
         text_ = error_text(exc, language_of(request, rt))
@@ -158,28 +137,38 @@ async def _enrol_page(
 def _restart(request: Request, rt: Runtime) -> Response:
     """The enrolment is gone (expired, used, too many wrong codes): log in again."""
     response = redirect_with("/login", rt, say(request, rt, "error", "enrol.expired"))
-    _clear_enrol_cookie(response, rt)
+    cookies.clear(response, rt, ENROL_COOKIE)
     return response
 
 
 @router.get("/enrol")
 async def enrol_page(request: Request, rt: RuntimeDep) -> Response:
-    token = request.cookies.get(enrol_cookie_name(rt.settings.cookie_secure))
+    token = cookies.read(request, rt, ENROL_COOKIE)
     if not token:
         return redirect("/login")
     return await _enrol_page(request, rt, token)
+
+
+async def _enrol_form(request: Request, rt: Runtime) -> tuple[str, FormData] | Response:
+    """The enrolment token and a form with the right CSRF field, or the answer
+    when either is missing."""
+    token = cookies.read(request, rt, ENROL_COOKIE)
+    if not token:
+        return redirect("/login")
+    form = await request.form()
+    if not csrf.prelogin_matches(request, rt, text(form, csrf.FIELD)):
+        return await _enrol_page(request, rt, token, 403, say(request, rt, "error", "csrf.text"))
+    return token, form
 
 
 @router.post("/enrol")
 async def enrol_confirm(request: Request, rt: RuntimeDep, client: ClientDep) -> Response:
     """Confirm with a code; the recovery codes are shown in this answer, once,
     and stored nowhere, so there is no redirect to a page that could show them."""
-    token = request.cookies.get(enrol_cookie_name(rt.settings.cookie_secure))
-    if not token:
-        return redirect("/login")
-    form = await request.form()
-    if not csrf.prelogin_matches(request, rt, text(form, csrf.FIELD)):
-        return await _enrol_page(request, rt, token, 403, say(request, rt, "error", "csrf.text"))
+    checked = await _enrol_form(request, rt)
+    if isinstance(checked, Response):
+        return checked
+    token, form = checked
     try:
         codes = await enrolment.confirm(rt, token, text(form, "code"), client.ip)
     except enrolment.EnrolmentInvalid:
@@ -190,21 +179,18 @@ async def enrol_confirm(request: Request, rt: RuntimeDep, client: ClientDep) -> 
         page.headers.update(exc.headers)
         return page
     page = render(request, rt, "recovery_codes.html", codes=codes)
-    _clear_enrol_cookie(page, rt)
+    cookies.clear(page, rt, ENROL_COOKIE)
     return page
 
 
 @router.post("/enrol/renew")
 async def enrol_renew(request: Request, rt: RuntimeDep) -> Response:
     """A new secret, for when scanning the first one failed."""
-    token = request.cookies.get(enrol_cookie_name(rt.settings.cookie_secure))
-    if not token:
-        return redirect("/login")
-    form = await request.form()
-    if not csrf.prelogin_matches(request, rt, text(form, csrf.FIELD)):
-        return await _enrol_page(request, rt, token, 403, say(request, rt, "error", "csrf.text"))
+    checked = await _enrol_form(request, rt)
+    if isinstance(checked, Response):
+        return checked
     try:
-        await enrolment.create_secret(rt, token)
+        await enrolment.create_secret(rt, checked[0])
     except enrolment.EnrolmentInvalid:
         return _restart(request, rt)
     return redirect_with("/enrol", rt, say(request, rt, "ok", "enrol.renewed"))

@@ -18,14 +18,13 @@ from broker.auth import websessions
 from broker.deps import Identity
 from broker.runtime import Runtime
 from broker.security.tokens import new_token, same
+from broker.web import cookies
 
 FIELD = "csrf_token"
 PRELOGIN_MAX_AGE_S = 2 * 3600
 
 
-def prelogin_cookie_name(secure: bool) -> str:
-    # Browsers only accept the __Host- prefix on Secure cookies.
-    return "__Host-vdi_login_csrf" if secure else "vdi_login_csrf"
+PRELOGIN_COOKIE = "vdi_login_csrf"
 
 
 def _field_for(rt: Runtime, cookie_value: str) -> str:
@@ -35,7 +34,7 @@ def _field_for(rt: Runtime, cookie_value: str) -> str:
 def prelogin_token(request: Request, rt: Runtime) -> tuple[str, str | None]:
     """The field value for a pre-login form, and a new cookie value to set when
     the browser has none yet (else None)."""
-    current = request.cookies.get(prelogin_cookie_name(rt.settings.cookie_secure))
+    current = cookies.read(request, rt, PRELOGIN_COOKIE)
     if current:
         return _field_for(rt, current), None
     fresh = new_token()
@@ -43,21 +42,12 @@ def prelogin_token(request: Request, rt: Runtime) -> tuple[str, str | None]:
 
 
 def set_prelogin_cookie(response: Response, rt: Runtime, value: str) -> None:
-    secure = rt.settings.cookie_secure
-    response.set_cookie(
-        prelogin_cookie_name(secure),
-        value,
-        max_age=PRELOGIN_MAX_AGE_S,
-        path="/",
-        secure=secure,
-        httponly=True,
-        samesite="strict",
-    )
+    cookies.put(response, rt, PRELOGIN_COOKIE, value, PRELOGIN_MAX_AGE_S)
 
 
 def prelogin_matches(request: Request, rt: Runtime, field: str | None) -> bool:
     """Constant-time check of a pre-login form's field against the cookie."""
-    cookie = request.cookies.get(prelogin_cookie_name(rt.settings.cookie_secure))
+    cookie = cookies.read(request, rt, PRELOGIN_COOKIE)
     if not cookie or not field:
         return False
     return any(same(expected, field) for expected in rt.box.keyed_hashes(f"login-csrf:{cookie}"))

@@ -22,7 +22,7 @@ from broker.deps import Identity
 from broker.i18n import SUPPORTED, negotiate
 from broker.runtime import Runtime
 from broker.security.crypto import DecryptionError
-from broker.web import csrf
+from broker.web import cookies, csrf
 from broker.web.i18n import Translate, translator
 from broker.web.static import static_url
 
@@ -32,6 +32,7 @@ PAGE_CSP = (
 )
 LANGUAGE_COOKIE = "vdi_lang"
 LANGUAGE_MAX_AGE_S = 365 * 24 * 3600
+FLASH_COOKIE = "vdi_flash"
 FLASH_CONTEXT = "portal-flash"
 FLASH_MAX_CHARS = 1000
 
@@ -71,28 +72,15 @@ def say(request: Request, rt: Runtime, kind: str, key: str, **params: Any) -> No
     return Notice(kind, translator(language_of(request, rt))(key, **params))
 
 
-def flash_cookie_name(secure: bool) -> str:
-    return "__Host-vdi_flash" if secure else "vdi_flash"
-
-
 def set_flash(response: Response, rt: Runtime, notice: Notice) -> None:
     """Leave a notice for the next page. Encrypted, so nobody else can put words
     on our pages through a planted cookie."""
     payload = json.dumps({"kind": notice.kind, "text": notice.text[:FLASH_MAX_CHARS]})
-    secure = rt.settings.cookie_secure
-    response.set_cookie(
-        flash_cookie_name(secure),
-        rt.box.encrypt(payload, FLASH_CONTEXT),
-        max_age=300,
-        path="/",
-        secure=secure,
-        httponly=True,
-        samesite="strict",
-    )
+    cookies.put(response, rt, FLASH_COOKIE, rt.box.encrypt(payload, FLASH_CONTEXT), 300)
 
 
 def _take_flash(request: Request, rt: Runtime) -> Notice | None:
-    value = request.cookies.get(flash_cookie_name(rt.settings.cookie_secure))
+    value = cookies.read(request, rt, FLASH_COOKIE)
     if not value:
         return None
     try:
@@ -187,17 +175,17 @@ def render(
     response.headers["Content-Security-Policy"] = PAGE_CSP
     response.headers["Cache-Control"] = "no-store"
     if request.query_params.get("lang") in SUPPORTED:
+        # Not a secret and wanted on the first page a link opens: Lax, readable.
         response.set_cookie(
-            LANGUAGE_COOKIE, language, max_age=LANGUAGE_MAX_AGE_S, path="/", samesite="lax"
-        )
-    if flash is not None:
-        response.delete_cookie(
-            flash_cookie_name(rt.settings.cookie_secure),
+            LANGUAGE_COOKIE,
+            language,
+            max_age=LANGUAGE_MAX_AGE_S,
             path="/",
             secure=rt.settings.cookie_secure,
-            httponly=True,
-            samesite="strict",
+            samesite="lax",
         )
+    if flash is not None:
+        cookies.clear(response, rt, FLASH_COOKIE)
     if new_cookie is not None:
         csrf.set_prelogin_cookie(response, rt, new_cookie)
     return response
