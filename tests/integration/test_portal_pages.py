@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from agent.protocol import PowerState
 from broker.audit import log as audit
 from broker.clock import FakeClock
 from broker.domain import HostState, Role
@@ -43,17 +44,37 @@ def db_url(sqlite_url: str) -> str:
 
 
 def enter(client: httpx.AsyncClient, who: dict[str, str]) -> None:
-    """Give the client the session cookie of a `staff()` login, as a browser holds it."""
+    """Give the client the session cookie of a `staff()` login, as a browser holds
+    it (and no other)."""
+    client.cookies.clear()
     name, _, value = who["cookie"].partition("=")
     client.cookies.set(name, value, domain="testserver.local")
 
 
+async def start_desktop(client: httpx.AsyncClient) -> httpx.Response:
+    """Press "start" for pool Finanzen on My desktops."""
+    return await post_form(client, "/desktops", "/desktops/start", {"pool": "Finanzen"})
+
+
+async def log_in(
+    client: httpx.AsyncClient, name: str = "maria", password: str = PASSWORD, **fields: str
+) -> httpx.Response:
+    """Send the login form as a browser does: the page first, for its CSRF field."""
+    return await post_form(
+        client, "/login", "/login", {"username": name, "password": password} | fields
+    )
+
+
 async def fleet_with_desktops(
-    rt: Runtime, client: httpx.AsyncClient, desktops: int = 2, max_sessions: int = 40
+    rt: Runtime,
+    client: httpx.AsyncClient,
+    desktops: int = 2,
+    max_sessions: int = 40,
+    power: PowerState = PowerState.RUNNING,
 ) -> FakeAgent:
     await add_pool(rt, max_sessions=max_sessions)
     agent = await add_host(rt, client)
-    agent.add(desktops, pool="Finanzen")
+    agent.add(desktops, pool="Finanzen", power=power)
     await agent.report()
     return agent
 
@@ -96,9 +117,7 @@ async def test_pages_carry_the_page_csp_and_no_inline_code(
     assert_page_headers(login)
     assert_no_inline_code(login.text)
     enter(client, await staff(runtime, "ada", role=Role.ADMIN))
-    sid = (await post_form(client, "/desktops", "/desktops/start", {"pool": "Finanzen"})).headers[
-        "location"
-    ]
+    sid = (await start_desktop(client)).headers["location"]
     for path in ("/desktops", sid, *ADMIN_PAGES):
         page = await client.get(path)
         assert page.status_code == 200, path
@@ -137,15 +156,7 @@ async def test_login_sets_the_session_cookie_as_the_api_does(
     assert secret
     page = await client.get("/login")
     assert "__Host-vdi_login_csrf=" in page.headers["set-cookie"]
-    response = await client.post(
-        "/login",
-        data={
-            "csrf_token": csrf_of(page.text),
-            "username": "Maria ",
-            "password": PASSWORD,
-            "code": code_now(runtime, secret),
-        },
-    )
+    response = await log_in(client, "Maria ", code=code_now(runtime, secret))
     assert response.status_code == 303 and response.headers["location"] == "/desktops"
     cookie = response.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE}=")
@@ -162,30 +173,14 @@ async def test_wrong_login_answers_401_and_keeps_the_user_name(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
     await add_user(runtime)
-    page = await client.get("/login", headers={"accept-language": "en"})
-    response = await client.post(
-        "/login",
-        data={
-            "csrf_token": csrf_of(page.text),
-            "username": "maria",
-            "password": "wrong password",
-            "code": "123456",
-        },
-        headers={"accept-language": "en"},
-    )
+    client.headers["accept-language"] = "en"
+    response = await log_in(client, password="wrong password", code="123456")
     assert response.status_code == 401
     assert notice_of(response.text) == "User name, password or code is wrong."
     assert 'value="maria"' in response.text
     assert "set-cookie" not in response.headers or COOKIE not in response.headers["set-cookie"]
-    german = await client.post(
-        "/login",
-        data={
-            "csrf_token": csrf_of(page.text),
-            "username": "maria",
-            "password": "wrong",
-            "code": "12345",
-        },
-    )
+    client.headers["accept-language"] = "de"
+    german = await log_in(client, password="wrong", code="12345")
     assert german.status_code == 422
     assert notice_of(german.text) == "Der Code aus der App hat 6 Ziffern."
 
@@ -213,16 +208,7 @@ async def test_login_with_a_recovery_code(runtime: Runtime, client: httpx.AsyncC
 
     await add_user(runtime, enrol=False)
     codes = (await enrolment.admin_enrol(runtime, "maria", "test", replace=False)).recovery_codes
-    page = await client.get("/login")
-    response = await client.post(
-        "/login",
-        data={
-            "csrf_token": csrf_of(page.text),
-            "username": "maria",
-            "password": PASSWORD,
-            "recovery_code": codes[0].upper(),
-        },
-    )
+    response = await log_in(client, recovery_code=codes[0].upper())
     assert response.status_code == 303 and response.headers["location"] == "/desktops"
     assert await audit_events(runtime, "recovery_code_used") == [None]
 
@@ -264,11 +250,7 @@ async def test_first_login_enrols_via_the_pages(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     await add_user(runtime, enrol=False)
-    page = await client.get("/login")
-    started = await client.post(
-        "/login",
-        data={"csrf_token": csrf_of(page.text), "username": "maria", "password": PASSWORD},
-    )
+    started = await log_in(client)
     assert started.status_code == 303 and started.headers["location"] == "/enrol"
     assert "__Host-vdi_enrol=" in started.headers["set-cookie"]
     assert "HttpOnly" in started.headers["set-cookie"]
@@ -302,16 +284,7 @@ async def test_first_login_enrols_via_the_pages(
     assert (await client.get("/enrol")).headers["location"] == "/login"
 
     clock.advance(30)
-    page = await client.get("/login")
-    logged_in = await client.post(
-        "/login",
-        data={
-            "csrf_token": csrf_of(page.text),
-            "username": "maria",
-            "password": PASSWORD,
-            "code": code_now(runtime, secret),
-        },
-    )
+    logged_in = await log_in(client, code=code_now(runtime, secret))
     assert logged_in.headers["location"] == "/desktops"
 
 
@@ -319,11 +292,7 @@ async def test_a_new_key_on_request_and_an_expired_enrolment(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     await add_user(runtime, enrol=False)
-    page = await client.get("/login")
-    await client.post(
-        "/login",
-        data={"csrf_token": csrf_of(page.text), "username": "maria", "password": PASSWORD},
-    )
+    await log_in(client)
     first = await client.get("/enrol")
     renewed = await client.post("/enrol/renew", data={"csrf_token": csrf_of(first.text)})
     assert renewed.headers["location"] == "/enrol"
@@ -351,7 +320,7 @@ async def test_start_a_desktop_connect_download_rdp_and_log_off(
     assert "Finanzen" in desktops.text and "2 von 2 frei" in desktops.text
     assert "Sie haben keine offene Sitzung." in desktops.text
 
-    started = await post_form(client, "/desktops", "/desktops/start", {"pool": "Finanzen"})
+    started = await start_desktop(client)
     assert started.status_code == 303
     path = started.headers["location"]
     assert re.fullmatch(r"/sessions/[0-9a-f-]{36}", path)
@@ -392,16 +361,9 @@ async def test_start_a_desktop_connect_download_rdp_and_log_off(
 async def test_a_pending_desktop_shows_starting_until_it_runs(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
-    from agent.protocol import PowerState
-
-    await add_pool(runtime)
-    agent = await add_host(runtime, client)
-    agent.add(1, pool="Finanzen", power=PowerState.STOPPED)
-    await agent.report()
+    agent = await fleet_with_desktops(runtime, client, 1, power=PowerState.STOPPED)
     enter(client, await staff(runtime, "maria"))
-    path = (await post_form(client, "/desktops", "/desktops/start", {"pool": "Finanzen"})).headers[
-        "location"
-    ]
+    path = (await start_desktop(client)).headers["location"]
     starting = await client.get(path)
     assert 'id="starting"' in starting.text and f'data-poll="/api/v1{path}"' in starting.text
     assert 'id="ticket"' not in starting.text
@@ -415,10 +377,9 @@ async def test_a_refusal_is_shown_in_the_pages_language(
 ) -> None:
     await fleet_with_desktops(runtime, client, max_sessions=1)
     enter(client, await staff(runtime, "felix"))
-    await post_form(client, "/desktops", "/desktops/start", {"pool": "Finanzen"})
-    client.cookies.clear()
+    await start_desktop(client)
     enter(client, await staff(runtime, "maria"))
-    refused = await post_form(client, "/desktops", "/desktops/start", {"pool": "Finanzen"})
+    refused = await start_desktop(client)
     assert refused.headers["location"] == "/desktops"
     page = await client.get("/desktops")
     assert notice_of(page.text) == "Alle 1 Lizenzen des Pools Finanzen sind belegt."
@@ -439,10 +400,7 @@ async def test_sessions_of_others_are_not_found(
 ) -> None:
     await fleet_with_desktops(runtime, client)
     enter(client, await staff(runtime, "felix"))
-    path = (await post_form(client, "/desktops", "/desktops/start", {"pool": "Finanzen"})).headers[
-        "location"
-    ]
-    client.cookies.clear()
+    path = (await start_desktop(client)).headers["location"]
     enter(client, await staff(runtime, "maria"))
     for url in (path, f"{path}/desktop.rdp", "/sessions/nope"):
         page = await client.get(url)
@@ -517,8 +475,7 @@ async def test_admin_pools_and_sessions_pages_and_ending_a_session(
 ) -> None:
     await fleet_with_desktops(runtime, client, max_sessions=4)
     enter(client, await staff(runtime, "felix"))
-    await post_form(client, "/desktops", "/desktops/start", {"pool": "Finanzen"})
-    client.cookies.clear()
+    await start_desktop(client)
     enter(client, await staff(runtime, "ada", role=Role.ADMIN))
     pools = await client.get("/admin/pools?lang=en")
     row = re.search(ROW_HEADER.format("Finanzen") + "(.*?)</tr>", pools.text, re.S)
