@@ -277,9 +277,11 @@ async def test_first_login_enrols_via_the_pages(
         "/enrol", data={"csrf_token": token, "code": code_now(runtime, secret)}
     )
     assert done.status_code == 200
-    assert done.headers["cache-control"] == "no-store"
+    assert_page_headers(done)
+    assert_no_inline_code(done.text)
     codes = re.findall(r"<li><code>([a-z2-9]{5}-[a-z2-9]{5})</code></li>", done.text)
     assert len(set(codes)) == 10
+    assert 'class="lang"' not in done.text  # a language switch would lose the codes
     assert '__Host-vdi_enrol=""' in done.headers["set-cookie"]
     assert (await client.get("/enrol")).headers["location"] == "/login"
 
@@ -405,6 +407,7 @@ async def test_sessions_of_others_are_not_found(
     for url in (path, f"{path}/desktop.rdp", "/sessions/nope"):
         page = await client.get(url)
         assert page.status_code == 404 and "Nicht gefunden" in page.text
+        assert_no_inline_code(page.text)
     ended = await post_form(client, "/desktops", f"{path}/end")
     assert ended.status_code == 303
     assert "Sitzung gibt es nicht" in notice_of((await client.get("/desktops")).text)
@@ -425,6 +428,7 @@ async def test_staff_get_a_403_page_for_every_admin_page_and_form(
         assert page.status_code == 403, path
         assert "Kein Zugriff" in page.text
         assert_page_headers(page)
+        assert_no_inline_code(page.text)
     refused = await post_form(client, "/desktops", "/admin/hosts/drain", {"host": "vhost01"})
     assert refused.status_code == 403
     async with runtime.db.read() as s:
