@@ -30,10 +30,8 @@ from broker.web.pages import Notice, language_of, redirect, redirect_with, rende
 
 router = APIRouter(include_in_schema=False)
 
-MAX_USERNAME = 128
+MAX_USERNAME = 128  # as the API's login body
 MAX_PASSWORD = 1024
-
-
 ENROL_COOKIE = "vdi_enrol"
 
 
@@ -101,8 +99,8 @@ async def login_submit(request: Request, rt: RuntimeDep, client: ClientDep) -> R
         cookies.put(response, rt, ENROL_COOKIE, token, ttl)
         return response
     except VdiError as exc:
-        text_ = error_text(exc, language_of(request, rt))
-        return again(exc.status, Notice("error", text_), exc.headers)
+        message = error_text(exc, language_of(request, rt))
+        return again(exc.status, Notice("error", message), exc.headers)
     response = redirect("/desktops")
     await begin_session(request, response, rt, done.web)
     return response
