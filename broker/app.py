@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
-from broker import __version__, metrics
+from broker import __version__, metrics, web
 from broker.audit.router import router as audit_router
 from broker.auth.router import router as auth_router
 from broker.clock import Clock
@@ -72,6 +72,7 @@ def create_app(
     app.include_router(policy_router)
     app.include_router(pools_router)
     app.include_router(sessions_router)
+    web.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, Any]:

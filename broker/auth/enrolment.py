@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from broker.audit import log as audit
 from broker.auth import qr, recovery, totp, websessions
-from broker.errors import Conflict, InvalidInput, NotFound, VdiError
+from broker.auth.ratelimit import retry_after
+from broker.errors import Conflict, InvalidInput, NotFound, RateLimited, VdiError
 from broker.runtime import Runtime
 from broker.security.tokens import new_token, token_hash
 from broker.store.tables import Enrolment, User
@@ -82,19 +83,32 @@ async def _open(s: AsyncSession, token: str, now: dt.datetime) -> tuple[Enrolmen
     return enrolment, user
 
 
-async def create_secret(rt: Runtime, token: str) -> Setup:
-    """Make (or make again) the secret of an open enrolment and show it."""
+async def create_secret(rt: Runtime, token: str, *, reuse: bool = False) -> Setup:
+    """Make (or make again) the secret of an open enrolment and show it.
+
+    With `reuse`, a secret made before is shown again instead: a page that is
+    reloaded (a tablet brings the browser back from the authenticator app) must
+    not invalidate what the user has just scanned."""
     now = rt.clock.now()
     async with rt.db.write() as s:
         enrolment, user = await _open(s, token, now)
-        secret = totp.new_secret()
-        enrolment.totp_secret = rt.box.encrypt(secret, _enrolment_context(enrolment.id))
+        context = _enrolment_context(enrolment.id)
+        if reuse and enrolment.totp_secret is not None:
+            secret = rt.box.decrypt(enrolment.totp_secret, context)
+        else:
+            secret = totp.new_secret()
+            enrolment.totp_secret = rt.box.encrypt(secret, context)
         uri = totp.provisioning_uri(secret, user.name, rt.settings.totp_issuer)
     return Setup(secret=secret, otpauth_uri=uri, qr_svg=qr.svg(uri))
 
 
 async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> list[str]:
-    """Activate the enrolment's secret with a valid code; return recovery codes."""
+    """Activate the enrolment's secret with a valid code; return recovery codes.
+
+    Guessing codes here is limited per source like guessing at the login."""
+    wait = rt.login_limiter.hit(source_ip or "unknown")
+    if wait is not None:
+        raise RateLimited("Too many attempts; try again later.", headers=retry_after(wait))
     if not totp.is_well_formed(code):
         raise InvalidInput("The code has six digits.", code="invalid_request")
     now = rt.clock.now()

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, or_, select, update
 from broker.audit import log as audit
 from broker.auth import enrolment, lockout, recovery, totp, websessions
 from broker.auth.ldap import map_groups
+from broker.auth.ratelimit import retry_after
 from broker.domain import LoginResult
 from broker.errors import Forbidden, Locked, RateLimited, Unauthorized
 from broker.names import normalise_user_name
@@ -46,10 +47,6 @@ class Credentials:
 class LoggedIn:
     user: User
     web: websessions.NewWebSession
-
-
-def retry_after(seconds: float) -> dict[str, str]:
-    return {"Retry-After": str(max(1, int(seconds + 0.999)))}
 
 
 async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:

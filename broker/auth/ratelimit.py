@@ -37,3 +37,8 @@ class SlidingWindowLimiter:
     def _prune(self, horizon: float) -> None:
         for key in [k for k, v in self._hits.items() if not v or v[-1] <= horizon]:
             del self._hits[key]
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    """The Retry-After header for a wait, in whole seconds, at least one."""
+    return {"Retry-After": str(max(1, int(seconds + 0.999)))}

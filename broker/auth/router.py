@@ -11,8 +11,7 @@ from broker.audit import log as audit
 from broker.auth import enrolment, websessions
 from broker.auth import login as login_flow
 from broker.auth.recovery import CODE_RE as RECOVERY_RE
-from broker.deps import ClientDep, IdentityDep, RuntimeDep
-from broker.errors import RateLimited
+from broker.deps import ClientDep, Identity, IdentityDep, RuntimeDep
 from broker.runtime import Runtime
 from broker.security.tokens import token_hash
 from broker.users.service import as_dict
@@ -68,19 +67,37 @@ def clear_session_cookie(response: Response, rt: Runtime) -> None:
     )
 
 
+async def begin_session(
+    request: Request, response: Response, rt: Runtime, web: websessions.NewWebSession
+) -> None:
+    """Hand a browser its new session after a login (API and portal alike)."""
+    previous = request.cookies.get(websessions.cookie_name(rt.settings.cookie_secure))
+    if previous:
+        # A login always ends the session the browser had before: no fixation.
+        async with rt.db.write() as s:
+            await websessions.revoke(s, token_hash(previous), rt.clock.now())
+    set_session_cookie(response, rt, web.cookie_value)
+    response.headers["Cache-Control"] = "no-store"
+
+
+async def end_session(
+    identity: Identity, response: Response, rt: Runtime, client: login_flow.Client
+) -> None:
+    """Log a browser out (API and portal alike): revoke, audit, clear the cookie."""
+    now = rt.clock.now()
+    async with rt.db.write() as s:
+        await websessions.revoke(s, identity.web.id_hash, now)
+        await audit.record(s, now, "logout", username=identity.user.name, source_ip=client.ip)
+    clear_session_cookie(response, rt)
+
+
 @router.post("/auth/login")
 async def login(
     body: LoginRequest, request: Request, response: Response, rt: RuntimeDep, client: ClientDep
 ) -> dict[str, Any]:
     creds = login_flow.Credentials(body.username, body.password, body.code, body.recovery_code)
     done = await login_flow.login(rt, creds, client)
-    previous = request.cookies.get(websessions.cookie_name(rt.settings.cookie_secure))
-    if previous:
-        # A login always ends the session the browser had before: no fixation.
-        async with rt.db.write() as s:
-            await websessions.revoke(s, token_hash(previous), rt.clock.now())
-    set_session_cookie(response, rt, done.web.cookie_value)
-    response.headers["Cache-Control"] = "no-store"
+    await begin_session(request, response, rt, done.web)
     return {
         "user": as_dict(done.user),
         "csrf_token": done.web.csrf_token,
@@ -92,11 +109,7 @@ async def login(
 async def logout(
     identity: IdentityDep, response: Response, rt: RuntimeDep, client: ClientDep
 ) -> dict[str, bool]:
-    now = rt.clock.now()
-    async with rt.db.write() as s:
-        await websessions.revoke(s, identity.web.id_hash, now)
-        await audit.record(s, now, "logout", username=identity.user.name, source_ip=client.ip)
-    clear_session_cookie(response, rt)
+    await end_session(identity, response, rt, client)
     return {"ok": True}
 
 
@@ -116,11 +129,6 @@ async def totp_enroll(body: EnrolRequest, rt: RuntimeDep, response: Response) ->
 async def totp_confirm(
     body: ConfirmRequest, rt: RuntimeDep, client: ClientDep, response: Response
 ) -> dict[str, Any]:
-    wait = rt.login_limiter.hit(client.ip or "unknown")
-    if wait is not None:
-        raise RateLimited(
-            "Too many attempts; try again later.", headers=login_flow.retry_after(wait)
-        )
     codes = await enrolment.confirm(rt, body.enrolment_token, body.code, client.ip)
     response.headers["Cache-Control"] = "no-store"
     return {

@@ -7,14 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from broker import fleet
 from broker.deps import AdminDep, IdentityDep, RuntimeDep
 from broker.domain import WorkMode
 from broker.i18n import negotiate
-from broker.placement.filters import entitlement
-from broker.placement.model import Request
 from broker.sessions import service
-from broker.sessions.snapshot import user_view
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
@@ -38,24 +34,18 @@ def _body(outcome: service.Outcome) -> dict[str, Any]:
 @router.get("/desktops")
 async def my_desktops(identity: IdentityDep, rt: RuntimeDep) -> dict[str, Any]:
     """The pools this user may use, with their free places, and the user's sessions."""
-    state = await fleet.read(rt)
-    me = user_view(identity.user)
-    pools = []
-    for pool in sorted(state.pools.values(), key=lambda p: p.name):
-        view = service.pool_view(pool)
-        if entitlement(Request(me, me.work_mode, state.now), view) is not None:
-            continue
-        pools.append(
-            {
-                "name": pool.name,
-                "type": pool.type,
-                "protocol": pool.protocol,
-                "for_field_work": pool.for_field_work,
-                "free": pool.free,
-                "capacity": pool.usable,
-                "licences": pool.max_sessions,
-            }
-        )
+    pools = [
+        {
+            "name": pool.name,
+            "type": pool.type,
+            "protocol": pool.protocol,
+            "for_field_work": pool.for_field_work,
+            "free": pool.free,
+            "capacity": pool.usable,
+            "licences": pool.max_sessions,
+        }
+        for pool in await service.pools_for(rt, identity.user)
+    ]
     sessions = await service.sessions_of(rt, identity.user.id)
     return {"pools": pools, "sessions": [s.as_dict() for s in sessions]}
 

@@ -25,12 +25,14 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from agent.protocol import ActionKind
+from broker import fleet
 from broker.audit import log as audit
 from broker.domain import PoolType, RefusalCode, SessionState, WorkMode
 from broker.errors import NotFound, VdiError
 from broker.fleet import PoolInfo
 from broker.gateway import tickets
 from broker.hosts import actions
+from broker.placement.filters import entitlement
 from broker.placement.model import Assign, PoolView, Refuse, Request
 from broker.placement.place import could_do_better, place
 from broker.placement.refusals import message
@@ -425,6 +427,19 @@ async def get_session(rt: Runtime, user: User, session_id: str, *, admin: bool) 
         connect = await _connect(rt, conn, row, now) if row.user_id == user.id else None
     state = row.state
     return Outcome("pending" if state == SessionState.PENDING else state, _info(row), connect)
+
+
+async def pools_for(rt: Runtime, user: User) -> list[PoolInfo]:
+    """The pools this user may use, by name, with their free places now (the
+    staff's list of desktops, in the API and the portal)."""
+    state = await fleet.read(rt)
+    me = snapshot.user_view(user)
+    request = Request(me, me.work_mode, state.now)
+    return [
+        pool
+        for pool in sorted(state.pools.values(), key=lambda p: p.name)
+        if entitlement(request, pool_view(pool)) is None
+    ]
 
 
 async def sessions_of(rt: Runtime, user_id: int) -> list[SessionInfo]:

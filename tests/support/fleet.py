@@ -154,15 +154,20 @@ async def staff(
     return await sign_in(rt, name)
 
 
-async def sign_in(rt: Runtime, name: str) -> dict[str, str]:
-    """A fresh web session for an existing user (after the clock moved past the
-    old one's timeouts): the headers a browser would send."""
+async def new_web_session(rt: Runtime, name: str) -> websessions.NewWebSession:
+    """A web session for an existing user, as a login would make it."""
     async with rt.db.write() as s:
         user_id = await s.scalar(select(User.id).where(User.name == name))
         assert user_id is not None, f"no user {name}"
-        web = await websessions.create(
+        return await websessions.create(
             s, rt.box, user_id, rt.clock.now(), source_ip=None, user_agent="test"
         )
+
+
+async def sign_in(rt: Runtime, name: str) -> dict[str, str]:
+    """A fresh web session for an existing user (after the clock moved past the
+    old one's timeouts): the headers a browser would send."""
+    web = await new_web_session(rt, name)
     return {"cookie": f"{COOKIE}={web.cookie_value}", "X-CSRF-Token": web.csrf_token}
 
 

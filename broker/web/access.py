@@ -1,0 +1,114 @@
+"""Who may see a page or send a form, as FastAPI dependencies for the page routes.
+
+Pages use the API's web sessions (broker.deps.resolve_identity). Where the API
+answers 401/403 JSON, a page sends the browser to the login page (with a notice
+when its session has timed out) or shows a 403 page. A form is only processed
+with the session's CSRF token in its `csrf_token` field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request, Response
+from starlette.datastructures import FormData
+
+from broker.auth import websessions
+from broker.auth.router import clear_session_cookie
+from broker.deps import Identity, RuntimeDep, get_runtime, resolve_identity
+from broker.web import csrf
+from broker.web.pages import redirect, render
+
+
+class LoginRequired(Exception):
+    """No live session: to the login page; `expired` when the browser had one."""
+
+    def __init__(self, expired: bool) -> None:
+        super().__init__("login required")
+        self.expired = expired
+
+
+class NotAdmin(Exception):
+    def __init__(self, who: Identity) -> None:
+        super().__init__("administrators only")
+        self.who = who
+
+
+class FormRefused(Exception):
+    """A form without the right CSRF token: nothing was done."""
+
+    def __init__(self, who: Identity | None) -> None:
+        super().__init__("CSRF token missing or wrong")
+        self.who = who
+
+
+async def page_identity(request: Request, rt: RuntimeDep) -> Identity:
+    identity = await resolve_identity(request, rt)
+    if identity is None:
+        had_session = websessions.cookie_name(rt.settings.cookie_secure) in request.cookies
+        raise LoginRequired(expired=had_session)
+    return identity
+
+
+PageIdentity = Annotated[Identity, Depends(page_identity)]
+
+
+async def admin_page_identity(who: PageIdentity) -> Identity:
+    if not who.is_admin:
+        raise NotAdmin(who)
+    return who
+
+
+AdminPageIdentity = Annotated[Identity, Depends(admin_page_identity)]
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A logged-in form whose CSRF token was right."""
+
+    who: Identity
+    form: FormData
+
+
+async def _checked(request: Request, rt: RuntimeDep, who: Identity) -> Posted:
+    form = await request.form()
+    token = form.get(csrf.FIELD)
+    if not isinstance(token, str) or not csrf.session_matches(rt, who, token):
+        raise FormRefused(who)
+    return Posted(who, form)
+
+
+async def staff_form(request: Request, rt: RuntimeDep, who: PageIdentity) -> Posted:
+    return await _checked(request, rt, who)
+
+
+async def admin_form(request: Request, rt: RuntimeDep, who: AdminPageIdentity) -> Posted:
+    return await _checked(request, rt, who)
+
+
+StaffForm = Annotated[Posted, Depends(staff_form)]
+AdminForm = Annotated[Posted, Depends(admin_form)]
+
+
+def install_handlers(app: FastAPI) -> None:
+    """Answer the exceptions above as pages, not as the API's JSON."""
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        rt = await get_runtime(request)
+        response = redirect("/login?expired=1" if exc.expired else "/login")
+        if exc.expired:
+            # The dead cookie goes, so the notice shows once, not at every visit.
+            clear_session_cookie(response, rt)
+        return response
+
+    @app.exception_handler(NotAdmin)
+    async def _not_admin(request: Request, exc: NotAdmin) -> Response:
+        rt = await get_runtime(request)
+        return render(request, rt, "message.html", who=exc.who, status=403, kind="forbidden")
+
+    @app.exception_handler(FormRefused)
+    async def _refused(request: Request, exc: FormRefused) -> Response:
+        rt = await get_runtime(request)
+        return render(request, rt, "message.html", who=exc.who, status=403, kind="csrf")

@@ -1,0 +1,126 @@
+"""The policies page: department caps on telework, telework hours, the priority
+reserve of each pool and the priority task areas.
+
+Checking and storing is broker.policy.store's and broker.pools.service's; this
+module turns form fields into their arguments (percentages into shares, ticked
+weekdays into a day list).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from broker.deps import RuntimeDep
+from broker.policy import store
+from broker.policy.schedule import DAYS
+from broker.pools import service as pools
+from broker.web.access import AdminForm, AdminPageIdentity
+from broker.web.forms import Done, outcome, share, text, texts, whole_number
+from broker.web.pages import render
+
+router = APIRouter(prefix="/admin/policies", include_in_schema=False)
+BACK = "/admin/policies"
+
+
+@router.get("")
+async def policies_page(request: Request, rt: RuntimeDep, who: AdminPageIdentity) -> Response:
+    overview = await store.overview(rt)
+    return render(
+        request, rt, "admin/policies.html", who=who, caps=overview["departments"],
+        schedules=overview["schedules"], classes=overview["priority_classes"],
+        pools=await pools.list_all(rt), days=DAYS,
+    )  # fmt: skip
+
+
+@router.post("/caps")
+async def set_cap(request: Request, rt: RuntimeDep, posted: AdminForm) -> Response:
+    """A number of sessions or a percentage of the staff; neither removes the cap."""
+
+    async def save() -> Done:
+        form = posted.form
+        cap = await store.set_department_cap(
+            rt,
+            text(form, "department"),
+            max_sessions=whole_number(text(form, "max_sessions"), "caps.max"),
+            share=share(text(form, "percent"), "caps.percent"),
+            actor=posted.who.user.name,
+        )
+        department = text(form, "department")
+        return Done("caps.removed" if cap is None else "caps.saved", {"department": department})
+
+    return await outcome(request, rt, save(), BACK)
+
+
+@router.post("/caps/remove")
+async def remove_cap(request: Request, rt: RuntimeDep, posted: AdminForm) -> Response:
+    async def remove() -> Done:
+        department = text(posted.form, "department")
+        await store.set_department_cap(
+            rt, department, max_sessions=None, share=None, actor=posted.who.user.name
+        )
+        return Done("caps.removed", {"department": department})
+
+    return await outcome(request, rt, remove(), BACK)
+
+
+@router.post("/schedules")
+async def add_schedule(request: Request, rt: RuntimeDep, posted: AdminForm) -> Response:
+    async def add() -> Done:
+        form = posted.form
+        await store.add_schedule(
+            rt,
+            text(form, "scope"),
+            text(form, "subject"),
+            ",".join(day for day in texts(form, "days") if day in DAYS),
+            text(form, "start"),
+            text(form, "end"),
+            posted.who.user.name,
+        )
+        return Done("schedules.added")
+
+    return await outcome(request, rt, add(), BACK)
+
+
+@router.post("/schedules/remove")
+async def remove_schedule(request: Request, rt: RuntimeDep, posted: AdminForm) -> Response:
+    async def remove() -> Done:
+        # A missing id is no schedule: the store says so.
+        schedule_id = whole_number(text(posted.form, "schedule"), "schedules.title") or 0
+        await store.remove_schedule(rt, schedule_id, posted.who.user.name)
+        return Done("schedules.removed")
+
+    return await outcome(request, rt, remove(), BACK)
+
+
+@router.post("/reserve")
+async def set_reserve(request: Request, rt: RuntimeDep, posted: AdminForm) -> Response:
+    """An empty field is no reserve."""
+
+    async def save() -> Done:
+        pool = text(posted.form, "pool")
+        reserve = share(text(posted.form, "percent"), "reserve.label") or 0.0
+        changes = pools.PoolChanges(priority_reserve=reserve)
+        saved = await pools.update(rt, pool, changes, posted.who.user.name)
+        return Done("reserve.saved", {"pool": saved["name"]})
+
+    return await outcome(request, rt, save(), BACK)
+
+
+@router.post("/classes")
+async def add_class(request: Request, rt: RuntimeDep, posted: AdminForm) -> Response:
+    async def add() -> Done:
+        name = text(posted.form, "name")
+        created = await store.add_priority_class(rt, name, posted.who.user.name)
+        return Done("classes.added" if created else "classes.exists", {"name": name})
+
+    return await outcome(request, rt, add(), BACK)
+
+
+@router.post("/classes/remove")
+async def remove_class(request: Request, rt: RuntimeDep, posted: AdminForm) -> Response:
+    async def remove() -> Done:
+        name = text(posted.form, "name")
+        await store.remove_priority_class(rt, name, posted.who.user.name)
+        return Done("classes.removed", {"name": name})
+
+    return await outcome(request, rt, remove(), BACK)

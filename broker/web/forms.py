@@ -1,0 +1,89 @@
+"""What every form of the portal does after its checks: read fields, run one
+service call, and answer POST-redirect-GET with a notice in the page's language.
+
+A refused action (any broker error) changes nothing and comes back as an error
+notice on the page the form was on; so does input the portal cannot even parse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse
+from starlette.datastructures import FormData
+
+from broker.errors import InvalidInput, VdiError
+from broker.runtime import Runtime
+from broker.web.i18n import error_text, translator
+from broker.web.pages import Notice, language_of, redirect_with
+
+
+@dataclass(frozen=True)
+class Done:
+    """The notice of a successful action: a catalogue key and its parameters."""
+
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class BadField(InvalidInput):
+    """Input a form field cannot hold: the catalogue keys of the complaint and of
+    the field's label."""
+
+    def __init__(self, key: str, label: str) -> None:
+        super().__init__(key, code="bad_field")
+        self.key = key
+        self.label = label
+
+
+def text(form: FormData, name: str) -> str:
+    """A text field, trimmed; empty when missing."""
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def texts(form: FormData, name: str) -> list[str]:
+    """All values of a repeated field (check boxes)."""
+    return [v for v in form.getlist(name) if isinstance(v, str)]
+
+
+def whole_number(value: str, label: str) -> int | None:
+    """An optional whole number; empty is None. `label` is the field's catalogue key."""
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BadField("form.number", label) from None
+
+
+def share(value: str, label: str) -> float | None:
+    """An optional percentage 0..100 (comma or dot), as a fraction 0..1."""
+    if not value:
+        return None
+    try:
+        percent = float(value.replace(",", "."))
+    except ValueError:
+        raise BadField("form.percent", label) from None
+    if not 0 <= percent <= 100:  # NaN fails too
+        raise BadField("form.percent", label)
+    return percent / 100
+
+
+async def outcome(
+    request: Request, rt: Runtime, action: Awaitable[Done], back: str
+) -> RedirectResponse:
+    """Run the action; redirect to `back` with its notice or with the refusal."""
+    t = translator(language_of(request, rt))
+    try:
+        done = await action
+    except BadField as bad:
+        notice = Notice("error", t(bad.key, field=t(bad.label)))
+    except VdiError as exc:
+        notice = Notice("error", error_text(exc, language_of(request, rt)))
+    else:
+        notice = Notice("ok", t(done.key, **done.params))
+    return redirect_with(back, rt, notice)

@@ -1,0 +1,652 @@
+"""The portal's page handlers over HTTP (in process): status codes, redirects,
+cookies, CSRF, languages, and that every form changes only what it should."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from agent.protocol import PowerState
+from broker.audit import log as audit
+from broker.clock import FakeClock
+from broker.domain import HostState, Role
+from broker.runtime import Runtime
+from broker.store.tables import Host, Session, User, WebSession
+from tests.support.accounts import PASSWORD, add_user, code_now
+from tests.support.fleet import COOKIE, FakeAgent, add_host, add_pool, staff
+from tests.support.portal import (
+    assert_no_inline_code,
+    assert_page_headers,
+    csrf_of,
+    notice_of,
+    post_form,
+)
+
+ROW_HEADER = r'<th scope="row"[^>]*>{}</th>'
+ADMIN_PAGES = (
+    "/admin/hosts",
+    "/admin/pools",
+    "/admin/sessions",
+    "/admin/users",
+    "/admin/policies",
+    "/admin/audit",
+)
+
+
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """Pages only call services (tested on both stores); SQLite is enough here."""
+    return sqlite_url
+
+
+def enter(client: httpx.AsyncClient, who: dict[str, str]) -> None:
+    """Give the client the session cookie of a `staff()` login, as a browser holds
+    it (and no other)."""
+    client.cookies.clear()
+    name, _, value = who["cookie"].partition("=")
+    client.cookies.set(name, value, domain="testserver.local")
+
+
+async def start_desktop(client: httpx.AsyncClient) -> httpx.Response:
+    """Press "start" for pool Finanzen on My desktops."""
+    return await post_form(client, "/desktops", "/desktops/start", {"pool": "Finanzen"})
+
+
+async def log_in(
+    client: httpx.AsyncClient, name: str = "maria", password: str = PASSWORD, **fields: str
+) -> httpx.Response:
+    """Send the login form as a browser does: the page first, for its CSRF field."""
+    return await post_form(
+        client, "/login", "/login", {"username": name, "password": password} | fields
+    )
+
+
+async def fleet_with_desktops(
+    rt: Runtime,
+    client: httpx.AsyncClient,
+    desktops: int = 2,
+    max_sessions: int = 40,
+    power: PowerState = PowerState.RUNNING,
+) -> FakeAgent:
+    await add_pool(rt, max_sessions=max_sessions)
+    agent = await add_host(rt, client)
+    agent.add(desktops, pool="Finanzen", power=power)
+    await agent.report()
+    return agent
+
+
+async def audit_events(rt: Runtime, event: str) -> list[str | None]:
+    async with rt.db.read() as s:
+        return [e.result for e in await audit.query(s, audit.AuditQuery(event=event))]
+
+
+# -- language, headers, static files ------------------------------------------------------
+
+
+async def test_german_by_default_english_by_header_or_switch(
+    client: httpx.AsyncClient,
+) -> None:
+    german = await client.get("/login")
+    assert german.status_code == 200
+    assert '<html lang="de">' in german.text and "Anmeldung" in german.text
+    english = await client.get("/login", headers={"accept-language": "en-GB,en;q=0.9"})
+    assert '<html lang="en">' in english.text and "Log in" in english.text
+    prefers_german = await client.get("/login", headers={"accept-language": "fr, de;q=0.5"})
+    assert '<html lang="de">' in prefers_german.text
+
+    # The switch is remembered (a cookie) over the browser's header.
+    switched = await client.get("/login?lang=en", headers={"accept-language": "de"})
+    assert '<html lang="en">' in switched.text
+    assert "vdi_lang=en" in switched.headers["set-cookie"]
+    later = await client.get("/login", headers={"accept-language": "de"})
+    assert '<html lang="en">' in later.text
+    assert 'href="/login?lang=de"' in later.text
+    back = await client.get("/login?lang=de")
+    assert '<html lang="de">' in back.text
+
+
+async def test_pages_carry_the_page_csp_and_no_inline_code(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await fleet_with_desktops(runtime, client)
+    login = await client.get("/login")
+    assert_page_headers(login)
+    assert_no_inline_code(login.text)
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    sid = (await start_desktop(client)).headers["location"]
+    for path in ("/desktops", sid, *ADMIN_PAGES):
+        page = await client.get(path)
+        assert page.status_code == 200, path
+        assert_page_headers(page)
+        assert_no_inline_code(page.text)
+    # The API keeps its own, stricter policy.
+    api = await client.get("/api/v1/desktops")
+    assert api.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+async def test_static_files_are_cached_by_version(client: httpx.AsyncClient) -> None:
+    html = (await client.get("/login")).text
+    css = re.search(r'href="(/static/portal\.css\?v=[0-9a-f]+)"', html)
+    js = re.search(r'src="(/static/portal\.js\?v=[0-9a-f]+)"', html)
+    assert css and js
+    versioned = await client.get(css.group(1))
+    assert versioned.status_code == 200
+    assert versioned.headers["content-type"].startswith("text/css")
+    assert versioned.headers["cache-control"] == "public, max-age=31536000, immutable"
+    plain = await client.get("/static/portal.js")
+    assert plain.headers["cache-control"] == "public, no-cache"
+    assert plain.headers["content-type"].startswith("text/javascript")
+    again = await client.get("/static/portal.js", headers={"if-none-match": plain.headers["etag"]})
+    assert again.status_code == 304
+    assert (await client.get("/static/nothing.css")).status_code == 404
+    assert (await client.get("/static/..%2Fpages.py")).status_code == 404
+
+
+# -- login, logout, timeouts ----------------------------------------------------------------
+
+
+async def test_login_sets_the_session_cookie_as_the_api_does(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime)
+    assert secret
+    page = await client.get("/login")
+    assert "__Host-vdi_login_csrf=" in page.headers["set-cookie"]
+    response = await log_in(client, "Maria ", code=code_now(runtime, secret))
+    assert response.status_code == 303 and response.headers["location"] == "/desktops"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    for attribute in ("HttpOnly", "Path=/", "SameSite=strict", "Secure"):
+        assert attribute in cookie
+    desktops = await client.get("/desktops")
+    assert desktops.status_code == 200 and "maria" in desktops.text
+    # Logged in, the login page sends the browser on.
+    assert (await client.get("/login")).headers["location"] == "/desktops"
+    assert await audit_events(runtime, "login") == ["success"]
+
+
+async def test_wrong_login_answers_401_and_keeps_the_user_name(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_user(runtime)
+    client.headers["accept-language"] = "en"
+    response = await log_in(client, password="wrong password", code="123456")
+    assert response.status_code == 401
+    assert notice_of(response.text) == "User name, password or code is wrong."
+    assert 'value="maria"' in response.text
+    assert "set-cookie" not in response.headers or COOKIE not in response.headers["set-cookie"]
+    client.headers["accept-language"] = "de"
+    german = await log_in(client, password="wrong", code="12345")
+    assert german.status_code == 422
+    assert notice_of(german.text) == "Der Code aus der App hat 6 Ziffern."
+
+
+async def test_login_without_the_form_token_is_refused_and_changes_nothing(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime)
+    assert secret
+    await client.get("/login")  # the browser has the cookie, the attacker's form no field
+    creds = {"username": "maria", "password": PASSWORD, "code": code_now(runtime, secret)}
+    for data in (creds, {**creds, "csrf_token": "forged"}):
+        refused = await client.post("/login", data=data)
+        assert refused.status_code == 403
+        assert "Formular ist abgelaufen" in refused.text
+    # Without the cookie the right field of another browser does not help either.
+    field = csrf_of((await client.get("/login")).text)
+    client.cookies.clear()
+    assert (await client.post("/login", data={**creds, "csrf_token": field})).status_code == 403
+    assert await audit_events(runtime, "login") == []
+
+
+async def test_login_with_a_recovery_code(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    from broker.auth import enrolment
+
+    await add_user(runtime, enrol=False)
+    codes = (await enrolment.admin_enrol(runtime, "maria", "test", replace=False)).recovery_codes
+    response = await log_in(client, recovery_code=codes[0].upper())
+    assert response.status_code == 303 and response.headers["location"] == "/desktops"
+    assert await audit_events(runtime, "recovery_code_used") == [None]
+
+
+async def test_logout_ends_the_session(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    enter(client, await staff(runtime, "maria"))
+    response = await post_form(client, "/desktops", "/logout")
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+    login = await client.get("/login")
+    assert notice_of(login.text) == "Sie haben sich abgemeldet."
+    # The notice is shown once.
+    assert 'class="notice' not in (await client.get("/login")).text
+    assert (await client.get("/desktops")).headers["location"] == "/login"
+    async with runtime.db.read() as s:
+        assert (await s.scalar(select(WebSession.revoked_at))) is not None
+
+
+async def test_pages_need_a_login_and_a_timed_out_session_lands_on_login_with_a_notice(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    assert (await client.get("/")).headers["location"] == "/desktops"
+    never = await client.get("/desktops")
+    assert never.status_code == 303 and never.headers["location"] == "/login"
+
+    enter(client, await staff(runtime, "maria"))
+    assert (await client.get("/desktops")).status_code == 200
+    clock.advance(runtime.settings.session_idle_timeout_s + 1)
+    expired = await client.get("/desktops")
+    assert expired.status_code == 303 and expired.headers["location"] == "/login?expired=1"
+    assert f'{COOKIE}=""' in expired.headers["set-cookie"]  # the dead cookie goes
+    login = await client.get("/login?expired=1")
+    assert "nach längerer Inaktivität abgemeldet" in notice_of(login.text)
+
+
+# -- enrolment -------------------------------------------------------------------------------------
+
+
+async def test_first_login_enrols_via_the_pages(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await add_user(runtime, enrol=False)
+    started = await log_in(client)
+    assert started.status_code == 303 and started.headers["location"] == "/enrol"
+    assert "__Host-vdi_enrol=" in started.headers["set-cookie"]
+    assert "HttpOnly" in started.headers["set-cookie"]
+
+    enrol = await client.get("/enrol")
+    assert enrol.status_code == 200
+    assert_page_headers(enrol)
+    assert_no_inline_code(enrol.text)
+    assert "<svg" in enrol.text and 'role="img"' in enrol.text
+    key = re.search(r'id="manual-key">([A-Z2-7 ]+)<', enrol.text)
+    assert key
+    secret = key.group(1).replace(" ", "")
+    # A reload (a tablet coming back from the app) shows the same key.
+    assert secret in (await client.get("/enrol")).text.replace(" ", "")
+
+    token = csrf_of(enrol.text)
+    wrong = await client.post("/enrol", data={"csrf_token": token, "code": "000000"})
+    assert wrong.status_code == 422
+    assert "Code ist nicht richtig" in notice_of(wrong.text)
+    no_token = await client.post("/enrol", data={"code": code_now(runtime, secret)})
+    assert no_token.status_code == 403
+
+    done = await client.post(
+        "/enrol", data={"csrf_token": token, "code": code_now(runtime, secret)}
+    )
+    assert done.status_code == 200
+    assert_page_headers(done)
+    assert_no_inline_code(done.text)
+    codes = re.findall(r"<li><code>([a-z2-9]{5}-[a-z2-9]{5})</code></li>", done.text)
+    assert len(set(codes)) == 10
+    assert 'class="lang"' not in done.text  # a language switch would lose the codes
+    assert '__Host-vdi_enrol=""' in done.headers["set-cookie"]
+    assert (await client.get("/enrol")).headers["location"] == "/login"
+
+    clock.advance(30)
+    logged_in = await log_in(client, code=code_now(runtime, secret))
+    assert logged_in.headers["location"] == "/desktops"
+
+
+async def test_a_new_key_on_request_and_an_expired_enrolment(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await add_user(runtime, enrol=False)
+    await log_in(client)
+    first = await client.get("/enrol")
+    renewed = await client.post("/enrol/renew", data={"csrf_token": csrf_of(first.text)})
+    assert renewed.headers["location"] == "/enrol"
+    second = await client.get("/enrol")
+    assert "neuer Schlüssel" in notice_of(second.text)
+    pattern = r'id="manual-key">([A-Z2-7 ]+)<'
+    assert re.findall(pattern, first.text) != re.findall(pattern, second.text)
+
+    clock.advance(runtime.settings.enrolment_token_ttl_s + 1)
+    gone = await client.get("/enrol")
+    assert gone.headers["location"] == "/login"
+    assert "Einrichtung ist abgelaufen" in notice_of((await client.get("/login")).text)
+
+
+# -- staff: desktops, connect, log off, refusals ------------------------------------------------
+
+
+async def test_start_a_desktop_connect_download_rdp_and_log_off(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await fleet_with_desktops(runtime, client)
+    runtime.gateway_fingerprint = "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    enter(client, await staff(runtime, "maria"))
+    desktops = await client.get("/desktops")
+    assert "Finanzen" in desktops.text and "2 von 2 frei" in desktops.text
+    assert "Sie haben keine offene Sitzung." in desktops.text
+
+    started = await start_desktop(client)
+    assert started.status_code == 303
+    path = started.headers["location"]
+    assert re.fullmatch(r"/sessions/[0-9a-f-]{36}", path)
+    connect = await client.get(path)
+    assert connect.status_code == 200
+    assert connect.headers["cache-control"] == "no-store"
+    html = connect.text
+    assert "vdi-connect http://127.0.0.1:8000 --user maria --pool Finanzen" in html
+    assert re.search(r"ssh -N -L 127\.0\.0\.1:13389:127\.0\.0\.1:400\d\d -p 2222 maria@127", html)
+    ticket = re.search(r'id="ticket">([A-Za-z0-9_-]{43,})<', html)
+    assert ticket
+    assert "SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG" in html
+    # Each visit brings a fresh one-time ticket.
+    assert ticket.group(1) not in (await client.get(path)).text
+
+    rdp = await client.get(f"{path}/desktop.rdp")
+    assert rdp.status_code == 200
+    assert rdp.headers["content-type"].startswith("application/x-rdp")
+    assert rdp.headers["content-disposition"] == 'attachment; filename="Finanzen.rdp"'
+    lines = rdp.text.split("\r\n")
+    assert lines[0] == "full address:s:127.0.0.1:13389"
+    assert "redirectdrives:i:0" in lines and ticket.group(1) not in rdp.text
+
+    # Back on My desktops: the open session, and the pool offers its details.
+    desktops = await client.get("/desktops")
+    assert "aktiv" in desktops.text and f'href="{path}"' in desktops.text
+
+    ended = await post_form(client, path, f"{path}/end")
+    assert ended.headers["location"] == "/desktops"
+    after = await client.get("/desktops")
+    assert notice_of(after.text) == "Die Sitzung im Pool Finanzen ist beendet."
+    assert "Sie haben keine offene Sitzung." in after.text
+    async with runtime.db.read() as s:
+        assert await s.scalar(select(Session.end_reason)) == "user_logoff"
+    assert (await client.get(f"{path}/desktop.rdp")).status_code == 404
+
+
+async def test_a_pending_desktop_shows_starting_until_it_runs(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    agent = await fleet_with_desktops(runtime, client, 1, power=PowerState.STOPPED)
+    enter(client, await staff(runtime, "maria"))
+    path = (await start_desktop(client)).headers["location"]
+    starting = await client.get(path)
+    assert 'id="starting"' in starting.text and f'data-poll="/api/v1{path}"' in starting.text
+    assert 'id="ticket"' not in starting.text
+    await agent.obey()
+    ready = await client.get(path)
+    assert 'id="starting"' not in ready.text and 'id="ticket"' in ready.text
+
+
+async def test_a_refusal_is_shown_in_the_pages_language(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await fleet_with_desktops(runtime, client, max_sessions=1)
+    enter(client, await staff(runtime, "felix"))
+    await start_desktop(client)
+    enter(client, await staff(runtime, "maria"))
+    refused = await start_desktop(client)
+    assert refused.headers["location"] == "/desktops"
+    page = await client.get("/desktops")
+    assert notice_of(page.text) == "Alle 1 Lizenzen des Pools Finanzen sind belegt."
+    assert 'role="alert"' in page.text
+    html = (await client.get("/desktops?lang=en")).text
+    refused = await client.post(
+        "/desktops/start", data={"csrf_token": csrf_of(html), "pool": "Finanzen"}
+    )
+    page = await client.get("/desktops")
+    assert notice_of(page.text) == "All 1 licences of pool Finanzen are in use."
+    unknown = await client.post("/desktops/start", data={"csrf_token": csrf_of(html), "pool": "X"})
+    assert unknown.status_code == 303
+    assert "There is no pool 'X'." in notice_of((await client.get("/desktops")).text)
+
+
+async def test_sessions_of_others_are_not_found(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await fleet_with_desktops(runtime, client)
+    enter(client, await staff(runtime, "felix"))
+    path = (await start_desktop(client)).headers["location"]
+    enter(client, await staff(runtime, "maria"))
+    for url in (path, f"{path}/desktop.rdp", "/sessions/nope"):
+        page = await client.get(url)
+        assert page.status_code == 404 and "Nicht gefunden" in page.text
+        assert_no_inline_code(page.text)
+    ended = await post_form(client, "/desktops", f"{path}/end")
+    assert ended.status_code == 303
+    assert "Sitzung gibt es nicht" in notice_of((await client.get("/desktops")).text)
+    async with runtime.db.read() as s:
+        assert await s.scalar(select(Session.state)) == "active"
+
+
+# -- admin -------------------------------------------------------------------------------------
+
+
+async def test_staff_get_a_403_page_for_every_admin_page_and_form(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await fleet_with_desktops(runtime, client)
+    enter(client, await staff(runtime, "maria"))
+    for path in ADMIN_PAGES:
+        page = await client.get(path)
+        assert page.status_code == 403, path
+        assert "Kein Zugriff" in page.text
+        assert_page_headers(page)
+        assert_no_inline_code(page.text)
+    refused = await post_form(client, "/desktops", "/admin/hosts/drain", {"host": "vhost01"})
+    assert refused.status_code == 403
+    async with runtime.db.read() as s:
+        assert await s.scalar(select(Host.state)) == "active"
+    # Staff see no admin links.
+    assert "/admin/hosts" not in (await client.get("/desktops")).text
+
+
+async def test_a_form_without_the_session_token_is_refused(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await fleet_with_desktops(runtime, client)
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    for data in ({"host": "vhost01"}, {"host": "vhost01", "csrf_token": "x" * 64}):
+        refused = await client.post("/admin/hosts/drain", data=data)
+        assert refused.status_code == 403
+        assert "Formular ist abgelaufen" in refused.text
+    async with runtime.db.read() as s:
+        assert await s.scalar(select(Host.state)) == "active"
+    assert await audit_events(runtime, "host_drained") == []
+
+
+async def test_admin_drains_and_activates_a_host(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await fleet_with_desktops(runtime, client)
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    hosts = await client.get("/admin/hosts")
+    assert "vhost01" in hosts.text and "erreichbar" in hosts.text and "vor 0 s" in hosts.text
+    drained = await post_form(client, "/admin/hosts", "/admin/hosts/drain", {"host": "vhost01"})
+    assert drained.headers["location"] == "/admin/hosts"
+    page = await client.get("/admin/hosts")
+    assert "Host vhost01 wird geleert" in notice_of(page.text)
+    assert "host-draining" in page.text and "/admin/hosts/activate" in page.text
+    async with runtime.db.read() as s:
+        assert await s.scalar(select(Host.state)) == HostState.DRAINING
+    await post_form(client, "/admin/hosts", "/admin/hosts/activate", {"host": "vhost01"})
+    async with runtime.db.read() as s:
+        assert await s.scalar(select(Host.state)) == HostState.ACTIVE
+    missing = await post_form(client, "/admin/hosts", "/admin/hosts/drain", {"host": "nope"})
+    assert missing.status_code == 303
+    assert notice_of((await client.get("/admin/hosts")).text) == "Das gibt es nicht (mehr)."
+    assert await audit_events(runtime, "host_drained") == [None]
+
+
+async def test_admin_pools_and_sessions_pages_and_ending_a_session(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await fleet_with_desktops(runtime, client, max_sessions=4)
+    enter(client, await staff(runtime, "felix"))
+    await start_desktop(client)
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    pools = await client.get("/admin/pools?lang=en")
+    row = re.search(ROW_HEADER.format("Finanzen") + "(.*?)</tr>", pools.text, re.S)
+    assert row
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
+    assert cells[1:4] == ["4", "1", "2"]  # licences, in use, usable
+    assert "50 %" in cells[5]
+    sessions = await client.get("/admin/sessions")
+    assert "felix" in sessions.text and "telework" in sessions.text  # English: remembered
+    async with runtime.db.read() as s:
+        sid = await s.scalar(select(Session.id))
+    await post_form(client, "/admin/sessions", "/admin/sessions/end", {"session": sid})
+    page = await client.get("/admin/sessions")
+    assert notice_of(page.text) == "The session of felix in pool Finanzen has ended."
+    async with runtime.db.read() as s:
+        assert await s.scalar(select(Session.end_reason)) == "admin_end"
+
+
+async def test_admin_locks_unlocks_and_resets_totp(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_user(runtime, "maria")
+    await add_user(runtime, "max", department="Bauhof")
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    found = await client.get("/admin/users?q=bau")
+    assert "max" in found.text and ">maria<" not in found.text
+    assert "1 von 1 Benutzern angezeigt." in found.text
+    locked = await post_form(
+        client, "/admin/users?q=bau", "/admin/users/lock", {"user": "max", "q": "bau"}
+    )
+    assert locked.headers["location"] == "/admin/users?q=bau"
+    page = await client.get("/admin/users?q=bau")
+    assert notice_of(page.text) == "max ist gesperrt und überall abgemeldet."
+    assert "gesperrt" in page.text and "/admin/users/unlock" in page.text
+    await post_form(client, "/admin/users", "/admin/users/unlock", {"user": "max"})
+    await post_form(client, "/admin/users", "/admin/users/reset-totp", {"user": "maria"})
+    async with runtime.db.read() as s:
+        users = {u.name: u for u in (await s.scalars(select(User))).all()}
+    assert not users["max"].disabled
+    assert users["maria"].totp_secret is None and users["max"].totp_secret is not None
+
+
+async def test_admin_policies_and_bad_input_changes_nothing(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await fleet_with_desktops(runtime, client)
+    await add_user(runtime, "maria", enrol=False)
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    page = "/admin/policies"
+
+    async def send(action: str, data: dict[str, object]) -> str:
+        response = await post_form(client, page, f"{page}/{action}", data)
+        assert response.headers["location"] == page
+        return notice_of((await client.get(page)).text)
+
+    assert await send("caps", {"department": "Finanzen", "max_sessions": "3"}) == (
+        "Die Obergrenze von Finanzen ist gespeichert."
+    )
+    assert await send("caps", {"department": "Bauhof", "percent": "50"}) == (
+        "Die Obergrenze von Bauhof ist gespeichert."
+    )
+    assert "Bitte eine ganze Zahl" in await send(
+        "caps", {"department": "Finanzen", "max_sessions": "drei"}
+    )
+    assert "nicht beides" in await send(
+        "caps", {"department": "Finanzen", "max_sessions": "2", "percent": "10"}
+    )
+    html = (await client.get(page)).text
+    assert "3 Sitzungen" in html and "50.0 % der Beschäftigten" in html
+    assert (
+        await send("caps/remove", {"department": "Bauhof"}) == "Bauhof hat keine Obergrenze mehr."
+    )
+
+    added = await send(
+        "schedules",
+        {
+            "scope": "user",
+            "subject": "maria",
+            "days": ["mon", "wed"],
+            "start": "07:00",
+            "end": "13:30",
+        },
+    )
+    assert added == "Das Zeitfenster ist gespeichert."
+    assert "Zeitfenster ist nicht gültig" in await send(
+        "schedules", {"scope": "department", "subject": "Bauhof", "start": "07:00", "end": "9"}
+    )
+    html = (await client.get(page)).text
+    assert "Mo, Mi" in html and "07:00–13:30" in html
+    schedule_id = re.search(r'name="schedule" value="(\d+)"', html)
+    assert schedule_id
+    assert await send("schedules/remove", {"schedule": schedule_id.group(1)}) == (
+        "Das Zeitfenster ist entfernt."
+    )
+    assert await send("schedules/remove", {"schedule": "999"}) == (
+        "Dieses Zeitfenster gibt es nicht (mehr)."
+    )
+
+    assert await send("reserve", {"pool": "Finanzen", "percent": "12,5"}) == (
+        "Die Reserve von Finanzen ist gespeichert."
+    )
+    assert "Reserve ist ein Anteil" in await send("reserve", {"pool": "Finanzen", "percent": "100"})
+    assert 'value="12.5"' in (await client.get(page)).text
+
+    assert await send("classes", {"name": "Krisenstab"}) == (
+        "Krisenstab ist ein vorrangiger Aufgabenbereich."
+    )
+    assert await send("classes", {"name": "Krisenstab"}) == (
+        "Krisenstab ist bereits ein vorrangiger Aufgabenbereich."
+    )
+    assert await send("classes/remove", {"name": "Krisenstab"}) == (
+        "Krisenstab ist kein vorrangiger Aufgabenbereich mehr."
+    )
+    results = await audit_events(runtime, "policy_changed")
+    assert sorted(results) == sorted(  # type: ignore[type-var]
+        [
+            "department_cap_set",
+            "department_cap_set",
+            "department_cap_removed",
+            "schedule_added",
+            "schedule_removed",
+            "priority_class_added",
+            "priority_class_removed",
+        ]
+    )
+
+
+async def test_audit_page_filters_and_pages(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    async with runtime.db.write() as s:
+        for i in range(60):
+            await audit.record(
+                s, clock.now() + dt.timedelta(minutes=i), "login", result="success",
+                username=f"user{i:02d}",
+            )  # fmt: skip
+        await audit.record(s, clock.now(), "host_drained", actor="ada", detail={"host": "h<1>"})
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    first = await client.get("/admin/audit?event=login")
+    assert len(re.findall(ROW_HEADER.format("login"), first.text)) == 50
+    assert "user59" in first.text and "user09" not in first.text
+    older = re.search(r'href="(/admin/audit\?event=login&amp;before=\d+)"', first.text)
+    assert older
+    second = await client.get(older.group(1).replace("&amp;", "&"))
+    assert len(re.findall(ROW_HEADER.format("login"), second.text)) == 10
+    assert "user09" in second.text and "Neueste Einträge" in second.text
+
+    drained = await client.get("/admin/audit?event=host_drained&user=&result=")
+    assert "{&#34;host&#34;: &#34;h&lt;1&gt;&#34;}" in drained.text
+    # 09:00:05 UTC is 10:00 in Berlin; the range is local time.
+    ranged = await client.get(
+        "/admin/audit?user=user01&since=2026-03-02T10:00&until=2026-03-02T10:05"
+    )
+    assert "user01" in ranged.text
+    outside = await client.get("/admin/audit?user=user01&since=2026-03-02T10:02")
+    assert "Keine Einträge." in outside.text
+    bad = await client.get("/admin/audit?since=yesterday")
+    assert bad.status_code == 422
+    assert notice_of(bad.text) == "Von: Bitte Datum und Uhrzeit angeben."
+    assert (await client.get("/admin/audit?before=abc")).status_code == 200
+
+
+async def test_revoked_sessions_and_locked_users_land_on_login(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    enter(client, await staff(runtime, "maria"))
+    async with runtime.db.write() as s:
+        await s.execute(update(User).values(disabled=True))
+    response = await client.get("/desktops")
+    assert response.headers["location"] == "/login?expired=1"
