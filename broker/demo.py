@@ -27,7 +27,7 @@ from broker.domain import PoolType, Protocol, Role, WorkMode
 from broker.hosts import service as hosts
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
-from broker.serve import configure_logging, run_async, uvicorn_config
+from broker.serve import NotifyingServer, configure_logging, run_async, uvicorn_config
 from broker.users import service as users
 
 
@@ -178,29 +178,46 @@ def start_agent(settings: Settings, host: DemoHost, token_file: Path) -> subproc
     )  # fmt: skip
 
 
+class DemoServer(NotifyingServer):
+    """The broker, and the demo's agents, which must go when it goes: uvicorn
+    re-raises SIGTERM once it has shut down, so code after serve() never runs."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.agents: list[subprocess.Popen[bytes]] = []
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        stop_agents(self.agents)
+        await super().shutdown(sockets)
+
+
+def stop_agents(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=5)
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> None:
     rt = await open_runtime(settings)
     try:
         creds, agents = await seed(rt, settings.data_dir)
     finally:
         await rt.close()
-    server = uvicorn.Server(uvicorn_config(settings))
+    server = DemoServer(uvicorn_config(settings))
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
     if serving.done():
         await serving
         return
-    processes = [start_agent(settings, host, token_file) for host, token_file in agents]
+    server.agents = [start_agent(settings, host, token_file) for host, token_file in agents]
     print(banner(settings, creds), flush=True)
     try:
         await serving
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=5)
+        stop_agents(server.agents)
 
 
 def run_demo(args: argparse.Namespace) -> int:

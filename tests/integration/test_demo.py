@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from tests.support.processes import VENV_BIN, clean_env, free_port, stop
 from tests.support.totp import oathtool_code
@@ -87,7 +88,11 @@ def test_demo_prints_credentials_that_log_in(tmp_path: Path) -> None:
         assert session.json()["session"]["host"] == "demo-host-1"
         hosts = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert 'vdi_host_up{host="demo-host-2"} 1' in hosts
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) in (0, -signal.SIGINT)
+        agents = psutil.Process(proc.pid).children()
+        assert len(agents) == 2
+        proc.send_signal(signal.SIGTERM)  # as systemd or a terminal's kill would
+        assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
+        _, alive = psutil.wait_procs(agents, timeout=10)
+        assert not alive, "the demo left its agents running"
     finally:
         stop(proc)
