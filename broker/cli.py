@@ -29,7 +29,7 @@ from broker.hosts import service as hosts
 from broker.policy import store as policies
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
-from broker.security.crypto import KeyFileError
+from broker.security.files import KeyFileError
 from broker.sessions import service as sessions
 from broker.store import migrate
 from broker.store.tables import Session
