@@ -10,7 +10,8 @@ Each round (one broker does it, see broker.jobs):
   `outside_schedule` (see broker.policy.schedule for why there is a grace);
 - floating desktops whose reset failed are reset again;
 - spare desktops are started and stopped (broker.placement.spares);
-- expired tunnel tickets are deleted.
+- expired tunnel tickets are deleted, and tunnel rows of a gateway replica that
+  died (broker.gateway.service.purge_stale_tunnels).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agent.protocol import ActionKind
 from broker import fleet
 from broker.domain import SessionState
 from broker.gateway import tickets
+from broker.gateway.service import purge_stale_tunnels
 from broker.hosts import actions
 from broker.placement.spares import SpareCandidate, plan_spares
 from broker.policy import schedule
@@ -72,6 +74,7 @@ async def run_lifecycle(rt: Runtime) -> None:
         await _schedules(rt, conn, now)
         await _retry_resets(conn, now)
         await tickets.purge_expired(conn, _ago(now, 3600))
+    await purge_stale_tunnels(rt)
     await manage_spares(rt)
 
 
