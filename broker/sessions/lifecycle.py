@@ -22,7 +22,7 @@ from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.engine import Row
 
 from agent.protocol import ActionKind
@@ -36,12 +36,13 @@ from broker.policy import schedule
 from broker.runtime import Runtime
 from broker.sessions import service
 from broker.store.db import Executor
-from broker.store.tables import Desktop, HostAction, Pool, Schedule, Session, User, table
+from broker.store.tables import Desktop, Host, HostAction, Pool, Schedule, Session, User, table
 
 log = logging.getLogger(__name__)
 
 _sessions = table(Session)
 _desktops = table(Desktop)
+_hosts = table(Host)
 _pools = table(Pool)
 _users = table(User)
 _actions = table(HostAction)
@@ -79,14 +80,23 @@ async def run_lifecycle(rt: Runtime) -> None:
 
 
 async def _desktops_in_use(conn: Executor, now: dt.datetime) -> None:
-    """The agent sees a client on the console: the session is in use right now."""
+    """The agent sees a client on the console: the session is in use right now.
+
+    Only a report newer than the session's disconnection counts: the gateway
+    disconnects a session when its last tunnel closes, and the host's previous
+    report, which still saw that tunnel's connection, must not undo it.
+    """
     in_use = select(_desktops.c.id).where(_desktops.c.connections > 0)
+    last_report = (
+        select(_hosts.c.last_report_at).where(_hosts.c.id == _sessions.c.host_id).scalar_subquery()
+    )
     await conn.execute(
         update(_sessions)
         .where(
             OPEN,
             _sessions.c.state != SessionState.PENDING.value,
             _sessions.c.desktop_id.in_(in_use),
+            or_(_sessions.c.disconnected_at.is_(None), _sessions.c.disconnected_at < last_report),
         )
         .values(state=SessionState.ACTIVE.value, last_activity_at=now, disconnected_at=None)
     )
