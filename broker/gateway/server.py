@@ -16,6 +16,7 @@ on its own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from broker.gateway.bridge import Bridge
     from broker.gateway.service import Gateway
     from broker.gateway.tunnels import Tunnel
+
+log = logging.getLogger(__name__)
 
 PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
 NO_SESSIONS = "This gateway only forwards to your desktop: no shell, commands or file transfer."
@@ -147,7 +150,13 @@ class GatewayConnection(asyncssh.SSHServer):
         return False
 
     async def validate_password(self, username: str, password: str) -> bool:
-        grant = await self.gateway.authenticate(username, password, self.source_ip)
+        try:
+            grant = await self.gateway.authenticate(username, password, self.source_ip)
+        except Exception:
+            # Not the user's fault (the database is away): no failure is counted,
+            # and asyncssh closes the connection.
+            log.exception("gateway login from %s could not be checked", self.source_ip)
+            raise
         if grant is None:
             return False
         self.grant = grant

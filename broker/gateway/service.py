@@ -156,6 +156,18 @@ class Gateway:
     async def open_tunnel(self, connection: GatewayConnection, host: str, port: int) -> Bridge:
         """Open a direct-tcpip channel's tunnel: to the session's stored desktop
         endpoint, if that is what the client asked for; else refuse."""
+        try:
+            return await self._open_tunnel(connection, host, port)
+        except asyncssh.ChannelOpenError:
+            raise
+        except Exception:
+            # The database is away: refuse this channel, keep the connection.
+            log.exception("could not open a tunnel for %s", connection.source_ip)
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_CONNECT_FAILED, "The broker cannot open your tunnel right now."
+            ) from None
+
+    async def _open_tunnel(self, connection: GatewayConnection, host: str, port: int) -> Bridge:
         grant = connection.grant
         assert grant is not None
         async with self.rt.db.read_conn() as conn:
@@ -191,24 +203,16 @@ class Gateway:
                 self.rt.settings.gateway_connect_timeout_s,
             )
         except (OSError, TimeoutError) as exc:
-            connection.tunnels.discard(tunnel)
             tunnel.close("connect_failed")
             log.info("desktop %s does not answer: %s", tunnel.destination, exc)
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_CONNECT_FAILED, "Your desktop does not answer."
             ) from None
-        async with self.rt.db.write_conn() as conn:
-            registered = await store.register(
-                conn,
-                tunnel_id=tunnel.id,
-                session_id=tunnel.session_id,
-                replica=self.replica,
-                user=tunnel.user,
-                source_ip=tunnel.source_ip,
-                destination=tunnel.destination,
-                desktop=target.desktop,
-                now=tunnel.opened_at,
-            )
+        try:
+            registered = await self._register(tunnel, target.desktop)
+        except Exception:
+            tunnel.close("broker_error")
+            raise
         if not registered:
             tunnel.close("session_ended")
             raise asyncssh.ChannelOpenError(PROHIBITED, "Your session has ended.")
@@ -221,6 +225,20 @@ class Gateway:
                 asyncssh.OPEN_CONNECT_FAILED, "Your desktop closed the connection."
             )
         return tunnel.bridge
+
+    async def _register(self, tunnel: Tunnel, desktop: str | None) -> bool:
+        async with self.rt.db.write_conn() as conn:
+            return await store.register(
+                conn,
+                tunnel_id=tunnel.id,
+                session_id=tunnel.session_id,
+                replica=self.replica,
+                user=tunnel.user,
+                source_ip=tunnel.source_ip,
+                destination=tunnel.destination,
+                desktop=desktop,
+                now=tunnel.opened_at,
+            )
 
     async def _refused(
         self, connection: GatewayConnection, grant: Grant, host: str, port: int, reason: str
