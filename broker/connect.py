@@ -623,6 +623,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except httpx.HTTPError as exc:
         print(f"Cannot reach the broker at {args.url}: {exc}", file=sys.stderr, flush=True)
         return NO_BROKER
+    except asyncssh.Error as exc:
+        print(f"The gateway refused the connection: {exc.reason}", file=sys.stderr, flush=True)
+        return GATEWAY_PROBLEM
     except KeyboardInterrupt:
         print("Disconnected.", file=sys.stderr, flush=True)
         return 130
