@@ -8,23 +8,27 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncssh
 import pytest
 
 from broker.clock import FakeClock
-from tests.support.gateway import Rig, echo, gateway_rig, gateway_settings, run_ssh, ssh_forward
+from tests.support.gateway import (
+    Rig,
+    echo,
+    gateway_rig,
+    gateway_settings,
+    rig_fixture,
+    run_ssh,
+    ssh_client,
+)
 from tests.support.scrape import samples, value
 
 DENIED = "Permission denied"
 
 
-@pytest.fixture
-async def rig(tmp_path: Path, sqlite_url: str, clock: FakeClock) -> AsyncIterator[Rig]:
-    async with gateway_rig(gateway_settings(tmp_path, sqlite_url), clock) as r:
-        yield r
+rig = pytest.fixture(rig_fixture)
 
 
 async def login(rig: Rig, ticket: str, user: str = "maria", *extra: str) -> bool:
@@ -37,8 +41,7 @@ async def login(rig: Rig, ticket: str, user: str = "maria", *extra: str) -> bool
 async def test_a_ticket_opens_one_connection_only(rig: Rig) -> None:
     answer = await rig.desktop_for("maria")
     ticket = answer["connect"]["ticket"]
-    target = f"{answer['connect']['desktop_address']}:{answer['connect']['desktop_port']}"
-    async with ssh_forward(ticket, rig.port, "maria", target) as f:
+    async with rig.forward(answer) as f:
         assert await echo(f.local_port, b"first") == b"first"
     assert not await login(rig, ticket)
     failed = await rig.audit("gateway_auth_failed")
@@ -107,10 +110,7 @@ async def test_failures_are_counted_audited_without_the_ticket_and_slowed(rig: R
     # A name OpenSSH would not send is logged as typed.
     odd = "mallory'; DROP TABLE users;--"
     with pytest.raises(asyncssh.PermissionDenied):
-        await asyncssh.connect(
-            "127.0.0.1", rig.port, username=odd, password=guesses[4],
-            known_hosts=None, client_keys=None, agent_path=None, config=None,
-        )  # fmt: skip
+        await ssh_client(rig.port, odd, guesses[4])
     scrape = samples((await rig.client.get("/metrics")).text)
     assert value(scrape, "vdi_gateway_auth_failures_total") == 5
     failed = await rig.audit("gateway_auth_failed")
@@ -134,9 +134,7 @@ async def test_the_login_timeout_closes_silent_connections(
         writer.close()
         # A client that negotiates but never logs in is cut off too.
         with pytest.raises((asyncssh.Error, OSError)):
-            async with asyncssh.connect(
-                "127.0.0.1", r.port, username="maria", known_hosts=None, client_keys=None,
-                agent_path=None, config=None, password=None,
-                preferred_auth="keyboard-interactive",
-            ) as conn:  # fmt: skip
+            async with ssh_client(
+                r.port, "maria", None, preferred_auth="keyboard-interactive"
+            ) as conn:
                 await asyncio.wait_for(conn.wait_closed(), 10)

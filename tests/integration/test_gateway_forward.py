@@ -6,37 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
 
+import asyncssh
 import pytest
 
 from agent.handshake import connection_confirm, connection_request
-from broker.clock import FakeClock
-from tests.support.gateway import (
-    Rig,
-    echo,
-    gateway_rig,
-    gateway_settings,
-    run_ssh,
-    ssh_forward,
-    until,
-)
+from agent.protocol_base import ActionKind
+from tests.support.gateway import Rig, echo, rig_fixture, run_ssh, ssh_client, target, until
 from tests.support.scrape import samples, value
 
 MB = 1024 * 1024
 
 
-@pytest.fixture
-async def rig(tmp_path: Path, sqlite_url: str, clock: FakeClock) -> AsyncIterator[Rig]:
-    async with gateway_rig(gateway_settings(tmp_path, sqlite_url), clock) as r:
-        yield r
-
-
-def target_of(answer: dict[str, object]) -> str:
-    c = answer["connect"]
-    assert isinstance(c, dict)
-    return f"{c['desktop_address']}:{c['desktop_port']}"
+rig = pytest.fixture(rig_fixture)
 
 
 async def test_openssh_forward_carries_megabytes_both_ways(rig: Rig) -> None:
@@ -45,7 +27,7 @@ async def test_openssh_forward_carries_megabytes_both_ways(rig: Rig) -> None:
     assert c["host_key_fingerprint"] == rig.rt.gateway_fingerprint
     assert c["host_key_fingerprint"].startswith("SHA256:")
     payload = b"x" + os.urandom(4 * MB)
-    async with ssh_forward(c["ticket"], rig.port, "maria", target_of(answer)) as fwd:
+    async with rig.forward(answer) as fwd:
         reader, writer = await asyncio.open_connection("127.0.0.1", fwd.local_port)
         # The desktop answers an RDP client's first bytes as a console would ...
         writer.write(connection_request())
@@ -61,13 +43,13 @@ async def test_openssh_forward_carries_megabytes_both_ways(rig: Rig) -> None:
 
     closed = await until(lambda: rig.audit("tunnel_closed"))
     detail = closed[0].detail or {}
-    assert detail["destination"] == target_of(answer)
+    assert detail["destination"] == target(answer)
     assert detail["bytes_up"] >= len(payload) + len(connection_request())
     assert detail["bytes_down"] >= len(payload) + len(connection_confirm())
     assert detail["duration_s"] > 0
     assert closed[0].username == "maria" and closed[0].source_ip == "127.0.0.1"
     opened = await rig.audit("tunnel_opened")
-    assert (opened[0].detail or {})["destination"] == target_of(answer)
+    assert (opened[0].detail or {})["destination"] == target(answer)
     scrape = samples((await rig.client.get("/metrics")).text)
     assert value(scrape, "vdi_gateway_tunnels") == 0
     assert value(scrape, "vdi_gateway_bytes_total", direction="upstream") >= len(payload)
@@ -82,7 +64,7 @@ async def _send(writer: asyncio.StreamWriter, payload: bytes) -> None:
 
 async def test_first_channel_activates_last_channel_disconnects(rig: Rig) -> None:
     answer = await rig.desktop_for("maria")
-    async with ssh_forward(answer["connect"]["ticket"], rig.port, "maria", target_of(answer)) as f:
+    async with rig.forward(answer) as f:
         first = await asyncio.open_connection("127.0.0.1", f.local_port)
         second = await asyncio.open_connection("127.0.0.1", f.local_port)
         for reader, writer in (first, second):
@@ -97,22 +79,18 @@ async def test_first_channel_activates_last_channel_disconnects(rig: Rig) -> Non
 
         second[1].close()
         await until(lambda: _count(rig, 0))
-        assert await until(lambda: _is(rig, answer, "disconnected"))
+        assert await until(lambda: rig.is_state(answer, "disconnected"))
 
     # A new ticket reconnects: the same session, active again.
     again = await rig.fresh(answer)
     assert again["session"]["id"] == answer["session"]["id"]
-    async with ssh_forward(again["connect"]["ticket"], rig.port, "maria", target_of(again)) as f:
+    async with rig.forward(again) as f:
         assert await echo(f.local_port, b"back again") == b"back again"
         assert await rig.state(answer) == "active"
 
 
 async def _count(rig: Rig, n: int) -> bool:
     return len(rig.gateway.tunnels) == n
-
-
-async def _is(rig: Rig, answer: dict[str, object], state: str) -> bool:
-    return await rig.state(answer) == state  # type: ignore[arg-type]
 
 
 async def test_the_gateway_offers_strict_key_exchange(rig: Rig) -> None:
@@ -128,3 +106,21 @@ async def test_the_gateway_offers_strict_key_exchange(rig: Rig) -> None:
     assert "will use strict KEX ordering" in done.stderr
     assert "Authenticated to 127.0.0.1" in done.stderr
     assert done.returncode != 0
+
+
+async def test_a_desktop_that_does_not_answer_fails_the_channel_only(rig: Rig) -> None:
+    answer = await rig.desktop_for("maria")
+    c = answer["connect"]
+    await rig.hv.perform(ActionKind.STOP, answer["session"]["desktop"])  # listener closed
+    async with ssh_client(rig.port, "maria", c["ticket"]) as conn:  # fmt: skip
+        with pytest.raises(asyncssh.ChannelOpenError) as failed:
+            await conn.open_connection(c["desktop_address"], c["desktop_port"])
+        assert failed.value.code == asyncssh.OPEN_CONNECT_FAILED
+        assert "does not answer" in failed.value.reason
+        # The desktop comes back on its port: the same connection can tunnel again.
+        await rig.hv.perform(ActionKind.START, answer["session"]["desktop"])
+        reader, writer = await conn.open_connection(c["desktop_address"], c["desktop_port"])
+        writer.write(b"back")
+        assert await reader.readexactly(4) == b"back"
+        writer.close()
+    assert len(await until(lambda: rig.audit("tunnel_closed"))) == 1  # only the real one

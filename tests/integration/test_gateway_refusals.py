@@ -23,7 +23,9 @@ from tests.support.gateway import (
     gateway_rig,
     gateway_settings,
     refused_locally,
+    rig_fixture,
     run_ssh,
+    ssh_client,
     ssh_forward,
     until,
 )
@@ -32,10 +34,7 @@ from tests.support.processes import free_port
 PROHIBITED = "administratively prohibited"
 
 
-@pytest.fixture
-async def rig(tmp_path: Path, sqlite_url: str, clock: FakeClock) -> AsyncIterator[Rig]:
-    async with gateway_rig(gateway_settings(tmp_path, sqlite_url), clock) as r:
-        yield r
+rig = pytest.fixture(rig_fixture)
 
 
 def bad_targets(
@@ -87,9 +86,7 @@ async def test_every_other_destination_is_refused_with_ssh_L(rig: Rig) -> None:
     ]
     assert await rig.audit("tunnel_opened") == []
     # The right target still works for the same user.
-    fresh = await rig.fresh(answer)
-    right = f"{mine[0]}:{mine[1]}"
-    async with ssh_forward(fresh["connect"]["ticket"], rig.port, "maria", right) as f:
+    async with rig.forward(await rig.fresh(answer)) as f:
         assert await echo(f.local_port, b"mine") == b"mine"
 
 
@@ -183,10 +180,7 @@ async def test_no_unix_socket_destinations(rig: Rig, tmp_path: Path) -> None:
 async def test_asyncssh_client_gets_administratively_prohibited(rig: Rig) -> None:
     answer = await rig.desktop_for("maria")
     c = answer["connect"]
-    async with asyncssh.connect(
-        "127.0.0.1", rig.port, username="maria", password=c["ticket"], known_hosts=None,
-        client_keys=None, agent_path=None, config=None,
-    ) as conn:  # fmt: skip
+    async with ssh_client(rig.port, "maria", c["ticket"]) as conn:  # fmt: skip
         bad: list[tuple[str, Any]] = [
             ("session", conn.create_session(asyncssh.SSHClientSession)),
             ("direct-tcpip", conn.open_connection("127.0.0.1", 5432)),
@@ -211,10 +205,7 @@ async def test_asyncssh_client_gets_administratively_prohibited(rig: Rig) -> Non
 async def test_a_connection_that_keeps_probing_is_closed(rig: Rig) -> None:
     answer = await rig.desktop_for("maria")
     c = answer["connect"]
-    conn = await asyncssh.connect(
-        "127.0.0.1", rig.port, username="maria", password=c["ticket"], known_hosts=None,
-        client_keys=None, agent_path=None, config=None,
-    )  # fmt: skip
+    conn = await ssh_client(rig.port, "maria", c["ticket"])  # fmt: skip
     try:
         for port in range(5430, 5430 + MAX_REFUSALS):
             with pytest.raises(asyncssh.ChannelOpenError):
@@ -234,10 +225,7 @@ async def test_loopback_desktops_are_refused_by_default(
     async with gateway_rig(settings, clock) as r:
         answer = await r.desktop_for("maria")
         c = answer["connect"]
-        async with asyncssh.connect(
-            "127.0.0.1", r.port, username="maria", password=c["ticket"], known_hosts=None,
-            client_keys=None, agent_path=None, config=None,
-        ) as conn:  # fmt: skip
+        async with ssh_client(r.port, "maria", c["ticket"]) as conn:  # fmt: skip
             with pytest.raises(asyncssh.ChannelOpenError) as refused:
                 await conn.open_connection(c["desktop_address"], c["desktop_port"])
             assert refused.value.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED

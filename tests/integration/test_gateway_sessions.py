@@ -8,10 +8,8 @@ import asyncio
 import datetime as dt
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncssh
 import pytest
 from sqlalchemy import insert, select, update
 
@@ -23,26 +21,24 @@ from broker.runtime import open_runtime
 from broker.sessions.lifecycle import run_lifecycle
 from broker.store.tables import Desktop, GatewayTunnel, Host, Session
 from tests.support.fleet import staff
-from tests.support.gateway import Rig, echo, gateway_rig, gateway_settings, ssh_forward, until
+from tests.support.gateway import (
+    Rig,
+    echo,
+    gateway_rig,
+    gateway_settings,
+    rig_fixture,
+    ssh_client,
+    until,
+)
 from tests.support.processes import free_port
 
-
-@pytest.fixture
-async def rig(tmp_path: Path, sqlite_url: str, clock: FakeClock) -> AsyncIterator[Rig]:
-    async with gateway_rig(gateway_settings(tmp_path, sqlite_url), clock) as r:
-        yield r
-
-
-def target_of(answer: dict[str, object]) -> str:
-    c = answer["connect"]
-    assert isinstance(c, dict)
-    return f"{c['desktop_address']}:{c['desktop_port']}"
+rig = pytest.fixture(rig_fixture)
 
 
 async def test_an_admin_revoke_closes_the_tunnel_within_five_seconds(rig: Rig) -> None:
     answer = await rig.desktop_for("maria")
     admin = await staff(rig.rt, "admin", department="IT", role=Role.ADMIN)
-    async with ssh_forward(answer["connect"]["ticket"], rig.port, "maria", target_of(answer)) as f:
+    async with rig.forward(answer) as f:
         reader, writer = await asyncio.open_connection("127.0.0.1", f.local_port)
         writer.write(b"working")
         assert await reader.readexactly(7) == b"working"
@@ -65,9 +61,7 @@ async def test_idle_tunnels_close(tmp_path: Path, sqlite_url: str, clock: FakeCl
     settings = gateway_settings(tmp_path, sqlite_url, gateway_idle_timeout_s=1.5)
     async with gateway_rig(settings, clock) as r:
         answer = await r.desktop_for("maria")
-        async with ssh_forward(
-            answer["connect"]["ticket"], r.port, "maria", target_of(answer)
-        ) as f:
+        async with r.forward(answer) as f:
             reader, writer = await asyncio.open_connection("127.0.0.1", f.local_port)
             # Traffic keeps it open past the timeout ...
             for _ in range(4):
@@ -79,11 +73,7 @@ async def test_idle_tunnels_close(tmp_path: Path, sqlite_url: str, clock: FakeCl
             writer.close()
         closed = await until(lambda: r.audit("tunnel_closed"))
         assert closed[0].result == "idle_timeout"
-        assert await until(lambda: _is(r, answer, "disconnected"))
-
-
-async def _is(rig: Rig, answer: dict[str, object], state: str) -> bool:
-    return await rig.state(answer) == state  # type: ignore[arg-type]
+        assert await until(lambda: r.is_state(answer, "disconnected"))
 
 
 async def test_traffic_refreshes_last_activity(
@@ -92,9 +82,7 @@ async def test_traffic_refreshes_last_activity(
     settings = gateway_settings(tmp_path, sqlite_url, gateway_activity_interval_s=0.5)
     async with gateway_rig(settings, clock) as r:
         answer = await r.desktop_for("maria")
-        async with ssh_forward(
-            answer["connect"]["ticket"], r.port, "maria", target_of(answer)
-        ) as f:
+        async with r.forward(answer) as f:
             clock.advance(600)
             later = clock.now()
             assert await echo(f.local_port, b"still here") == b"still here"
@@ -123,9 +111,9 @@ async def test_a_previous_agent_report_does_not_undo_a_disconnect(rig: Rig) -> N
     async with rig.rt.db.write() as s:
         await s.execute(update(Desktop).where(Desktop.name == desktop).values(connections=1))
         await s.execute(update(Host).values(last_report_at=rig.rt.clock.now()))
-    async with ssh_forward(answer["connect"]["ticket"], rig.port, "maria", target_of(answer)) as f:
+    async with rig.forward(answer) as f:
         assert await echo(f.local_port, b"hi") == b"hi"
-    assert await until(lambda: _is(rig, answer, "disconnected"))
+    assert await until(lambda: rig.is_state(answer, "disconnected"))
     await run_lifecycle(rig.rt)
     assert await rig.state(answer) == "disconnected"
     rig.rt.clock.advance(10)  # type: ignore[attr-defined]
@@ -151,10 +139,9 @@ async def test_two_replicas_count_tunnels_together(
                 other_gateway = other_app.state.gateway
                 assert other_gateway.replica != r.gateway.replica
                 c = answer["connect"]
-                first = await _connect(r.port, c["ticket"])
-                second = await _connect(
-                    other_gateway.port, (await r.fresh(answer))["connect"]["ticket"]
-                )
+                first = await ssh_client(r.port, "maria", c["ticket"])
+                fresh = await r.fresh(answer)
+                second = await ssh_client(other_gateway.port, "maria", fresh["connect"]["ticket"])
                 streams = []
                 for conn in (first, second):
                     reader, writer = await conn.open_connection(
@@ -174,14 +161,6 @@ async def test_two_replicas_count_tunnels_together(
                 assert await r.state(answer) == "disconnected"
         finally:
             await other_rt.close()
-
-
-async def _connect(port: int, ticket: str) -> asyncssh.SSHClientConnection:
-    conn: asyncssh.SSHClientConnection = await asyncssh.connect(
-        "127.0.0.1", port, username="maria", password=ticket, known_hosts=None,
-        client_keys=None, agent_path=None, config=None,
-    )  # fmt: skip
-    return conn
 
 
 async def _tunnel_rows(rig: Rig, n: int) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import httpx
 import psutil
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from agent.hypervisors.simulated import SimulatedHypervisor
 from agent.protocol import DesktopReport, PowerState, ProbeResult
 from broker.app import create_app
-from broker.clock import Clock
+from broker.clock import Clock, FakeClock
 from broker.config import Settings
 from broker.gateway.service import Gateway
 from broker.runtime import Runtime, open_runtime
@@ -103,6 +104,14 @@ class Rig:
         body["headers"] = answer["headers"]
         return body
 
+    def forward(self, answer: dict[str, Any], *extra: str) -> Any:
+        """`ssh -N -L` to the answer's desktop with its ticket (async context manager)."""
+        c = answer["connect"]
+        return ssh_forward(c["ticket"], self.port, c["user"], target(answer), *extra)
+
+    async def is_state(self, answer: dict[str, Any], state: str) -> bool:
+        return await self.state(answer) == state
+
     async def state(self, answer: dict[str, Any]) -> str:
         async with self.rt.db.read() as s:
             state = await s.scalar(
@@ -117,6 +126,27 @@ class Rig:
                 select(AuditEvent).where(AuditEvent.event == event).order_by(AuditEvent.id)
             )
             return list(rows)
+
+
+def target(answer: dict[str, Any]) -> str:
+    """The desktop endpoint of a session answer, as `ssh -L` wants it."""
+    c = answer["connect"]
+    return f"{c['desktop_address']}:{c['desktop_port']}"
+
+
+def ssh_client(port: int, user: str, ticket: str | None, **options: Any) -> Any:
+    """asyncssh as a client of the gateway (await it, or use it with `async with`),
+    without the test machine's keys, agent or configuration."""
+    return asyncssh.connect(
+        "127.0.0.1", port, username=user, password=ticket, known_hosts=None,
+        client_keys=None, agent_path=None, config=None, **options,
+    )  # fmt: skip
+
+
+async def rig_fixture(tmp_path: Path, sqlite_url: str, clock: FakeClock) -> AsyncIterator[Rig]:
+    """The usual rig on SQLite; test modules make it a fixture: rig = pytest.fixture(...)."""
+    async with gateway_rig(gateway_settings(tmp_path, sqlite_url), clock) as r:
+        yield r
 
 
 @contextlib.asynccontextmanager
