@@ -112,7 +112,7 @@ async def test_a_desktop_that_does_not_answer_fails_the_channel_only(rig: Rig) -
     answer = await rig.desktop_for("maria")
     c = answer["connect"]
     await rig.hv.perform(ActionKind.STOP, answer["session"]["desktop"])  # listener closed
-    async with ssh_client(rig.port, "maria", c["ticket"]) as conn:  # fmt: skip
+    async with ssh_client(rig.port, "maria", c["ticket"]) as conn:
         with pytest.raises(asyncssh.ChannelOpenError) as failed:
             await conn.open_connection(c["desktop_address"], c["desktop_port"])
         assert failed.value.code == asyncssh.OPEN_CONNECT_FAILED
