@@ -1,7 +1,8 @@
 """`vdi-connect` end to end: a real `vdi-broker serve` with its gateway, a real
 `vdi-agent` with a simulated desktop, and vdi-connect as a process. Between
 vdi-connect and the gateway sits a TCP proxy that can cut the connection (a
-network drop) or lead to an impostor gateway."""
+network drop) or lead to an impostor gateway. Waiting for a starting desktop runs
+in process against the real app."""
 
 from __future__ import annotations
 
@@ -22,14 +23,16 @@ import asyncssh
 import pytest
 from sqlalchemy import select
 
+from agent.protocol import PowerState
 from broker.clock import SystemClock
 from broker.config import load_settings
+from broker.connect import Broker, wait_ready
 from broker.hosts import service as hosts
 from broker.runtime import Runtime, open_runtime
 from broker.store.tables import AuditEvent, Desktop, Session
 from tests.support.accounts import PASSWORD, add_user
-from tests.support.fleet import add_pool
-from tests.support.gateway import TcpProxy, echo, until
+from tests.support.fleet import add_pool, staff
+from tests.support.gateway import Rig, TcpProxy, echo, rig_fixture, until
 from tests.support.processes import VENV_BIN, clean_env, free_port, start_agent, start_broker, stop
 from tests.support.totp import oathtool_code
 
@@ -288,3 +291,28 @@ async def test_starts_the_desktop_client_and_ends_with_it(stack: Stack, tmp_path
     assert "The desktop client has closed; disconnecting." in connect.output
     saw = result.read_text()
     assert saw.startswith("hello desktop /v:127.0.0.1:")
+
+
+rig = pytest.fixture(rig_fixture)
+
+
+async def test_waits_while_the_desktop_starts(rig: Rig) -> None:
+    """vdi-connect's waiting, against the real app: the only desktop is off, the
+    request is pending (202) until the agent has started it."""
+    for name in rig.agent.desktops:
+        rig.agent.set_power(name, PowerState.STOPPED)
+    await rig.agent.report()
+    who = await staff(rig.rt, "maria")
+    rig.client.headers["cookie"] = who["cookie"]
+    broker = Broker(rig.client, "https://testserver/")
+    broker.csrf = who["X-CSRF-Token"]
+    answer = await broker.request("Finanzen")
+    assert answer["result"] == "pending" and answer["connect"] is None
+    waiting = asyncio.create_task(wait_ready(broker, answer, wait_s=30))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    started = await rig.agent.obey()  # the agent starts the desktop and reports it
+    assert [a["kind"] for a in started] == ["start"]
+    ready = await waiting
+    assert ready.session_id == answer["session"]["id"]
+    assert ready.fingerprint == rig.rt.gateway_fingerprint and ready.ticket
