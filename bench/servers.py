@@ -79,3 +79,50 @@ def broker(data: Path, url: str | None, **settings: str) -> Iterator[Running]:
     finally:
         server.terminate()
         server.wait(timeout=15)
+
+
+@dataclass(frozen=True)
+class Sshd:
+    port: int
+    pid: int
+    client_key: Path
+
+
+@contextlib.contextmanager
+def sshd(workdir: Path) -> Iterator[Sshd]:
+    """OpenSSH's sshd on a free loopback port, key login for root only, with TCP
+    forwarding: the baseline the gateway is measured against. Needs root (sshd
+    drops privileges to its own user) and Debian's openssh-server."""
+    if os.geteuid() != 0:
+        raise RuntimeError("the sshd baseline needs root (sshd -f CONFIG runs as root)")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+    for name in ("host_key", "client_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / name)], check=True
+        )
+    authorized = workdir / "authorized_keys"
+    authorized.write_text((workdir / "client_key.pub").read_text())
+    authorized.chmod(0o600)
+    port = free_port()
+    config = workdir / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {workdir / 'host_key'}\n"
+        f"AuthorizedKeysFile {authorized}\nPidFile {workdir / 'sshd.pid'}\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        "StrictModes no\nAllowTcpForwarding local\nPermitRootLogin prohibit-password\n"
+    )
+    server = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-f", str(config)], stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError("sshd did not start")
+            time.sleep(0.05)
+        yield Sshd(port, server.pid, workdir / "client_key")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

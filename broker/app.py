@@ -17,6 +17,7 @@ from broker.auth.router import router as auth_router
 from broker.clock import Clock
 from broker.config import Settings
 from broker.deps import RuntimeDep
+from broker.gateway.service import Gateway
 from broker.hosts.report_endpoint import ReportEndpoint
 from broker.hosts.router import router as hosts_router
 from broker.http_errors import install_error_handlers
@@ -41,6 +42,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or await open_runtime(settings, clock=clock)
         app.state.runtime = rt
+        gateway = Gateway(rt) if settings.gateway_enabled else None
+        if gateway is not None:
+            await gateway.start()
+        app.state.gateway = gateway
         jobs = JobRunner(
             rt, default_jobs(rt), leader_for(rt.db, settings.data_dir), settings.job_interval_s
         )
@@ -51,6 +56,8 @@ def create_app(
             yield
         finally:
             await jobs.stop()
+            if gateway is not None:
+                await gateway.stop()
             if runtime is None:
                 await rt.close()
 

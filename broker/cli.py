@@ -25,11 +25,12 @@ from broker.auth import enrolment
 from broker.config import Settings, load_settings
 from broker.domain import HostState, PoolType, Protocol, Role, WorkMode
 from broker.errors import InvalidInput, NotFound, VdiError
+from broker.gateway import hostkey
 from broker.hosts import service as hosts
 from broker.policy import store as policies
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
-from broker.security.crypto import KeyFileError
+from broker.security.files import KeyFileError
 from broker.security.rotation import rotate_key
 from broker.sessions import service as sessions
 from broker.store import migrate
@@ -437,6 +438,16 @@ async def status(rt: Runtime, args: argparse.Namespace) -> int:
         f"{sum(1 for h in host_rows if h['state'] == 'draining')} draining"
     )
     print(f"Pools: {len(pool_rows)}; licences in all: {sum(p['max_sessions'] for p in pool_rows)}")
+    settings = rt.settings
+    if settings.gateway_enabled:
+        fingerprint = hostkey.fingerprint_of_file(settings.gateway_host_key_file)
+        where = f"{settings.effective_gateway_public_host}:{settings.effective_gateway_public_port}"
+        print(
+            f"SSH gateway: {where}; host key "
+            f"{fingerprint or '(none yet: made when the broker first starts)'}"
+        )
+    else:
+        print("SSH gateway: off")
     return 0
 
 

@@ -96,8 +96,28 @@ class Settings(BaseSettings):
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(2222, ge=0, le=65535)
     gateway_public_host: str | None = None
+    # The port clients are told, where a load balancer or NAT maps another one
+    # to `gateway_port`.
+    gateway_public_port: int | None = Field(None, ge=1, le=65535)
     gateway_login_timeout_s: float = Field(30.0, gt=0)
     gateway_idle_timeout_s: float = Field(0.0, ge=0, description="0: no idle-traffic timeout")
+    gateway_connect_timeout_s: float = Field(10.0, gt=0, description="gateway to desktop")
+    # How often a replica marks its open tunnels alive in the database and
+    # writes the sessions' last activity from their traffic. Tunnels not marked
+    # for four of these belong to a replica that died and are cleaned up.
+    gateway_activity_interval_s: float = Field(30.0, gt=0)
+    # Delay before answering a login from a source with recent failures: this,
+    # doubled per further failure, up to the maximum.
+    gateway_auth_delay_s: float = Field(1.0, ge=0)
+    gateway_auth_delay_max_s: float = Field(16.0, ge=0)
+    # Desktops on 127.0.0.0/8 or ::1 are refused unless this is on: a desktop
+    # address comes from an agent's report, and loopback would reach the
+    # broker's own services. Only the demo and tests, whose simulated desktops
+    # listen on 127.0.0.1, turn it on.
+    gateway_allow_loopback: bool = False
+    # Networks the gateway never forwards to, whatever an agent reports (the
+    # database, management networks): ["10.0.9.0/24"].
+    gateway_denied_networks: list[str] = []
     ticket_ttl_s: float = Field(60.0, gt=0, le=600)
 
     cookie_secure: bool = True
@@ -164,6 +184,18 @@ class Settings(BaseSettings):
                 ) from exc
         return value
 
+    @field_validator("gateway_denied_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{network!r} is not a network: {exc}") from exc
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -206,6 +238,10 @@ class Settings(BaseSettings):
     @property
     def effective_gateway_public_host(self) -> str:
         return self.gateway_public_host or self.gateway_host
+
+    @property
+    def effective_gateway_public_port(self) -> int:
+        return self.gateway_public_port or self.gateway_port
 
 
 def normalise_database_url(url: str) -> str:

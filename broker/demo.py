@@ -24,6 +24,7 @@ import uvicorn
 from broker.auth import enrolment
 from broker.config import Settings, load_settings
 from broker.domain import PoolType, Protocol, Role, WorkMode
+from broker.gateway import hostkey
 from broker.hosts import service as hosts
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
@@ -137,6 +138,8 @@ def banner(settings: Settings, creds: list[Credentials]) -> str:
         f"  API:     {settings.effective_public_url}/api/v1",
         f"  Metrics: {settings.effective_public_url}/metrics",
         f"  Gateway: ssh://{settings.gateway_host}:{settings.gateway_port}",
+        f"           host key {hostkey.fingerprint_of_file(settings.gateway_host_key_file)}",
+        f"  Connect: vdi-connect {settings.effective_public_url} --user anna --no-client",
         f"  Data:    {settings.data_dir}",
         "",
         "Add each account to an authenticator app (scan the QR code or type the key):",
@@ -232,6 +235,7 @@ def run_demo(args: argparse.Namespace) -> int:
         http_port=pick_port(args.port, "portal"),
         gateway_host="127.0.0.1",
         gateway_port=pick_port(args.gateway_port, "SSH gateway"),
+        gateway_allow_loopback=True,  # the simulated desktops listen on 127.0.0.1
         cookie_secure=False,  # plain http on localhost only
         totp_issuer="VDI Demo",
         report_interval=5.0,

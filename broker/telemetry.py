@@ -71,5 +71,15 @@ class Telemetry:
         with self._lock:
             self.launch_histogram(pool).observe(seconds)
 
+    def gateway_auth_failed(self) -> None:
+        with self._lock:
+            self.gateway_auth_failures += 1
+
+    def gateway_traffic(self, upstream: int, downstream: int) -> None:
+        """Bytes through tunnels since the last call (the gateway flushes once a tick)."""
+        with self._lock:
+            self.gateway_bytes["upstream"] += upstream
+            self.gateway_bytes["downstream"] += downstream
+
     def launch_histogram(self, pool: str) -> Histogram:
         return self.launch_duration.setdefault(pool, Histogram(LAUNCH_BUCKETS))

@@ -24,7 +24,7 @@ _INSERT = _tickets.insert()
 _REDEEM = (
     update(_tickets)
     .where(
-        _tickets.c.id_hash == bindparam("id_hash"),
+        _tickets.c.id_hash == bindparam("ticket_hash"),
         _tickets.c.used_at.is_(None),
         _tickets.c.expires_at > bindparam("now"),
     )
@@ -61,7 +61,7 @@ async def issue(
 async def redeem(conn: Executor, ticket: str, user_name: str, now: dt.datetime) -> Redeemed | None:
     """Spend a ticket presented by `user_name`; None if unknown, used, expired or
     another user's (a ticket of another user is spent all the same: it leaked)."""
-    row = (await conn.execute(_REDEEM, {"id_hash": token_hash(ticket), "now": now})).first()
+    row = (await conn.execute(_REDEEM, {"ticket_hash": token_hash(ticket), "now": now})).first()
     if row is None:
         return None
     name = await conn.scalar(select(_users.c.name).where(_users.c.id == row.user_id))

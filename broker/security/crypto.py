@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +21,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from broker.security.files import KeyFileError as KeyFileError  # re-exported
+from broker.security.files import create_private, ensure_private
+
 FORMAT = "v1"
 NONCE_BYTES = 12
-
-
-class KeyFileError(Exception):
-    """The key file is missing, malformed or readable by others."""
 
 
 class DecryptionError(Exception):
@@ -55,11 +53,8 @@ def _make_key(key_id: str, master: bytes) -> _Key:
 
 def create_key_file(path: Path) -> None:
     """Write a fresh key file with mode 0600; never overwrites an existing one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     line = f"k{secrets.token_hex(4)} {base64.b64encode(secrets.token_bytes(32)).decode()}\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(line)
+    create_private(path, line.encode())
 
 
 def add_key(path: Path) -> str:
@@ -90,12 +85,7 @@ class SecretBox:
             if not create:
                 raise KeyFileError(f"key file {path} does not exist")
             create_key_file(path)
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyFileError(
-                f"key file {path} is readable by others (mode {stat.S_IMODE(mode):o}); "
-                f"run: chmod 600 {path}"
-            )
+        ensure_private(path, "key file")
         keys: list[tuple[str, bytes]] = []
         for number, raw in enumerate(path.read_text().splitlines(), start=1):
             line = raw.strip()

@@ -10,7 +10,8 @@ Each round (one broker does it, see broker.jobs):
   `outside_schedule` (see broker.policy.schedule for why there is a grace);
 - floating desktops whose reset failed are reset again;
 - spare desktops are started and stopped (broker.placement.spares);
-- expired tunnel tickets are deleted.
+- expired tunnel tickets are deleted, and tunnel rows of a gateway replica that
+  died (broker.gateway.service.purge_stale_tunnels).
 """
 
 from __future__ import annotations
@@ -21,25 +22,27 @@ from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.engine import Row
 
 from agent.protocol import ActionKind
 from broker import fleet
 from broker.domain import SessionState
 from broker.gateway import tickets
+from broker.gateway.service import purge_stale_tunnels
 from broker.hosts import actions
 from broker.placement.spares import SpareCandidate, plan_spares
 from broker.policy import schedule
 from broker.runtime import Runtime
 from broker.sessions import service
 from broker.store.db import Executor
-from broker.store.tables import Desktop, HostAction, Pool, Schedule, Session, User, table
+from broker.store.tables import Desktop, Host, HostAction, Pool, Schedule, Session, User, table
 
 log = logging.getLogger(__name__)
 
 _sessions = table(Session)
 _desktops = table(Desktop)
+_hosts = table(Host)
 _pools = table(Pool)
 _users = table(User)
 _actions = table(HostAction)
@@ -72,18 +75,28 @@ async def run_lifecycle(rt: Runtime) -> None:
         await _schedules(rt, conn, now)
         await _retry_resets(conn, now)
         await tickets.purge_expired(conn, _ago(now, 3600))
+    await purge_stale_tunnels(rt)
     await manage_spares(rt)
 
 
 async def _desktops_in_use(conn: Executor, now: dt.datetime) -> None:
-    """The agent sees a client on the console: the session is in use right now."""
+    """The agent sees a client on the console: the session is in use right now.
+
+    Only a report newer than the session's disconnection counts: the gateway
+    disconnects a session when its last tunnel closes, and the host's previous
+    report, which still saw that tunnel's connection, must not undo it.
+    """
     in_use = select(_desktops.c.id).where(_desktops.c.connections > 0)
+    last_report = (
+        select(_hosts.c.last_report_at).where(_hosts.c.id == _sessions.c.host_id).scalar_subquery()
+    )
     await conn.execute(
         update(_sessions)
         .where(
             OPEN,
             _sessions.c.state != SessionState.PENDING.value,
             _sessions.c.desktop_id.in_(in_use),
+            or_(_sessions.c.disconnected_at.is_(None), _sessions.c.disconnected_at < last_report),
         )
         .values(state=SessionState.ACTIVE.value, last_activity_at=now, disconnected_at=None)
     )

@@ -234,7 +234,7 @@ async def _connect(rt: Runtime, conn: Executor, row: Row[Any], now: dt.datetime)
     ticket = await tickets.issue(conn, row.id, row.user_id, now, settings.ticket_ttl_s)
     return Connect(
         gateway_host=settings.effective_gateway_public_host,
-        gateway_port=settings.gateway_port,
+        gateway_port=settings.effective_gateway_public_port,
         user=row.user_name,
         ticket=ticket,
         expires_in=settings.ticket_ttl_s,

@@ -308,6 +308,28 @@ class Ticket(Base):
     used_at: Mapped[dt.datetime | None]
 
 
+class GatewayTunnel(Base):
+    """An open SSH tunnel (one channel), a row while it is open.
+
+    The rows of a session are its open tunnels on every replica: the last one
+    to go makes the session disconnected. Each replica refreshes `seen_at` of
+    its own rows; rows of a replica that died go stale and are cleaned up by the
+    lifecycle job (broker.gateway.store).
+    """
+
+    __tablename__ = "gateway_tunnels"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    replica: Mapped[str] = mapped_column(String(32), index=True)
+    destination: Mapped[str] = mapped_column(String(80))
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    opened_at: Mapped[dt.datetime]
+    seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class DepartmentPolicy(Base):
     """A department's cap on simultaneous home work: a number or a share of staff."""
 

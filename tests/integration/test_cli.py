@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from broker.gateway import hostkey
 from broker.security.tokens import token_hash
 from tests.support.processes import clean_env, vdi_broker
 
@@ -208,3 +211,26 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
     bad.write_text("http_port = 99999\n")
     result = vdi_broker("--config", str(bad), "status", env=env)
     assert result.returncode == 2 and "http_port" in result.stderr
+
+
+def test_status_shows_the_gateway_host_key_fingerprint(env: dict[str, str]) -> None:
+    key_file = Path(env["VDI_DATA_DIR"]) / "gateway_host_key"
+    before = vdi_broker("status", env=env)
+    assert before.returncode == 0, before.stderr
+    assert "SSH gateway: 127.0.0.1:2222; host key (none yet" in before.stdout
+    hostkey.load_or_create(key_file)  # what the broker's first start does
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    # OpenSSH's own reading of the key gives the same fingerprint.
+    keygen = subprocess.run(
+        ["ssh-keygen", "-l", "-f", str(key_file)], capture_output=True, text=True, check=True
+    )
+    expected = keygen.stdout.split()[1]
+    assert expected.startswith("SHA256:")
+    status = vdi_broker("status", env=env)
+    assert f"SSH gateway: 127.0.0.1:2222; host key {expected}" in status.stdout
+    off = vdi_broker("status", env={**env, "VDI_GATEWAY_ENABLED": "false"})
+    assert "SSH gateway: off" in off.stdout
+    key_file.chmod(0o644)
+    refused = vdi_broker("status", env=env)
+    assert refused.returncode == 2
+    assert "chmod 600" in refused.stderr

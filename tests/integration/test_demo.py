@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -36,6 +37,7 @@ def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
 
 def test_demo_prints_credentials_that_log_in(tmp_path: Path) -> None:
     port = free_port()
+    gateway_port = free_port()
     proc = subprocess.Popen(
         [
             str(VENV_BIN / "vdi-broker"),
@@ -45,7 +47,7 @@ def test_demo_prints_credentials_that_log_in(tmp_path: Path) -> None:
             "--port",
             str(port),
             "--gateway-port",
-            str(free_port()),
+            str(gateway_port),
         ],
         env=clean_env(),
         stdout=subprocess.PIPE,
@@ -86,6 +88,14 @@ def test_demo_prints_credentials_that_log_in(tmp_path: Path) -> None:
             time.sleep(0.5)
         assert session is not None and session.status_code == 201, session and session.text
         assert session.json()["session"]["host"] == "demo-host-1"
+        # The demo runs the SSH gateway, and says which host key to expect.
+        shown = re.search(r"host key (SHA256:\S+)", out)
+        assert shown is not None
+        connect = session.json()["connect"]
+        assert connect["host_key_fingerprint"] == shown.group(1)
+        assert connect["gateway_port"] == gateway_port
+        with socket.create_connection(("127.0.0.1", gateway_port), timeout=5) as ssh:
+            assert ssh.recv(64).startswith(b"SSH-2.0-")
         hosts = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         assert 'vdi_host_up{host="demo-host-2"} 1' in hosts
         agents = psutil.Process(proc.pid).children()

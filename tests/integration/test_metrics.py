@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections import defaultdict
 
 import httpx
 import pytest
@@ -17,6 +16,7 @@ from broker.runtime import Runtime
 from broker.store.tables import DepartmentPolicy, Host
 from tests.support.artifacts import DESIGN, design_metric_names
 from tests.support.fleet import add_host, add_pool, ask, staff
+from tests.support.scrape import samples, value
 
 ALLOWED_LABELS = {
     "host",
@@ -42,20 +42,6 @@ def design_labels() -> dict[str, set[str]]:
     for name, inner in re.findall(r"`(vdi_[a-z0-9_]+)(?:\{([^}`]*)\})?`", section):
         labels[name] = {part.split("=")[0].strip() for part in inner.split(",") if part.strip()}
     return labels
-
-
-def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    out: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[s.name].append((s.labels, s.value))
-    return out
-
-
-def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
-    matches = [v for lab, v in found[name] if all(lab.get(k) == x for k, x in labels.items())]
-    assert len(matches) == 1, (name, labels, found[name][:5])
-    return matches[0]
 
 
 @pytest.fixture

@@ -1,0 +1,635 @@
+"""`vdi-connect URL --user NAME [--pool POOL]`: log in, get a desktop, open the
+tunnel and start the desktop client.
+
+1. Asks for password and code (or reads them from standard input with
+   `--password-stdin`), logs in to the broker at URL. A user without an
+   authenticator app is sent to the portal.
+2. Asks for a desktop (POST /api/v1/sessions) and waits while it starts.
+3. Listens on 127.0.0.1 (a free port unless `--local-port`), connects to the
+   broker's SSH gateway with the one-time ticket, checking the gateway's host
+   key against the fingerprint the broker gave (a mismatch stops everything
+   before the ticket is sent), and forwards every local connection to the
+   desktop.
+4. Starts xfreerdp/wlfreerdp (RDP, Linux), mstsc (Windows), `open rdp://`
+   (macOS) or vncviewer (VNC) when found, else prints what to run.
+5. When the SSH connection drops (network change, sleep, a gateway restart) it
+   fetches a fresh ticket for the same session and reconnects; the local port
+   stays the same, so the desktop client can reconnect too. Ctrl-C disconnects
+   cleanly; the desktop keeps running for a later reconnect.
+
+Exit codes: 0 disconnected as asked (Ctrl-C, or the desktop client closed),
+1 login failed or expired, 2 bad input, 3 enrolment needed first, 4 no desktop
+(refused or did not start), 5 the session was ended, 6 gateway problem (host
+key mismatch, unreachable), 7 the broker cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+import httpx
+
+from broker import __version__
+from broker.auth.recovery import CODE_RE as RECOVERY_RE
+from broker.gateway.bridge import Bridge
+from broker.gateway.hostkey import fingerprint
+
+API = "/api/v1"
+POLL_S = 2.0
+# Between reconnection attempts: doubling from 1 s up to this.
+MAX_BACKOFF_S = 30.0
+# A request that answers while the tunnel is up keeps the web login alive for
+# reconnects (it would otherwise expire after the broker's idle timeout).
+KEEPALIVE_S = 300.0
+SSH_KEEPALIVE_S = 15.0
+SSH_KEEPALIVE_COUNT = 3
+
+(
+    OK,
+    LOGIN_FAILED,
+    BAD_INPUT,
+    ENROL_FIRST,
+    NO_DESKTOP,
+    SESSION_ENDED,
+    GATEWAY_PROBLEM,
+    NO_BROKER,
+) = range(8)
+
+
+class Stop(Exception):
+    """Ends vdi-connect with a message in plain words and an exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+# -- pure helpers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientCommand:
+    argv: list[str]
+    # False where the command only hands over to an app and returns at once
+    # (macOS `open`): its exit does not mean the user closed the desktop.
+    waits: bool = True
+
+    def __str__(self) -> str:
+        return " ".join(self.argv)
+
+
+def client_command(
+    protocol: str,
+    port: int,
+    platform: str = sys.platform,
+    which: Callable[[str], str | None] = shutil.which,
+    wayland: bool = False,
+) -> ClientCommand | None:
+    """The desktop client to start for `protocol` on this platform, if one is found."""
+    where = f"127.0.0.1:{port}"
+    if protocol == "rdp":
+        if platform == "win32":
+            return ClientCommand(["mstsc", f"/v:{where}"]) if which("mstsc") else None
+        if platform == "darwin":
+            # Microsoft's Remote Desktop app registers the rdp:// scheme.
+            return ClientCommand(["open", f"rdp://full%20address=s:{where}"], waits=False)
+        names = ("wlfreerdp", "xfreerdp") if wayland else ("xfreerdp", "wlfreerdp")
+        for name in names:
+            if which(name):
+                return ClientCommand([name, f"/v:{where}"])
+        return None
+    if protocol == "vnc":
+        if platform == "darwin":
+            return ClientCommand(["open", f"vnc://{where}"], waits=False)
+        if which("vncviewer"):
+            # TigerVNC, RealVNC and TightVNC read HOST::PORT as a port, not a display.
+            return ClientCommand(["vncviewer", f"127.0.0.1::{port}"])
+    return None
+
+
+def manual_hint(protocol: str, port: int) -> str:
+    """What to run when no desktop client was found."""
+    if protocol == "vnc":
+        return (
+            f"No VNC viewer found. Point your VNC viewer at 127.0.0.1 port {port}, e.g.:\n"
+            f"  vncviewer 127.0.0.1::{port}"
+        )
+    return (
+        f"No RDP client found. Connect your remote desktop client to 127.0.0.1:{port}, e.g.:\n"
+        f"  xfreerdp /v:127.0.0.1:{port}      (Linux)\n"
+        f"  mstsc /v:127.0.0.1:{port}         (Windows)"
+    )
+
+
+def second_factor(text: str) -> dict[str, str]:
+    """The login body's second factor: a six-digit code or a recovery code."""
+    value = text.strip()
+    if re.fullmatch(r"[0-9]{6}", value):
+        return {"code": value}
+    if RECOVERY_RE.fullmatch(value):
+        return {"recovery_code": value}
+    raise Stop(
+        "The code from your authenticator app has six digits (or use a recovery code).",
+        BAD_INPUT,
+    )
+
+
+def choose_pool(wanted: str | None, desktops: dict[str, Any]) -> str:
+    """The pool to ask for: the one given, else the one with the user's open session,
+    else the only one the user may use."""
+    if wanted:
+        return wanted
+    sessions = desktops.get("sessions") or []
+    if len(sessions) == 1:
+        return str(sessions[0]["pool"])
+    pools = [p["name"] for p in desktops.get("pools") or []]
+    if len(pools) == 1:
+        return str(pools[0])
+    if not pools:
+        raise Stop("There is no desktop pool you may use. Ask your IT department.", NO_DESKTOP)
+    raise Stop(
+        "You may use several pools; choose one with --pool: " + ", ".join(sorted(pools)),
+        BAD_INPUT,
+    )
+
+
+def error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"The broker answered {response.status_code}."
+    return str(body.get("message") or body.get("error") or response.status_code)
+
+
+def login_problem(response: httpx.Response, portal: str) -> Stop:
+    """The words for a refused login (the broker never says which factor was wrong)."""
+    status = response.status_code
+    if status == 401:
+        return Stop("Wrong user name, password or code.", LOGIN_FAILED)
+    if status == 403:
+        return Stop(
+            "Your account needs an authenticator app first. Open the portal in a web "
+            f"browser, log in there and follow the steps: {portal}",
+            ENROL_FIRST,
+        )
+    if status == 423:
+        return Stop(
+            "Your account is locked. Try again later or ask your IT department.", LOGIN_FAILED
+        )
+    if status == 429:
+        wait = response.headers.get("retry-after")
+        later = f" in {wait} seconds" if wait else " later"
+        return Stop(f"Too many login attempts; try again{later}.", LOGIN_FAILED)
+    return Stop(f"The login failed: {error_text(response)}", LOGIN_FAILED)
+
+
+def backoff(attempt: int) -> float:
+    return float(min(MAX_BACKOFF_S, 2 ** min(attempt, 10)))
+
+
+# -- the broker's HTTP API --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Details:
+    """Where to connect, from a session answer's `connect` object."""
+
+    session_id: str
+    protocol: str
+    gateway_host: str
+    gateway_port: int
+    user: str
+    ticket: str
+    desktop_address: str
+    desktop_port: int
+    fingerprint: str | None
+    desktop: str | None
+
+
+class Broker:
+    def __init__(self, http: httpx.AsyncClient, portal: str) -> None:
+        self.http = http
+        self.portal = portal
+        self.csrf = ""
+
+    async def login(self, user: str, password: str, factor: dict[str, str]) -> None:
+        response = await self.http.post(
+            f"{API}/auth/login", json={"username": user, "password": password, **factor}
+        )
+        if response.status_code != 200:
+            raise login_problem(response, self.portal)
+        self.csrf = response.json()["csrf_token"]
+
+    async def logout(self) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            await self.http.post(f"{API}/auth/logout", headers={"X-CSRF-Token": self.csrf})
+
+    async def alive(self) -> None:
+        await self.http.get(f"{API}/me")
+
+    async def desktops(self) -> dict[str, Any]:
+        response = await self.http.get(f"{API}/desktops")
+        self._check(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def request(self, pool: str) -> dict[str, Any]:
+        response = await self.http.post(
+            f"{API}/sessions", json={"pool": pool}, headers={"X-CSRF-Token": self.csrf}
+        )
+        self._check(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def session(self, session_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"{API}/sessions/{session_id}")
+        self._check(response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def _check(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        if status == 401:
+            raise Stop("Your login has expired; run vdi-connect again.", LOGIN_FAILED)
+        if status == 404:
+            raise Stop(error_text(response), BAD_INPUT)
+        if status in (403, 409, 503):
+            raise Stop(f"No desktop for you right now: {error_text(response)}", NO_DESKTOP)
+        raise Stop(f"The broker answered {status}: {error_text(response)}", NO_DESKTOP)
+
+
+def details(answer: dict[str, Any]) -> Details | None:
+    """The connection details of a session answer; None while it is pending."""
+    session = answer["session"]
+    if session["state"] == "ended":
+        raise Stop(ended_text(session), SESSION_ENDED)
+    c = answer.get("connect")
+    if not c:
+        return None
+    return Details(
+        session_id=session["id"],
+        protocol=c["protocol"],
+        gateway_host=c["gateway_host"],
+        gateway_port=int(c["gateway_port"]),
+        user=c["user"],
+        ticket=c["ticket"],
+        desktop_address=c["desktop_address"],
+        desktop_port=int(c["desktop_port"]),
+        fingerprint=c.get("host_key_fingerprint"),
+        desktop=session.get("desktop"),
+    )
+
+
+ENDED_WHY = {
+    "user_logoff": "you logged off",
+    "admin_end": "an administrator ended it",
+    "disconnect_timeout": "it stayed disconnected too long",
+    "idle_timeout": "it was idle too long",
+    "max_session_time": "it reached the longest time allowed",
+    "outside_schedule": "your agreed telework time is over",
+    "start_timeout": "the desktop did not start in time",
+}
+
+
+def ended_text(session: dict[str, Any]) -> str:
+    reason = session.get("end_reason") or ""
+    return f"Your desktop session has ended ({ENDED_WHY.get(reason, reason or 'ended')})."
+
+
+# -- the SSH side ----------------------------------------------------------------------
+
+
+class _PinnedHostKey(asyncssh.SSHClient):
+    """Accepts exactly the gateway host key whose fingerprint the broker gave."""
+
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+        self.seen: str | None = None
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
+        self.seen = fingerprint(key)
+        return self.seen == self.expected
+
+
+async def open_ssh(d: Details) -> asyncssh.SSHClientConnection:
+    if not d.fingerprint:
+        raise Stop(
+            "The broker did not say which host key its gateway has; not connecting.",
+            GATEWAY_PROBLEM,
+        )
+    pinned = _PinnedHostKey(d.fingerprint)
+    try:
+        conn, _ = await asyncssh.create_connection(
+            lambda: pinned,
+            d.gateway_host,
+            d.gateway_port,
+            username=d.user,
+            password=d.ticket,
+            known_hosts=([], [], []),  # no file: only the pinned key is trusted
+            client_keys=None,
+            agent_path=None,
+            preferred_auth="password",
+            config=None,
+            connect_timeout=15,
+            keepalive_interval=SSH_KEEPALIVE_S,
+            keepalive_count_max=SSH_KEEPALIVE_COUNT,
+        )
+    except asyncssh.HostKeyNotVerifiable:
+        raise Stop(
+            f"The gateway at {d.gateway_host}:{d.gateway_port} shows host key "
+            f"{pinned.seen}, but the broker said {d.fingerprint}. Not connecting: "
+            "someone may be intercepting the connection. Tell your IT department.",
+            GATEWAY_PROBLEM,
+        ) from None
+    conn_: asyncssh.SSHClientConnection = conn
+    return conn_
+
+
+class LocalForward:
+    """127.0.0.1:port, forwarded to the desktop over whichever SSH connection is up.
+
+    The listener outlives SSH connections, so a desktop client keeps its port
+    across reconnects; a local connection made while the tunnel is down waits
+    for it to come back.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.wanted_port = port
+        self.port = 0
+        self.target: tuple[str, int] = ("", 0)
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._up = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._bridges: set[Bridge] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(self._accept, "127.0.0.1", self.wanted_port)
+        except OSError as exc:
+            raise Stop(f"Cannot listen on 127.0.0.1:{self.wanted_port}: {exc}", BAD_INPUT) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def use(self, conn: asyncssh.SSHClientConnection | None, target: tuple[str, int]) -> None:
+        self._conn = conn
+        self.target = target
+        if conn is None:
+            self._up.clear()
+        else:
+            self._up.set()
+
+    def _accept(self) -> asyncio.Protocol:
+        bridge = Bridge(self._bridges.discard)
+        self._bridges.add(bridge)
+        task = asyncio.get_running_loop().create_task(self._open(bridge))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return bridge.socket_protocol()
+
+    async def _open(self, bridge: Bridge) -> None:
+        try:
+            await asyncio.wait_for(self._up.wait(), 60)
+            assert self._conn is not None
+            host, port = self.target
+            await self._conn.create_connection(lambda: bridge, host, port)
+        except (TimeoutError, asyncssh.Error, OSError) as exc:
+            say(f"Could not open a connection to the desktop: {exc}")
+            bridge.close()
+
+    def drop_connections(self) -> None:
+        for bridge in list(self._bridges):
+            bridge.close()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.drop_connections()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+# -- the flow ----------------------------------------------------------------------------
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def read_secrets(args: argparse.Namespace) -> tuple[str, str]:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        code = args.code or sys.stdin.readline().strip()
+        if not password or not code:
+            raise Stop("Give the password and then the code on standard input.", BAD_INPUT)
+        return password, code
+    if not sys.stdin.isatty():
+        raise Stop("No terminal to ask for the password; use --password-stdin.", BAD_INPUT)
+    password = getpass.getpass(f"Password for {args.user}: ")
+    code = args.code or getpass.getpass("Code from your authenticator app: ")
+    return password, code
+
+
+async def wait_ready(broker: Broker, answer: dict[str, Any], wait_s: float) -> Details:
+    """Details once the desktop is ready; waits while it starts."""
+    found = details(answer)
+    if found is not None:
+        return found
+    session_id = answer["session"]["id"]
+    say("Your desktop is starting; this can take a minute ...")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S)
+        found = details(await broker.session(session_id))
+        if found is not None:
+            return found
+    raise Stop(f"Your desktop did not start within {wait_s:.0f} seconds.", NO_DESKTOP)
+
+
+async def connect_fresh(broker: Broker, session_id: str) -> tuple[Details, Any]:
+    """A fresh ticket for the session, and an SSH connection with it."""
+    d = details(await broker.session(session_id))
+    if d is None:
+        raise Stop("Your desktop is not ready (it may be restarting).", NO_DESKTOP)
+    return d, await open_ssh(d)
+
+
+async def reconnect(broker: Broker, session_id: str) -> tuple[Details, Any]:
+    attempt = 0
+    while True:
+        try:
+            return await connect_fresh(broker, session_id)
+        except (OSError, asyncssh.Error, httpx.HTTPError) as exc:
+            delay = backoff(attempt)
+            say(f"Reconnecting failed ({exc or type(exc).__name__}); next try in {delay:.0f} s.")
+            await asyncio.sleep(delay)
+            attempt += 1
+
+
+async def _keep_login_alive(broker: Broker) -> None:
+    while True:
+        await asyncio.sleep(KEEPALIVE_S)
+        with contextlib.suppress(httpx.HTTPError):
+            await broker.alive()
+
+
+async def session_loop(
+    broker: Broker,
+    forward: LocalForward,
+    d: Details,
+    conn: Any,
+    no_client: bool,
+) -> int:
+    """Keep the tunnel up until Ctrl-C, the desktop client closing or the session ending."""
+    session_id = d.session_id
+    client: asyncio.subprocess.Process | None = None
+    command = client_command(
+        d.protocol, forward.port, wayland=bool(os.environ.get("WAYLAND_DISPLAY"))
+    )
+    say(f"Tunnel open: 127.0.0.1:{forward.port} -> desktop {d.desktop or ''} ({d.protocol}).")
+    if no_client or command is None:
+        if command is None:
+            say(manual_hint(d.protocol, forward.port))
+        else:
+            say(f"Connect your desktop client: {command}")
+    else:
+        say(f"Starting {command} ...")
+        client = await asyncio.create_subprocess_exec(*command.argv)
+        if not command.waits:
+            await client.wait()
+            client = None
+    say("Press Ctrl-C to disconnect.")
+    while True:
+        closed = asyncio.ensure_future(conn.wait_closed())
+        waiting: set[asyncio.Future[Any]] = {closed}
+        if client is not None:
+            waiting.add(asyncio.ensure_future(client.wait()))
+        try:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in waiting:
+                if not future.done():
+                    future.cancel()
+        if closed not in done:
+            say("The desktop client has closed; disconnecting.")
+            conn.close()
+            return OK
+        forward.use(None, forward.target)
+        forward.drop_connections()
+        say("The connection to the gateway was lost; reconnecting ...")
+        d, conn = await reconnect(broker, session_id)
+        forward.use(conn, (d.desktop_address, d.desktop_port))
+        say("Reconnected. Your desktop client can connect again.")
+
+
+async def run(args: argparse.Namespace) -> int:
+    password, code = read_secrets(args)
+    factor = second_factor(code)
+    base = args.url.rstrip("/")
+    verify: Any = args.ca_file or True
+    async with httpx.AsyncClient(base_url=base, verify=verify, timeout=30) as http:
+        broker = Broker(http, f"{base}/")
+        say(f"Logging in to {base} as {args.user} ...")
+        await broker.login(args.user, password, factor)
+        keepalive = asyncio.create_task(_keep_login_alive(broker))
+        forward = LocalForward(args.local_port)
+        conn: Any = None
+        try:
+            pool = choose_pool(args.pool, await broker.desktops())
+            say(f"Asking for a desktop in pool {pool} ...")
+            d = await wait_ready(broker, await broker.request(pool), args.wait)
+            await forward.start()
+            try:
+                conn = await open_ssh(d)
+            except asyncssh.PermissionDenied:
+                # The ticket expired while the desktop started: take a fresh one.
+                d, conn = await connect_fresh(broker, d.session_id)
+            except (OSError, asyncssh.Error) as exc:
+                raise Stop(
+                    f"Cannot reach the gateway at {d.gateway_host}:{d.gateway_port}: {exc}",
+                    GATEWAY_PROBLEM,
+                ) from None
+            say(f"Gateway host key verified: {d.fingerprint}")
+            forward.use(conn, (d.desktop_address, d.desktop_port))
+            return await session_loop(broker, forward, d, conn, args.no_client)
+        except asyncio.CancelledError:
+            say("Disconnecting ... your desktop keeps running; run vdi-connect again to return.")
+            return OK
+        finally:
+            keepalive.cancel()
+            await forward.close()
+            if conn is not None:
+                conn.close()
+                with contextlib.suppress(Exception):
+                    await conn.wait_closed()
+            await broker.logout()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vdi-connect", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--version", action="version", version=f"vdi-connect {__version__}")
+    parser.add_argument("url", help="the broker's address, e.g. https://vdi.example.org")
+    parser.add_argument("--user", required=True, help="your user name")
+    parser.add_argument("--pool", help="the desktop pool (default: your only one)")
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password (first line) and the code (second line) from standard input",
+    )
+    parser.add_argument("--code", help="the code from your authenticator app")
+    parser.add_argument(
+        "--no-client", action="store_true", help="do not start a desktop client; print how to"
+    )
+    parser.add_argument(
+        "--local-port", type=int, default=0, metavar="PORT", help="local port (default: a free one)"
+    )
+    parser.add_argument("--ca-file", help="CA certificate file for the broker's HTTPS")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for a desktop to start (default 300)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(run(args))
+    except Stop as stop:
+        print(stop.message, file=sys.stderr, flush=True)
+        return stop.code
+    except httpx.HTTPError as exc:
+        print(f"Cannot reach the broker at {args.url}: {exc}", file=sys.stderr, flush=True)
+        return NO_BROKER
+    except asyncssh.Error as exc:
+        print(f"The gateway refused the connection: {exc.reason}", file=sys.stderr, flush=True)
+        return GATEWAY_PROBLEM
+    except KeyboardInterrupt:
+        print("Disconnected.", file=sys.stderr, flush=True)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

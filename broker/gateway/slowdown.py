@@ -1,0 +1,95 @@
+"""Slowing down sources of failed gateway logins, in bounded memory. Pure logic.
+
+A ticket has 256 bits, so guessing one is hopeless; what failed attempts cost is
+database writes (every attempt spends a ticket look-up) and audit rows. A
+source with recent failures therefore waits before each further answer: the
+first delay after one failure, doubled per further failure, up to a maximum.
+Failures are forgotten some minutes after the last one, and at most
+`max_sources` sources are remembered (the oldest go first), so a flood from
+many addresses cannot exhaust memory. IPv6 sources count per /64, the block a
+single customer line usually gets. A success does not clear the count: an
+insider with a valid ticket of their own could otherwise launder it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+FORGET_AFTER_S = 600.0
+MAX_SOURCES = 10_000
+
+
+def source_key(ip: str | None) -> str:
+    """The unit a delay applies to: the IPv4 address or the IPv6 /64."""
+    if not ip:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
+
+
+def delay_for(failures: int, first_s: float, max_s: float) -> float:
+    """Seconds to wait before answering a source with `failures` recent failures."""
+    if failures <= 0 or first_s <= 0:
+        return 0.0
+    return float(min(max_s, first_s * 2 ** min(failures - 1, 30)))
+
+
+@dataclass
+class _Record:
+    failures: int
+    last_at: float
+
+
+class FailureDelays:
+    def __init__(
+        self,
+        first_s: float,
+        max_s: float,
+        now: Callable[[], float],
+        *,
+        forget_after_s: float = FORGET_AFTER_S,
+        max_sources: int = MAX_SOURCES,
+    ) -> None:
+        self.first_s = first_s
+        self.max_s = max_s
+        self.forget_after_s = forget_after_s
+        self.max_sources = max_sources
+        self._now = now
+        self._records: OrderedDict[str, _Record] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def delay(self, ip: str | None) -> float:
+        """How long to wait before answering a login attempt from `ip`."""
+        record = self._current(source_key(ip))
+        return delay_for(record.failures if record else 0, self.first_s, self.max_s)
+
+    def failed(self, ip: str | None) -> None:
+        key = source_key(ip)
+        record = self._current(key)
+        now = self._now()
+        if record is None:
+            record = self._records[key] = _Record(0, now)
+            while len(self._records) > self.max_sources:
+                self._records.popitem(last=False)
+        record.failures += 1
+        record.last_at = now
+        self._records.move_to_end(key)
+
+    def _current(self, key: str) -> _Record | None:
+        record = self._records.get(key)
+        if record is not None and self._now() - record.last_at > self.forget_after_s:
+            del self._records[key]
+            return None
+        return record

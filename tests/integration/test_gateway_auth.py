@@ -1,0 +1,140 @@
+"""Gateway logins: the one-time ticket as password and nothing else; reuse, expiry,
+wrong and other users' tickets refused; failures counted, audited without the
+ticket, and slowed down per source; the login timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from broker.clock import FakeClock
+from tests.support.gateway import (
+    Rig,
+    echo,
+    gateway_rig,
+    gateway_settings,
+    rig_fixture,
+    run_ssh,
+    ssh_client,
+)
+from tests.support.scrape import samples, value
+
+DENIED = "Permission denied"
+
+
+rig = pytest.fixture(rig_fixture)
+
+
+async def login(rig: Rig, ticket: str, user: str = "maria", *extra: str) -> bool:
+    """Does ssh get past the login? (It asks for a command, which the gateway then
+    refuses, so it ends at once either way.)"""
+    done = await run_ssh(ticket, rig.port, user, *extra, f"{user}@127.0.0.1", "true")
+    return "Authenticated to 127.0.0.1" in done.stderr
+
+
+async def test_a_ticket_opens_one_connection_only(rig: Rig) -> None:
+    answer = await rig.desktop_for("maria")
+    ticket = answer["connect"]["ticket"]
+    async with rig.forward(answer) as f:
+        assert await echo(f.local_port, b"first") == b"first"
+    assert not await login(rig, ticket)
+    failed = await rig.audit("gateway_auth_failed")
+    assert [(e.username, e.result, e.source_ip) for e in failed] == [
+        ("maria", "invalid_ticket", "127.0.0.1")
+    ]
+
+
+async def test_an_expired_ticket_is_refused(rig: Rig, clock: FakeClock) -> None:
+    answer = await rig.desktop_for("maria")
+    clock.advance(rig.rt.settings.ticket_ttl_s + 1)
+    assert not await login(rig, answer["connect"]["ticket"])
+    # A fresh one (asked for after the wait) works.
+    fresh = await rig.fresh(answer)
+    assert await login(rig, fresh["connect"]["ticket"])
+
+
+async def test_wrong_and_other_users_tickets_are_refused(rig: Rig) -> None:
+    maria = await rig.desktop_for("maria")
+    await rig.desktop_for("jonas")
+    assert not await login(rig, secrets.token_urlsafe(32))
+    assert not await login(rig, "")
+    # maria's ticket in jonas's name: refused, and spent (it has leaked).
+    assert not await login(rig, maria["connect"]["ticket"], "jonas")
+    assert not await login(rig, maria["connect"]["ticket"], "maria")
+    assert len(await rig.audit("gateway_auth_failed")) == 4
+
+
+async def test_a_ticket_of_an_ended_session_is_refused(rig: Rig) -> None:
+    answer = await rig.desktop_for("maria")
+    sid = answer["session"]["id"]
+    ended = await rig.client.delete(f"/api/v1/sessions/{sid}", headers=answer["headers"])
+    assert ended.status_code == 200
+    assert not await login(rig, answer["connect"]["ticket"])
+    failed = await rig.audit("gateway_auth_failed")
+    assert failed[-1].result == "session_not_connectable"
+
+
+async def test_only_password_logins_are_offered(rig: Rig) -> None:
+    answer = await rig.desktop_for("maria")
+    done = await run_ssh(
+        answer["connect"]["ticket"], rig.port, "maria", "-o",
+        "PreferredAuthentications=publickey,keyboard-interactive,hostbased,gssapi-with-mic",
+        "-o", "PubkeyAuthentication=yes", "-N", "maria@127.0.0.1",
+    )  # fmt: skip
+    assert done.returncode == 255
+    # OpenSSH prints the methods the server lists: the password alone.
+    assert "Permission denied (password)" in done.stderr
+    # The ticket was never tried, so it still works.
+    assert await login(rig, answer["connect"]["ticket"])
+
+
+async def test_failures_are_counted_audited_without_the_ticket_and_slowed(rig: Rig) -> None:
+    await rig.desktop_for("maria")
+    guesses = [secrets.token_urlsafe(32) for _ in range(5)]
+    took = []
+    for guess in guesses[:4]:
+        started = time.monotonic()
+        assert not await login(rig, guess, "mallory")
+        took.append(time.monotonic() - started)
+    # 0.2 s after one failure, doubling up to 0.8 s (the rig's settings): the
+    # fourth answer waited at least 0.8 s.
+    assert took[3] >= 0.8
+    assert rig.gateway.delays.delay("127.0.0.1") == 0.8
+    assert rig.gateway.delays.delay("127.0.0.2") == 0  # other sources are not slowed
+    # A name OpenSSH would not send is logged as typed.
+    odd = "mallory'; DROP TABLE users;--"
+    with pytest.raises(asyncssh.PermissionDenied):
+        await ssh_client(rig.port, odd, guesses[4])
+    scrape = samples((await rig.client.get("/metrics")).text)
+    assert value(scrape, "vdi_gateway_auth_failures_total") == 5
+    failed = await rig.audit("gateway_auth_failed")
+    assert [e.username for e in failed] == ["mallory"] * 4 + [odd]
+    assert {e.source_ip for e in failed} == {"127.0.0.1"}
+    stored = json.dumps([[e.username, e.result, e.detail, e.user_agent] for e in failed])
+    assert not any(guess in stored for guess in guesses)
+
+
+async def test_the_login_timeout_closes_silent_connections(
+    tmp_path: Path, sqlite_url: str, clock: FakeClock
+) -> None:
+    settings = gateway_settings(tmp_path, sqlite_url, gateway_login_timeout_s=1)
+    async with gateway_rig(settings, clock) as r:
+        reader, writer = await asyncio.open_connection("127.0.0.1", r.port)
+        assert (await reader.readline()).startswith(b"SSH-2.0-VDI_Gateway")
+        started = time.monotonic()
+        # Say nothing: the gateway hangs up after the login timeout.
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        assert time.monotonic() - started < 5
+        writer.close()
+        # A client that negotiates but never logs in is cut off too.
+        with pytest.raises((asyncssh.Error, OSError)):
+            async with ssh_client(
+                r.port, "maria", None, preferred_auth="keyboard-interactive"
+            ) as conn:
+                await asyncio.wait_for(conn.wait_closed(), 10)

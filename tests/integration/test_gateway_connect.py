@@ -1,0 +1,318 @@
+"""`vdi-connect` end to end: a real `vdi-broker serve` with its gateway, a real
+`vdi-agent` with a simulated desktop, and vdi-connect as a process. Between
+vdi-connect and the gateway sits a TCP proxy that can cut the connection (a
+network drop) or lead to an impostor gateway. Waiting for a starting desktop runs
+in process against the real app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import asyncssh
+import pytest
+from sqlalchemy import select
+
+from agent.protocol import PowerState
+from broker.clock import SystemClock
+from broker.config import load_settings
+from broker.connect import Broker, wait_ready
+from broker.hosts import service as hosts
+from broker.runtime import Runtime, open_runtime
+from broker.store.tables import AuditEvent, Desktop, Session
+from tests.support.accounts import PASSWORD, add_user
+from tests.support.fleet import add_pool, staff
+from tests.support.gateway import Rig, TcpProxy, echo, rig_fixture, until
+from tests.support.processes import VENV_BIN, clean_env, free_port, start_agent, start_broker, stop
+from tests.support.totp import oathtool_code
+
+
+@dataclass
+class Stack:
+    data: Path
+    base: str
+    proxy_port: int
+    gateway_port: int
+    totp: dict[str, str]
+
+
+async def _prepare(data: Path, token_file: Path) -> dict[str, str]:
+    rt = await open_runtime(load_settings(None, data_dir=data), clock=SystemClock())
+    try:
+        await add_pool(rt)
+        secret = await add_user(rt, "maria")
+        await add_user(rt, "newbie", enrol=False)
+        token = await hosts.add(rt, "vhost01", "test")
+    finally:
+        await rt.close()
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    assert secret is not None
+    return {"maria": secret}
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    data = tmp_path / "data"
+    totp = asyncio.run(_prepare(data, tmp_path / "token"))
+    gateway_port, proxy_port = free_port(), free_port()
+    broker, base = start_broker(
+        data,
+        gateway_enabled="true",
+        gateway_port=str(gateway_port),
+        gateway_public_port=str(proxy_port),  # clients go through the proxy
+        gateway_allow_loopback="true",
+        cookie_secure="false",
+        report_interval="1",
+        job_interval_s="0.5",
+    )
+    agent = start_agent(
+        base, tmp_path / "token", tmp_path / "agent", "vhost01",
+        "--simulated-desktops", "1", "--pool", "Finanzen",
+    )  # fmt: skip
+    try:
+        asyncio.run(_desktop_running(data))
+        yield Stack(data, base, proxy_port, gateway_port, totp)
+    finally:
+        stop(agent)
+        stop(broker)
+
+
+async def _desktop_running(data: Path) -> None:
+    rt = await open_runtime(load_settings(None, data_dir=data), migrate_schema=False)
+    try:
+
+        async def running() -> bool:
+            async with rt.db.read() as s:
+                states = (await s.scalars(select(Desktop.power_state))).all()
+            return list(states) == ["running"]
+
+        await until(running, timeout=30, step=0.2)
+    finally:
+        await rt.close()
+
+
+@contextlib.asynccontextmanager
+async def runtime_of(stack: Stack) -> AsyncIterator[Runtime]:
+    rt = await open_runtime(load_settings(None, data_dir=stack.data), migrate_schema=False)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
+class Connect:
+    """vdi-connect as a process, its output read line by line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+
+    @classmethod
+    async def start(
+        cls, stack: Stack, user: str, password: str, code: str, *, path: str | None = None
+    ) -> Connect:
+        """With `path`, the desktop client is looked up there; else none is started."""
+        options = ["--no-client"] if path is None else []
+        proc = await asyncio.create_subprocess_exec(
+            str(VENV_BIN / "vdi-connect"), stack.base, "--user", user, "--pool", "Finanzen",
+            "--password-stdin", *options,
+            env=clean_env({"PATH": path} if path else None), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        assert proc.stdin is not None
+        proc.stdin.write(f"{password}\n{code}\n".encode())
+        await proc.stdin.drain()
+        proc.stdin.close()
+        return cls(proc)
+
+    async def expect(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        assert self.proc.stdout is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"no {pattern!r} in:\n" + "".join(self.lines))
+            try:
+                line = await asyncio.wait_for(self.proc.stdout.readline(), remaining)
+            except TimeoutError:
+                continue
+            if not line:
+                raise AssertionError(f"ended without {pattern!r}:\n" + "".join(self.lines))
+            self.lines.append(line.decode())
+            found = re.search(pattern, self.lines[-1])
+            if found:
+                return found
+
+    async def finish(self, timeout: float = 20) -> int:
+        assert self.proc.stdout is not None
+        rest = await asyncio.wait_for(self.proc.stdout.read(), timeout)
+        self.lines.append(rest.decode())
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def code_for(stack: Stack, user: str, offset_s: int = 0) -> str:
+    return oathtool_code(stack.totp[user], dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset_s))
+
+
+async def test_connects_forwards_and_reconnects_after_a_drop(stack: Stack) -> None:
+    proxy = await TcpProxy(stack.gateway_port).start(stack.proxy_port)
+    connect = await Connect.start(stack, "maria", PASSWORD, code_for(stack, "maria"))
+    try:
+        verified = await connect.expect(r"Gateway host key verified: (SHA256:\S+)")
+        env = clean_env({"VDI_DATA_DIR": str(stack.data)})
+        status = subprocess.run(
+            [str(VENV_BIN / "vdi-broker"), "status"], env=env, capture_output=True, text=True,
+            check=True,
+        )  # fmt: skip
+        assert verified.group(1) in status.stdout  # the key vdi-broker status shows
+        port = int((await connect.expect(r"Tunnel open: 127\.0\.0\.1:(\d+) ")).group(1))
+        await connect.expect(r"xfreerdp /v:127\.0\.0\.1:" + str(port))  # what to run
+        payload = b"x" + os.urandom(256 * 1024)
+        assert await echo(port, payload) == payload
+
+        proxy.drop()  # the network drops
+        await connect.expect("connection to the gateway was lost")
+        await connect.expect("Reconnected")
+        # The same local port works again, through a new ticket and tunnel.
+        assert await echo(port, b"after the drop") == b"after the drop"
+
+        async with runtime_of(stack) as rt, rt.db.read() as s:
+            opened = (
+                await s.scalars(select(AuditEvent).where(AuditEvent.event == "tunnel_opened"))
+            ).all()
+            sessions = (await s.scalars(select(Session))).all()
+        assert len(opened) == 2 and len(sessions) == 1  # one session, two tunnels
+
+        connect.proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert await connect.finish() == 0
+        assert "Disconnecting" in connect.output
+
+        async def disconnected() -> bool:
+            async with runtime_of(stack) as rt, rt.db.read() as s:
+                return await s.scalar(select(Session.state)) == "disconnected"
+
+        await until(disconnected, timeout=10, step=0.2)
+        async with runtime_of(stack) as rt, rt.db.read() as s:
+            events = (await s.scalars(select(AuditEvent.event))).all()
+        assert "logout" in events
+    finally:
+        if connect.proc.returncode is None:
+            connect.proc.kill()
+        await proxy.close()
+
+
+class Impostor(asyncssh.SSHServer):
+    passwords: ClassVar[list[str]] = []
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        Impostor.passwords.append(password)
+        return True
+
+
+async def test_an_impostor_gateway_never_sees_the_ticket(stack: Stack) -> None:
+    """Someone between user and gateway answers with another host key: vdi-connect
+    stops before logging in, so the one-time ticket never reaches them."""
+    impostor = await asyncssh.create_server(
+        Impostor, "127.0.0.1", 0, server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")]
+    )
+    proxy = await TcpProxy(impostor.get_port()).start(stack.proxy_port)
+    try:
+        connect = await Connect.start(stack, "maria", PASSWORD, code_for(stack, "maria"))
+        assert await connect.finish() == 6
+        assert "someone may be intercepting" in connect.output
+        assert Impostor.passwords == []
+    finally:
+        await proxy.close()
+        impostor.close()
+
+
+async def test_enrolment_first_and_wrong_passwords_in_plain_words(stack: Stack) -> None:
+    newbie = await Connect.start(stack, "newbie", PASSWORD, "123456")
+    assert await newbie.finish() == 3
+    assert f"{stack.base}/" in newbie.output and "authenticator app first" in newbie.output
+    wrong = await Connect.start(stack, "maria", "not the password", code_for(stack, "maria"))
+    assert await wrong.finish() == 1
+    assert "Wrong user name, password or code." in wrong.output
+
+
+FAKE_XFREERDP = """#!{python}
+# Stands in for xfreerdp: connects where /v: says, checks the echo, and quits
+# as a user closing the desktop window would.
+import socket, sys
+host, port = sys.argv[1].removeprefix("/v:").rsplit(":", 1)
+with socket.create_connection((host, int(port)), timeout=10) as s:
+    s.sendall(b"hello desktop")
+    got = b""
+    while len(got) < 13:
+        got += s.recv(13 - len(got))
+open({result!r}, "w").write(got.decode() + " " + " ".join(sys.argv[1:]))
+"""
+
+
+async def test_starts_the_desktop_client_and_ends_with_it(stack: Stack, tmp_path: Path) -> None:
+    """A program named xfreerdp on the PATH is started with /v:127.0.0.1:PORT; when
+    it exits (the user closed the desktop), vdi-connect disconnects."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    result = tmp_path / "client-saw"
+    client = bin_dir / "xfreerdp"
+    client.write_text(FAKE_XFREERDP.format(python=sys.executable, result=str(result)))
+    client.chmod(0o755)
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    proxy = await TcpProxy(stack.gateway_port).start(stack.proxy_port)
+    try:
+        connect = await Connect.start(stack, "maria", PASSWORD, code_for(stack, "maria"), path=path)
+        assert await connect.finish(timeout=30) == 0, connect.output
+    finally:
+        await proxy.close()
+    assert "Starting xfreerdp /v:127.0.0.1:" in connect.output
+    assert "The desktop client has closed; disconnecting." in connect.output
+    saw = result.read_text()
+    assert saw.startswith("hello desktop /v:127.0.0.1:")
+
+
+rig = pytest.fixture(rig_fixture)
+
+
+async def test_waits_while_the_desktop_starts(rig: Rig) -> None:
+    """vdi-connect's waiting, against the real app: the only desktop is off, the
+    request is pending (202) until the agent has started it."""
+    for name in rig.agent.desktops:
+        rig.agent.set_power(name, PowerState.STOPPED)
+    await rig.agent.report()
+    who = await staff(rig.rt, "maria")
+    rig.client.headers["cookie"] = who["cookie"]
+    broker = Broker(rig.client, "https://testserver/")
+    broker.csrf = who["X-CSRF-Token"]
+    answer = await broker.request("Finanzen")
+    assert answer["result"] == "pending" and answer["connect"] is None
+    waiting = asyncio.create_task(wait_ready(broker, answer, wait_s=30))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    started = await rig.agent.obey()  # the agent starts the desktop and reports it
+    assert [a["kind"] for a in started] == ["start"]
+    ready = await waiting
+    assert ready.session_id == answer["session"]["id"]
+    assert ready.fingerprint == rig.rt.gateway_fingerprint and ready.ticket

@@ -1,0 +1,116 @@
+"""The gateway's small rules: login slowdown, idle tunnels, throttles, client commands."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.connect import (
+    Stop,
+    backoff,
+    choose_pool,
+    client_command,
+    manual_hint,
+    second_factor,
+)
+from broker.gateway.slowdown import FailureDelays, delay_for, source_key
+from broker.gateway.tunnels import destination, due, idle_expired, last_traffic
+
+
+def test_delay_doubles_per_failure_up_to_the_cap() -> None:
+    assert [delay_for(n, 1.0, 16.0) for n in range(7)] == [0, 1, 2, 4, 8, 16, 16]
+    assert delay_for(10**6, 1.0, 16.0) == 16
+    assert delay_for(3, 0.0, 16.0) == 0
+
+
+def test_sources_slow_down_one_by_one_and_are_forgotten() -> None:
+    now = [0.0]
+    delays = FailureDelays(1.0, 8.0, lambda: now[0], forget_after_s=600)
+    assert delays.delay("198.51.100.7") == 0
+    for _ in range(3):
+        delays.failed("198.51.100.7")
+    assert delays.delay("198.51.100.7") == 4
+    assert delays.delay("198.51.100.8") == 0  # another source is not slowed
+    now[0] += 599
+    assert delays.delay("198.51.100.7") == 4
+    now[0] += 2
+    assert delays.delay("198.51.100.7") == 0
+
+
+def test_memory_stays_bounded_under_a_flood_of_sources() -> None:
+    delays = FailureDelays(1.0, 8.0, lambda: 0.0, max_sources=100)
+    for i in range(1000):
+        delays.failed(f"203.0.113.{i % 250}")
+        delays.failed(f"2001:db8:{i:x}::1")
+    assert len(delays) == 100
+
+
+def test_ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() -> None:
+    assert source_key("2001:db8:1:2::1") == source_key("2001:db8:1:2:ffff::9")
+    assert source_key("2001:db8:1:2::1") != source_key("2001:db8:1:3::1")
+    assert source_key("::ffff:198.51.100.7") == "198.51.100.7"
+    assert source_key(None) == "unknown"
+    delays = FailureDelays(1.0, 8.0, lambda: 0.0)
+    delays.failed("2001:db8:1:2::1")
+    assert delays.delay("2001:db8:1:2::abcd") == 1
+
+
+def test_idle_tunnels_and_throttles() -> None:
+    assert last_traffic(100, 100, 5.0, 50.0) == 5.0  # nothing moved
+    assert last_traffic(101, 100, 5.0, 50.0) == 50.0
+    assert not idle_expired(5.0, 50.0, 0)  # 0: no idle timeout
+    assert not idle_expired(5.0, 50.0, 60)
+    assert idle_expired(5.0, 65.0, 60)
+    assert due(None, 0.0, 30) and due(10.0, 40.0, 30) and not due(10.0, 39.0, 30)
+
+
+def test_destination_brackets_ipv6() -> None:
+    assert destination("10.0.0.1", 3389) == "10.0.0.1:3389"
+    assert destination("2001:db8::1", 3389) == "[2001:db8::1]:3389"
+
+
+def found(*names: str):
+    return lambda name: f"/usr/bin/{name}" if name in names else None
+
+
+def test_the_desktop_client_per_platform() -> None:
+    rdp = client_command("rdp", 4000, "linux", found("xfreerdp", "wlfreerdp"))
+    assert rdp is not None and rdp.argv == ["xfreerdp", "/v:127.0.0.1:4000"] and rdp.waits
+    wayland = client_command("rdp", 4000, "linux", found("xfreerdp", "wlfreerdp"), wayland=True)
+    assert wayland is not None and wayland.argv[0] == "wlfreerdp"
+    assert client_command("rdp", 4000, "linux", found("wlfreerdp")).argv[0] == "wlfreerdp"  # type: ignore[union-attr]
+    assert client_command("rdp", 4000, "linux", found()) is None
+    win = client_command("rdp", 4000, "win32", found("mstsc"))
+    assert win is not None and win.argv == ["mstsc", "/v:127.0.0.1:4000"]
+    mac = client_command("rdp", 4000, "darwin", found())
+    assert mac is not None and mac.argv == ["open", "rdp://full%20address=s:127.0.0.1:4000"]
+    assert not mac.waits
+    vnc = client_command("vnc", 5901, "linux", found("vncviewer"))
+    assert vnc is not None and vnc.argv == ["vncviewer", "127.0.0.1::5901"]
+    assert client_command("vnc", 5901, "linux", found("xfreerdp")) is None
+
+
+def test_without_a_client_the_hint_names_the_port() -> None:
+    assert "xfreerdp /v:127.0.0.1:4000" in manual_hint("rdp", 4000)
+    assert "vncviewer 127.0.0.1::5901" in manual_hint("vnc", 5901)
+
+
+def test_second_factor_is_a_code_or_a_recovery_code() -> None:
+    assert second_factor(" 123456 ") == {"code": "123456"}
+    assert second_factor("abcde-fghjk") == {"recovery_code": "abcde-fghjk"}
+    with pytest.raises(Stop):
+        second_factor("12345")
+
+
+def test_choosing_the_pool() -> None:
+    two = {"pools": [{"name": "A"}, {"name": "B"}], "sessions": []}
+    assert choose_pool("B", two) == "B"
+    assert choose_pool(None, {"pools": [{"name": "A"}], "sessions": []}) == "A"
+    assert choose_pool(None, {**two, "sessions": [{"pool": "B"}]}) == "B"
+    with pytest.raises(Stop, match="--pool: A, B"):
+        choose_pool(None, two)
+    with pytest.raises(Stop, match="no desktop pool"):
+        choose_pool(None, {"pools": [], "sessions": []})
+
+
+def test_reconnect_backoff_doubles_to_a_cap() -> None:
+    assert [backoff(n) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
