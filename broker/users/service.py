@@ -16,8 +16,9 @@ from broker.domain import Role, WorkMode
 from broker.errors import Conflict, NotFound
 from broker.names import check_label, check_user_name, normalise_user_name
 from broker.runtime import Runtime
+from broker.sessions.service import end_where
 from broker.store.db import Executor
-from broker.store.tables import RecoveryCode, User
+from broker.store.tables import RecoveryCode, Session, User, table
 
 
 @dataclass(frozen=True)
@@ -103,13 +104,16 @@ async def _get(s: Executor, name: str) -> User:
 
 
 async def set_locked(rt: Runtime, name: str, locked: bool, actor: str) -> User:
-    """Lock (and log out everywhere) or unlock a user; unlocking also clears failures."""
+    """Lock or unlock a user; unlocking also clears failures. Locking logs them out
+    everywhere and ends their desktop sessions (the gateway then closes their
+    tunnels): a locked account keeps no way in."""
     now = rt.clock.now()
     async with rt.db.write() as s:
         user = await _get(s, name)
         user.disabled = locked
         if locked:
             await websessions.revoke_all(s, user.id, now)
+            await end_where(rt, s, table(Session).c.user_id == user.id, "user_locked", now, actor)
         else:
             user.failed_logins = 0
             user.locked_until = None

@@ -258,3 +258,21 @@ async def test_200_concurrent_requests_50_desktops_exactly_50_assignments(
     assert len({x.desktop_id for x in sessions}) == 50
     assert len({x.user_id for x in sessions}) == 50
     assert await count(runtime, Desktop) == 50
+
+
+async def test_locking_a_user_ends_their_desktop_sessions(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    from broker.users import service as users
+
+    await add_pool(runtime)
+    agent = await add_host(runtime, client)
+    agent.add(2, pool="Finanzen")
+    await agent.report()
+    maria = await staff(runtime, "maria")
+    assert (await ask(client, maria)).status_code == 201
+    await users.set_locked(runtime, "maria", True, "admin")
+    async with runtime.db.read() as s:
+        session = (await s.scalars(select(Session))).one()
+    assert (session.state, session.end_reason) == ("ended", "user_locked")
+    assert (await client.get("/api/v1/me", headers=maria)).status_code == 401
