@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import signal
 import subprocess
 import time
@@ -27,7 +28,15 @@ from broker.runtime import open_runtime
 from broker.store.tables import AuditEvent, Session
 from tests.support.accounts import PASSWORD, add_user
 from tests.support.fleet import staff
-from tests.support.processes import clean_env, start_agent, start_broker, stop, vdi_broker
+from tests.support.gateway import echo, ssh_forward
+from tests.support.processes import (
+    clean_env,
+    free_port,
+    start_agent,
+    start_broker,
+    stop,
+    vdi_broker,
+)
 from tests.support.totp import oathtool_code
 
 pytestmark = pytest.mark.postgres
@@ -96,10 +105,36 @@ def until(check: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out: {what}")
 
 
+@pytest.fixture
+def gateway_replicas(
+    tmp_path: Path, pg_url: str
+) -> Iterator[list[tuple[subprocess.Popen[bytes], str, int]]]:
+    """Two replicas with their SSH gateways on (the demo's desktops are on loopback)."""
+    running = []
+    try:
+        for _ in range(2):
+            port = free_port()
+            proc, base = start_broker(
+                tmp_path / "data",
+                pg_url,
+                gateway_enabled="true",
+                gateway_port=str(port),
+                gateway_allow_loopback="true",
+                **JOBS,
+            )
+            running.append((proc, base, port))
+        yield running
+    finally:
+        for proc, _, _ in running:
+            stop(proc)
+
+
 async def test_requests_alternate_between_replicas(
-    tmp_path: Path, pg_url: str, replicas: list[tuple[subprocess.Popen[bytes], str]]
+    tmp_path: Path,
+    pg_url: str,
+    gateway_replicas: list[tuple[subprocess.Popen[bytes], str, int]],
 ) -> None:
-    (_, a), (_, b) = replicas
+    (_, a, gateway_a), (_, b, _) = gateway_replicas
     secret = await make_user(tmp_path, pg_url)
     env = clean_env({"VDI_DATA_DIR": str(tmp_path / "data"), "VDI_DATABASE_URL": pg_url})
     assert (
@@ -154,9 +189,19 @@ async def test_requests_alternate_between_replicas(
                 await asyncio.sleep(0.3)
             assert got.status_code == 201, got.text
             sid = got.json()["session"]["id"]
-            # ... A sees it, and a log-out on A ends the web session on B too.
+            # ... and the tunnel goes through A's gateway with the ticket B issued.
+            connect = got.json()["connect"]
+            async with ssh_forward(
+                connect["ticket"],
+                gateway_a,
+                "maria",
+                f"{connect['desktop_address']}:{connect['desktop_port']}",
+            ) as forward:
+                payload = os.urandom(256 * 1024)
+                assert await echo(forward.local_port, payload) == payload
+            # A sees the session, and a log-out on A ends the web session on B too.
             seen = await client.get(f"{a}/api/v1/sessions/{sid}", headers=headers)
-            assert seen.json()["session"]["state"] == "active"
+            assert seen.json()["session"]["state"] in ("active", "disconnected")
             assert (
                 await client.post(f"{a}/api/v1/auth/logout", headers=headers)
             ).status_code == 200
