@@ -88,15 +88,7 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
     if user.totp_secret is None:
         async with rt.db.write() as s:
             token = enrolment.start(s, user.id, now, rt.settings.enrolment_token_ttl_s)
-            await audit.record(
-                s,
-                now,
-                "login",
-                result=LoginResult.ENROLLMENT_REQUIRED,
-                username=typed,
-                source_ip=client.ip,
-                user_agent=client.user_agent,
-            )
+            await _record_login(s, now, LoginResult.ENROLLMENT_REQUIRED, typed, client)
         rt.telemetry.login(LoginResult.ENROLLMENT_REQUIRED)
         raise Forbidden(
             "Set up your authenticator app to finish logging in.",
@@ -115,15 +107,13 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
             web = await websessions.create(
                 s, rt.box, user.id, now, source_ip=client.ip, user_agent=client.user_agent
             )
-            await audit.record(
+            await _record_login(
                 s,
                 now,
-                "login",
-                result=LoginResult.SUCCESS,
-                username=typed,
-                source_ip=client.ip,
-                user_agent=client.user_agent,
-                detail={
+                LoginResult.SUCCESS,
+                typed,
+                client,
+                {
                     "factor": "recovery" if creds.recovery_code else "totp",
                     **({"rehashed": True} if new_hash else {}),
                 },
@@ -267,17 +257,31 @@ async def _fail(
                 source_ip=client.ip,
                 user_agent=client.user_agent,
             )
-        await audit.record(
-            s,
-            now,
-            "login",
-            result=LoginResult.INVALID_CREDENTIALS,
-            username=typed,
-            source_ip=client.ip,
-            user_agent=client.user_agent,
-            detail={"reason": reason},
+        await _record_login(
+            s, now, LoginResult.INVALID_CREDENTIALS, typed, client, {"reason": reason}
         )
     rt.telemetry.login(result)
+
+
+async def _record_login(
+    s: Executor,
+    now: dt.datetime,
+    result: LoginResult,
+    typed: str,
+    client: Client,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """The audit event of one login attempt: result, name as typed, where from."""
+    await audit.record(
+        s,
+        now,
+        "login",
+        result=result,
+        username=typed,
+        source_ip=client.ip,
+        user_agent=client.user_agent,
+        detail=detail,
+    )
 
 
 async def _audit_only(
@@ -289,14 +293,5 @@ async def _audit_only(
     detail: dict[str, str] | None = None,
 ) -> None:
     async with rt.db.write_conn() as s:
-        await audit.record(
-            s,
-            now,
-            "login",
-            result=result,
-            username=typed,
-            source_ip=client.ip,
-            user_agent=client.user_agent,
-            detail=detail,
-        )
+        await _record_login(s, now, result, typed, client, detail)
     rt.telemetry.login(result)

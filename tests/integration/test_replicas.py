@@ -75,6 +75,36 @@ async def make_user(tmp_path: Path, pg_url: str, name: str = "maria") -> str:
         await rt.close()
 
 
+def pool_and_agent(
+    tmp_path: Path, env: dict[str, str], base: str, *, licences: int, desktops: int
+) -> subprocess.Popen[bytes]:
+    """Pool Finanzen and a host vhost01 whose real agent reports `desktops` to `base`."""
+    added = vdi_broker(
+        "pool",
+        "add",
+        "Finanzen",
+        "--type",
+        "floating",
+        "--protocol",
+        "rdp",
+        "--max-sessions",
+        str(licences),
+        env=env,
+    )
+    assert added.returncode == 0, added.stderr
+    write_token(tmp_path / "token", env)
+    return start_agent(
+        base,
+        tmp_path / "token",
+        tmp_path / "agent",
+        "vhost01",
+        "--simulated-desktops",
+        str(desktops),
+        "--pool",
+        "Finanzen",
+    )
+
+
 def write_token(path: Path, env: dict[str, str], host: str = "vhost01") -> None:
     added = vdi_broker("host", "add", host, "--json", env=env)
     assert added.returncode == 0, added.stderr
@@ -137,32 +167,7 @@ async def test_requests_alternate_between_replicas(
     (_, a, gateway_a), (_, b, _) = gateway_replicas
     secret = await make_user(tmp_path, pg_url)
     env = clean_env({"VDI_DATA_DIR": str(tmp_path / "data"), "VDI_DATABASE_URL": pg_url})
-    assert (
-        vdi_broker(
-            "pool",
-            "add",
-            "Finanzen",
-            "--type",
-            "floating",
-            "--protocol",
-            "rdp",
-            "--max-sessions",
-            "5",
-            env=env,
-        ).returncode
-        == 0
-    )
-    write_token(tmp_path / "token", env)
-    agent = start_agent(
-        a,
-        tmp_path / "token",
-        tmp_path / "agent",
-        "vhost01",
-        "--simulated-desktops",
-        "2",
-        "--pool",
-        "Finanzen",
-    )
+    agent = pool_and_agent(tmp_path, env, a, licences=5, desktops=2)
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             # Log in on A ...
@@ -438,32 +443,7 @@ async def test_200_concurrent_requests_on_two_replicas_give_exactly_50_sessions(
             **{f"VDI_{k.upper()}": v for k, v in JOBS.items()},
         }
     )
-    assert (
-        vdi_broker(
-            "pool",
-            "add",
-            "Finanzen",
-            "--type",
-            "floating",
-            "--protocol",
-            "rdp",
-            "--max-sessions",
-            "500",
-            env=env,
-        ).returncode
-        == 0
-    )
-    write_token(tmp_path / "token", env)
-    agent = start_agent(
-        a,
-        tmp_path / "token",
-        tmp_path / "agent",
-        "vhost01",
-        "--simulated-desktops",
-        "50",
-        "--pool",
-        "Finanzen",
-    )
+    agent = pool_and_agent(tmp_path, env, a, licences=500, desktops=50)
     try:
         until(
             lambda: (

@@ -8,8 +8,6 @@ from a CA the test makes.
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 import shutil
 import subprocess
 import tempfile
@@ -17,11 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
+from tests.support.certs import ca_and_server
 from tests.support.processes import free_port
 
 BASE = "dc=musterstadt,dc=de"
@@ -43,51 +37,6 @@ def group_dn(cn: str) -> str:
     return f"cn={cn},ou=groups,{BASE}"
 
 
-def _pem_ca_and_server(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vdi test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    paths[2].chmod(0o600)
-    return paths
-
-
 def ldif_line(attribute: str, value: str) -> str:
     """One LDIF line; values outside plain ASCII go base64-encoded, as LDIF requires."""
     if value.isascii():
@@ -99,7 +48,7 @@ class Slapd:
     def __init__(self, people: list[Person], groups: list[str]) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="vdi-slapd-"))
         (self.root / "db").mkdir()
-        self.ca, cert, key = _pem_ca_and_server(self.root)
+        self.ca, cert, key = ca_and_server(self.root)
         self.port, self.tls_port = free_port(), free_port()
         conf = self.root / "slapd.conf"
         conf.write_text(f"""
