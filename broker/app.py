@@ -68,6 +68,11 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/v1/openapi.json",
+        # The broker's telemetry is its own /metrics and audit log. FastAPI's
+        # built-in OpenTelemetry, once an exporter is set up from the
+        # environment, records validation failures with their input: a
+        # password in a login body would leave the host.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
     if runtime is not None:

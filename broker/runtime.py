@@ -52,7 +52,9 @@ class Runtime:
     )
 
     def __post_init__(self) -> None:
-        self.report_batcher = ReportBatcher(self.db.write_conn, STORE_USUAL_REPORT)
+        self.report_batcher = ReportBatcher(
+            lambda batch: self.db.scalar_each(STORE_USUAL_REPORT, batch)
+        )
 
     async def close(self) -> None:
         await self.report_batcher.close()

@@ -141,7 +141,7 @@ async def ingest(
         "seq": report.seq,
         "now": now,
         "agent_version": report.agent_version,
-        "metrics": report.metrics.model_dump(mode="json", exclude_none=True),
+        "metrics": report.metrics.model_dump_json(exclude_none=True),
         "inventory_hash": digest,
         **figures(report.metrics),
     }

@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, update
 
 from agent.protocol import HostMetrics, PressureStats
 from broker.store.tables import Host, table
+from broker.store.types import EncodedJSON
 
 _hosts = table(Host)
 
@@ -59,7 +60,7 @@ STORE_REPORT = (
         last_seq=bindparam("seq"),
         last_report_at=bindparam("now"),
         agent_version=bindparam("agent_version"),
-        metrics=bindparam("metrics"),
+        metrics=bindparam("metrics", type_=EncodedJSON()),
         inventory_hash=bindparam("inventory_hash"),
         down_since=None,
         **{column: bindparam(column) for column in FIGURES},

@@ -11,17 +11,28 @@ use `read_conn()` and `write_conn()` instead, which give a Core
 `AsyncConnection`: the ORM session machinery costs about as much CPU as the
 statements themselves. `read_conn()` runs each statement on its own (no
 BEGIN on SQLite), so use it for single-statement look-ups only.
+
+`scalar_each()` runs one statement for many parameter sets in one transaction
+(group commit), straight on the driver: on PostgreSQL pipelined, so BEGIN, a
+round trip per statement and COMMIT become one round trip for the whole batch;
+on SQLite with one hop to aiosqlite's thread per statement instead of four.
+Either way a report's write costs a fraction of what it does through
+SQLAlchemy.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+import asyncpg
+from sqlalchemy import Select, UpdateBase, event, select
+from sqlalchemy.engine import URL, Compiled, Connection, Dialect, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -54,6 +65,7 @@ class Database:
         else:
             self.write_engine = self.engine
             self._lookup_engine = self.engine
+        self._prepared: dict[UpdateBase, _Prepared] = {}
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
 
@@ -81,8 +93,93 @@ class Database:
         async with self.write_engine.begin() as conn:
             yield conn
 
+    async def scalar_each(
+        self, statement: UpdateBase, params: Sequence[Mapping[str, Any]]
+    ) -> list[Any]:
+        """For each parameter set, what `statement` (a DML statement returning one
+        column) returns, or None where it returns no row; all in one transaction,
+        so a failure stores nothing of the batch."""
+        plan = self._prepared.get(statement)
+        if plan is None:
+            plan = self._prepared[statement] = _Prepared.of(statement, self.engine.dialect)
+        args = [plan.args(p) for p in params]
+        if self.is_sqlite:
+            async with self.write_conn() as conn:
+                raw = (await conn.get_raw_connection()).driver_connection
+                try:
+                    # One trip to aiosqlite's thread per statement; through
+                    # SQLAlchemy it is four (cursor, execute, fetch, close).
+                    rows = [await raw.execute_fetchall(plan.sql, a) for a in args]  # type: ignore[union-attr]
+                except sqlite3.Error as exc:
+                    raise _wrapped(exc, plan.sql) from exc
+            return [r[0][0] if r else None for r in rows]
+        async with self.engine.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            try:
+                # asyncpg's fetchmany sends every run before one Sync: a single
+                # round trip, and atomic like executemany.
+                found = await raw.fetchmany(plan.sql, args)  # type: ignore[union-attr]
+            except BaseException as exc:
+                # SQLAlchemy did not see this call fail, so it would pool the
+                # connection again whatever state it is in.
+                await conn.invalidate()
+                if isinstance(exc, asyncpg.PostgresError):
+                    raise _wrapped(exc, plan.sql) from exc
+                raise
+        return [row[0] for row in found]
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A DML statement compiled once for the driver, with positional arguments.
+
+    On PostgreSQL it is wrapped so that every run yields exactly one row (its
+    RETURNING value or NULL): pipelined runs then line up with their parameter
+    sets.
+    """
+
+    sql: str
+    compiled: Compiled
+    order: Sequence[str]
+    processors: Mapping[str, Callable[[Any], Any]]
+
+    @classmethod
+    def of(cls, statement: UpdateBase, dialect: Dialect) -> _Prepared:
+        runnable: UpdateBase | Select[Any] = statement
+        if dialect.name == "postgresql":
+            run = statement.cte("run")
+            runnable = select(select(run).scalar_subquery())
+        compiled = runnable.compile(dialect=dialect)
+        processors = {}
+        for key, bind in compiled.binds.items():
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[key] = processor
+        assert compiled.positiontup is not None, "the drivers take positional parameters"
+        return cls(compiled.string, compiled, compiled.positiontup, processors)
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        values = self.compiled.construct_params(params)
+        assert values is not None
+        out = []
+        for key in self.order:
+            value = values[key]
+            processor = self.processors.get(key)
+            out.append(processor(value) if processor is not None else value)
+        return out
+
+
+def _wrapped(exc: sqlite3.Error | asyncpg.PostgresError, sql: str) -> DBAPIError:
+    """A driver's error as SQLAlchemy's kind, so callers and the HTTP error
+    handlers need not know which path a statement took: a constraint is an
+    IntegrityError, anything else the server refused (locked file, shutdown,
+    deadlock) an OperationalError, which is answered 503, try again."""
+    if isinstance(exc, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
+        return IntegrityError(sql, None, exc)
+    return OperationalError(sql, None, exc)
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

@@ -4,6 +4,7 @@ Runs on SQLite and PostgreSQL against the real app over ASGI."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from typing import Any
@@ -140,6 +141,30 @@ async def test_inventory_changes_and_vanished_desktops(
     await send(client, host_token, report(runtime, "vhost01", 3, items=desktops(2)))
     assert await count(runtime, Desktop) == 3
     assert await count(runtime, Desktop, Desktop.missing.is_(True)) == 1
+
+
+async def test_usual_reports_arriving_together_are_judged_one_by_one(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    other_token = await hosts.add(runtime, "vhost02", "test")
+    for name, token in (("vhost01", host_token), ("vhost02", other_token)):
+        assert (await send(client, token, report(runtime, name, 1))).status_code == 200
+    clock.advance(10)
+    # Unchanged inventories: these take the grouped write, where the replayed
+    # seq 2 of vhost01 must fail on its own and the others hold.
+    responses = await asyncio.gather(
+        send(client, host_token, report(runtime, "vhost01", 2)),
+        send(client, other_token, report(runtime, "vhost02", 7)),
+        send(client, host_token, report(runtime, "vhost01", 2)),
+        send(client, other_token, report(runtime, "vhost02", 8)),
+    )
+    statuses = [r.status_code for r in responses]
+    assert sorted(statuses[::2]) == [200, 409]
+    assert statuses[1::2] == [200, 200]
+    assert (await host_row(runtime)).last_seq == 2
+    second = await host_row(runtime, "vhost02")
+    assert second.last_seq == 8 and second.last_report_at == clock.now()
+    assert second.metrics is not None and second.metrics["probes"]["probes_total"] == 80
 
 
 @pytest.mark.parametrize("token", [None, "", "not-a-token", "x" * 43])

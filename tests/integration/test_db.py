@@ -1,0 +1,95 @@
+"""Database.scalar_each, the driver-level group write under agent reports, on
+SQLite and PostgreSQL: results line up with their parameter sets, a batch is
+all or nothing, and the database stays usable after a failed batch."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import IntegrityError
+
+from broker.clock import FakeClock
+from broker.hosts import service as hosts
+from broker.runtime import Runtime
+from broker.store.tables import Host, table
+
+_hosts = table(Host)
+
+# Rename a host only if its current version matches; return its id.
+RENAME = (
+    update(_hosts)
+    .where(_hosts.c.id == bindparam("host_id"), _hosts.c.agent_version == bindparam("expected"))
+    .values(agent_version=bindparam("version"), last_report_at=bindparam("at"))
+    .returning(_hosts.c.id)
+)
+# Give a host another token hash (unique: a clash fails the statement).
+RETOKEN = (
+    update(_hosts)
+    .where(_hosts.c.id == bindparam("host_id"))
+    .values(token_hash=bindparam("token_hash"))
+    .returning(_hosts.c.id)
+)
+
+
+async def _host_ids(rt: Runtime, *names: str) -> list[int]:
+    for name in names:
+        await hosts.add(rt, name, "test")
+    async with rt.db.read_conn() as conn:
+        rows = (await conn.execute(select(_hosts.c.name, _hosts.c.id))).all()
+    by_name = {n: i for n, i in rows}
+    return [by_name[n] for n in names]
+
+
+async def _versions(rt: Runtime) -> dict[int, str | None]:
+    async with rt.db.read_conn() as conn:
+        rows = (await conn.execute(select(_hosts.c.id, _hosts.c.agent_version))).all()
+    return {i: v for i, v in rows}
+
+
+async def test_each_run_gets_its_own_result_in_order(runtime: Runtime, clock: FakeClock) -> None:
+    a, b = await _host_ids(runtime, "vhost01", "vhost02")
+    now = clock.now()
+    results = await runtime.db.scalar_each(
+        RENAME,
+        [
+            {"host_id": a, "expected": None, "version": "1", "at": now},  # NULL never equals
+            {"host_id": b, "expected": "x", "version": "1", "at": now},
+        ],
+    )
+    assert results == [None, None]
+    async with runtime.db.write_conn() as conn:
+        await conn.execute(update(_hosts).values(agent_version="0"))
+
+    results = await runtime.db.scalar_each(
+        RENAME,
+        [
+            {"host_id": a, "expected": "0", "version": "1", "at": now},
+            {"host_id": b, "expected": "9", "version": "1", "at": now},  # does not hold
+            {"host_id": a, "expected": "1", "version": "2", "at": now},  # sees the first run
+            {"host_id": b, "expected": "0", "version": "5", "at": now},
+        ],
+    )
+    assert results == [a, None, a, b]
+    assert await _versions(runtime) == {a: "2", b: "5"}
+    async with runtime.db.read_conn() as conn:
+        stored = await conn.scalar(select(_hosts.c.last_report_at).where(_hosts.c.id == a))
+    assert stored == now
+
+
+async def test_a_failing_run_stores_nothing_of_its_batch(runtime: Runtime) -> None:
+    a, b, c = await _host_ids(runtime, "vhost01", "vhost02", "vhost03")
+    with pytest.raises(IntegrityError):
+        await runtime.db.scalar_each(
+            RETOKEN,
+            [
+                {"host_id": a, "token_hash": "f" * 64},
+                {"host_id": b, "token_hash": "f" * 64},  # the same hash again: unique
+            ],
+        )
+    async with runtime.db.read_conn() as conn:
+        hashes = (await conn.execute(select(_hosts.c.token_hash))).scalars().all()
+    assert "f" * 64 not in hashes
+
+    # The connection that failed is not handed out broken: the next batch works.
+    results = await runtime.db.scalar_each(RETOKEN, [{"host_id": c, "token_hash": "e" * 64}])
+    assert results == [c]
