@@ -41,6 +41,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from broker.store.sqlite_driver import OneTripDbapi
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 # What helpers that only run statements accept: an ORM session or a Core connection.
@@ -55,6 +57,7 @@ class Database:
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["module"] = OneTripDbapi()
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
