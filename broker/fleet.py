@@ -23,6 +23,7 @@ from broker.policy.quota import DepartmentCap
 from broker.runtime import Runtime
 from broker.sessions.snapshot import LOGONS
 from broker.store.tables import (
+    SESSION_OPEN,
     DepartmentPolicy,
     Desktop,
     Host,
@@ -40,7 +41,6 @@ _sessions = table(Session)
 _users = table(User)
 _dept = table(DepartmentPolicy)
 _ents = table(PoolEntitlement)
-OPEN = _sessions.c.state != "ended"
 
 _HOSTS = select(
     _hosts.c.id,
@@ -54,7 +54,7 @@ _HOSTS = select(
 )
 _REMOTE = (
     select(_sessions.c.department, func.count())
-    .where(OPEN, _sessions.c.work_mode == "home", _sessions.c.department.isnot(None))
+    .where(SESSION_OPEN, _sessions.c.work_mode == "home", _sessions.c.department.isnot(None))
     .group_by(_sessions.c.department)
 )
 # Served by the partial index of open sessions; no join.
@@ -67,7 +67,7 @@ _SESSION_COUNTS = (
         func.count(),
         LOGONS,
     )
-    .where(OPEN)
+    .where(SESSION_OPEN)
     .group_by(_sessions.c.pool_id, _sessions.c.host_id, _sessions.c.state, _sessions.c.work_mode)
 )
 

@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, exists, select, update
 from broker.audit import log as audit
 from broker.domain import SessionState
 from broker.store.db import Executor
-from broker.store.tables import Desktop, GatewayTunnel, Session, User, table
+from broker.store.tables import SESSION_OPEN, Desktop, GatewayTunnel, Session, User, table
 
 _sessions = table(Session)
 _desktops = table(Desktop)
@@ -226,9 +226,7 @@ async def ended(conn: Executor, session_ids: Iterable[str]) -> set[str]:
     still_open: set[str] = set()
     for chunk in _chunks(wanted):
         rows = await conn.execute(
-            select(_sessions.c.id).where(
-                _sessions.c.id.in_(chunk), _sessions.c.state != SessionState.ENDED.value
-            )
+            select(_sessions.c.id).where(_sessions.c.id.in_(chunk), SESSION_OPEN)
         )
         still_open.update(r.id for r in rows)
     return wanted - still_open
@@ -243,7 +241,7 @@ async def touch(conn: Executor, session_ids: Iterable[str], now: dt.datetime) ->
     for chunk in _chunks(session_ids):
         await conn.execute(
             update(_sessions)
-            .where(_sessions.c.id.in_(chunk), _sessions.c.state != SessionState.ENDED.value)
+            .where(_sessions.c.id.in_(chunk), SESSION_OPEN)
             .values(last_activity_at=now)
         )
 

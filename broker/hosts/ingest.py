@@ -36,7 +36,7 @@ from broker.hosts.store import STORE_REPORT, figures
 from broker.runtime import Runtime
 from broker.security.tokens import same, token_hash
 from broker.store.db import Executor
-from broker.store.tables import Desktop, Host, Pool, Session, table
+from broker.store.tables import SESSION_OPEN, Desktop, Host, Pool, Session, table
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,7 @@ _HOST_COLUMNS = (
 _FIND_HOST = select(*_HOST_COLUMNS).where(_hosts.c.token_hash == bindparam("token_hash"))
 _HOST_BY_ID = select(*_HOST_COLUMNS).where(_hosts.c.id == bindparam("host_id"))
 
-_OPEN_SESSION_ON_DESKTOP = exists().where(
-    _sessions.c.desktop_id == _desktops.c.id, _sessions.c.state != "ended"
-)
+_OPEN_SESSION_ON_DESKTOP = exists().where(_sessions.c.desktop_id == _desktops.c.id, SESSION_OPEN)
 _STORED_DESKTOPS = select(
     _desktops.c.id,
     _desktops.c.name,

@@ -24,7 +24,7 @@ from broker.errors import Conflict, InvalidInput, NotFound
 from broker.hosts import actions
 from broker.names import check_label, check_user_name, normalise_user_name
 from broker.runtime import Runtime
-from broker.store.tables import Desktop, Host, Pool, PoolEntitlement, Session, User
+from broker.store.tables import SESSION_OPEN, Desktop, Host, Pool, PoolEntitlement, Session, User
 from broker.users import service as users
 
 MAX_LICENCES = 100_000
@@ -288,7 +288,7 @@ class Assignment:
         return {"pool": self.pool, "user": self.user, "desktop": self.desktop, "host": self.host}
 
 
-_open_session_on = exists().where(Session.desktop_id == Desktop.id, Session.state != "ended")
+_open_session_on = exists().where(Session.desktop_id == Desktop.id, SESSION_OPEN)
 
 
 async def assign_desktop(
@@ -464,7 +464,7 @@ async def _check_assignable(
     other = await s.scalar(
         select(User.name)
         .join(Session, Session.user_id == User.id)
-        .where(Session.desktop_id == d.id, Session.state != "ended", User.id != user.id)
+        .where(Session.desktop_id == d.id, SESSION_OPEN, User.id != user.id)
     )
     if other is not None:
         raise Conflict(f"{other} has an open session on desktop {d.name}.", code="desktop_busy")

@@ -36,7 +36,17 @@ from broker.policy import schedule
 from broker.runtime import Runtime
 from broker.sessions import service
 from broker.store.db import Executor
-from broker.store.tables import Desktop, Host, HostAction, Pool, Schedule, Session, User, table
+from broker.store.tables import (
+    SESSION_OPEN,
+    Desktop,
+    Host,
+    HostAction,
+    Pool,
+    Schedule,
+    Session,
+    User,
+    table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +57,7 @@ _pools = table(Pool)
 _users = table(User)
 _actions = table(HostAction)
 _schedules_table = table(Schedule)
-OPEN = _sessions.c.state != SessionState.ENDED.value
-_open_on_desktop = exists().where(_sessions.c.desktop_id == _desktops.c.id, OPEN)
+_open_on_desktop = exists().where(_sessions.c.desktop_id == _desktops.c.id, SESSION_OPEN)
 
 
 def _ago(now: dt.datetime, seconds: float) -> dt.datetime:
@@ -93,7 +102,7 @@ async def _desktops_in_use(conn: Executor, now: dt.datetime) -> None:
     await conn.execute(
         update(_sessions)
         .where(
-            OPEN,
+            SESSION_OPEN,
             _sessions.c.state != SessionState.PENDING.value,
             _sessions.c.desktop_id.in_(in_use),
             or_(_sessions.c.disconnected_at.is_(None), _sessions.c.disconnected_at < last_report),
@@ -160,7 +169,7 @@ async def _schedules(rt: Runtime, conn: Executor, now: dt.datetime) -> None:
         await conn.execute(
             select(_sessions.c.id, _users.c.name, _users.c.department)
             .join(_users, _users.c.id == _sessions.c.user_id)
-            .where(OPEN, _sessions.c.work_mode == "home")
+            .where(SESSION_OPEN, _sessions.c.work_mode == "home")
         )
     ).all()
     if not rows:

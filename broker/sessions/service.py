@@ -39,7 +39,7 @@ from broker.placement.refusals import message
 from broker.runtime import Runtime
 from broker.sessions import snapshot
 from broker.store.db import Executor
-from broker.store.tables import Desktop, Host, Pool, Session, User, table
+from broker.store.tables import SESSION_OPEN, Desktop, Host, Pool, Session, User, table
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ _hosts = table(Host)
 _pools = table(Pool)
 _users = table(User)
 
-OPEN = _sessions.c.state != SessionState.ENDED.value
 LOCAL_PORTS = {"rdp": 13389, "vnc": 15900}
 REFUSAL_STATUS = {
     RefusalCode.NOT_ENTITLED: 403,
@@ -89,7 +88,9 @@ _INFO = (
 # The statements of a session request, built once (see broker.auth.login).
 _BY_ID = _INFO.where(_sessions.c.id == bindparam("session_id"))
 _OPEN_IN_POOL = _INFO.where(
-    _sessions.c.user_id == bindparam("user_id"), _sessions.c.pool_id == bindparam("pool_id"), OPEN
+    _sessions.c.user_id == bindparam("user_id"),
+    _sessions.c.pool_id == bindparam("pool_id"),
+    SESSION_OPEN,
 )
 _TAKE = update(_desktops).where(_desktops.c.id == bindparam("desktop_id")).values(idle_since=None)
 _CLAIM = _TAKE.values(assigned_user_id=bindparam("user_id"))
@@ -446,7 +447,9 @@ async def sessions_of(rt: Runtime, user_id: int) -> list[SessionInfo]:
     async with rt.db.read_conn() as conn:
         rows = (
             await conn.execute(
-                _INFO.where(_sessions.c.user_id == user_id, OPEN).order_by(_sessions.c.created_at)
+                _INFO.where(_sessions.c.user_id == user_id, SESSION_OPEN).order_by(
+                    _sessions.c.created_at
+                )
             )
         ).all()
     return [_info(r) for r in rows]
@@ -454,7 +457,9 @@ async def sessions_of(rt: Runtime, user_id: int) -> list[SessionInfo]:
 
 async def open_sessions(rt: Runtime) -> list[SessionInfo]:
     async with rt.db.read_conn() as conn:
-        rows = (await conn.execute(_INFO.where(OPEN).order_by(_pools.c.name, _users.c.name))).all()
+        rows = (
+            await conn.execute(_INFO.where(SESSION_OPEN).order_by(_pools.c.name, _users.c.name))
+        ).all()
     return [_info(r) for r in rows]
 
 
@@ -500,7 +505,7 @@ async def end_where(
     ended = (
         await conn.execute(
             update(_sessions)
-            .where(OPEN, where)
+            .where(SESSION_OPEN, where)
             .values(state=SessionState.ENDED.value, end_reason=reason, ended_at=now)
             .returning(*_ENDED)
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, case, exists, func, or_, select
+from sqlalchemy import Select, and_, bindparam, case, exists, func, literal_column, or_, select
 from sqlalchemy.engine import Row
 
 from broker.config import Settings
@@ -35,6 +35,7 @@ from broker.policy.quota import DepartmentCap
 from broker.policy.schedule import Window, applicable, parse_days, parse_time
 from broker.store.db import Executor
 from broker.store.tables import (
+    SESSION_OPEN,
     DepartmentPolicy,
     Desktop,
     Host,
@@ -59,9 +60,8 @@ _dept = table(DepartmentPolicy)
 _schedules = table(Schedule)
 _priority = table(PriorityClass)
 
-OPEN = _sessions.c.state != "ended"
 
-_open_on_desktop = exists().where(_sessions.c.desktop_id == _desktops.c.id, OPEN)
+_open_on_desktop = exists().where(_sessions.c.desktop_id == _desktops.c.id, SESSION_OPEN)
 _start_queued = exists().where(
     _actions.c.desktop_id == _desktops.c.id,
     _actions.c.state == "queued",
@@ -78,50 +78,47 @@ LOGONS = func.sum(
     )
 )
 
+# Per host, from one pass over the open sessions: all of them, the logons among
+# them and those of the requested pool.
 _HOST_SESSIONS = (
-    select(_sessions.c.host_id, func.count().label("n"), LOGONS.label("logons"))
-    .where(OPEN, _sessions.c.host_id.isnot(None))
+    select(
+        _sessions.c.host_id,
+        func.count().label("n"),
+        LOGONS.label("logons"),
+        func.sum(case((_sessions.c.pool_id == bindparam("pool_id"), 1), else_=0)).label("pool_n"),
+    )
+    .where(SESSION_OPEN, _sessions.c.host_id.isnot(None))
     .group_by(_sessions.c.host_id)
     .subquery()
 )
+# Desktops per host change only with an agent's inventory; placement uses them
+# for capacity estimates only, so a process reuses them briefly (Runtime).
 _POOL_DESKTOPS = (
     select(_desktops.c.host_id, func.count().label("n"))
     .where(_desktops.c.pool_id == bindparam("pool_id"), _desktops.c.missing.is_(False))
     .group_by(_desktops.c.host_id)
 )
-# Desktops per host change only with an agent's inventory; placement uses them
-# for capacity estimates only, so a process reuses them briefly (Runtime).
-_POOL_SESSIONS = (
-    select(_sessions.c.host_id, func.count().label("n"))
-    .where(OPEN, _sessions.c.pool_id == bindparam("pool_id"))
-    .group_by(_sessions.c.host_id)
-    .subquery()
-)
 # What placement needs per host, in one read: the host's figures, its open
 # sessions and logons, and the pool's sessions on it.
-_HOSTS = (
-    select(
-        _hosts.c.id,
-        _hosts.c.name,
-        _hosts.c.state,
-        # Freshness decided by the database: no timestamp to parse per host.
-        func.coalesce(_hosts.c.last_report_at > bindparam("fresh_since"), False).label("up"),
-        _hosts.c.cpu_ratio,
-        _hosts.c.memory_total,
-        _hosts.c.memory_available,
-        func.coalesce(_hosts.c.session_capacity, _hosts.c.desktop_count).label("capacity"),
-        func.coalesce(_HOST_SESSIONS.c.n, 0).label("sessions"),
-        func.coalesce(_HOST_SESSIONS.c.logons, 0).label("logons"),
-        func.coalesce(_POOL_SESSIONS.c.n, 0).label("pool_sessions"),
-    )
-    .outerjoin(_HOST_SESSIONS, _HOST_SESSIONS.c.host_id == _hosts.c.id)
-    .outerjoin(_POOL_SESSIONS, _POOL_SESSIONS.c.host_id == _hosts.c.id)
-)
+_HOSTS = select(
+    _hosts.c.id,
+    _hosts.c.name,
+    _hosts.c.state,
+    # Freshness decided by the database: no timestamp to parse per host.
+    func.coalesce(_hosts.c.last_report_at > bindparam("fresh_since"), False).label("up"),
+    _hosts.c.cpu_ratio,
+    _hosts.c.memory_total,
+    _hosts.c.memory_available,
+    func.coalesce(_hosts.c.session_capacity, _hosts.c.desktop_count).label("capacity"),
+    func.coalesce(_HOST_SESSIONS.c.n, 0).label("sessions"),
+    func.coalesce(_HOST_SESSIONS.c.logons, 0).label("logons"),
+    func.coalesce(_HOST_SESSIONS.c.pool_n, 0).label("pool_sessions"),
+).outerjoin(_HOST_SESSIONS, _HOST_SESSIONS.c.host_id == _hosts.c.id)
 
 _TEAM_SESSIONS = (
     select(_sessions.c.host_id, func.count().label("n"))
     .join(_users, _users.c.id == _sessions.c.user_id)
-    .where(OPEN, _users.c.team == bindparam("team"))
+    .where(SESSION_OPEN, _users.c.team == bindparam("team"))
     .group_by(_sessions.c.host_id)
 )
 
@@ -168,7 +165,11 @@ def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:
         .where(*free)
         .subquery()
     )
-    return select(*(ranked.c[c.name] for c in _DESKTOP_COLUMNS)).where(ranked.c.rank == 1)
+    # A written 1, not a parameter: PostgreSQL then stops numbering each host's
+    # desktops after the first (a run condition), in generic plans too.
+    return select(*(ranked.c[c.name] for c in _DESKTOP_COLUMNS)).where(
+        ranked.c.rank == literal_column("1")
+    )
 
 
 _CANDIDATES = {
@@ -196,7 +197,7 @@ _ENTITLEMENTS = select(_ents.c.kind, _ents.c.value).where(_ents.c.pool_id == bin
 _LICENCES_IN_USE = (
     select(func.count())
     .select_from(_sessions)
-    .where(_sessions.c.pool_id == bindparam("pool_id"), OPEN)
+    .where(_sessions.c.pool_id == bindparam("pool_id"), SESSION_OPEN)
 )
 _DEPARTMENT = select(_dept).where(_dept.c.department == bindparam("department"))
 _SCHEDULES = select(_schedules).where(
@@ -355,7 +356,7 @@ async def build_snapshot(
                 select(func.count())
                 .select_from(_sessions)
                 .where(
-                    OPEN,
+                    SESSION_OPEN,
                     _sessions.c.work_mode == WorkMode.HOME.value,
                     _sessions.c.department == user.department,
                 )

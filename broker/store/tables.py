@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -291,6 +292,14 @@ class Session(Base):
     disconnected_at: Mapped[dt.datetime | None]
     ended_at: Mapped[dt.datetime | None]
     last_activity_at: Mapped[dt.datetime | None]
+
+
+# Open sessions, for queries. 'ended' is written into the SQL text, not bound as
+# a parameter: only then can a planner prove that the partial indexes above
+# (WHERE state <> 'ended') serve the query. A parameter is "any value" to
+# SQLite's planner and to PostgreSQL's generic plan of a prepared statement
+# (used after five executions), which then scan every session ever held.
+SESSION_OPEN = table(Session).c.state != literal_column("'ended'")
 
 
 class Ticket(Base):
