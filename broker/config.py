@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     lockout_max_delay_s: int = Field(3600, ge=1)
     login_rate_limit: int = Field(30, ge=1, description="login attempts per source and window")
     login_rate_window_s: int = Field(60, ge=1)
+    report_reject_limit: int = Field(
+        30, ge=1, description="refused agent reports audited per source and window; then 429"
+    )
+    report_reject_window_s: int = Field(60, ge=1)
 
     report_interval: float = Field(10.0, gt=0, le=3600)
     host_down_after_missed: int = Field(3, ge=1)

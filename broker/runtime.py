@@ -39,6 +39,8 @@ class Runtime:
     box: SecretBox
     hasher: PasswordHasher
     login_limiter: SlidingWindowLimiter
+    # Refused agent reports per source address (broker.hosts.ingest).
+    report_rejects: SlidingWindowLimiter
     telemetry: Telemetry = field(default_factory=Telemetry)
     # LDAP / Active Directory, when configured (settings.ldap.url).
     directory: Directory | None = None
@@ -82,10 +84,15 @@ async def open_runtime(
         parallelism=settings.argon2_parallelism,
         threads=settings.argon2_threads or os.cpu_count() or 1,
     )
+
+    def seconds() -> float:
+        return clock.now().timestamp()
+
     limiter = SlidingWindowLimiter(
-        settings.login_rate_limit,
-        settings.login_rate_window_s,
-        now=lambda: clock.now().timestamp(),
+        settings.login_rate_limit, settings.login_rate_window_s, now=seconds
+    )
+    report_rejects = SlidingWindowLimiter(
+        settings.report_reject_limit, settings.report_reject_window_s, now=seconds
     )
     directory = Directory(settings.ldap) if settings.ldap.url else None
     return Runtime(
@@ -95,5 +102,6 @@ async def open_runtime(
         box=box,
         hasher=hasher,
         login_limiter=limiter,
+        report_rejects=report_rejects,
         directory=directory,
     )

@@ -28,7 +28,15 @@ from agent.protocol import (
     ReportResponse,
 )
 from broker.audit import log as audit
-from broker.errors import Conflict, Forbidden, InvalidInput, Unauthorized, VdiError
+from broker.auth.ratelimit import retry_after
+from broker.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    RateLimited,
+    Unauthorized,
+    VdiError,
+)
 from broker.hosts import actions
 from broker.hosts.inventory import PoolResolver, StoredDesktop, inventory_digest, plan
 from broker.hosts.known import KnownHost
@@ -279,6 +287,15 @@ def _stored(row: Row[tuple[object, ...]]) -> StoredDesktop:
 async def _reject(
     rt: Runtime, host: str | None, source_ip: str | None, reason: str, **detail: str
 ) -> None:
+    """Audit a refused report. Past the limit per source address the answer is
+    429 and nothing is written: a stranger's flood of forged reports must not
+    become a flood of audit rows (each a write transaction)."""
+    wait = rt.report_rejects.hit(source_ip or "unknown")
+    if wait is not None:
+        raise RateLimited(
+            "Too many refused reports from this address; try again later.",
+            headers=retry_after(wait),
+        )
     async with rt.db.write_conn() as conn:
         await audit.record(
             conn,

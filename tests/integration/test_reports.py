@@ -178,6 +178,24 @@ async def test_forged_tokens_are_refused(
     assert await count(runtime, AuditEvent, AuditEvent.event == "agent_report_rejected") == 1
 
 
+async def test_a_flood_of_forged_reports_is_cut_off_unaudited(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    limit = runtime.settings.report_reject_limit
+    statuses = []
+    for i in range(limit + 3):
+        response = await send(client, f"forged-{i}", report(runtime, "vhost01", 1))
+        statuses.append(response.status_code)
+    assert statuses == [401] * limit + [429] * 3
+    assert response.json()["error"] == "rate_limited"
+    assert int(response.headers["retry-after"]) >= 1
+    assert await count(runtime, AuditEvent, AuditEvent.event == "agent_report_rejected") == limit
+    # The real agent behind the same address still reports.
+    assert (await send(client, host_token, report(runtime, "vhost01", 1))).status_code == 200
+    clock.advance(runtime.settings.report_reject_window_s)
+    assert (await send(client, "forged", report(runtime, "vhost01", 2))).status_code == 401
+
+
 async def test_a_token_reports_only_for_its_own_host(
     runtime: Runtime, client: httpx.AsyncClient, host_token: str
 ) -> None:
