@@ -52,6 +52,19 @@ DATABASE_DOWN: tuple[type[Exception], ...] = (
 )
 
 
+def database_down(exc: BaseException) -> bool:
+    """Whether `exc` means the database is not there right now."""
+    if isinstance(exc, DATABASE_DOWN):
+        return True
+    if isinstance(exc, DBAPIError):
+        # A connection lost in the middle of a statement reaches us as a plain
+        # DBAPIError from SQLAlchemy's asyncpg adapter; the driver's own error
+        # is the cause of the adapter's.
+        driver = exc.orig.__cause__ if exc.orig is not None else None
+        return exc.connection_invalidated or isinstance(driver, DATABASE_DOWN)
+    return False
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error, expected or not, a JSON body in the contract's shape."""
 
@@ -87,5 +100,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _db_down(_: Request, exc: Exception) -> JSONResponse:
         return database_down_response(exc)
 
+    async def _db_error(_: Request, exc: Exception) -> JSONResponse:
+        if database_down(exc):
+            return database_down_response(exc)
+        raise exc  # anything else stays a 500 and is logged as one
+
     for kind in DATABASE_DOWN:
         app.add_exception_handler(kind, _db_down)
+    app.add_exception_handler(DBAPIError, _db_error)

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from broker.deps import client_ip_of
 from broker.errors import VdiError
 from broker.hosts import ingest
-from broker.http_errors import DATABASE_DOWN, database_down_response, vdi_error_response
+from broker.http_errors import database_down, database_down_response, vdi_error_response
 from broker.runtime import Runtime
 
 PATH = "/api/v1/agent/report"
@@ -55,6 +55,8 @@ class ReportEndpoint:
                 response = await handle(Request(scope, receive))
             except VdiError as exc:
                 response = vdi_error_response(exc)
-            except DATABASE_DOWN as exc:
+            except Exception as exc:
+                if not database_down(exc):
+                    raise
                 response = database_down_response(exc)
         await response(scope, receive, send)
