@@ -13,7 +13,7 @@ from broker.clock import FakeClock
 from broker.runtime import Runtime
 from broker.sessions.lifecycle import run_lifecycle
 from broker.store.tables import Desktop, HostAction, Pool, Schedule, Session
-from tests.support.fleet import FakeAgent, add_host, add_pool, ask, staff
+from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, staff
 
 
 async def setup(
@@ -23,10 +23,7 @@ async def setup(
     if pool_settings:
         async with runtime.db.write() as s:
             await s.execute(update(Pool).values(**pool_settings))
-    agent = await add_host(runtime, client)
-    agent.add(n, pool="Finanzen")
-    await agent.report()
-    return agent
+    return await reporting_host(runtime, client, n)
 
 
 async def session(runtime: Runtime) -> Session:

@@ -14,7 +14,7 @@ from broker.errors import Conflict, InvalidInput, NotFound
 from broker.pools import service as pools
 from broker.runtime import Runtime
 from broker.store.tables import AuditEvent, Desktop, HostAction, User
-from tests.support.fleet import FakeAgent, add_host, add_pool, ask, staff
+from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, staff
 
 URL = "/api/v1/admin/pools"
 
@@ -157,10 +157,7 @@ async def test_entitlements_by_department_and_user(
 
 async def persistent_fleet(rt: Runtime, client: httpx.AsyncClient, desktops: int = 3) -> FakeAgent:
     await add_pool(rt, "Planung", type=PoolType.PERSISTENT)
-    agent = await add_host(rt, client)
-    agent.add(desktops, pool="Planung")
-    await agent.report()
-    return agent
+    return await reporting_host(rt, client, desktops, pool="Planung")
 
 
 async def test_assign_and_unassign_persistent_desktops(
@@ -277,9 +274,7 @@ async def test_a_desktop_name_on_two_hosts_needs_the_host(
 ) -> None:
     await add_pool(runtime, "Planung", type=PoolType.PERSISTENT)
     for host in ("vhost01", "vhost02"):
-        agent = await add_host(runtime, client, host)
-        agent.add(1, pool="Planung", prefix="pc")
-        await agent.report()
+        await reporting_host(runtime, client, 1, pool="Planung", name=host, prefix="pc")
     await staff(runtime, "maria")
     with pytest.raises(InvalidInput) as ambiguous:
         await pools.assign_desktop(runtime, "Planung", "maria", "pc000", "test")

@@ -323,22 +323,6 @@ async def test_database_outage_gives_503_never_500_and_recovers(
             **{f"VDI_{k.upper()}": v for k, v in JOBS.items()},
         }
     )
-    assert (
-        vdi_broker(
-            "pool",
-            "add",
-            "Finanzen",
-            "--type",
-            "floating",
-            "--protocol",
-            "rdp",
-            "--max-sessions",
-            "50",
-            env=env,
-        ).returncode
-        == 0
-    )
-    write_token(tmp_path / "token", env)
     rt = await open_runtime(
         load_settings(None, data_dir=tmp_path / "data", database_url=url), clock=SystemClock()
     )
@@ -348,16 +332,7 @@ async def test_database_outage_gives_503_never_500_and_recovers(
         await rt.close()
     a, base_a = start_broker(tmp_path / "data", url, **JOBS)
     b, base_b = start_broker(tmp_path / "data", url, **JOBS)
-    agent = start_agent(
-        base_a,
-        tmp_path / "token",
-        tmp_path / "agent",
-        "vhost01",
-        "--simulated-desktops",
-        "25",
-        "--pool",
-        "Finanzen",
-    )
+    agent = pool_and_agent(tmp_path, env, base_a, licences=50, desktops=25)
     statuses: list[int] = []
     assigned: dict[int, str] = {}
     try:

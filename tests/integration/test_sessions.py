@@ -17,7 +17,8 @@ from broker.clock import FakeClock
 from broker.domain import PoolType, WorkMode
 from broker.runtime import Runtime, open_runtime
 from broker.store.tables import Desktop, HostAction, Session
-from tests.support.fleet import add_host, add_pool, ask, staff
+from broker.users import service as users
+from tests.support.fleet import add_host, add_pool, ask, reporting_host, staff
 
 
 async def count(rt: Runtime, model: type, *where: object) -> int:
@@ -29,9 +30,7 @@ async def test_assign_then_reconnect_to_the_same_desktop(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     await add_pool(runtime)
-    agent = await add_host(runtime, client)
-    agent.add(3, pool="Finanzen")
-    await agent.report()
+    await reporting_host(runtime, client, 3)
     maria = await staff(runtime, "maria")
     first = await ask(client, maria)
     assert first.status_code == 201, first.text
@@ -72,9 +71,7 @@ async def test_get_and_log_off_recycles_a_floating_desktop(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
     await add_pool(runtime)
-    agent = await add_host(runtime, client)
-    agent.add(1, pool="Finanzen")
-    await agent.report()
+    agent = await reporting_host(runtime, client, 1)
     maria = await staff(runtime, "maria")
     sid = (await ask(client, maria)).json()["session"]["id"]
     got = await client.get(f"/api/v1/sessions/{sid}", headers=maria)
@@ -100,9 +97,7 @@ async def test_stopped_desktop_is_started_and_the_session_is_pending_until_ready
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
     await add_pool(runtime)
-    agent = await add_host(runtime, client)
-    agent.add(2, pool="Finanzen", power=PowerState.STOPPED)
-    await agent.report()
+    agent = await reporting_host(runtime, client, 2, power=PowerState.STOPPED)
     maria = await staff(runtime, "maria")
     response = await ask(client, maria)
     assert response.status_code == 202
@@ -127,9 +122,7 @@ async def test_stopped_desktop_is_started_and_the_session_is_pending_until_ready
 async def test_refusals_are_coded_and_readable(runtime: Runtime, client: httpx.AsyncClient) -> None:
     await add_pool(runtime, departments=["Bauamt"], max_sessions=1)
     await add_pool(runtime, "Außendienst", field=True)
-    agent = await add_host(runtime, client)
-    agent.add(2, pool="Finanzen")
-    await agent.report()
+    await reporting_host(runtime, client, 2)
     maria = await staff(runtime, "maria")
     refused = await ask(client, maria)
     assert refused.status_code == 403
@@ -159,9 +152,7 @@ async def test_host_unavailable_when_the_pools_hosts_are_out(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
     await add_pool(runtime)
-    agent = await add_host(runtime, client)
-    agent.add(2, pool="Finanzen")
-    await agent.report()
+    await reporting_host(runtime, client, 2)
     clock.advance(runtime.settings.report_interval * 3 + 1)
     response = await ask(client, await staff(runtime, "maria"))
     assert response.status_code == 503
@@ -173,9 +164,7 @@ async def test_persistent_pool_keeps_a_users_desktop(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
     await add_pool(runtime, "Planung", type=PoolType.PERSISTENT)
-    agent = await add_host(runtime, client)
-    agent.add(3, pool="Planung")
-    await agent.report()
+    await reporting_host(runtime, client, 3, pool="Planung")
     maria = await staff(runtime, "maria")
     first = await ask(client, maria, pool="Planung")
     desktop = first.json()["session"]["desktop"]
@@ -190,9 +179,7 @@ async def test_persistent_pool_keeps_a_users_desktop(
 
 async def test_field_work_mode(runtime: Runtime, client: httpx.AsyncClient) -> None:
     await add_pool(runtime, "Außendienst", field=True)
-    agent = await add_host(runtime, client)
-    agent.add(2, pool="Außendienst")
-    await agent.report()
+    await reporting_host(runtime, client, 2, pool="Außendienst")
     felix = await staff(runtime, "felix", work_mode=WorkMode.FIELD)
     response = await ask(client, felix, pool="Außendienst")
     assert response.status_code == 201
@@ -201,9 +188,7 @@ async def test_field_work_mode(runtime: Runtime, client: httpx.AsyncClient) -> N
 
 async def test_a_direct_duplicate_insert_fails(runtime: Runtime, client: httpx.AsyncClient) -> None:
     await add_pool(runtime)
-    agent = await add_host(runtime, client)
-    agent.add(1, pool="Finanzen")
-    await agent.report()
+    await reporting_host(runtime, client, 1)
     await ask(client, await staff(runtime, "maria"))
     async with runtime.db.read() as s:
         existing = (await s.scalars(select(Session))).one()
@@ -263,12 +248,8 @@ async def test_200_concurrent_requests_50_desktops_exactly_50_assignments(
 async def test_locking_a_user_ends_their_desktop_sessions(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
-    from broker.users import service as users
-
     await add_pool(runtime)
-    agent = await add_host(runtime, client)
-    agent.add(2, pool="Finanzen")
-    await agent.report()
+    await reporting_host(runtime, client, 2)
     maria = await staff(runtime, "maria")
     assert (await ask(client, maria)).status_code == 201
     await users.set_locked(runtime, "maria", True, "admin")

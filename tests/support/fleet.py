@@ -113,6 +113,23 @@ async def add_host(rt: Runtime, client: httpx.AsyncClient, name: str = "vhost01"
     return FakeAgent(rt, client, name, await hosts.add(rt, name, "test"))
 
 
+async def reporting_host(
+    rt: Runtime,
+    client: httpx.AsyncClient,
+    count: int,
+    *,
+    pool: str = "Finanzen",
+    name: str = "vhost01",
+    power: PowerState = PowerState.RUNNING,
+    prefix: str | None = None,
+) -> FakeAgent:
+    """A host whose agent has reported `count` desktops of `pool` once."""
+    agent = await add_host(rt, client, name)
+    agent.add(count, pool=pool, power=power, prefix=prefix)
+    await agent.report()
+    return agent
+
+
 async def add_pool(
     rt: Runtime,
     name: str = "Finanzen",
