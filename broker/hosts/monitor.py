@@ -15,6 +15,7 @@ import logging
 from sqlalchemy import select, update
 
 from broker.audit import log as audit
+from broker.hosts.health import fresh_after
 from broker.runtime import Runtime
 from broker.sessions.service import end_where
 from broker.store.tables import Desktop, Host, Session, table
@@ -29,9 +30,8 @@ _sessions = table(Session)
 async def check_hosts(rt: Runtime) -> None:
     settings = rt.settings
     now = rt.clock.now()
-    silent_since = now - dt.timedelta(
-        seconds=settings.report_interval * settings.host_down_after_missed
-    )
+    # Not fresh any more: the moment placement stopped counting the host as up.
+    silent_since = fresh_after(now, settings.report_interval, settings.host_down_after_missed)
     lost_before = now - dt.timedelta(seconds=settings.host_lost_grace_s)
     async with rt.db.write_conn() as conn:
         went_down = (
