@@ -51,8 +51,9 @@ def wait_http(
     raise TimeoutError(f"{url} did not answer within {timeout} s: {last}")
 
 
-def until(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
-    """Poll `check` until it returns something truthy, and return that.
+def until(check: Callable[[], Any], timeout: float = 30, what: str = "", step: float = 0.25) -> Any:
+    """Poll `check` every `step` seconds until it returns something truthy, and
+    return that.
 
     Real processes on a loaded machine take their time; a deadline instead of a
     fixed sleep waits no longer than needed."""
@@ -61,7 +62,7 @@ def until(check: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
         result = check()
         if result:
             return result
-        time.sleep(0.25)
+        time.sleep(step)
     raise AssertionError(f"timed out waiting for {what or check}")
 
 
