@@ -42,7 +42,7 @@ from broker.runtime import Runtime, open_runtime
 from broker.sessions import service
 from broker.store.tables import User, WebSession
 from tests.support.accounts import PASSWORD, add_user
-from tests.support.fleet import FakeAgent, add_host, add_pool, new_web_session
+from tests.support.fleet import FakeAgent, add_pool, new_web_session, reporting_host
 from tests.support.portal import PAGE_CSP, assert_no_inline_code
 from tests.support.processes import REPO, start_broker, stop
 from tests.support.totp import oathtool_code
@@ -194,10 +194,15 @@ async def fleet(
 ) -> FakeAgent:
     """A pool for department `label` and a host reporting its desktops."""
     await add_pool(rt, label, max_sessions=max_sessions, departments=[label])
-    agent = await add_host(rt, agents, f"host-{label.lower()}")
-    agent.add(desktops, pool=label, power=power, prefix=f"{label.lower()}-")
-    await agent.report()
-    return agent
+    return await reporting_host(
+        rt,
+        agents,
+        desktops,
+        pool=label,
+        name=f"host-{label.lower()}",
+        power=power,
+        prefix=f"{label.lower()}-",
+    )
 
 
 def unique(prefix: str) -> str:

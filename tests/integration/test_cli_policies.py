@@ -17,7 +17,7 @@ import pytest
 
 from broker.domain import PoolType
 from broker.runtime import Runtime
-from tests.support.fleet import add_host, add_pool, ask, sign_in, staff
+from tests.support.fleet import add_pool, ask, reporting_host, sign_in, staff
 from tests.support.processes import clean_env, vdi_broker
 
 GOOD_PASSWORD = "Gutes Passwort 2026!"
@@ -214,9 +214,7 @@ async def test_assignments_and_sessions_from_the_command_line(
         return await asyncio.to_thread(vdi_broker, *shlex.split(command), env=env)
 
     await add_pool(runtime, "Planung", type=PoolType.PERSISTENT)
-    agent = await add_host(runtime, client)
-    agent.add(3, pool="Planung")
-    await agent.report()
+    agent = await reporting_host(runtime, client, 3, pool="Planung")
     maria = await staff(runtime, "maria")
 
     assigned = await cli("pool assign Planung --user maria --desktop vhost01-d001")

@@ -17,13 +17,17 @@ from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, staff
 
 
 async def setup(
-    runtime: Runtime, client: httpx.AsyncClient, n: int = 2, **pool_settings: Any
+    runtime: Runtime,
+    client: httpx.AsyncClient,
+    n: int = 2,
+    power: PowerState = PowerState.RUNNING,
+    **pool_settings: Any,
 ) -> FakeAgent:
     await add_pool(runtime)
     if pool_settings:
         async with runtime.db.write() as s:
             await s.execute(update(Pool).values(**pool_settings))
-    return await reporting_host(runtime, client, n)
+    return await reporting_host(runtime, client, n, power=power)
 
 
 async def session(runtime: Runtime) -> Session:
@@ -104,9 +108,7 @@ async def test_console_in_use_keeps_the_session_active(
 async def test_pending_timeout(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
-    agent = await setup(runtime, client, n=0)
-    agent.add(1, pool="Finanzen", power=PowerState.STOPPED)
-    await agent.report()
+    await setup(runtime, client, n=1, power=PowerState.STOPPED)
     assert (await ask(client, await staff(runtime, "maria"))).status_code == 202
     clock.advance(runtime.settings.pending_timeout_s + 1)
     await run_lifecycle(runtime)
@@ -158,9 +160,7 @@ async def test_failed_reset_is_tried_again(runtime: Runtime, client: httpx.Async
 async def test_spare_desktops_are_started_and_surplus_stopped(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
-    agent = await setup(runtime, client, n=0, spare_desktops=2)
-    agent.add(5, pool="Finanzen", power=PowerState.STOPPED)
-    await agent.report()
+    agent = await setup(runtime, client, n=5, power=PowerState.STOPPED, spare_desktops=2)
     await run_lifecycle(runtime)
     assert len(await queued(runtime, "start")) == 2
     await run_lifecycle(runtime)  # already on their way: nothing more

@@ -17,7 +17,7 @@ from broker.domain import HostState, Role
 from broker.runtime import Runtime
 from broker.store.tables import Host, Session, User, WebSession
 from tests.support.accounts import PASSWORD, add_user, code_now
-from tests.support.fleet import COOKIE, FakeAgent, add_host, add_pool, staff
+from tests.support.fleet import COOKIE, FakeAgent, add_pool, reporting_host, staff
 from tests.support.portal import (
     assert_no_inline_code,
     assert_page_headers,
@@ -73,10 +73,7 @@ async def fleet_with_desktops(
     power: PowerState = PowerState.RUNNING,
 ) -> FakeAgent:
     await add_pool(rt, max_sessions=max_sessions)
-    agent = await add_host(rt, client)
-    agent.add(desktops, pool="Finanzen", power=power)
-    await agent.report()
-    return agent
+    return await reporting_host(rt, client, desktops, power=power)
 
 
 async def audit_events(rt: Runtime, event: str) -> list[str | None]:
