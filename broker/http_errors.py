@@ -97,14 +97,10 @@ def install_error_handlers(app: FastAPI) -> None:
         }.get(exc.status_code, "http_error")
         return _json(exc.status_code, {"error": code, "message": str(exc.detail)}, exc.headers)
 
-    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
-        return database_down_response(exc)
-
     async def _db_error(_: Request, exc: Exception) -> JSONResponse:
         if database_down(exc):
             return database_down_response(exc)
         raise exc  # anything else stays a 500 and is logged as one
 
-    for kind in DATABASE_DOWN:
-        app.add_exception_handler(kind, _db_down)
-    app.add_exception_handler(DBAPIError, _db_error)
+    for kind in (*DATABASE_DOWN, DBAPIError):
+        app.add_exception_handler(kind, _db_error)
