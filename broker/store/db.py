@@ -9,17 +9,19 @@ SQLite's half of "no double assignment"; PostgreSQL's half is row locking.
 Both give an ORM `AsyncSession`. Hot paths (every login, every agent report)
 use `read_conn()` and `write_conn()` instead, which give a Core
 `AsyncConnection`: the ORM session machinery costs about as much CPU as the
-statements themselves. `read_conn()` runs each statement on its own (no
-BEGIN on SQLite), so use it for single-statement look-ups only.
+statements themselves. `read_conn()` runs each statement on its own, in
+autocommit mode: no BEGIN and no ROLLBACK around it, which on PostgreSQL saves
+two of a look-up's three round trips. Use it for single-statement look-ups
+only.
 
 `scalar_each()` runs one statement for many parameter sets in one transaction
 (group commit), straight on the driver: on PostgreSQL pipelined, so BEGIN, a
 round trip per statement and COMMIT become one round trip for the whole batch;
-on SQLite with one hop to aiosqlite's thread per statement and none of
+on SQLite in one hop to aiosqlite's thread for the whole batch, with none of
 SQLAlchemy's per-statement work (compiling parameters, building results).
 Either way a report's write costs a fraction of what it does through
-SQLAlchemy. (Statements through SQLAlchemy on SQLite take one hop too, not the
-stock adapter's four: see broker.store.sqlite_driver.)
+SQLAlchemy. (Statements through SQLAlchemy on SQLite take one hop each too, and
+BEGIN rides along with the first: see broker.store.sqlite_driver.)
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from broker.store.sqlite_driver import OneTripDbapi
+from broker.store.sqlite_driver import OneTripConnection, OneTripDbapi
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -69,7 +71,7 @@ class Database:
             self._lookup_engine = self.engine.execution_options(vdi_autocommit=True)
         else:
             self.write_engine = self.engine
-            self._lookup_engine = self.engine
+            self._lookup_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._prepared: dict[UpdateBase, _Prepared] = {}
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
@@ -110,11 +112,12 @@ class Database:
         args = [plan.args(p) for p in params]
         if self.is_sqlite:
             async with self.write_conn() as conn:
-                raw = (await conn.get_raw_connection()).driver_connection
+                adapted = (await conn.get_raw_connection()).dbapi_connection
+                assert isinstance(adapted, OneTripConnection)
                 try:
-                    # One trip to aiosqlite's thread per statement, with the
-                    # parameters already in the driver's shape.
-                    rows = [await raw.execute_fetchall(plan.sql, a) for a in args]  # type: ignore[union-attr]
+                    # One trip to aiosqlite's thread for the whole batch, with
+                    # the parameters already in the driver's shape.
+                    rows = await adapted.run_each(plan.sql, args)
                 except sqlite3.Error as exc:
                     raise _wrapped(exc, plan.sql) from exc
             return [r[0][0] if r else None for r in rows]

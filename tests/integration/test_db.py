@@ -5,13 +5,15 @@ all or nothing, and the database stays usable after a failed batch."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from broker.clock import FakeClock
 from broker.hosts import service as hosts
 from broker.runtime import Runtime
+from broker.store.db import Database
 from broker.store.tables import Host, table
+from tests.support import postgres
 
 _hosts = table(Host)
 
@@ -93,3 +95,27 @@ async def test_a_failing_run_stores_nothing_of_its_batch(runtime: Runtime) -> No
     # The connection that failed is not handed out broken: the next batch works.
     results = await runtime.db.scalar_each(RETOKEN, [{"host_id": c, "token_hash": "e" * 64}])
     assert results == [c]
+
+
+@pytest.mark.postgres
+async def test_a_look_up_on_postgresql_leaves_no_transaction_open(pg_database: str) -> None:
+    # Autocommit: no BEGIN before the statement and no ROLLBACK after it, two
+    # round trips saved on every login and agent-token look-up.
+    db = Database(postgres.url(pg_database))
+    try:
+        async with db.read_conn() as conn:
+            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+            async with db.write_conn() as other:
+                state = await other.scalar(
+                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                )
+            assert state == "idle"
+        async with db.write_conn() as conn:
+            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
+            async with db.read_conn() as other:
+                state = await other.scalar(
+                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+                )
+            assert state == "idle in transaction"  # the check can tell the two apart
+    finally:
+        await db.dispose()

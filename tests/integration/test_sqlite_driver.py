@@ -5,6 +5,7 @@ depend on it), lastrowid (ORM inserts), executemany, errors."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
@@ -76,19 +77,77 @@ async def test_errors_arrive_as_sqlalchemy_errors_and_roll_back(db: Database) ->
         assert await conn.scalar(select(func.count()).select_from(_things)) == 0
 
 
-async def test_one_trip_to_the_driver_thread_per_statement(
+class _Trips:
+    """Counts hand-overs to aiosqlite's thread."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = aiosqlite.Connection._execute
+
+        async def counting(conn: aiosqlite.Connection, fn: object, *args: object) -> object:
+            self.count += 1
+            return await real(conn, fn, *args)  # type: ignore[no-untyped-call]
+
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+
+
+async def _connected(db: Database) -> None:
+    """Open the pool's connection, so that later counts do not include connecting."""
+    async with db.read_conn() as conn:
+        await conn.scalar(select(func.count()).select_from(_things))
+
+
+async def test_a_look_up_is_one_trip_and_returning_it_none(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trips = 0
-    real = aiosqlite.Connection._execute
-
-    async def counting(self: aiosqlite.Connection, fn: object, *args: object) -> object:
-        nonlocal trips
-        trips += 1
-        return await real(self, fn, *args)  # type: ignore[no-untyped-call]
-
+    await _connected(db)
+    trips = _Trips(monkeypatch)
     async with db.read_conn() as conn:
-        await conn.scalar(select(func.count()).select_from(_things))  # connect first
-        monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
         await conn.execute(select(_things).where(_things.c.n > 0))
-        assert trips == 1
+        assert trips.count == 1
+    assert trips.count == 1  # no ROLLBACK when the pool takes it back: nothing is open
+
+
+async def test_begin_rides_with_the_first_statement(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await _connected(db)
+    trips = _Trips(monkeypatch)
+    async with db.write_conn() as conn:
+        assert trips.count == 0
+        await conn.execute(insert(_things), {"name": "a"})
+        await conn.execute(update(_things).values(n=1))
+        assert trips.count == 2
+    assert trips.count == 3  # COMMIT, and no ROLLBACK from the pool after it
+
+    async with db.write_conn():
+        pass  # a transaction without a statement has nothing to send
+    assert trips.count == 3
+
+
+async def test_the_held_back_begin_still_takes_the_write_lock(db: Database, tmp_path: Path) -> None:
+    async with db.write_conn() as conn:
+        await conn.execute(select(func.count()).select_from(_things))  # a read, first
+        other = sqlite3.connect(tmp_path / "driver.db", timeout=0, isolation_level=None)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        finally:
+            other.close()
+        await conn.execute(insert(_things), {"name": "mine"})
+    async with db.read_conn() as conn:
+        assert await conn.scalar(select(func.count()).select_from(_things)) == 1
+
+
+async def test_a_failed_statement_is_still_rolled_back(db: Database) -> None:
+    with pytest.raises(IntegrityError):
+        async with db.write_conn() as conn:
+            await conn.execute(insert(_things), {"name": "kept?"})
+            await conn.execute(insert(_things), {"name": "kept?"})  # unique: fails
+    # The first insert went with the failed transaction, and the connection,
+    # back in the pool, is not stuck in it.
+    async with db.write_conn() as conn:
+        await conn.execute(insert(_things), {"name": "next"})
+    async with db.read_conn() as conn:
+        names = (await conn.execute(select(_things.c.name))).scalars().all()
+    assert names == ["next"]
