@@ -25,6 +25,7 @@ import asyncssh
 from asyncssh import ChannelOpenError
 
 from broker.config import Settings
+from broker.gateway.slowdown import source_key
 
 if TYPE_CHECKING:
     from broker.gateway.bridge import Bridge
@@ -102,6 +103,10 @@ def server_options(settings: Settings, host_key: asyncssh.SSHKey) -> dict[str, A
     }
 
 
+class TooManyStartups(Exception):
+    """A source has as many connections logging in as it may have."""
+
+
 def _prohibited(reason: str) -> ChannelOpenError:
     return ChannelOpenError(PROHIBITED, reason)
 
@@ -113,6 +118,7 @@ class GatewayConnection(asyncssh.SSHServer):
         self.gateway = gateway
         self.conn: asyncssh.SSHServerConnection | None = None
         self.source_ip: str | None = None
+        self.source = ""  # what per-source limits count: see slowdown.source_key
         self.grant: Grant | None = None
         self.tunnels: set[Tunnel] = set()
         self.refusals = 0
@@ -121,6 +127,12 @@ class GatewayConnection(asyncssh.SSHServer):
         self.conn = conn
         peer = conn.get_extra_info("peername")
         self.source_ip = str(peer[0]) if peer else None
+        self.source = source_key(self.source_ip)
+        if not self.gateway.may_start(self.source):
+            # asyncssh closes a connection whose handler raises here, before it
+            # sends its version: a flood costs no key exchange.
+            log.debug("too many logins under way from %s: connection dropped", self.source)
+            raise TooManyStartups(self.source)
         self.gateway.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -40,7 +40,7 @@ from broker.gateway.server import (
     Grant,
     server_options,
 )
-from broker.gateway.slowdown import FailureDelays
+from broker.gateway.slowdown import FailureDelays, may_start
 from broker.gateway.tunnels import (
     STALE_AFTER_INTERVALS,
     WATCH_INTERVAL_S,
@@ -129,6 +129,16 @@ class Gateway:
             await self._acceptor.wait_closed()
 
     # -- login ------------------------------------------------------------------------
+
+    def may_start(self, source: str) -> bool:
+        """May one more connection from `source` (a source key) begin to log in?"""
+        settings = self.rt.settings
+        return may_start(
+            (c.source for c in self.connections if c.grant is None),
+            source,
+            per_source=settings.gateway_max_startups_per_source,
+            total=settings.gateway_max_startups,
+        )
 
     async def authenticate(self, username: str, ticket: str, source_ip: str | None) -> Grant | None:
         """Spend the ticket; a grant for its session if it was valid, this user's and

@@ -1,4 +1,5 @@
-"""Slowing down sources of failed gateway logins, in bounded memory. Pure logic.
+"""Slowing down sources of failed gateway logins, in bounded memory, and
+limiting the logins a source may have under way at once. Pure logic.
 
 A ticket has 256 bits, so guessing one is hopeless; what failed attempts cost is
 database writes (every attempt spends a ticket look-up) and audit rows. A
@@ -9,13 +10,17 @@ Failures are forgotten some minutes after the last one, and at most
 many addresses cannot exhaust memory. IPv6 sources count per /64, the block a
 single customer line usually gets. A success does not clear the count: an
 insider with a valid ticket of their own could otherwise launder it.
+
+Connections that have not logged in yet are limited per source and in all
+(`may_start`), as sshd's MaxStartups does: delays alone do not stop a source
+from opening thousands of connections that each sit out the login timeout.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 FORGET_AFTER_S = 600.0
@@ -35,6 +40,16 @@ def source_key(ip: str | None) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
     return str(address)
+
+
+def may_start(pending: Iterable[str], key: str, *, per_source: int, total: int) -> bool:
+    """May one more connection from source `key` begin to log in, while
+    connections from the sources `pending` (keys too) are still logging in?"""
+    everyone = mine = 0
+    for other in pending:
+        everyone += 1
+        mine += other == key
+    return everyone < total and mine < per_source
 
 
 def delay_for(failures: int, first_s: float, max_s: float) -> float:

@@ -22,6 +22,7 @@ from tests.support.gateway import (
     rig_fixture,
     run_ssh,
     ssh_client,
+    until,
 )
 from tests.support.scrape import samples, value
 
@@ -138,3 +139,39 @@ async def test_the_login_timeout_closes_silent_connections(
                 r.port, "maria", None, preferred_auth="keyboard-interactive"
             ) as conn:
                 await asyncio.wait_for(conn.wait_closed(), 10)
+
+
+async def _banner(port: int) -> tuple[bytes, asyncio.StreamWriter]:
+    """Open a connection and read what the gateway says first (b"" if it hangs up)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    return await asyncio.wait_for(reader.readline(), 10), writer
+
+
+async def test_logins_under_way_are_limited_per_source(
+    tmp_path: Path, sqlite_url: str, clock: FakeClock
+) -> None:
+    settings = gateway_settings(tmp_path, sqlite_url, gateway_max_startups_per_source=2)
+    async with gateway_rig(settings, clock) as r:
+        answer = await r.desktop_for("maria")
+        async with r.forward(answer) as f:
+            # A logged-in connection does not count: two more may log in.
+            first, w1 = await _banner(r.port)
+            second, w2 = await _banner(r.port)
+            assert first.startswith(b"SSH-2.0-VDI_Gateway")
+            assert second.startswith(b"SSH-2.0-VDI_Gateway")
+            # A third is dropped before the handshake; the tunnel is untouched.
+            third, w3 = await _banner(r.port)
+            assert third == b""
+            w3.close()
+            assert await echo(f.local_port, b"still there") == b"still there"
+            # Once one of the two goes, a newcomer is let in again.
+            w1.close()
+
+            async def one_left() -> bool:
+                return len(r.gateway.connections) == 2
+
+            await until(one_left)
+            fourth, w4 = await _banner(r.port)
+            assert fourth.startswith(b"SSH-2.0-VDI_Gateway")
+            for w in (w2, w4):
+                w.close()

@@ -12,7 +12,7 @@ from broker.connect import (
     manual_hint,
     second_factor,
 )
-from broker.gateway.slowdown import FailureDelays, delay_for, source_key
+from broker.gateway.slowdown import FailureDelays, delay_for, may_start, source_key
 from broker.gateway.tunnels import destination, due, idle_expired, last_traffic
 
 
@@ -52,6 +52,17 @@ def test_ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() -> None:
     delays = FailureDelays(1.0, 8.0, lambda: 0.0)
     delays.failed("2001:db8:1:2::1")
     assert delays.delay("2001:db8:1:2::abcd") == 1
+
+
+def test_logins_under_way_are_limited_per_source_and_in_all() -> None:
+    def ok(pending: list[str], key: str) -> bool:
+        return may_start(pending, key, per_source=2, total=4)
+
+    assert ok([], "192.0.2.1")
+    assert ok(["192.0.2.1"], "192.0.2.1")
+    assert not ok(["192.0.2.1", "192.0.2.1"], "192.0.2.1")
+    assert ok(["192.0.2.1", "192.0.2.1"], "192.0.2.2")  # others are not held up
+    assert not ok(["192.0.2.1", "192.0.2.1", "192.0.2.2", "192.0.2.3"], "192.0.2.4")
 
 
 def test_idle_tunnels_and_throttles() -> None:
