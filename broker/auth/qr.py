@@ -8,9 +8,12 @@ import segno
 
 
 def svg(data: str) -> str:
+    """A scalable SVG (a viewBox, no fixed size): the portal's style sizes it."""
     qr = segno.make(data, error="m")
     out = io.BytesIO()
-    qr.save(out, kind="svg", scale=4, border=2, xmldecl=False, svgns=True, title="QR")
+    qr.save(
+        out, kind="svg", scale=4, border=2, xmldecl=False, svgns=True, title="QR", omitsize=True
+    )
     return out.getvalue().decode("utf-8")
 
 

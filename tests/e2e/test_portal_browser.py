@@ -254,7 +254,10 @@ async def test_staff_journey_enrol_log_in_connect_and_log_off(
     await log_in(page, name)
     await expect(page).to_have_url("/enrol")
     await expect(page.get_by_role("heading", level=1)).to_have_text("Authenticator-App einrichten")
-    await expect(page.get_by_role("img", name="QR-Code für die Authenticator-App")).to_be_visible()
+    qr_code = page.get_by_role("img", name="QR-Code für die Authenticator-App")
+    await expect(qr_code).to_be_visible()
+    box = await qr_code.locator("svg").bounding_box()
+    assert box is not None and box["width"] >= 200 and box["width"] == box["height"]
     await page.screenshot(path=screenshots / "enrolment.png", full_page=True)
     secret = (await page.locator("#manual-key").inner_text()).replace(" ", "")
 

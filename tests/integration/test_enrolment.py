@@ -46,6 +46,7 @@ async def test_self_service_enrolment(runtime: Runtime, client: httpx.AsyncClien
     assert re.fullmatch(r"[A-Z2-7]{32}", setup["secret"])
     assert setup["otpauth_uri"].startswith("otpauth://totp/VDI:maria?secret=" + setup["secret"])
     assert setup["qr_svg"].lstrip().startswith("<svg")
+    assert "viewBox=" in setup["qr_svg"] and "width=" not in setup["qr_svg"]  # it scales
     assert response.headers["cache-control"] == "no-store"
 
     code = code_now(runtime, setup["secret"])
