@@ -30,6 +30,12 @@ def _common_options() -> argparse.ArgumentParser:
     add("--config", type=Path, metavar="FILE.toml", help="settings file (TOML)")
     add("--hypervisor", choices=HYPERVISORS, help="where desktops come from (default libvirt)")
     add("--libvirt-uri", metavar="URI", help="libvirt connection (default qemu:///system)")
+    add(
+        "--console-address",
+        metavar="IP",
+        help="where the gateway reaches consoles listening on all interfaces"
+        " (default: this host's address towards the broker)",
+    )
     add("--static-desktops", type=Path, metavar="FILE", help="TOML list of static desktops")
     add("--simulated-desktops", type=int, metavar="N", help="number of simulated desktops")
     add("--simulated-protocol", choices=("rdp", "vnc"), help="console protocol they speak")

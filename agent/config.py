@@ -50,6 +50,9 @@ class AgentConfig:
     token_file: Path | None = None
     hypervisor: str = "libvirt"
     libvirt_uri: str = "qemu:///system"
+    # Where the broker's gateway reaches consoles that listen on all interfaces;
+    # None: this host's own address towards the broker.
+    console_address: str | None = None
     static_desktops: Path | None = None
     simulated_desktops: int = 10
     simulated_protocol: str = ConsoleProtocol.RDP.value
@@ -111,10 +114,13 @@ def _problems(c: AgentConfig) -> list[str]:
         problems.append("probe_timeout must be above 0 and at most 60 seconds")
     if c.metrics_port is not None and not 0 <= c.metrics_port <= 65535:
         problems.append("metrics_port must be 0 to 65535")
-    try:
-        ipaddress.ip_address(c.metrics_address)
-    except ValueError:
-        problems.append("metrics_address must be an IP address")
+    for key in ("metrics_address", "console_address"):
+        value = getattr(c, key)
+        try:
+            if value is not None:
+                ipaddress.ip_address(value)
+        except ValueError:
+            problems.append(f"{key} must be an IP address")
     if len(c.host_name) > NAME_MAX_LENGTH or not re.fullmatch(NAME_PATTERN, c.host_name):
         problems.append("host_name must be 1 to 128 characters A-Z a-z 0-9 . _ - (--host-name)")
     if c.capacity is not None and c.capacity < 0:

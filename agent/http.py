@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +56,25 @@ def parse_url(url: str) -> Endpoint:
     tls = parts.scheme == "https"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Endpoint(parts.hostname, parts.port or (443 if tls else 80), tls, target)
+
+
+def local_address_towards(url: str) -> str | None:
+    """The address this host sends from to reach `url`'s host: the kernel's
+    choice of route, asked with an unconnected UDP socket, so nothing is sent.
+    None when the name does not resolve or there is no route."""
+    try:
+        endpoint = parse_url(url)
+        found = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_DGRAM)
+    except (ValueError, OSError):
+        return None
+    for family, kind, proto, _, address in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.connect(address)
+                return str(probe.getsockname()[0])
+        except OSError:
+            continue
+    return None
 
 
 @functools.cache

@@ -35,6 +35,7 @@ from agent.collectors.network import NetworkCollector
 from agent.collectors.pressure import PressureCollector
 from agent.collectors.probes import ProbeOutcome, probe_all, probe_stats, tally
 from agent.config import AgentConfig
+from agent.http import local_address_towards
 from agent.hypervisors.base import ConsoleProtocol, Desktop, Hypervisor
 from agent.protocol_base import MAX_ACTIONS, PowerState
 from agent.reporter import Delivery, Reporter, Verdict, read_token
@@ -88,7 +89,26 @@ async def open_hypervisor(config: AgentConfig) -> Hypervisor:
         return StaticHypervisor.from_file(config.static_desktops)
     from agent.hypervisors.libvirt import LibvirtHypervisor
 
-    return await LibvirtHypervisor.open(config.libvirt_uri)
+    address = await console_address(config)
+    return await LibvirtHypervisor.open(config.libvirt_uri, console_address=address)
+
+
+async def console_address(config: AgentConfig) -> str:
+    """Where the gateway reaches consoles that listen on all interfaces: as
+    configured, else the address this host reaches the broker from (the broker's
+    gateway sits on the same side), else loopback, with a warning."""
+    if config.console_address:
+        return config.console_address
+    if not config.broker:
+        return "127.0.0.1"  # `vdi-agent once` without a broker: nothing to go by
+    found = await asyncio.to_thread(local_address_towards, config.broker)
+    if found is None:
+        log.warning(
+            "no route to the broker found: consoles listening on all interfaces are "
+            "reported at 127.0.0.1 (set --console-address)"
+        )
+        return "127.0.0.1"
+    return found
 
 
 def _seconds(value: float) -> str:

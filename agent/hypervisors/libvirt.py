@@ -99,9 +99,11 @@ def _port(value: str | None) -> int | None:
     return port
 
 
-def _listen_address(graphics: ET.Element) -> str | None:
+def _listen_address(graphics: ET.Element, any_address: str) -> str | None:
     """The console's address; None when it listens on no TCP address (a UNIX
-    socket, or none). An unset or wildcard listen is reached on loopback from here."""
+    socket, or none). Unset means qemu.conf's vnc_listen, loopback by default
+    (a running domain's XML shows the address in use). A console listening on
+    all interfaces is reached at `any_address`."""
     listen = graphics.find("listen")
     if listen is not None and listen.get("type") in ("socket", "none"):
         return None
@@ -109,10 +111,10 @@ def _listen_address(graphics: ET.Element) -> str | None:
     if not address:
         return _LOOPBACK
     address = _ip(address)
-    return _LOOPBACK if ipaddress.ip_address(address).is_unspecified else address
+    return any_address if ipaddress.ip_address(address).is_unspecified else address
 
 
-def _graphics_console(devices: ET.Element | None) -> DomainConsole:
+def _graphics_console(devices: ET.Element | None, any_address: str) -> DomainConsole:
     if devices is None:
         return DomainConsole()
     for graphics in devices.findall("graphics"):
@@ -120,19 +122,20 @@ def _graphics_console(devices: ET.Element | None) -> DomainConsole:
         if protocol is None:
             continue
         port = _port(graphics.get("port"))
-        address = _listen_address(graphics)
+        address = _listen_address(graphics, any_address)
         if port is None or address is None:
             return DomainConsole(protocol=protocol)
         return DomainConsole(address=address, port=port, protocol=protocol, on_host=True)
     return DomainConsole()
 
 
-def parse_domain_xml(text: str) -> DomainConsole:
-    """Pool and console endpoint of one domain. Raises BadMetadata for metadata that
+def parse_domain_xml(text: str, any_address: str = _LOOPBACK) -> DomainConsole:
+    """Pool and console endpoint of one domain; a console listening on all
+    interfaces is reported at `any_address`. Raises BadMetadata for metadata that
     cannot be right (so the operator hears of it), never for a missing console."""
     # libvirt's own XML for a local domain: trusted input.
     root = ET.fromstring(text)  # noqa: S314
-    console = _graphics_console(root.find("devices"))
+    console = _graphics_console(root.find("devices"), any_address)
     meta = root.find(f"metadata/{_METADATA_TAG}")
     if meta is None:
         return console
@@ -155,13 +158,19 @@ def parse_domain_xml(text: str) -> DomainConsole:
 class LibvirtHypervisor:
     kind = "libvirt"
 
-    def __init__(self, connection: Any, proc: Path = Path("/proc")) -> None:
+    def __init__(
+        self, connection: Any, proc: Path = Path("/proc"), console_address: str = _LOOPBACK
+    ) -> None:
         self._conn = connection
         self._proc = proc
         self._libvirt = _binding()
+        # Where the gateway reaches consoles that listen on all interfaces.
+        self.console_address = console_address
 
     @classmethod
-    async def open(cls, uri: str, proc: Path = Path("/proc")) -> LibvirtHypervisor:
+    async def open(
+        cls, uri: str, proc: Path = Path("/proc"), console_address: str = _LOOPBACK
+    ) -> LibvirtHypervisor:
         libvirt = _binding()
         # By default libvirt also prints every error to stderr; we report them ourselves.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -169,7 +178,7 @@ class LibvirtHypervisor:
             conn = await asyncio.to_thread(libvirt.open, uri)
         except libvirt.libvirtError as exc:
             raise HypervisorError(f"cannot connect to libvirt at {uri}: {exc}") from None
-        return cls(conn, proc)
+        return cls(conn, proc, console_address)
 
     async def desktops(self) -> list[Desktop]:
         return await asyncio.to_thread(self._list)
@@ -190,7 +199,7 @@ class LibvirtHypervisor:
             except libvirt.libvirtError:
                 continue  # undefined between listing and asking: gone
             try:
-                console = parse_domain_xml(xml)
+                console = parse_domain_xml(xml, self.console_address)
             except (BadMetadata, ET.ParseError) as exc:
                 log.warning("domain %s: ignoring its console and pool: %s", name, exc)
                 console = DomainConsole()

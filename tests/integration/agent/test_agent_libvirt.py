@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from agent.config import AgentConfig
+from agent.http import local_address_towards
 from agent.hypervisors.base import ConsoleProtocol, Desktop, HypervisorError
 from agent.hypervisors.libvirt import LibvirtHypervisor
 from agent.protocol import ActionKind, PowerState
+from agent.runner import console_address
 
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 VDI_NS = "https://vdi-broker.invalid/ns/1"
@@ -167,3 +170,33 @@ async def test_state_lives_in_the_one_open_connection(node: LibvirtHypervisor) -
 async def test_unreachable_libvirt_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HypervisorError, match="cannot connect to libvirt"):
         await LibvirtHypervisor.open(f"test://{tmp_path}/missing.xml")
+
+
+async def test_consoles_on_all_interfaces_are_reported_at_the_console_address(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "node.xml"
+    body = '<devices><graphics type="vnc" port="5901" listen="0.0.0.0"/></devices>'
+    path.write_text(
+        f"""<node><domain type="test" xmlns:test="{TEST_NS}">
+    <name>any-01</name><memory>1048576</memory><os><type>hvm</type></os>{body}
+    <test:runstate>1</test:runstate></domain></node>"""
+    )
+    hypervisor = await LibvirtHypervisor.open(f"test://{path}", console_address="192.0.2.40")
+    try:
+        desktop = (await by_name(hypervisor))["any-01"]
+        assert (desktop.address, desktop.port) == ("192.0.2.40", 5901)
+    finally:
+        await hypervisor.close()
+
+
+async def test_the_console_address_is_the_way_to_the_broker_unless_set() -> None:
+    towards_broker = AgentConfig(broker="http://127.0.0.1:8000")
+    assert await console_address(towards_broker) == "127.0.0.1"
+    assert local_address_towards("http://127.0.0.2:8000") == "127.0.0.1"  # loopback's route
+    set_by_hand = AgentConfig(broker="http://127.0.0.1:8000", console_address="192.0.2.40")
+    assert await console_address(set_by_hand) == "192.0.2.40"
+    # No way to the broker found: loopback, as before, with a warning.
+    assert local_address_towards("http://no-such-broker.invalid") is None
+    assert local_address_towards("not a url") is None
+    assert await console_address(AgentConfig(broker="http://no-such-broker.invalid")) == "127.0.0.1"

@@ -41,6 +41,7 @@ def test_command_line_overrides_file_overrides_defaults(tmp_path: Path) -> None:
         ({"host_name": "my host"}, "--host-name"),
         ({"pool": "x" * 65}, "pool"),
         ({"metrics_address": "localhost"}, "metrics_address"),
+        ({"console_address": "vhost01.example"}, "console_address"),
         ({"probe_timeout": 0}, "probe_timeout"),
         ({"log_level": "LOUD"}, "log_level"),
     ],

@@ -28,12 +28,17 @@ def test_vnc_graphics_give_the_console_endpoint() -> None:
 
 def test_listen_element_and_wildcard_listen() -> None:
     nested = "<graphics type='spice' port='5930'><listen type='address' address='::'/></graphics>"
-    console = parse_domain_xml(domain(nested))
+    console = parse_domain_xml(domain(nested), any_address="192.0.2.40")
     assert (console.address, console.port, console.protocol) == (
-        "127.0.0.1",
+        "192.0.2.40",
         5930,
         ConsoleProtocol.TCP,
     )
+    wildcard = domain("<graphics type='vnc' port='5931' listen='0.0.0.0'/>")
+    assert parse_domain_xml(wildcard, any_address="192.0.2.40").address == "192.0.2.40"
+    # No listen address at all: qemu.conf's vnc_listen, loopback unless changed.
+    unset = domain("<graphics type='vnc' port='5932'/>")
+    assert parse_domain_xml(unset, any_address="192.0.2.40").address == "127.0.0.1"
 
 
 def test_autoport_of_a_stopped_domain_is_no_endpoint() -> None:
