@@ -91,28 +91,23 @@ class _Trips:
         monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
 
 
-async def _connected(db: Database) -> None:
-    """Open the pool's connection, so that later counts do not include connecting."""
+@pytest.fixture
+async def trips(db: Database, monkeypatch: pytest.MonkeyPatch) -> _Trips:
+    """Counting from here on; the pool's connection is open already, so that
+    counts do not include connecting."""
     async with db.read_conn() as conn:
         await conn.scalar(select(func.count()).select_from(_things))
+    return _Trips(monkeypatch)
 
 
-async def test_a_look_up_is_one_trip_and_returning_it_none(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await _connected(db)
-    trips = _Trips(monkeypatch)
+async def test_a_look_up_is_one_trip_and_returning_it_none(db: Database, trips: _Trips) -> None:
     async with db.read_conn() as conn:
         await conn.execute(select(_things).where(_things.c.n > 0))
         assert trips.count == 1
     assert trips.count == 1  # no ROLLBACK when the pool takes it back: nothing is open
 
 
-async def test_begin_rides_with_the_first_statement(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await _connected(db)
-    trips = _Trips(monkeypatch)
+async def test_begin_rides_with_the_first_statement(db: Database, trips: _Trips) -> None:
     async with db.write_conn() as conn:
         assert trips.count == 0
         await conn.execute(insert(_things), {"name": "a"})
