@@ -187,6 +187,9 @@ def _gateway_settings(port: int) -> dict[str, str]:
         "gateway_enabled": "true",
         "gateway_port": str(port),
         "gateway_allow_loopback": "true",  # the benchmark's desktops are on 127.0.0.1
+        # Its 500 clients all log in at once from one address, 127.0.0.1.
+        "gateway_max_startups_per_source": "1000",
+        "gateway_max_startups": "1000",
         "jobs_enabled": "false",
     }
 

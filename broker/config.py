@@ -112,8 +112,10 @@ class Settings(BaseSettings):
     gateway_auth_delay_max_s: float = Field(16.0, ge=0)
     # Connections still logging in, per source (IPv4 address or IPv6 /64) and in
     # all. Beyond these a new connection is dropped before the SSH handshake.
-    gateway_max_startups_per_source: int = Field(10, ge=1)
-    gateway_max_startups: int = Field(200, ge=1)
+    # Generous per source: a town hall's staff, or field workers on a mobile
+    # carrier's NAT, share one address and log in at the same time of day.
+    gateway_max_startups_per_source: int = Field(50, ge=1)
+    gateway_max_startups: int = Field(500, ge=1)
     # Desktops on 127.0.0.0/8 or ::1 are refused unless this is on: a desktop
     # address comes from an agent's report, and loopback would reach the
     # broker's own services. Only the demo and tests, whose simulated desktops
