@@ -97,25 +97,26 @@ async def test_a_failing_run_stores_nothing_of_its_batch(runtime: Runtime) -> No
     assert results == [c]
 
 
+async def _state_of(db: Database, pid: int) -> str | None:
+    """What pg_stat_activity says a backend is doing, asked on another connection."""
+    async with db.read_conn() as conn:
+        state = await conn.scalar(
+            text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+        )
+    return str(state) if state is not None else None
+
+
 @pytest.mark.postgres
 async def test_a_look_up_on_postgresql_leaves_no_transaction_open(pg_database: str) -> None:
     # Autocommit: no BEGIN before the statement and no ROLLBACK after it, two
     # round trips saved on every login and agent-token look-up.
     db = Database(postgres.url(pg_database))
+    backend = text("SELECT pg_backend_pid()")
     try:
         async with db.read_conn() as conn:
-            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
-            async with db.write_conn() as other:
-                state = await other.scalar(
-                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-                )
-            assert state == "idle"
+            assert await _state_of(db, await conn.scalar(backend)) == "idle"
         async with db.write_conn() as conn:
-            pid = await conn.scalar(text("SELECT pg_backend_pid()"))
-            async with db.read_conn() as other:
-                state = await other.scalar(
-                    text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
-                )
-            assert state == "idle in transaction"  # the check can tell the two apart
+            # The check can tell the two apart.
+            assert await _state_of(db, await conn.scalar(backend)) == "idle in transaction"
     finally:
         await db.dispose()
