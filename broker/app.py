@@ -23,7 +23,7 @@ from broker.hosts.router import router as hosts_router
 from broker.http_errors import install_error_handlers
 from broker.jobs import JobRunner, default_jobs
 from broker.leader import leader_for
-from broker.middleware import BodySizeLimit, SecurityHeaders
+from broker.middleware import BodySizeLimit, HeadAsGet, SecurityHeaders
 from broker.net import parse_networks
 from broker.policy.router import router as policy_router
 from broker.pools.router import router as pools_router
@@ -113,4 +113,5 @@ def create_app(
     app.add_middleware(ReportEndpoint)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(HeadAsGet)
     return app

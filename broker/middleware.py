@@ -1,4 +1,4 @@
-"""ASGI middleware: request size limit and security headers."""
+"""ASGI middleware: request size limit, security headers, HEAD wherever GET."""
 
 from __future__ import annotations
 
@@ -107,3 +107,28 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class HeadAsGet:
+    """HEAD is answered wherever GET is (RFC 9110, 9.3.2): the GET handler runs
+    and its headers go out, its body does not. Uptime monitors and load
+    balancers probe /healthz and the portal with HEAD; FastAPI's routes would
+    answer 405."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b""}
+            await send(message)
+
+        # A copy: the server keeps its own scope saying HEAD.
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

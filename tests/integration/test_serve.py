@@ -87,6 +87,15 @@ def test_health_readiness_metrics_and_limits(tmp_path: Path, sqlite_url: str) ->
         assert big.json()["error"] == "payload_too_large"
         missing = httpx.get(f"{base}/api/v1/nothing-here")
         assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+        # HEAD wherever GET, as uptime monitors probe: GET's headers, no body.
+        for path in ("/healthz", "/login"):
+            got, head = httpx.get(f"{base}{path}"), httpx.head(f"{base}{path}")
+            assert head.status_code == 200 and head.content == b""
+            assert head.headers["content-type"] == got.headers["content-type"]
+        assert httpx.head(f"{base}/healthz").headers["content-length"] == str(
+            len(httpx.get(f"{base}/healthz").content)
+        )
+        assert httpx.head(f"{base}/api/v1/auth/login").status_code == 405
         headers = httpx.get(f"{base}/healthz").headers
         assert headers["x-content-type-options"] == "nosniff"
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
