@@ -12,6 +12,8 @@ tunnel and start the desktop client.
    desktop.
 4. Starts xfreerdp/wlfreerdp (RDP, Linux), mstsc (Windows), `open rdp://`
    (macOS) or vncviewer (VNC) when found, else prints what to run.
+   A gateway that cannot be reached or drops the first connection is tried
+   again a few times (1, 2, 4 s apart) before vdi-connect gives up.
 5. When the SSH connection drops (network change, sleep, a gateway restart) it
    fetches a fresh ticket for the same session and reconnects; the local port
    stays the same, so the desktop client can reconnect too. Ctrl-C disconnects
@@ -50,6 +52,9 @@ API = "/api/v1"
 POLL_S = 2.0
 # Between reconnection attempts: doubling from 1 s up to this.
 MAX_BACKOFF_S = 30.0
+# The first connection is tried this often (waiting 1, 2, 4 s between) before
+# vdi-connect gives up; once a tunnel was up, reconnecting never gives up.
+FIRST_CONNECT_TRIES = 4
 # A request that answers while the tunnel is up keeps the web login alive for
 # reconnects (it would otherwise expire after the broker's idle timeout).
 KEEPALIVE_S = 300.0
@@ -463,12 +468,43 @@ async def wait_ready(broker: Broker, answer: dict[str, Any], wait_s: float) -> D
     raise Stop(f"Your desktop did not start within {wait_s:.0f} seconds.", NO_DESKTOP)
 
 
-async def connect_fresh(broker: Broker, session_id: str) -> tuple[Details, Any]:
-    """A fresh ticket for the session, and an SSH connection with it."""
+async def fresh_details(broker: Broker, session_id: str) -> Details:
+    """The session's connection details with a fresh one-time ticket."""
     d = details(await broker.session(session_id))
     if d is None:
         raise Stop("Your desktop is not ready (it may be restarting).", NO_DESKTOP)
+    return d
+
+
+async def connect_fresh(broker: Broker, session_id: str) -> tuple[Details, Any]:
+    """A fresh ticket for the session, and an SSH connection with it."""
+    d = await fresh_details(broker, session_id)
     return d, await open_ssh(d)
+
+
+async def first_connect(broker: Broker, d: Details) -> tuple[Details, Any]:
+    """The first SSH connection. A gateway that drops it or cannot be reached (its
+    start-up limit, a restart, a load balancer switching over) is tried again a
+    few times with backoff, each time with a fresh ticket. A host key mismatch
+    stops at once (open_ssh raises Stop)."""
+    attempt = 0
+    while True:
+        try:
+            return d, await open_ssh(d)
+        except (OSError, asyncssh.Error) as exc:
+            attempt += 1
+            problem = str(exc) or type(exc).__name__
+            if attempt >= FIRST_CONNECT_TRIES:
+                raise Stop(
+                    f"Cannot reach the gateway at {d.gateway_host}:{d.gateway_port}: {problem}",
+                    GATEWAY_PROBLEM,
+                ) from None
+            # An expired ticket (the desktop took long to start) needs no wait.
+            if not isinstance(exc, asyncssh.PermissionDenied):
+                delay = backoff(attempt - 1)
+                say(f"The gateway did not let us in ({problem}); trying again in {delay:.0f} s.")
+                await asyncio.sleep(delay)
+        d = await fresh_details(broker, d.session_id)
 
 
 async def reconnect(broker: Broker, session_id: str) -> tuple[Details, Any]:
@@ -556,16 +592,7 @@ async def run(args: argparse.Namespace) -> int:
             say(f"Asking for a desktop in pool {pool} ...")
             d = await wait_ready(broker, await broker.request(pool), args.wait)
             await forward.start()
-            try:
-                conn = await open_ssh(d)
-            except asyncssh.PermissionDenied:
-                # The ticket expired while the desktop started: take a fresh one.
-                d, conn = await connect_fresh(broker, d.session_id)
-            except (OSError, asyncssh.Error) as exc:
-                raise Stop(
-                    f"Cannot reach the gateway at {d.gateway_host}:{d.gateway_port}: {exc}",
-                    GATEWAY_PROBLEM,
-                ) from None
+            d, conn = await first_connect(broker, d)
             say(f"Gateway host key verified: {d.fingerprint}")
             forward.use(conn, (d.desktop_address, d.desktop_port))
             return await session_loop(broker, forward, d, conn, args.no_client)

@@ -21,15 +21,22 @@ from typing import ClassVar
 
 import asyncssh
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from agent.protocol import PowerState
 from broker.clock import SystemClock
 from broker.config import load_settings
-from broker.connect import Broker, wait_ready
+from broker.connect import (
+    FIRST_CONNECT_TRIES,
+    GATEWAY_PROBLEM,
+    Broker,
+    Stop,
+    first_connect,
+    wait_ready,
+)
 from broker.hosts import service as hosts
 from broker.runtime import Runtime, open_runtime
-from broker.store.tables import AuditEvent, Desktop, Session
+from broker.store.tables import AuditEvent, Desktop, Session, Ticket
 from tests.support.accounts import PASSWORD, add_user
 from tests.support.fleet import add_pool, staff
 from tests.support.gateway import Rig, TcpProxy, echo, rig_fixture, until
@@ -217,6 +224,26 @@ async def test_connects_forwards_and_reconnects_after_a_drop(stack: Stack) -> No
         await proxy.close()
 
 
+async def test_the_first_connection_is_tried_again(stack: Stack) -> None:
+    """A gateway not reachable yet (restarting, a load balancer switching over):
+    vdi-connect tries again with backoff and gets in once it is back."""
+    connect = await Connect.start(stack, "maria", PASSWORD, code_for(stack, "maria"))
+    try:
+        await connect.expect(r"did not let us in .*trying again in 1 s")
+        proxy = await TcpProxy(stack.gateway_port).start(stack.proxy_port)
+        try:
+            await connect.expect("Gateway host key verified")
+            port = int((await connect.expect(r"Tunnel open: 127\.0\.0\.1:(\d+) ")).group(1))
+            assert await echo(port, b"through at last") == b"through at last"
+        finally:
+            connect.proc.send_signal(signal.SIGINT)
+            assert await connect.finish() == 0
+            await proxy.close()
+    finally:
+        if connect.proc.returncode is None:
+            connect.proc.kill()
+
+
 class Impostor(asyncssh.SSHServer):
     passwords: ClassVar[list[str]] = []
 
@@ -316,3 +343,27 @@ async def test_waits_while_the_desktop_starts(rig: Rig) -> None:
     ready = await waiting
     assert ready.session_id == answer["session"]["id"]
     assert ready.fingerprint == rig.rt.gateway_fingerprint and ready.ticket
+
+
+async def test_a_gateway_that_stays_away_ends_with_the_gateway_code(
+    rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each try takes a fresh ticket from the broker; after the last one
+    vdi-connect gives up with exit code 6 and says where it tried."""
+    who = await staff(rig.rt, "maria")
+    rig.client.headers["cookie"] = who["cookie"]
+    broker = Broker(rig.client, "https://testserver/")
+    broker.csrf = who["X-CSRF-Token"]
+    d = await wait_ready(broker, await broker.request("Finanzen"), wait_s=5)
+    port = rig.gateway.port
+    await rig.gateway.stop()
+    with pytest.raises(Stop) as stopped:
+        await first_connect(broker, d)
+    assert stopped.value.code == GATEWAY_PROBLEM
+    assert f"Cannot reach the gateway at 127.0.0.1:{port}" in str(stopped.value)
+    said = capsys.readouterr().out
+    assert said.count("trying again") == FIRST_CONNECT_TRIES - 1, said
+    assert "trying again in 4 s" in said
+    async with rig.rt.db.read() as s:
+        tickets = await s.scalar(select(func.count()).select_from(Ticket))
+    assert tickets == FIRST_CONNECT_TRIES  # the first, and a fresh one for each retry
