@@ -58,6 +58,7 @@ FIRST_CONNECT_TRIES = 4
 # A request that answers while the tunnel is up keeps the web login alive for
 # reconnects (it would otherwise expire after the broker's idle timeout).
 KEEPALIVE_S = 300.0
+LOGOUT_TIMEOUT_S = 5.0
 SSH_KEEPALIVE_S = 15.0
 SSH_KEEPALIVE_COUNT = 3
 
@@ -239,8 +240,14 @@ class Broker:
         self.csrf = response.json()["csrf_token"]
 
     async def logout(self) -> None:
+        """Ends the web login, briefly: someone who pressed Ctrl-C wants to be gone,
+        and a login nobody logs out of expires after the broker's idle timeout."""
         with contextlib.suppress(httpx.HTTPError):
-            await self.http.post(f"{API}/auth/logout", headers={"X-CSRF-Token": self.csrf})
+            await self.http.post(
+                f"{API}/auth/logout",
+                headers={"X-CSRF-Token": self.csrf},
+                timeout=LOGOUT_TIMEOUT_S,
+            )
 
     async def alive(self) -> None:
         await self.http.get(f"{API}/me")
@@ -605,7 +612,7 @@ async def run(args: argparse.Namespace) -> int:
             if conn is not None:
                 conn.close()
                 with contextlib.suppress(Exception):
-                    await conn.wait_closed()
+                    await asyncio.wait_for(conn.wait_closed(), LOGOUT_TIMEOUT_S)
             await broker.logout()
 
 

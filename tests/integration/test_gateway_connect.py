@@ -51,6 +51,7 @@ class Stack:
     proxy_port: int
     gateway_port: int
     totp: dict[str, str]
+    broker_pid: int
 
 
 async def _prepare(data: Path, token_file: Path) -> dict[str, str]:
@@ -89,7 +90,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     )  # fmt: skip
     try:
         asyncio.run(_desktop_running(data))
-        yield Stack(data, base, proxy_port, gateway_port, totp)
+        yield Stack(data, base, proxy_port, gateway_port, totp, broker.pid)
     finally:
         stop(agent)
         stop(broker)
@@ -242,6 +243,25 @@ async def test_the_first_connection_is_tried_again(stack: Stack) -> None:
     finally:
         if connect.proc.returncode is None:
             connect.proc.kill()
+
+
+async def test_ctrl_c_ends_promptly_when_the_broker_hangs(stack: Stack) -> None:
+    """A broker that stops answering (here: stopped with SIGSTOP) does not hold
+    vdi-connect after Ctrl-C: the logout gives up after a few seconds."""
+    proxy = await TcpProxy(stack.gateway_port).start(stack.proxy_port)
+    connect = await Connect.start(stack, "maria", PASSWORD, code_for(stack, "maria"))
+    try:
+        await connect.expect("Tunnel open")
+        os.kill(stack.broker_pid, signal.SIGSTOP)
+        started = asyncio.get_running_loop().time()
+        connect.proc.send_signal(signal.SIGINT)
+        assert await connect.finish(timeout=20) == 0
+        assert asyncio.get_running_loop().time() - started < 15
+    finally:
+        os.kill(stack.broker_pid, signal.SIGCONT)
+        if connect.proc.returncode is None:
+            connect.proc.kill()
+        await proxy.close()
 
 
 class Impostor(asyncssh.SSHServer):
