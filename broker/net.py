@@ -1,4 +1,5 @@
-"""Which client address to believe, given the trusted reverse proxies."""
+"""Which client address to believe, given the trusted reverse proxies, and what
+per-source limits count."""
 
 from __future__ import annotations
 
@@ -35,3 +36,20 @@ def client_ip(
             except ValueError:
                 return peer
     return hops[0] if hops else peer
+
+
+def source_key(ip: str | None) -> str:
+    """What per-source limits count: the IPv4 address or the IPv6 /64, the block
+    a single customer line usually gets (one line has 2**64 addresses to rotate).
+    """
+    if not ip:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)

@@ -19,6 +19,7 @@ from broker.audit import log as audit
 from broker.auth import qr, recovery, totp, websessions
 from broker.auth.ratelimit import retry_after
 from broker.errors import Conflict, InvalidInput, NotFound, RateLimited, VdiError
+from broker.net import source_key
 from broker.runtime import Runtime
 from broker.security.tokens import new_token, token_hash
 from broker.store.tables import Enrolment, User
@@ -106,7 +107,7 @@ async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> 
     """Activate the enrolment's secret with a valid code; return recovery codes.
 
     Guessing codes here is limited per source like guessing at the login."""
-    wait = rt.login_limiter.hit(source_ip or "unknown")
+    wait = rt.login_limiter.hit(source_key(source_ip))
     if wait is not None:
         raise RateLimited("Too many attempts; try again later.", headers=retry_after(wait))
     if not totp.is_well_formed(code):

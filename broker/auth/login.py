@@ -20,6 +20,7 @@ from broker.auth.ratelimit import retry_after
 from broker.domain import LoginResult
 from broker.errors import Forbidden, Locked, RateLimited, Unauthorized
 from broker.names import normalise_user_name
+from broker.net import source_key
 from broker.runtime import Runtime
 from broker.store.db import Executor
 from broker.store.tables import User, table
@@ -52,7 +53,7 @@ class LoggedIn:
 async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
     now = rt.clock.now()
     typed = creds.username
-    wait = rt.login_limiter.hit(client.ip or "unknown")
+    wait = rt.login_limiter.hit(source_key(client.ip))
     if wait is not None:
         await _audit_only(rt, now, LoginResult.RATE_LIMITED, typed, client)
         raise RateLimited("Too many login attempts; try again later.", headers=retry_after(wait))

@@ -25,7 +25,7 @@ import asyncssh
 from asyncssh import ChannelOpenError
 
 from broker.config import Settings
-from broker.gateway.slowdown import source_key
+from broker.net import source_key
 
 if TYPE_CHECKING:
     from broker.gateway.bridge import Bridge

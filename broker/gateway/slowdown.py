@@ -18,28 +18,14 @@ from opening thousands of connections that each sit out the login timeout.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from broker.net import source_key
+
 FORGET_AFTER_S = 600.0
 MAX_SOURCES = 10_000
-
-
-def source_key(ip: str | None) -> str:
-    """The unit a delay applies to: the IPv4 address or the IPv6 /64."""
-    if not ip:
-        return "unknown"
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
-    return str(address)
 
 
 def may_start(pending: Iterable[str], key: str, *, per_source: int, total: int) -> bool:

@@ -41,6 +41,7 @@ from broker.hosts import actions
 from broker.hosts.inventory import PoolResolver, StoredDesktop, inventory_digest, plan
 from broker.hosts.known import KnownHost
 from broker.hosts.store import STORE_REPORT, figures
+from broker.net import source_key
 from broker.runtime import Runtime
 from broker.security.tokens import same, token_hash
 from broker.store.db import Executor
@@ -290,7 +291,7 @@ async def _reject(
     """Audit a refused report. Past the limit per source address the answer is
     429 and nothing is written: a stranger's flood of forged reports must not
     become a flood of audit rows (each a write transaction)."""
-    wait = rt.report_rejects.hit(source_ip or "unknown")
+    wait = rt.report_rejects.hit(source_key(source_ip))
     if wait is not None:
         raise RateLimited(
             "Too many refused reports from this address; try again later.",

@@ -281,6 +281,23 @@ async def test_rate_limit_per_source_address(runtime: Runtime, client: httpx.Asy
     assert results[-1] == "rate_limited"
 
 
+async def test_rate_limit_counts_an_ipv6_line_as_one_source(runtime: Runtime) -> None:
+    """A home line's /64 holds 2**64 addresses to rotate through: it is one source."""
+    from broker.app import create_app
+
+    runtime.login_limiter.limit = 3
+    app = create_app(runtime.settings, runtime=runtime)
+
+    async def attempt(ip: str) -> int:
+        transport = httpx.ASGITransport(app=app, client=(ip, 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
+            return (await login(c, "nobody", "wrong password!", "123456")).status_code
+
+    line = [await attempt(f"2001:db8:1:2::{i:x}") for i in range(1, 5)]
+    assert line == [401, 401, 401, 429]
+    assert await attempt("2001:db8:1:3::1") == 401  # the neighbour's line
+
+
 async def test_rehash_at_login_when_parameters_rise(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:

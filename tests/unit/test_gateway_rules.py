@@ -12,8 +12,9 @@ from broker.connect import (
     manual_hint,
     second_factor,
 )
-from broker.gateway.slowdown import FailureDelays, delay_for, may_start, source_key
+from broker.gateway.slowdown import FailureDelays, delay_for, may_start
 from broker.gateway.tunnels import destination, due, idle_expired, last_traffic
+from broker.net import source_key
 
 
 def test_delay_doubles_per_failure_up_to_the_cap() -> None:

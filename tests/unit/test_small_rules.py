@@ -28,6 +28,23 @@ def test_rate_limiter_counts_per_key_within_the_window() -> None:
     assert limiter.hit("a") is None
 
 
+def test_rate_limiter_forgets_idle_keys_and_keeps_at_most_max_keys() -> None:
+    now = [1000.0]
+    limiter = SlidingWindowLimiter(2, 60, now=lambda: now[0], max_keys=100)
+    for i in range(100):
+        limiter.hit(f"old{i}")
+    now[0] += 30
+    limiter.hit("recent")
+    limiter.hit("recent")
+    now[0] += 31  # the old keys' hits have left the window, "recent" has not
+    assert limiter.hit("new") is None
+    assert len(limiter) == 2
+    assert limiter.hit("recent") is not None  # still limited: nothing of it forgotten
+    for i in range(500):  # a flood from ever new sources, all within the window
+        limiter.hit(f"flood{i}")
+    assert len(limiter) == 100
+
+
 def test_escape_replaces_control_characters_visibly() -> None:
     assert escape_text("bob\nINFO forged line") == "bob\\u000aINFO forged line"
     assert escape_text("a\x1b[31mred\x00") == "a\\u001b[31mred\\u0000"
