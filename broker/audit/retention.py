@@ -3,7 +3,8 @@
 Audit events older than `audit_retention_days` (one year by default) are
 deleted; the purge itself is an audit event, so the log says when and how much
 was removed. Spent web sessions and enrolments go too: they are useless once
-expired, and nobody should find old session hashes in a backup.
+expired, and nobody should find old session hashes in a backup. So do failed
+logins of names without an account, a day after the last one.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import logging
 from sqlalchemy import delete, or_
 
 from broker.audit import log as audit
+from broker.auth import name_lockout
 from broker.runtime import Runtime
-from broker.store.tables import AuditEvent, Enrolment, WebSession, table
+from broker.store.tables import AuditEvent, Enrolment, LoginFailure, WebSession, table
 
 log = logging.getLogger(__name__)
 
 _audit = table(AuditEvent)
 _web = table(WebSession)
 _enrolments = table(Enrolment)
+_failures = table(LoginFailure)
 
 
 async def purge(rt: Runtime) -> int:
@@ -38,6 +41,8 @@ async def purge(rt: Runtime) -> int:
             )
         )
         await conn.execute(delete(_enrolments).where(_enrolments.c.expires_at < sessions_before))
+        forget = name_lockout.forget_before(now, settings.lockout_max_delay_s)
+        await conn.execute(delete(_failures).where(_failures.c.last_failure_at < forget))
         if removed:
             await audit.record(
                 conn,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, update
 
 from broker.audit import log as audit
-from broker.auth import enrolment, lockout, recovery, totp, websessions
+from broker.auth import enrolment, lockout, name_lockout, recovery, totp, websessions
 from broker.auth.ldap import map_groups
 from broker.auth.ratelimit import retry_after
 from broker.domain import LoginResult
@@ -60,21 +60,17 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
 
     name = normalise_user_name(typed)
     user = await _find_user(rt, name)
-    from_directory = rt.directory is not None and (user is None or user.auth_source == "ldap")
+    locked_s = await _locked_for(rt, user, name, now)
+    if locked_s is not None:
+        await _audit_only(rt, now, LoginResult.LOCKED, typed, client)
+        headers = retry_after(locked_s) if locked_s > 0 else {}
+        raise Locked("This account is locked.", code="locked", headers=headers)
 
+    from_directory = rt.directory is not None and (user is None or user.auth_source == "ldap")
     if not from_directory and (user is None or user.password_hash is None):
         await rt.hasher.verify_dummy(creds.password)
-        await _audit_only(
-            rt, now, LoginResult.INVALID_CREDENTIALS, typed, client, {"reason": "unknown_user"}
-        )
+        await _fail(rt, user, name, now, typed, client, "unknown_user")
         raise Unauthorized(INVALID_MESSAGE, code=INVALID)
-
-    if user is not None and (
-        user.disabled or (user.locked_until is not None and user.locked_until > now)
-    ):
-        await _audit_only(rt, now, LoginResult.LOCKED, typed, client)
-        headers = {} if user.disabled else retry_after((user.locked_until - now).total_seconds())  # type: ignore[operator]
-        raise Locked("This account is locked.", code="locked", headers=headers)
 
     needs_rehash = False
     if from_directory:
@@ -83,7 +79,7 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
         assert user is not None and user.password_hash is not None
         matches, needs_rehash = await rt.hasher.verify(user.password_hash, creds.password)
         if not matches:
-            await _fail(rt, user, now, typed, client, "wrong_password")
+            await _fail(rt, user, name, now, typed, client, "wrong_password")
             raise Unauthorized(INVALID_MESSAGE, code=INVALID)
 
     if user.totp_secret is None:
@@ -128,7 +124,7 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
         return LoggedIn(user, web)
 
     reason = "totp_replay" if second == "replay" else "wrong_code"
-    await _fail(rt, user, now, typed, client, reason)
+    await _fail(rt, user, name, now, typed, client, reason)
     raise Unauthorized(INVALID_MESSAGE, code=INVALID)
 
 
@@ -167,22 +163,28 @@ async def _directory_login(
     mapped = map_groups(found, rt.directory.cfg) if found is not None else None
     if found is None or mapped is None:
         reason = "wrong_password" if found is None else "not_in_allowed_groups"
-        if known is not None:
-            await _fail(rt, known, now, typed, client, reason)
-        else:
-            await _audit_only(
-                rt,
-                now,
-                LoginResult.INVALID_CREDENTIALS,
-                typed,
-                client,
-                {"reason": "directory_" + reason},
-            )
+        await _fail(rt, known, name, now, typed, client, "directory_" + reason)
         raise Unauthorized(INVALID_MESSAGE, code=INVALID)
     await users.sync_directory_user(rt, name, mapped)
+    if known is None:
+        async with rt.db.write_conn() as conn:
+            await name_lockout.clear(conn, rt, name)
     synced = await _find_user(rt, name)
     assert synced is not None
     return synced
+
+
+async def _locked_for(rt: Runtime, user: User | None, name: str, now: dt.datetime) -> float | None:
+    """Seconds the account stays locked, 0 for a disabled one (until an admin
+    unlocks it), None when it is open. A name without an account locks like an
+    account (see name_lockout), so the two look alike."""
+    if user is None:
+        return await name_lockout.locked_for(rt, name, now)
+    if user.disabled:
+        return 0.0
+    if user.locked_until is not None and user.locked_until > now:
+        return (user.locked_until - now).total_seconds()
+    return None
 
 
 async def _find_user(rt: Runtime, name: str) -> User | None:
@@ -221,40 +223,37 @@ async def _second_factor(
 
 
 async def _fail(
-    rt: Runtime, user: User, now: dt.datetime, typed: str, client: Client, reason: str
+    rt: Runtime,
+    user: User | None,
+    name: str,
+    now: dt.datetime,
+    typed: str,
+    client: Client,
+    reason: str,
 ) -> None:
-    settings = rt.settings
+    """Count a failed login against the account, or against the name when there
+    is no account, locking it at the threshold; audit the attempt."""
     result = LoginResult.REPLAY if reason == "totp_replay" else LoginResult.INVALID_CREDENTIALS
     async with rt.db.write_conn() as s:
-        failures = await s.scalar(
-            update(User)
-            .where(User.id == user.id)
-            .values(failed_logins=User.failed_logins + 1)
-            .returning(User.failed_logins)
-        )
-        lock_s = lockout.lock_seconds(
-            failures or 0,
-            threshold=settings.lockout_threshold,
-            base_s=settings.lockout_base_delay_s,
-            max_s=settings.lockout_max_delay_s,
-        )
+        if user is None:
+            failures, lock_s = await name_lockout.count_failure(s, rt, name, now)
+        else:
+            failures, lock_s = await _count_account_failure(s, rt, user, now)
         if lock_s is not None:
-            until = now + dt.timedelta(seconds=lock_s)
-            await s.execute(update(User).where(User.id == user.id).values(locked_until=until))
             await audit.record(
                 s,
                 now,
                 "account_locked",
-                username=user.name,
+                username=name,
                 source_ip=client.ip,
-                detail={"failures": failures, "seconds": lock_s},
+                detail={"failures": failures, "seconds": lock_s, "account": user is not None},
             )
         if reason == "totp_replay":
             await audit.record(
                 s,
                 now,
                 "totp_replay",
-                username=user.name,
+                username=name,
                 source_ip=client.ip,
                 user_agent=client.user_agent,
             )
@@ -262,6 +261,29 @@ async def _fail(
             s, now, LoginResult.INVALID_CREDENTIALS, typed, client, {"reason": reason}
         )
     rt.telemetry.login(result)
+
+
+async def _count_account_failure(
+    s: Executor, rt: Runtime, user: User, now: dt.datetime
+) -> tuple[int, int | None]:
+    """The account's failures so far and the seconds it is now locked for."""
+    settings = rt.settings
+    failures = await s.scalar(
+        update(User)
+        .where(User.id == user.id)
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+    )
+    lock_s = lockout.lock_seconds(
+        failures or 0,
+        threshold=settings.lockout_threshold,
+        base_s=settings.lockout_base_delay_s,
+        max_s=settings.lockout_max_delay_s,
+    )
+    if lock_s is not None:
+        until = now + dt.timedelta(seconds=lock_s)
+        await s.execute(update(User).where(User.id == user.id).values(locked_until=until))
+    return failures or 0, lock_s
 
 
 async def _record_login(

@@ -79,6 +79,19 @@ class User(Base):
     last_login_at: Mapped[dt.datetime | None]
 
 
+class LoginFailure(Base):
+    """Failed logins for a name without a local account (unknown, or a directory
+    user who never logged in), so that such names lock like accounts do."""
+
+    __tablename__ = "login_failures"
+
+    # Keyed hash of the normalised name: a mistyped name can hold a password.
+    name_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[dt.datetime | None]
+    last_failure_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
 class RecoveryCode(Base):
     __tablename__ = "recovery_codes"
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from broker.app import create_app
 from broker.clock import FakeClock
 from broker.runtime import Runtime, open_runtime
-from broker.store.tables import AuditEvent, User
+from broker.store.tables import AuditEvent, LoginFailure, User
 from tests.conftest import make_settings
 from tests.support.accounts import add_user, code_now, login
 from tests.support.slapd import SERVICE_DN, SERVICE_PASSWORD, Person, Slapd, group_dn
@@ -151,6 +151,22 @@ async def test_lockout_holds_for_directory_users(web: httpx.AsyncClient, rt: Run
         assert (await login(web, "anna", "not her password", "123456")).status_code == 401
     locked = await login(web, "anna", "Anna-Passwort-2026", code_now(rt, secret))
     assert locked.status_code == 423
+
+
+async def test_lockout_holds_before_a_directory_users_first_login(
+    web: httpx.AsyncClient, rt: Runtime
+) -> None:
+    """No local row yet: the name is locked all the same, so the directory
+    password cannot be guessed without limit and then used to set up TOTP."""
+    for _ in range(5):
+        assert (await login(web, "anna", "not her password", "123456")).status_code == 401
+    locked = await login(web, "anna", "Anna-Passwort-2026", "123456")
+    assert locked.status_code == 423 and "enrolment_token" not in locked.text
+    assert await row(rt, "anna") is None
+    rt.clock.advance(rt.settings.lockout_base_delay_s + 1)  # type: ignore[attr-defined]
+    await enrol(web, rt, "anna", "Anna-Passwort-2026")
+    async with rt.db.read() as s:  # her first login cleared the count
+        assert await s.scalar(select(func.count()).select_from(LoginFailure)) == 0
 
 
 async def test_local_users_still_log_in(web: httpx.AsyncClient, rt: Runtime) -> None:

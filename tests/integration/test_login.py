@@ -13,10 +13,11 @@ from argon2 import PasswordHasher as Argon2Hasher
 from argon2 import Type
 from sqlalchemy import func, select
 
+from broker.audit.retention import purge
 from broker.auth import totp
 from broker.clock import FakeClock
 from broker.runtime import Runtime
-from broker.store.tables import AuditEvent, User, WebSession
+from broker.store.tables import AuditEvent, LoginFailure, User, WebSession
 from tests.support.accounts import PASSWORD, add_user, code_now, login
 from tests.support.totp import oathtool_code
 
@@ -232,6 +233,43 @@ async def test_lockout_after_five_failures_with_retry_after_and_growing_delay(
     second = await login(client, "maria", code=code_now(runtime, secret or ""))
     assert second.status_code == 423
     assert int(second.headers["retry-after"]) == 2 * runtime.settings.lockout_base_delay_s
+
+
+async def test_an_unknown_name_locks_like_an_account(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Otherwise the 423 after five failures would tell which names exist."""
+    await add_user(runtime)
+
+    async def six_failures(name: str) -> list[tuple[int, str | None]]:
+        answers = [await login(client, name, "wrong password!", "123456") for _ in range(6)]
+        return [(r.status_code, r.headers.get("retry-after")) for r in answers]
+
+    known, unknown = await six_failures("maria"), await six_failures("Nobody")
+    assert known == unknown
+    assert [status for status, _ in unknown] == [401] * 5 + [423]
+    clock.advance(runtime.settings.lockout_base_delay_s + 1)
+    assert (await login(client, "nobody", "wrong password!", "123456")).status_code == 401
+    again = await login(client, "nobody", "wrong password!", "123456")
+    assert int(again.headers["retry-after"]) == 2 * runtime.settings.lockout_base_delay_s
+
+    async with runtime.db.read() as s:
+        rows = (await s.scalars(select(LoginFailure))).all()
+        assert await s.scalar(select(func.count()).select_from(User)) == 1
+    # One row, for the name without an account, and it does not hold the name.
+    assert len(rows) == 1 and rows[0].failures == 6  # a locked answer counts no failure
+    assert "nobody" not in rows[0].name_key.lower()
+    locks = await audit_events(runtime, "account_locked")
+    assert [(e.username, e.detail["account"]) for e in locks] == [
+        ("maria", True),
+        ("nobody", False),
+        ("nobody", False),
+    ]
+
+    clock.advance(dt.timedelta(days=1, seconds=1).total_seconds())
+    await purge(runtime)
+    async with runtime.db.read() as s:
+        assert await s.scalar(select(func.count()).select_from(LoginFailure)) == 0
 
 
 async def test_a_success_resets_the_failure_count(

@@ -1,0 +1,84 @@
+"""Lockout for names without a local account.
+
+Unknown names, and directory users who have never logged in, have no user row
+to count failures on. Without this, such a name could be guessed at without
+limit (and for a directory user a right guess then lets the guesser set up the
+authenticator), and a real account would give itself away by locking where an
+unknown name never does. So failures of such names are counted here, by the
+same rule as accounts (broker.auth.lockout), keyed by a keyed hash of the name:
+a mistyped name can hold a password. A row is forgotten a day after its last
+failure (broker.audit.retention) and cleared by a directory user's first login.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from broker.auth import lockout
+from broker.runtime import Runtime
+from broker.store.db import Executor
+from broker.store.tables import LoginFailure, table
+
+FORGET_AFTER = dt.timedelta(days=1)
+
+_failures = table(LoginFailure)
+_LOCKED_UNTIL = select(_failures.c.locked_until).where(_failures.c.name_key == bindparam("key"))
+_LOCK = (
+    update(_failures)
+    .where(_failures.c.name_key == bindparam("key"))
+    .values(locked_until=bindparam("until"))
+)
+_CLEAR = delete(_failures).where(_failures.c.name_key == bindparam("key"))
+
+
+def name_key(rt: Runtime, name: str) -> str:
+    return rt.box.keyed_hash("login-name:" + name)
+
+
+async def locked_for(rt: Runtime, name: str, now: dt.datetime) -> float | None:
+    """Seconds the name stays locked, or None."""
+    async with rt.db.read_conn() as conn:
+        until = await conn.scalar(_LOCKED_UNTIL, {"key": name_key(rt, name)})
+    return (until - now).total_seconds() if until is not None and until > now else None
+
+
+async def count_failure(
+    conn: Executor, rt: Runtime, name: str, now: dt.datetime
+) -> tuple[int, int | None]:
+    """Count one failure in the caller's transaction; returns the failures so far
+    and the seconds the name is now locked for (None: not locked)."""
+    key = name_key(rt, name)
+    insert = sqlite_insert if rt.db.is_sqlite else postgresql_insert
+    upsert = (
+        insert(_failures)
+        .values(name_key=key, failures=1, locked_until=None, last_failure_at=now)
+        .on_conflict_do_update(
+            index_elements=[_failures.c.name_key],
+            set_={"failures": _failures.c.failures + 1, "last_failure_at": now},
+        )
+        .returning(_failures.c.failures)
+    )
+    failures = int(await conn.scalar(upsert) or 0)
+    settings = rt.settings
+    lock_s = lockout.lock_seconds(
+        failures,
+        threshold=settings.lockout_threshold,
+        base_s=settings.lockout_base_delay_s,
+        max_s=settings.lockout_max_delay_s,
+    )
+    if lock_s is not None:
+        await conn.execute(_LOCK, {"key": key, "until": now + dt.timedelta(seconds=lock_s)})
+    return failures, lock_s
+
+
+async def clear(conn: Executor, rt: Runtime, name: str) -> None:
+    await conn.execute(_CLEAR, {"key": name_key(rt, name)})
+
+
+def forget_before(now: dt.datetime, max_lock_s: int) -> dt.datetime:
+    """Rows whose last failure is older than this are forgotten."""
+    return now - max(FORGET_AFTER, dt.timedelta(seconds=max_lock_s))
