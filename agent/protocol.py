@@ -58,7 +58,8 @@ Name = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATTERN)]
 Label = Annotated[str, Field(min_length=1, max_length=64)]
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
-Count = Annotated[int, Field(ge=0)]
+# Counters fit the broker's 64-bit integer columns; more is a broken agent.
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
 ErrorText = Annotated[str, Field(max_length=512)]
 
 
@@ -169,7 +170,7 @@ class HostMetrics(_Model):
     probes: ProbeStats = ProbeStats()
     # Most desktops this host should run at once (the "resource ceiling");
     # None: the broker counts the host's desktops.
-    session_capacity: Count | None = None
+    session_capacity: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
     collectors: Annotated[list[CollectorStatus], Field(max_length=32)] = []
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.errors import VdiError
+from broker.middleware import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +105,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for kind in (*DATABASE_DOWN, DBAPIError):
         app.add_exception_handler(kind, _db_error)
+
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the exception after this answer. The answer leaves from
+        # the outermost middleware, past SecurityHeaders, so it carries them itself.
+        return _json(
+            500,
+            {"error": "internal", "message": "Something went wrong in the broker."},
+            {name.decode(): value.decode() for name, value in SECURITY_HEADERS},
+        )
+
+    app.add_exception_handler(Exception, _internal)

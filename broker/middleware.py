@@ -77,6 +77,13 @@ async def _too_large(send: Send) -> None:
 
 
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", API_CSP),
+    (b"cache-control", b"no-store"),
+)
 
 
 class SecurityHeaders:
@@ -94,13 +101,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                for name, value in (
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY"),
-                    (b"content-security-policy", API_CSP),
-                    (b"cache-control", b"no-store"),
-                ):
+                for name, value in SECURITY_HEADERS:
                     if name not in present:
                         headers.append((name, value))
                 message["headers"] = headers

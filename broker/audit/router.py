@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from broker.audit import log as audit
 from broker.deps import AdminDep, RuntimeDep
+from broker.store.types import MAX_INT
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -22,7 +23,7 @@ async def list_audit(
     username: Annotated[str | None, Query(max_length=128)] = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     q = audit.AuditQuery(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from broker.deps import AdminDep, RuntimeDep
 from broker.policy import store
+from broker.store.types import MAX_INT
 
 router = APIRouter(prefix="/api/v1/admin/policies", tags=["admin"])
 
@@ -59,7 +60,9 @@ async def add_schedule(body: ScheduleBody, identity: AdminDep, rt: RuntimeDep) -
 
 
 @router.delete("/schedules/{schedule_id}")
-async def remove_schedule(schedule_id: int, identity: AdminDep, rt: RuntimeDep) -> dict[str, Any]:
+async def remove_schedule(
+    schedule_id: Annotated[int, Path(ge=1, le=MAX_INT)], identity: AdminDep, rt: RuntimeDep
+) -> dict[str, Any]:
     return await store.remove_schedule(rt, schedule_id, identity.user.name)
 
 

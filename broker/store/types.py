@@ -11,6 +11,9 @@ from sqlalchemy.types import TypeDecorator
 
 # SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+# The largest integer both databases store: a larger id or count from outside is
+# bad input, not a driver error.
+MAX_INT = 2**63 - 1
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 
 from broker.audit import log as audit
 from broker.deps import RuntimeDep
+from broker.store.types import MAX_INT
 from broker.web.access import AdminPageIdentity
 from broker.web.i18n import translator
 from broker.web.pages import Notice, language_of, render
@@ -68,7 +69,10 @@ def _local_time(value: str, zone: ZoneInfo, label: str) -> dt.datetime | None:
 
 
 def _before(value: str) -> int | None:
-    return int(value) if value.isdigit() and int(value) > 0 else None
+    if not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if 0 < number <= MAX_INT else None
 
 
 @router.get("/audit")

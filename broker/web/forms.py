@@ -17,6 +17,7 @@ from starlette.datastructures import FormData
 
 from broker.errors import InvalidInput, VdiError
 from broker.runtime import Runtime
+from broker.store.types import MAX_INT
 from broker.web.i18n import error_text, translator
 from broker.web.pages import Notice, language_of, redirect_with
 
@@ -55,9 +56,12 @@ def whole_number(value: str, label: str) -> int | None:
     if not value:
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise BadField("form.number", label) from None
+    if abs(number) > MAX_INT:
+        raise BadField("form.number", label)
+    return number
 
 
 def share(value: str, label: str) -> float | None:

@@ -83,8 +83,9 @@ async def test_admin_audit_api_filters_and_pages(
     assert page2.json()["next_before_id"] is None
     one = await client.get("/api/v1/admin/audit", params={"username": "ghost3"})
     assert [e["username"] for e in one.json()["items"]] == ["ghost3"]
-    bad = await client.get("/api/v1/admin/audit", params={"limit": 0})
-    assert bad.status_code == 422
+    for bad_params in ({"limit": 0}, {"before_id": 2**63}, {"before_id": 10**20}):
+        bad = await client.get("/api/v1/admin/audit", params=bad_params)
+        assert bad.status_code == 422 and bad.json()["error"] == "invalid_request"
 
 
 async def test_audit_api_is_for_admins_only(runtime: Runtime, client: httpx.AsyncClient) -> None:

@@ -133,6 +133,8 @@ async def test_schedules_add_list_remove(runtime: Runtime, client: httpx.AsyncCl
     assert gone.status_code == 200 and gone.json()["subject"] == "Ordnungsamt"
     again = await client.delete(f"{URL}/schedules/{body['id']}", headers=chef)
     assert again.status_code == 404 and again.json()["error"] == "unknown_schedule"
+    huge = await client.delete(f"{URL}/schedules/{10**20}", headers=chef)
+    assert huge.status_code == 422 and huge.json()["error"] == "invalid_request"
     assert [s["id"] for s in await store.list_schedules(runtime)] == [weekend]
     assert [r for r, _ in await policy_events(runtime)] == [
         "schedule_added",

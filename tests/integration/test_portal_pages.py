@@ -574,6 +574,9 @@ async def test_admin_policies_and_bad_input_changes_nothing(
     assert await send("schedules/remove", {"schedule": "999"}) == (
         "Dieses Zeitfenster gibt es nicht (mehr)."
     )
+    assert await send("schedules/remove", {"schedule": str(10**20)}) == (
+        "Telearbeitszeiten: Bitte eine ganze Zahl eingeben."
+    )
 
     assert await send("reserve", {"pool": "Finanzen", "percent": "12,5"}) == (
         "Die Reserve von Finanzen ist gespeichert."
@@ -636,7 +639,8 @@ async def test_audit_page_filters_and_pages(
     bad = await client.get("/admin/audit?since=yesterday")
     assert bad.status_code == 422
     assert notice_of(bad.text) == "Von: Bitte Datum und Uhrzeit angeben."
-    assert (await client.get("/admin/audit?before=abc")).status_code == 200
+    for before in ("abc", str(2**63), "٣"):  # ignored, not a 500
+        assert (await client.get(f"/admin/audit?before={before}")).status_code == 200
 
 
 async def test_revoked_sessions_and_locked_users_land_on_login(

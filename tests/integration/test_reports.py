@@ -265,6 +265,10 @@ async def test_oversized_report_is_413(
         lambda d: d["metrics"].update(cpu_utilization_ratio=1.5),
         lambda d: d.update(created_at="2026-03-02T09:00:05"),
         lambda d: d.pop("host"),
+        # More than the database's integers hold: bad input, not a 500.
+        lambda d: d["metrics"].update(memory_total_bytes=2**63),
+        lambda d: d["metrics"]["probes"].update(probes_total=10**20),
+        lambda d: d["metrics"].update(session_capacity=2**31),
     ],
 )
 async def test_malformed_reports_are_422(
