@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
@@ -22,7 +23,7 @@ from pydantic import ValidationError
 from broker import __version__
 from broker.audit import log as audit
 from broker.auth import enrolment
-from broker.config import Settings, load_settings
+from broker.config import ConfigFileError, Settings, load_settings
 from broker.domain import HostState, PoolType, Protocol, Role, WorkMode
 from broker.errors import InvalidInput, NotFound, VdiError
 from broker.gateway import hostkey
@@ -97,6 +98,21 @@ def int_or_none(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor 'none'") from None
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {low} to {high}")
+        return value
+
+    return parse
 
 
 def add_subject(parser: argparse.ArgumentParser) -> None:
@@ -684,7 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="capacity at a glance").set_defaults(handler=status)
 
     aud = sub.add_parser("audit", help="latest audit events")
-    aud.add_argument("--limit", type=int, default=20)
+    aud.add_argument(
+        "--limit", type=bounded_int(1, 10_000), default=20, help="how many (1 to 10000)"
+    )
     aud.add_argument("--event")
     aud.add_argument("--user")
     aud.add_argument("--json", action="store_true")
@@ -713,18 +731,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             from broker.serve import run_server
 
             return run_server(settings)
-        return asyncio.run(run_handler(settings, args.handler, args))
+        status = asyncio.run(run_handler(settings, args.handler, args))
+        sys.stdout.flush()  # here, where a closed pipe is caught below
+        return status
     except VdiError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     except ValidationError as exc:
         print(f"error: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    except (KeyFileError, FileNotFoundError) as exc:
+    except (KeyFileError, ConfigFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`vdi-broker user list | head`): that is no error.
+        # Point stdout at nothing so that the interpreter's own flush at exit
+        # does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -266,12 +267,31 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+class ConfigFileError(ValueError):
+    """The configuration file is missing or not a TOML file."""
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from keyword overrides, the environment and a TOML file."""
-    if config_file is not None and not config_file.is_file():
-        raise FileNotFoundError(f"config file {config_file} does not exist")
+    if config_file is not None:
+        _check_toml(config_file)
     token = _config_file.set(config_file)
     try:
         return Settings(**overrides)
     finally:
         _config_file.reset(token)
+
+
+def _check_toml(path: Path) -> None:
+    """A clear error for a config file that is not there or not TOML, before the
+    settings source reads it and fails with a traceback."""
+    if not path.exists():
+        raise ConfigFileError(f"config file {path} does not exist")
+    if not path.is_file():
+        raise ConfigFileError(f"config file {path} is not a file")
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"config file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"config file {path} is not valid TOML: {exc}") from None

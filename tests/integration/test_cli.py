@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import stat
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 
 from broker.gateway import hostkey
 from broker.security.tokens import token_hash
-from tests.support.processes import clean_env, vdi_broker
+from tests.support.processes import VENV_BIN, clean_env, vdi_broker
 
 GOOD_PASSWORD = "Gutes Passwort 2026!"
 
@@ -211,6 +212,42 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
     bad.write_text("http_port = 99999\n")
     result = vdi_broker("--config", str(bad), "status", env=env)
     assert result.returncode == 2 and "http_port" in result.stderr
+    # A file that is no TOML, no text or no file: one line, no traceback.
+    (tmp_path / "broken.toml").write_text("[[[\n")
+    (tmp_path / "binary.toml").write_bytes(b"\xff\xfe")
+    for path, problem in (
+        (tmp_path / "broken.toml", "is not valid TOML"),
+        (tmp_path / "binary.toml", "is not UTF-8 text"),
+        (tmp_path, "is not a file"),
+        (tmp_path / "missing.toml", "does not exist"),
+    ):
+        result = vdi_broker("--config", str(path), "status", env=env)
+        assert result.returncode == 2 and problem in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("limit", ["-1", "0", "10001", str(2**64), "x"])
+def test_audit_limit_out_of_range_is_refused(env: dict[str, str], limit: str) -> None:
+    result = vdi_broker("audit", "--limit", limit, env=env)
+    assert result.returncode == 2
+    assert "is not a whole number 1 to 10000" in result.stderr and result.stdout == ""
+
+
+def test_output_into_a_closed_pipe_ends_quietly(env: dict[str, str]) -> None:
+    """`vdi-broker audit | head -1`: the reader leaves early; no traceback."""
+    assert vdi_broker("db", "upgrade", env=env).returncode == 0
+    for i in range(3):
+        vdi_broker("host", "add", f"vhost{i:02d}", env=env)
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before the first line
+    try:
+        done = subprocess.run(
+            [str(VENV_BIN / "vdi-broker"), "audit", "--json"],
+            env=env, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(writer)
+    assert done.returncode == 0 and done.stderr == ""
 
 
 def test_status_shows_the_gateway_host_key_fingerprint(env: dict[str, str]) -> None:
