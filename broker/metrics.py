@@ -6,9 +6,12 @@ Labels are bounded: host, pool, department, state, result, and fixed sets
 (resource, component, power_state, work_mode, direction); never a user,
 session id or VM uuid. Known label combinations are exported with 0.
 
-A host whose reports are stale keeps its info, last-report timestamp, up and
-state series (state is the broker's own knowledge, and alert rules need it to
-keep hosts in maintenance quiet); its load, sessions and probe series go.
+A host whose reports are stale keeps what the broker itself knows: info,
+last-report timestamp, up, state (alert rules need it to keep hosts in
+maintenance quiet), its sessions (those stranded on a silent host are what
+ops need to see) and capacity, and its probe counters at their last value (so
+that rate() does not lose them). Its load, pressure and probe latency go: they
+describe a moment long past.
 """
 
 from __future__ import annotations
@@ -122,15 +125,15 @@ class BrokerCollector(Collector):
             ((h.name, c), v) for h in fresh if h.load for c, v in h.load.components().items()
         )
         sessions = _gauge("vdi_host_sessions", "Open sessions on the host", ["host", "state"])
-        sessions.extend(((h.name, s), h.sessions.get(s, 0)) for h in fresh for s in SESSION_STATES)
+        sessions.extend(((h.name, s), h.sessions.get(s, 0)) for h in hosts for s in SESSION_STATES)
         capacity = _gauge("vdi_host_session_capacity", "Sessions the host can run", ["host"])
-        capacity.extend(((h.name,), h.capacity) for h in fresh)
+        capacity.extend(((h.name,), h.capacity) for h in hosts)
         probes = _counter("vdi_host_probes", "Console-port probes by the agent", ["host"])
-        probes.extend(((h.name,), h.figures["probes_total"] or 0) for h in fresh)
+        probes.extend(((h.name,), h.figures["probes_total"] or 0) for h in hosts)
         timeouts = _counter(
             "vdi_host_probe_timeouts", "Console-port probes that timed out", ["host"]
         )
-        timeouts.extend(((h.name,), h.figures["probe_timeouts_total"] or 0) for h in fresh)
+        timeouts.extend(((h.name,), h.figures["probe_timeouts_total"] or 0) for h in hosts)
         latency = _gauge(
             "vdi_host_probe_latency_seconds", "Mean probe latency of the last round", ["host"]
         )

@@ -126,17 +126,32 @@ def test_values_and_zeros(scrape: str) -> None:
     assert value(found, "vdi_session_launch_duration_seconds_count", pool="Finanzen") == 1
 
 
-def test_a_stale_host_keeps_only_info_timestamp_up_and_state(scrape: str) -> None:
+def test_a_stale_host_keeps_what_the_broker_knows_and_drops_its_load(scrape: str) -> None:
+    """Sessions stranded on a silent host are what ops need to see; its counters
+    stay so that rate() does not lose them; its load figures are too old."""
     kept = {
         "vdi_host_info",
         "vdi_host_last_report_timestamp_seconds",
         "vdi_host_up",
         "vdi_host_state",
+        "vdi_host_sessions",
+        "vdi_host_session_capacity",
+        "vdi_host_probes_total",
+        "vdi_host_probe_timeouts_total",
     }
     found = samples(scrape)
-    for name, series in found.items():
-        if any(labels.get("host") == "vhost02" for labels, _ in series):
-            assert name in kept, name
+    stale = {
+        name
+        for name, series in found.items()
+        if any(labels.get("host") == "vhost02" for labels, _ in series)
+    }
+    assert stale == kept
+    assert value(found, "vdi_host_session_capacity", host="vhost02") == 3
+    assert {
+        labels["state"]: v
+        for labels, v in found["vdi_host_sessions"]
+        if labels["host"] == "vhost02"
+    } == {"pending": 0, "active": 0, "disconnected": 0}
     assert value(found, "vdi_host_up", host="vhost02") == 0
     assert value(found, "vdi_host_up", host="vhost01") == 1
     assert value(found, "vdi_host_last_report_timestamp_seconds", host="vhost02") > 0
