@@ -526,13 +526,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="a self-contained demo on SQLite")
     demo.add_argument(
-        "--dir",
-        type=Path,
-        default=Path("demo-data"),
-        help="demo data directory (default: ./demo-data)",
+        "--dir", type=Path, help="demo data directory (default: $VDI_DATA_DIR, else ./demo-data)"
     )
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--gateway-port", type=int, default=2222)
+    demo.add_argument(
+        "--port", type=int, help="portal port (default: $VDI_HTTP_PORT, else 8000; 0: any)"
+    )
+    demo.add_argument(
+        "--gateway-port",
+        type=int,
+        help="SSH gateway port (default: $VDI_GATEWAY_PORT, else 2222; 0: any)",
+    )
 
     db = sub.add_parser("db", help="database schema").add_subparsers(
         dest="db_command", required=True

@@ -224,7 +224,15 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    data_dir = args.dir.resolve()
+    # Options first, then the VDI_* variables, as everywhere; the demo's own
+    # data directory rather than the service's.
+    env = load_settings(None)
+    if args.dir is not None:
+        data_dir = args.dir.resolve()
+    elif "data_dir" in env.model_fields_set:
+        data_dir = env.data_dir.resolve()
+    else:
+        data_dir = Path("demo-data").resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     fresh_database(data_dir)
     settings = load_settings(
@@ -232,9 +240,11 @@ def run_demo(args: argparse.Namespace) -> int:
         data_dir=data_dir,
         database_url=None,
         http_host="127.0.0.1",
-        http_port=pick_port(args.port, "portal"),
+        http_port=pick_port(env.http_port if args.port is None else args.port, "portal"),
         gateway_host="127.0.0.1",
-        gateway_port=pick_port(args.gateway_port, "SSH gateway"),
+        gateway_port=pick_port(
+            env.gateway_port if args.gateway_port is None else args.gateway_port, "SSH gateway"
+        ),
         gateway_allow_loopback=True,  # the simulated desktops listen on 127.0.0.1
         cookie_secure=False,  # plain http on localhost only
         totp_issuer="VDI Demo",

@@ -106,3 +106,25 @@ def test_demo_prints_credentials_that_log_in(tmp_path: Path) -> None:
         assert not alive, "the demo left its agents running"
     finally:
         stop(proc)
+
+
+def test_demo_takes_its_ports_and_directory_from_the_environment(tmp_path: Path) -> None:
+    port, gateway_port = free_port(), free_port()
+    env = clean_env(
+        {
+            "VDI_DATA_DIR": str(tmp_path / "from-env"),
+            "VDI_HTTP_PORT": str(port),
+            "VDI_GATEWAY_PORT": str(gateway_port),
+        }
+    )
+    proc = subprocess.Popen(
+        [str(VENV_BIN / "vdi-broker"), "demo"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        out = read_until(proc, "Press Ctrl-C", timeout=60)
+        assert f"http://127.0.0.1:{port}/" in out
+        assert f"ssh://127.0.0.1:{gateway_port}" in out
+        assert (tmp_path / "from-env" / "vdi-broker.sqlite3").exists()
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    finally:
+        stop(proc)
