@@ -218,7 +218,10 @@ async def user_reset_totp(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def pool_add(rt: Runtime, args: argparse.Namespace) -> int:
-    departments = [d for d in (args.departments or "").split(",") if d.strip()]
+    departments = [d.strip() for d in (args.departments or "").split(",") if d.strip()]
+    if args.departments is not None and not departments:
+        # `--departments ""` or `,,`: meant to restrict, would open to everybody.
+        raise InvalidInput("--departments names no department.")
     pool = await pools.add(
         rt,
         pools.NewPool(
@@ -232,6 +235,11 @@ async def pool_add(rt: Runtime, args: argparse.Namespace) -> int:
         actor(),
     )
     print(f"Pool {pool.name} added: {pool.type}, {pool.protocol}, {pool.max_sessions} licences.")
+    if not departments:
+        print(
+            f"It is open to everybody; `vdi-broker pool entitle {pool.name} --department D`"
+            " restricts it."
+        )
     return 0
 
 

@@ -16,6 +16,7 @@ from broker.security.tokens import token_hash
 from tests.support.processes import VENV_BIN, clean_env, vdi_broker
 
 GOOD_PASSWORD = "Gutes Passwort 2026!"
+ADD_POOL_P = ["pool", "add", "P", "--type", "floating", "--protocol", "rdp", "--max-sessions"]
 
 
 @pytest.fixture
@@ -66,6 +67,12 @@ def test_users_pools_hosts_round_trip(env: dict[str, str]) -> None:
         env=env,
     )
     assert pool.returncode == 0, pool.stderr
+    assert "open to everybody" not in pool.stdout
+    open_pool = vdi_broker(
+        "pool", "add", "Alle", "--type", "floating", "--protocol", "rdp", "--max-sessions", "5",
+        env=env,
+    )  # fmt: skip
+    assert "It is open to everybody" in open_pool.stdout
 
     host = vdi_broker("host", "add", "vhost01", "--json", env=env)
     assert host.returncode == 0, host.stderr
@@ -91,9 +98,10 @@ def test_users_pools_hosts_round_trip(env: dict[str, str]) -> None:
             "last_login_at": None,
         }
     ]
-    pools = json.loads(vdi_broker("pool", "list", "--json", env=env).stdout)
-    assert pools[0]["departments"] == ["Finanzen", "Kämmerei"]
-    assert pools[0]["max_sessions"] == 40
+    pools = {p["name"]: p for p in json.loads(vdi_broker("pool", "list", "--json", env=env).stdout)}
+    assert pools["Finanzen"]["departments"] == ["Finanzen", "Kämmerei"]
+    assert pools["Finanzen"]["max_sessions"] == 40
+    assert pools["Alle"]["departments"] == []
     hosts = json.loads(vdi_broker("host", "list", "--json", env=env).stdout)
     assert [(h["name"], h["state"], h["up"]) for h in hosts] == [("vhost01", "active", False)]
 
@@ -147,6 +155,11 @@ def test_users_pools_hosts_round_trip(env: dict[str, str]) -> None:
             ["pool", "add", "P", "--type", "shared", "--protocol", "rdp", "--max-sessions", "1"],
             None,
             "invalid choice",
+        ),
+        (
+            [*ADD_POOL_P, "1", "--departments", ",,"],
+            None,
+            "names no department",
         ),
         (["host", "add", "bad host!"], None, "host name"),
         (["host", "drain", "ghost"], None, "no host"),
