@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     # Networks the gateway never forwards to, whatever an agent reports (the
     # database, management networks): ["10.0.9.0/24"].
     gateway_denied_networks: list[str] = []
+    # When set, the only networks the gateway forwards to: the desktop networks.
+    # An agent's report names its desktops' addresses; with this, even a
+    # compromised host cannot send users' tunnels elsewhere: ["10.20.0.0/22"].
+    gateway_desktop_networks: list[str] = []
     ticket_ttl_s: float = Field(60.0, gt=0, le=600)
 
     cookie_secure: bool = True
@@ -195,7 +199,7 @@ class Settings(BaseSettings):
                 ) from exc
         return value
 
-    @field_validator("gateway_denied_networks")
+    @field_validator("gateway_denied_networks", "gateway_desktop_networks")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         import ipaddress

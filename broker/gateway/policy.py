@@ -45,6 +45,7 @@ class Refusal(StrEnum):
     IPV4_MAPPED = "ipv4_mapped"
     NOT_UNICAST = "not_unicast"  # unspecified, multicast, broadcast, reserved
     DENIED_NETWORK = "denied_network"
+    OUTSIDE_DESKTOP_NETWORKS = "outside_desktop_networks"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class ForwardRules:
 
     allow_loopback: bool = False
     denied_networks: Sequence[Network] = ()
+    # When given, the only networks desktops may be in.
+    desktop_networks: Sequence[Network] = ()
 
 
 def canonical_address(text: str) -> IPAddress | None:
@@ -100,9 +103,15 @@ def address_refusal(address: IPAddress, rules: ForwardRules) -> Refusal | None:
         or (address.version == 4 and address in THIS_NETWORK)
     ):
         return Refusal.NOT_UNICAST
-    if any(address.version == net.version and address in net for net in rules.denied_networks):
+    if _in_any(address, rules.denied_networks):
         return Refusal.DENIED_NETWORK
+    if rules.desktop_networks and not _in_any(address, rules.desktop_networks):
+        return Refusal.OUTSIDE_DESKTOP_NETWORKS
     return None
+
+
+def _in_any(address: IPAddress, networks: Sequence[Network]) -> bool:
+    return any(address.version == net.version and address in net for net in networks)
 
 
 def may_forward(

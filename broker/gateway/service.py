@@ -71,6 +71,7 @@ class Gateway:
         self.rules = ForwardRules(
             allow_loopback=settings.gateway_allow_loopback,
             denied_networks=parse_networks(settings.gateway_denied_networks),
+            desktop_networks=parse_networks(settings.gateway_desktop_networks),
         )
         self.delays = FailureDelays(
             settings.gateway_auth_delay_s, settings.gateway_auth_delay_max_s, time.monotonic

@@ -100,6 +100,26 @@ def test_a_dangerous_stored_address_is_refused_whatever_the_agent_says() -> None
     assert refusal("10.20.0.15", denied_networks=denied) is None
 
 
+def test_with_desktop_networks_only_they_are_reached() -> None:
+    """A compromised host reports a "desktop" on some other service: with the
+    desktop networks configured, its users' tunnels cannot reach it."""
+    desktops = parse_networks(["10.20.0.0/22", "2001:db8:20::/48"])
+    assert refusal("10.20.0.15", desktop_networks=desktops) is None
+    assert (
+        refusal("2001:db8:20::15", 3389, ("2001:db8:20::15", 3389), desktop_networks=desktops)
+        is None
+    )
+    assert refusal("10.30.0.7", 443, ("10.30.0.7", 443), desktop_networks=desktops) == (
+        Refusal.OUTSIDE_DESKTOP_NETWORKS
+    )
+    assert refusal("2001:db8:99::1", 3389, ("2001:db8:99::1", 3389), desktop_networks=desktops) == (
+        Refusal.OUTSIDE_DESKTOP_NETWORKS
+    )
+    # A denied network stays denied inside the desktop networks.
+    both = {"desktop_networks": desktops, "denied_networks": parse_networks(["10.20.3.0/24"])}
+    assert refusal("10.20.3.9", 3389, ("10.20.3.9", 3389), **both) == Refusal.DENIED_NETWORK
+
+
 def test_no_stored_endpoint_means_no_tunnel() -> None:
     assert may_forward("10.20.0.15", 3389, None, None).refusal == Refusal.NO_DESKTOP
     assert may_forward("10.20.0.15", 3389, "10.20.0.15", None).refusal == Refusal.NO_DESKTOP
