@@ -111,7 +111,7 @@ def create_app(
         return Response(await metrics.render(rt), media_type=metrics.CONTENT_TYPE)
 
     app.add_middleware(ReportEndpoint)
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts=settings.tls_cert_file is not None)
     app.add_middleware(BodySizeLimit)
     app.add_middleware(HeadAsGet)
     return app

@@ -618,7 +618,9 @@ async def run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="vdi-connect", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="vdi-connect",
+        description="Log in to the broker, get a desktop, tunnel to it and start the desktop"
+        " client.",
     )
     parser.add_argument("--version", action="version", version=f"vdi-connect {__version__}")
     parser.add_argument("url", help="the broker's address, e.g. https://vdi.example.org")

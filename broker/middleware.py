@@ -84,13 +84,17 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-security-policy", API_CSP),
     (b"cache-control", b"no-store"),
 )
+HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 
 class SecurityHeaders:
-    """Headers every response carries; pages set their own Content-Security-Policy."""
+    """Headers every response carries; pages set their own Content-Security-Policy.
+    With `hsts` (the broker terminates TLS itself) browsers are told to use
+    HTTPS only; behind a proxy, the proxy says so (docs/nginx.md)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
         self.app = app
+        self.headers = SECURITY_HEADERS + ((HSTS,) if hsts else ())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -101,7 +105,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                for name, value in SECURITY_HEADERS:
+                for name, value in self.headers:
                     if name not in present:
                         headers.append((name, value))
                 message["headers"] = headers

@@ -22,6 +22,8 @@ def test_serve_terminates_tls(tmp_path: Path) -> None:
         response = httpx.get(f"{https}/healthz", verify=context)
         assert response.status_code == 200
         assert response.http_version == "HTTP/1.1"
+        # Browsers are told to come back over HTTPS only.
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
         # Plain HTTP on the TLS port gets no answer a browser would accept.
         plain_ok = False
         try:
@@ -44,8 +46,9 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path: Path) -> 
     body = {"username": "nobody", "password": "whatever!", "code": "123456"}
     proc, base = start_broker(tmp_path / "data")
     try:
-        httpx.post(f"{base}/api/v1/auth/login", json=body, headers=forged)
+        response = httpx.post(f"{base}/api/v1/auth/login", json=body, headers=forged)
         assert last_login_ip() == "127.0.0.1"  # not trusted: the header is ignored
+        assert "strict-transport-security" not in response.headers  # plain HTTP: not ours
     finally:
         stop(proc)
     proc, base = start_broker(tmp_path / "data", trusted_proxies='["127.0.0.1/32"]')
