@@ -7,6 +7,9 @@ from typing import Any
 from broker.domain import RefusalCode
 from broker.placement.model import Refuse
 
+# Variants of a text for counts of none and one ("all 0 licences are in use").
+NONE, ONE = "none", "one"
+
 MESSAGES: dict[tuple[str, str], dict[str, str]] = {
     (RefusalCode.CAPACITY_FULL, ""): {
         "de": "Im Pool {pool} ist gerade kein Desktop frei. Bitte versuchen Sie es in einigen "
@@ -23,11 +26,25 @@ MESSAGES: dict[tuple[str, str], dict[str, str]] = {
         "de": "Alle {max_sessions} Lizenzen des Pools {pool} sind belegt.",
         "en": "All {max_sessions} licences of pool {pool} are in use.",
     },
+    (RefusalCode.LICENCE_LIMIT, ONE): {
+        "de": "Die einzige Lizenz des Pools {pool} ist belegt.",
+        "en": "The only licence of pool {pool} is in use.",
+    },
+    (RefusalCode.LICENCE_LIMIT, NONE): {
+        "de": "Der Pool {pool} hat derzeit keine Lizenzen.",
+        "en": "Pool {pool} has no licences at present.",
+    },
     (RefusalCode.DEPARTMENT_QUOTA, ""): {
-        "de": "Aus der Abteilung {department} arbeiten bereits {limit} Personen von zu Hause; "
+        "de": "Aus der Abteilung {department} {work_de} bereits {people_de} von zu Hause; "
         "mehr sind gleichzeitig nicht vorgesehen, damit das Amt besetzt bleibt.",
-        "en": "{limit} staff of {department} already work from home, the most allowed at once "
-        "so that the office stays staffed.",
+        "en": "{people_en} of {department} already {work_en} from home, the most allowed at "
+        "once so that the office stays staffed.",
+    },
+    (RefusalCode.DEPARTMENT_QUOTA, NONE): {
+        "de": "Für die Abteilung {department} ist derzeit keine Telearbeit vorgesehen, damit "
+        "das Amt besetzt bleibt.",
+        "en": "No one of {department} may work from home at present, so that the office stays "
+        "staffed.",
     },
     (RefusalCode.OUTSIDE_SCHEDULE, ""): {
         "de": "Ihre Telearbeitsvereinbarung erlaubt jetzt keinen Zugang. Erlaubt: {windows_de}.",
@@ -53,6 +70,15 @@ MESSAGES: dict[tuple[str, str], dict[str, str]] = {
 
 
 def message(refusal: Refuse, language: str) -> str:
-    texts = MESSAGES.get((refusal.code, refusal.reason)) or MESSAGES[(refusal.code, "")]
     params: dict[str, Any] = {"pool": "", **refusal.params}
+    count = params.get("limit", params.get("max_sessions"))
+    variant = refusal.reason or (NONE if count == 0 else ONE if count == 1 else "")
+    texts = MESSAGES.get((refusal.code, variant)) or MESSAGES[(refusal.code, "")]
+    if "limit" in params:
+        one = params["limit"] == 1
+        params["people_de"] = "1 Person" if one else f"{params['limit']} Personen"
+        params["people_en"] = "1 person" if one else f"{params['limit']} people"
+        params["work_de"], params["work_en"] = (
+            ("arbeitet", "works") if one else ("arbeiten", "work")
+        )
     return texts.get(language, texts["de"]).format(**params)

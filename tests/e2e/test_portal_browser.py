@@ -424,13 +424,13 @@ async def test_a_refusal_shows_its_message_in_german_and_in_english(
     await page.goto("/desktops")
     await page.get_by_role("button", name="Desktop starten").click()
     await expect(page.get_by_role("alert")).to_have_text(
-        f"Alle 1 Lizenzen des Pools {label} sind belegt."
+        f"Die einzige Lizenz des Pools {label} ist belegt."
     )
     await page.get_by_role("link", name="English").click()
     await expect(page.locator("html")).to_have_attribute("lang", "en")
     await page.get_by_role("button", name="Start desktop").click()
     await expect(page.get_by_role("alert")).to_have_text(
-        f"All 1 licences of pool {label} are in use."
+        f"The only licence of pool {label} is in use."
     )
     # The choice is remembered on the next page.
     await page.goto("/desktops")

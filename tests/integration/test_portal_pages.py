@@ -381,14 +381,14 @@ async def test_a_refusal_is_shown_in_the_pages_language(
     refused = await start_desktop(client)
     assert refused.headers["location"] == "/desktops"
     page = await client.get("/desktops")
-    assert notice_of(page.text) == "Alle 1 Lizenzen des Pools Finanzen sind belegt."
+    assert notice_of(page.text) == "Die einzige Lizenz des Pools Finanzen ist belegt."
     assert 'role="alert"' in page.text
     html = (await client.get("/desktops?lang=en")).text
     refused = await client.post(
         "/desktops/start", data={"csrf_token": csrf_of(html), "pool": "Finanzen"}
     )
     page = await client.get("/desktops")
-    assert notice_of(page.text) == "All 1 licences of pool Finanzen are in use."
+    assert notice_of(page.text) == "The only licence of pool Finanzen is in use."
     unknown = await client.post("/desktops/start", data={"csrf_token": csrf_of(html), "pool": "X"})
     assert unknown.status_code == 303
     assert "There is no pool 'X'." in notice_of((await client.get("/desktops")).text)

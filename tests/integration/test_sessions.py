@@ -142,7 +142,7 @@ async def test_refusals_are_coded_and_readable(runtime: Runtime, client: httpx.A
     erna = await staff(runtime, "erna", department="Bauamt")
     full = await ask(client, erna)
     assert full.status_code == 409
-    assert full.json()["message"] == "Alle 1 Lizenzen des Pools Finanzen sind belegt."
+    assert full.json()["message"] == "Die einzige Lizenz des Pools Finanzen ist belegt."
     bad = await client.post("/api/v1/sessions", json={"pool": ""}, headers=erna)
     assert bad.status_code == 422
     assert await count(runtime, Session) == 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from broker.domain import HostState, PoolType, RefusalCode, WorkMode
 from broker.placement.model import Assign, Refuse
 from broker.placement.place import place
@@ -121,6 +123,47 @@ def test_licence_limit_with_a_readable_message() -> None:
     assert r.code is RefusalCode.LICENCE_LIMIT
     assert message(r, "de") == "Alle 40 Lizenzen des Pools Finanzen sind belegt."
     assert message(r, "en") == "All 40 licences of pool Finanzen are in use."
+
+
+@pytest.mark.parametrize(
+    ("refusal", "german", "english"),
+    [
+        (
+            Refuse(RefusalCode.LICENCE_LIMIT, {"pool": "P", "max_sessions": 1}),
+            "Die einzige Lizenz des Pools P ist belegt.",
+            "The only licence of pool P is in use.",
+        ),
+        (
+            Refuse(RefusalCode.LICENCE_LIMIT, {"pool": "P", "max_sessions": 0}),
+            "Der Pool P hat derzeit keine Lizenzen.",
+            "Pool P has no licences at present.",
+        ),
+        (
+            Refuse(RefusalCode.DEPARTMENT_QUOTA, {"department": "Bauamt", "limit": 1}),
+            "Aus der Abteilung Bauamt arbeitet bereits 1 Person von zu Hause; mehr sind "
+            "gleichzeitig nicht vorgesehen, damit das Amt besetzt bleibt.",
+            "1 person of Bauamt already works from home, the most allowed at once so that "
+            "the office stays staffed.",
+        ),
+        (
+            Refuse(RefusalCode.DEPARTMENT_QUOTA, {"department": "Bauamt", "limit": 3}),
+            "Aus der Abteilung Bauamt arbeiten bereits 3 Personen von zu Hause; mehr sind "
+            "gleichzeitig nicht vorgesehen, damit das Amt besetzt bleibt.",
+            "3 people of Bauamt already work from home, the most allowed at once so that "
+            "the office stays staffed.",
+        ),
+        (
+            Refuse(RefusalCode.DEPARTMENT_QUOTA, {"department": "Bauamt", "limit": 0}),
+            "Für die Abteilung Bauamt ist derzeit keine Telearbeit vorgesehen, damit das Amt "
+            "besetzt bleibt.",
+            "No one of Bauamt may work from home at present, so that the office stays staffed.",
+        ),
+    ],
+)
+def test_refusals_count_in_words(refusal: Refuse, german: str, english: str) -> None:
+    """No "all 1 licences" or "1 Personen"."""
+    assert message(refusal, "de") == german
+    assert message(refusal, "en") == english
 
 
 def test_entitlement_by_department_or_name() -> None:
