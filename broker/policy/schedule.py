@@ -66,8 +66,11 @@ def parse_days(text: str) -> frozenset[int]:
 
 
 def parse_time(text: str) -> dt.time:
+    """'07:30' (H:MM or HH:MM, ASCII digits; int() would take any script's)."""
     try:
         hours, minutes = text.split(":")
+        if not (hours + minutes).isascii() or not (hours + minutes).isdigit():
+            raise ValueError("not ASCII digits")
         if hours == "24" and minutes == "00":
             return dt.time(0, 0)
         return dt.time(int(hours), int(minutes))

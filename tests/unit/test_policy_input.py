@@ -40,6 +40,9 @@ def test_schedule_input_is_normalised() -> None:
         ("department", "Bauamt", "", "07:00", "18:00", "no weekday"),
         ("department", "Bauamt", "mon", "25:00", "18:00", "not a time"),
         ("department", "Bauamt", "mon", "07:00", "18", "not a time"),
+        ("department", "Bauamt", "mon", "٠٧:٠٠", "18:00", "not a time"),  # Arabic-Indic
+        ("department", "Bauamt", "mon", "07:00", "１８:００", "not a time"),  # full-width
+        ("department", "Bauamt", "mon", "+7:00", "18:00", "not a time"),
     ],
 )
 def test_bad_schedules_are_refused(
