@@ -198,7 +198,7 @@ async def user_totp_enroll(rt: Runtime, args: argparse.Namespace) -> int:
 
 async def user_lock(rt: Runtime, args: argparse.Namespace) -> int:
     user = await users.set_locked(rt, args.name, True, actor())
-    print(f"User {user.name} is locked and logged out everywhere.")
+    print(f"User {user.name} is locked and logged out everywhere; open desktop sessions are ended.")
     return 0
 
 

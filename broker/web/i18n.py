@@ -201,7 +201,8 @@ DE: dict[str, str] = {
     "user.lock": "Sperren",
     "user.unlock": "Entsperren",
     "user.reset_totp": "Authenticator zurücksetzen",
-    "user.locked": "{user} ist gesperrt und überall abgemeldet.",
+    "user.locked": "{user} ist gesperrt und überall abgemeldet; offene Desktop-Sitzungen "
+    "sind beendet.",
     "user.unlocked": "{user} ist entsperrt.",
     "user.totp_reset": "Der Authenticator von {user} ist zurückgesetzt; bei der nächsten "
     "Anmeldung wird er neu eingerichtet.",
@@ -455,7 +456,7 @@ EN: dict[str, str] = {
     "user.lock": "Lock",
     "user.unlock": "Unlock",
     "user.reset_totp": "Reset authenticator",
-    "user.locked": "{user} is locked and logged out everywhere.",
+    "user.locked": "{user} is locked and logged out everywhere; open desktop sessions are ended.",
     "user.unlocked": "{user} is unlocked.",
     "user.totp_reset": "The authenticator of {user} is reset; it is set up again at the "
     "next login.",

@@ -509,7 +509,9 @@ async def test_admin_locks_unlocks_and_resets_totp(
     )
     assert locked.headers["location"] == "/admin/users?q=bau"
     page = await client.get("/admin/users?q=bau")
-    assert notice_of(page.text) == "max ist gesperrt und überall abgemeldet."
+    assert notice_of(page.text) == (
+        "max ist gesperrt und überall abgemeldet; offene Desktop-Sitzungen sind beendet."
+    )
     assert "gesperrt" in page.text and "/admin/users/unlock" in page.text
     await post_form(client, "/admin/users", "/admin/users/unlock", {"user": "max"})
     await post_form(client, "/admin/users", "/admin/users/reset-totp", {"user": "maria"})
