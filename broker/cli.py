@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from broker import __version__
+from broker import __version__, fleet
 from broker.audit import log as audit
 from broker.auth import enrolment
 from broker.config import ConfigFileError, Settings, load_settings
@@ -462,6 +462,22 @@ async def status(rt: Runtime, args: argparse.Namespace) -> int:
         f"{sum(1 for h in host_rows if h['state'] == 'draining')} draining"
     )
     print(f"Pools: {len(pool_rows)}; licences in all: {sum(p['max_sessions'] for p in pool_rows)}")
+    state = await fleet.read(rt)
+    capacity = [
+        {
+            "pool": p.name,
+            "in_use": p.open_sessions,
+            "usable": p.usable,
+            "free": p.free,
+            "licences": p.max_sessions,
+            "if_largest_host_fails": p.without_largest_host,
+        }
+        for p in sorted(state.pools.values(), key=lambda p: p.name)
+    ]
+    if capacity:
+        print()
+        print_table(capacity, list(capacity[0]), sys.stdout)
+        print()
     settings = rt.settings
     if settings.gateway_enabled:
         fingerprint = hostkey.fingerprint_of_file(settings.gateway_host_key_file)
