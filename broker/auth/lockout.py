@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from broker.config import Settings
+
 
 def lock_seconds(failures: int, *, threshold: int, base_s: int, max_s: int) -> int | None:
     """Seconds to lock after `failures` consecutive failures, or None for no lock.
@@ -13,3 +15,14 @@ def lock_seconds(failures: int, *, threshold: int, base_s: int, max_s: int) -> i
         return None
     exponent = min(failures - threshold, 30)
     return int(min(max_s, base_s * (2**exponent)))
+
+
+def lock_seconds_for(failures: int, settings: Settings) -> int | None:
+    """lock_seconds() with the configured threshold and delays; accounts and
+    names without one (broker.auth.name_lockout) lock by this same rule."""
+    return lock_seconds(
+        failures,
+        threshold=settings.lockout_threshold,
+        base_s=settings.lockout_base_delay_s,
+        max_s=settings.lockout_max_delay_s,
+    )

@@ -267,19 +267,13 @@ async def _count_account_failure(
     s: Executor, rt: Runtime, user: User, now: dt.datetime
 ) -> tuple[int, int | None]:
     """The account's failures so far and the seconds it is now locked for."""
-    settings = rt.settings
     failures = await s.scalar(
         update(User)
         .where(User.id == user.id)
         .values(failed_logins=User.failed_logins + 1)
         .returning(User.failed_logins)
     )
-    lock_s = lockout.lock_seconds(
-        failures or 0,
-        threshold=settings.lockout_threshold,
-        base_s=settings.lockout_base_delay_s,
-        max_s=settings.lockout_max_delay_s,
-    )
+    lock_s = lockout.lock_seconds_for(failures or 0, rt.settings)
     if lock_s is not None:
         until = now + dt.timedelta(seconds=lock_s)
         await s.execute(update(User).where(User.id == user.id).values(locked_until=until))

@@ -63,13 +63,7 @@ async def count_failure(
         .returning(_failures.c.failures)
     )
     failures = int(await conn.scalar(upsert) or 0)
-    settings = rt.settings
-    lock_s = lockout.lock_seconds(
-        failures,
-        threshold=settings.lockout_threshold,
-        base_s=settings.lockout_base_delay_s,
-        max_s=settings.lockout_max_delay_s,
-    )
+    lock_s = lockout.lock_seconds_for(failures, rt.settings)
     if lock_s is not None:
         await conn.execute(_LOCK, {"key": key, "until": now + dt.timedelta(seconds=lock_s)})
     return failures, lock_s
