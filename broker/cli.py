@@ -453,16 +453,14 @@ async def session_end(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def status(rt: Runtime, args: argparse.Namespace) -> int:
-    host_rows = await hosts.list_all(rt)
-    pool_rows = await pools.list_all(rt)
-    up = sum(1 for h in host_rows if h["up"])
-    print(f"vdi-broker {__version__}; database {rt.db.url.render_as_string(hide_password=True)}")
-    print(
-        f"Hosts: {len(host_rows)} registered, {up} up, "
-        f"{sum(1 for h in host_rows if h['state'] == 'draining')} draining"
-    )
-    print(f"Pools: {len(pool_rows)}; licences in all: {sum(p['max_sessions'] for p in pool_rows)}")
+    # One read of the fleet, the same figures /metrics exports.
     state = await fleet.read(rt)
+    fleet_hosts, fleet_pools = state.hosts.values(), state.pools.values()
+    up = sum(1 for h in fleet_hosts if h.up)
+    draining = sum(1 for h in fleet_hosts if h.state == HostState.DRAINING)
+    print(f"vdi-broker {__version__}; database {rt.db.url.render_as_string(hide_password=True)}")
+    print(f"Hosts: {len(fleet_hosts)} registered, {up} up, {draining} draining")
+    print(f"Pools: {len(fleet_pools)}; licences in all: {sum(p.max_sessions for p in fleet_pools)}")
     capacity = [
         {
             "pool": p.name,
@@ -472,7 +470,7 @@ async def status(rt: Runtime, args: argparse.Namespace) -> int:
             "licences": p.max_sessions,
             "if_largest_host_fails": p.without_largest_host,
         }
-        for p in sorted(state.pools.values(), key=lambda p: p.name)
+        for p in sorted(fleet_pools, key=lambda p: p.name)
     ]
     if capacity:
         print()
