@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 
@@ -16,7 +16,8 @@ from broker.audit.router import router as audit_router
 from broker.auth.router import router as auth_router
 from broker.clock import Clock
 from broker.config import Settings
-from broker.deps import RuntimeDep
+from broker.deps import RuntimeDep, client_ip_of
+from broker.errors import Forbidden
 from broker.gateway.service import Gateway
 from broker.hosts.report_endpoint import ReportEndpoint
 from broker.hosts.router import router as hosts_router
@@ -24,7 +25,7 @@ from broker.http_errors import install_error_handlers
 from broker.jobs import JobRunner, default_jobs
 from broker.leader import leader_for
 from broker.middleware import BodySizeLimit, HeadAsGet, SecurityHeaders
-from broker.net import parse_networks
+from broker.net import in_networks, parse_networks
 from broker.policy.router import router as policy_router
 from broker.pools.router import router as pools_router
 from broker.runtime import Runtime, open_runtime
@@ -75,6 +76,7 @@ def create_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
+    metrics_networks = parse_networks(settings.metrics_networks)
     if runtime is not None:
         app.state.runtime = runtime
     install_error_handlers(app)
@@ -107,7 +109,11 @@ def create_app(
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics(rt: RuntimeDep) -> Response:
+    async def prometheus_metrics(request: Request, rt: RuntimeDep) -> Response:
+        if not in_networks(client_ip_of(request), metrics_networks):
+            raise Forbidden(
+                "Metrics are served to the monitoring network only (setting metrics_networks)."
+            )
         return Response(await metrics.render(rt), media_type=metrics.CONTENT_TYPE)
 
     app.add_middleware(ReportEndpoint)

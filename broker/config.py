@@ -25,6 +25,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from broker.net import PRIVATE_NETWORKS
+
 # OWASP ASVS 5 / OWASP password storage cheat sheet minimum for argon2id.
 ARGON2_MIN_MEMORY_KIB = 19456
 ARGON2_MIN_TIME_COST = 2
@@ -92,6 +94,11 @@ class Settings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     trusted_proxies: list[str] = []
+    # Who may read /metrics (the caller's address as trusted_proxies resolve it).
+    # The figures say who works where (sessions per department and pool), so
+    # they are for the monitoring network, not the internet the portal faces.
+    # Default: loopback and the private ranges; ["0.0.0.0/0", "::/0"] opens it.
+    metrics_networks: list[str] = list(PRIVATE_NETWORKS)
 
     gateway_enabled: bool = True
     gateway_host: str = "127.0.0.1"
@@ -199,7 +206,9 @@ class Settings(BaseSettings):
                 ) from exc
         return value
 
-    @field_validator("gateway_denied_networks", "gateway_desktop_networks")
+    @field_validator(
+        "trusted_proxies", "metrics_networks", "gateway_denied_networks", "gateway_desktop_networks"
+    )
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         import ipaddress

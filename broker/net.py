@@ -13,12 +13,29 @@ def parse_networks(values: Sequence[str]) -> list[Network]:
     return [ipaddress.ip_network(v, strict=False) for v in values]
 
 
-def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+# Loopback and the private ranges: where a town's monitoring lives.
+PRIVATE_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "fc00::/7",
+)
+
+
+def in_networks(address: str | None, networks: Sequence[Network]) -> bool:
+    """Whether an address lies in one of the networks; an IPv4 address written as
+    IPv6 (::ffff:10.0.0.1, as dual-stack sockets report it) counts as IPv4."""
+    if not address:
+        return False
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    return any(ip in net for net in trusted)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)
 
 
 def client_ip(
@@ -26,11 +43,11 @@ def client_ip(
 ) -> str | None:
     """The peer address, or, when the peer is a trusted proxy, the last untrusted hop
     of X-Forwarded-For (hops to the left of it could be forged by the client)."""
-    if peer is None or not forwarded_for or not _trusted(peer, trusted):
+    if peer is None or not forwarded_for or not in_networks(peer, trusted):
         return peer
     hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
     for hop in reversed(hops):
-        if not _trusted(hop, trusted):
+        if not in_networks(hop, trusted):
             try:
                 return str(ipaddress.ip_address(hop))
             except ValueError:

@@ -89,6 +89,9 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: object) -> Settings:
         "login_rate_limit": 10_000,
         "gateway_enabled": False,
         "jobs_enabled": False,  # tests run jobs themselves, at the times they choose
+        # The in-process client calls from TEST-NET-1: here, that is the
+        # monitoring network (the default is tested in test_metrics).
+        "metrics_networks": ["192.0.2.0/24"],
     }
     values.update(overrides)
     return load_settings(None, **values)

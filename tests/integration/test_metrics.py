@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
+from broker.app import create_app
 from broker.clock import FakeClock
+from broker.config import load_settings
 from broker.domain import WorkMode
-from broker.runtime import Runtime
+from broker.net import PRIVATE_NETWORKS
+from broker.runtime import Runtime, open_runtime
 from broker.store.tables import DepartmentPolicy, Host
+from tests.conftest import make_settings
 from tests.support.artifacts import DESIGN, design_metric_names
 from tests.support.fleet import add_host, add_pool, ask, staff
 from tests.support.scrape import samples, value
@@ -222,3 +227,47 @@ async def test_the_collector_api_gives_the_same_series(runtime: Runtime, scrape:
         }
 
     assert series(standard) == series(scrape)
+
+
+async def test_metrics_are_served_to_the_monitoring_network_only(tmp_path: Path) -> None:
+    """By default loopback and the private ranges may scrape; a staff member on
+    the internet, directly or through the trusted proxy, gets 403 and no figures."""
+    assert load_settings(None, data_dir=tmp_path).metrics_networks == list(PRIVATE_NETWORKS)
+    settings = make_settings(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'vdi.sqlite3'}",
+        metrics_networks=list(PRIVATE_NETWORKS),
+        trusted_proxies=["10.0.0.1/32"],
+    )
+    rt = await open_runtime(settings)
+    app = create_app(settings, runtime=rt)
+
+    async def scrape_from(peer: str, forwarded_for: str | None = None) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(peer, 50000))
+        headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+        async with httpx.AsyncClient(transport=transport, base_url="http://broker") as c:
+            return await c.get("/metrics", headers=headers)
+
+    try:
+        for peer in ("127.0.0.1", "::1", "10.20.0.5", "192.168.1.4", "::ffff:172.16.3.3"):
+            allowed = await scrape_from(peer)
+            assert allowed.status_code == 200, peer
+            assert "vdi_" in allowed.text
+        assert (await scrape_from("10.0.0.1", "10.20.0.9")).status_code == 200
+        for peer, forwarded in (
+            ("203.0.113.7", None),
+            ("2001:db8::7", None),
+            ("10.0.0.1", "203.0.113.7"),  # the proxy passes a home worker on
+            ("203.0.113.7", "10.20.0.9"),  # a forged hop from an untrusted peer
+        ):
+            refused = await scrape_from(peer, forwarded)
+            assert refused.status_code == 403, (peer, forwarded)
+            assert refused.json()["error"] == "forbidden"
+            assert "vdi_" not in refused.text
+    finally:
+        await rt.close()
+
+
+def test_metrics_networks_must_be_networks(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a network"):
+        load_settings(None, data_dir=tmp_path, metrics_networks=["monitoring"])

@@ -9,7 +9,7 @@ from broker.auth.lockout import lock_seconds
 from broker.auth.ratelimit import SlidingWindowLimiter
 from broker.errors import InvalidInput
 from broker.names import check_label, check_user_name
-from broker.net import client_ip, parse_networks
+from broker.net import PRIVATE_NETWORKS, client_ip, in_networks, parse_networks
 
 
 def test_lockout_starts_at_threshold_and_doubles_up_to_the_cap() -> None:
@@ -79,3 +79,14 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
     # A client cannot hide behind a forged left-most hop.
     assert client_ip("10.1.2.3", "1.2.3.4, 203.0.113.9, 10.9.9.9", trusted) == "203.0.113.9"
     assert client_ip("10.1.2.3", "garbage", trusted) == "10.1.2.3"
+
+
+def test_in_networks_reads_ipv4_written_as_ipv6_and_refuses_what_is_no_address() -> None:
+    private = parse_networks(list(PRIVATE_NETWORKS))
+    assert in_networks("10.1.2.3", private)
+    assert in_networks("::ffff:192.168.0.9", private)
+    assert in_networks("fd00::1", private)
+    assert not in_networks("::ffff:203.0.113.9", private)
+    assert not in_networks("203.0.113.9", private)
+    assert not in_networks("testclient", private)
+    assert not in_networks(None, private)
