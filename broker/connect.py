@@ -59,6 +59,8 @@ FIRST_CONNECT_TRIES = 4
 # reconnects (it would otherwise expire after the broker's idle timeout).
 KEEPALIVE_S = 300.0
 LOGOUT_TIMEOUT_S = 5.0
+# Wrong answers to "which pool?" before giving up.
+POOL_QUESTIONS = 3
 SSH_KEEPALIVE_S = 15.0
 SSH_KEEPALIVE_COUNT = 3
 
@@ -153,23 +155,56 @@ def second_factor(text: str) -> dict[str, str]:
     )
 
 
-def choose_pool(wanted: str | None, desktops: dict[str, Any]) -> str:
+def choose_pool(
+    wanted: str | None,
+    desktops: dict[str, Any],
+    ask: Callable[[list[str]], str] | None = None,
+) -> str:
     """The pool to ask for: the one given, else the one with the user's open session,
-    else the only one the user may use."""
+    else the only one the user may use, else the one `ask` gets from the user."""
     if wanted:
         return wanted
     sessions = desktops.get("sessions") or []
     if len(sessions) == 1:
         return str(sessions[0]["pool"])
-    pools = [p["name"] for p in desktops.get("pools") or []]
+    pools = sorted(str(p["name"]) for p in desktops.get("pools") or [])
     if len(pools) == 1:
-        return str(pools[0])
+        return pools[0]
     if not pools:
         raise Stop("There is no desktop pool you may use. Ask your IT department.", NO_DESKTOP)
+    if ask is not None:
+        return ask(pools)
+    # The login has spent this code: a second run needs the next one.
     raise Stop(
-        "You may use several pools; choose one with --pool: " + ", ".join(sorted(pools)),
+        "You may use several pools; run again with --pool and a new code: " + ", ".join(pools),
         BAD_INPUT,
     )
+
+
+def picked_pool(pools: list[str], answer: str) -> str | None:
+    """The pool an answer names: its number in the list or its name (any case)."""
+    answer = answer.strip()
+    if answer.isascii() and answer.isdigit() and 1 <= int(answer) <= len(pools):
+        return pools[int(answer) - 1]
+    by_name = {p.casefold(): p for p in pools}
+    return by_name.get(answer.casefold())
+
+
+def ask_pool(pools: list[str], read: Callable[[str], str] = input) -> str:
+    """Ask on the terminal which pool to use, by number or name."""
+    say("You may use several pools:")
+    for number, name in enumerate(pools, 1):
+        say(f"  {number}) {name}")
+    for _ in range(POOL_QUESTIONS):
+        try:
+            answer = read(f"Which pool (1-{len(pools)})? ")
+        except EOFError:
+            break
+        found = picked_pool(pools, answer)
+        if found is not None:
+            return found
+        say(f"Answer with a number from 1 to {len(pools)} or a pool's name.")
+    raise Stop("No pool chosen.", BAD_INPUT)
 
 
 def error_text(response: httpx.Response) -> str:
@@ -595,7 +630,8 @@ async def run(args: argparse.Namespace) -> int:
         forward = LocalForward(args.local_port)
         conn: Any = None
         try:
-            pool = choose_pool(args.pool, await broker.desktops())
+            ask = ask_pool if sys.stdin.isatty() and not args.password_stdin else None
+            pool = choose_pool(args.pool, await broker.desktops(), ask)
             say(f"Asking for a desktop in pool {pool} ...")
             d = await wait_ready(broker, await broker.request(pool), args.wait)
             await forward.start()
@@ -625,7 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vdi-connect {__version__}")
     parser.add_argument("url", help="the broker's address, e.g. https://vdi.example.org")
     parser.add_argument("--user", required=True, help="your user name")
-    parser.add_argument("--pool", help="the desktop pool (default: your only one)")
+    parser.add_argument(
+        "--pool", help="the desktop pool (default: your only one; asked when there are several)"
+    )
     parser.add_argument(
         "--password-stdin",
         action="store_true",

@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import pty
 import re
+import select as io_select
 import signal
 import subprocess
 import sys
@@ -261,6 +263,78 @@ async def test_ctrl_c_ends_promptly_when_the_broker_hangs(stack: Stack) -> None:
         os.kill(stack.broker_pid, signal.SIGCONT)
         if connect.proc.returncode is None:
             connect.proc.kill()
+        await proxy.close()
+
+
+class Terminal:
+    """vdi-connect on a pseudo-terminal, as a person runs it: getpass reads the
+    password from it with echo off, and the pool question is asked on it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: become vdi-connect
+            try:
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self.seen = ""
+
+    async def expect(self, text: str, timeout: float = 30) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while text not in self.seen:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no {text!r} in:\n{self.seen}")
+            readable, _, _ = await asyncio.to_thread(io_select.select, [self.fd], [], [], 0.2)
+            if readable:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:  # EIO: the other side has closed
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"ended without {text!r}:\n{self.seen}")
+                self.seen += chunk.decode(errors="replace")
+
+    def send(self, line: str) -> None:
+        os.write(self.fd, line.encode() + b"\n")
+
+    async def exit_code(self, timeout: float = 20) -> int:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                os.close(self.fd)
+                return os.waitstatus_to_exitcode(status)
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"still running:\n{self.seen}")
+
+
+async def test_asks_on_the_terminal_which_pool(stack: Stack) -> None:
+    """A user who may use several pools and gave no --pool is asked, after the
+    login, instead of being sent away with a code that is then spent."""
+    async with runtime_of(stack) as rt:
+        await add_pool(rt, "Außendienst", departments=["Finanzen"])
+    proxy = await TcpProxy(stack.gateway_port).start(stack.proxy_port)
+    argv = [str(VENV_BIN / "vdi-connect"), stack.base, "--user", "maria", "--no-client"]
+    term = Terminal(argv, clean_env())
+    try:
+        await term.expect("Password for maria:")
+        term.send(PASSWORD)
+        await term.expect("Code from your authenticator app:")
+        term.send(code_for(stack, "maria"))
+        await term.expect("Which pool (1-2)?")
+        assert "1) Außendienst" in term.seen and "2) Finanzen" in term.seen
+        term.send("9")
+        await term.expect("a number from 1 to 2")
+        term.send("2")
+        await term.expect("Asking for a desktop in pool Finanzen")
+        await term.expect("Tunnel open")
+        assert PASSWORD not in term.seen  # typed with echo off
+        os.kill(term.pid, signal.SIGINT)
+        assert await term.exit_code() == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(term.pid, signal.SIGKILL)
+            os.waitpid(term.pid, 0)
         await proxy.close()
 
 

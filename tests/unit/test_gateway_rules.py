@@ -6,10 +6,12 @@ import pytest
 
 from broker.connect import (
     Stop,
+    ask_pool,
     backoff,
     choose_pool,
     client_command,
     manual_hint,
+    picked_pool,
     second_factor,
 )
 from broker.gateway.slowdown import FailureDelays, delay_for, may_start
@@ -118,11 +120,38 @@ def test_choosing_the_pool() -> None:
     assert choose_pool("B", two) == "B"
     assert choose_pool(None, {"pools": [{"name": "A"}], "sessions": []}) == "A"
     assert choose_pool(None, {**two, "sessions": [{"pool": "B"}]}) == "B"
-    with pytest.raises(Stop, match="--pool: A, B"):
+    with pytest.raises(Stop, match="--pool and a new code: A, B"):
         choose_pool(None, two)
+    asked: list[list[str]] = []
+    assert choose_pool(None, two, lambda pools: asked.append(pools) or "B") == "B"
+    assert asked == [["A", "B"]]
+    # A session to return to needs no question.
+    assert choose_pool(None, {**two, "sessions": [{"pool": "A"}]}, lambda _: "B") == "A"
     with pytest.raises(Stop, match="no desktop pool"):
         choose_pool(None, {"pools": [], "sessions": []})
 
 
 def test_reconnect_backoff_doubles_to_a_cap() -> None:
     assert [backoff(n) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_asking_for_the_pool_takes_a_number_or_a_name(capsys: pytest.CaptureFixture[str]) -> None:
+    pools = ["Außendienst", "Finanzen"]
+    assert picked_pool(pools, " 2 ") == "Finanzen"
+    assert picked_pool(pools, "außendienst") == "Außendienst"
+    assert picked_pool(pools, "3") is None
+    assert picked_pool(pools, "0") is None
+    assert picked_pool(pools, "²") is None  # a digit to str.isdigit, not a number
+    answers = iter(["7", "finanzen"])
+    assert ask_pool(pools, lambda _prompt: next(answers)) == "Finanzen"
+    shown = capsys.readouterr().out
+    assert "1) Außendienst" in shown and "2) Finanzen" in shown
+    assert "a number from 1 to 2" in shown
+    with pytest.raises(Stop, match="No pool chosen"):
+        ask_pool(pools, lambda _prompt: "nope")
+
+    def closed(_prompt: str) -> str:
+        raise EOFError
+
+    with pytest.raises(Stop, match="No pool chosen"):
+        ask_pool(pools, closed)
