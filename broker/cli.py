@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import getpass
 import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TextIO
@@ -129,6 +130,30 @@ def subject(args: argparse.Namespace) -> tuple[str, str]:
     return "department", args.department
 
 
+def unknown_departments_note(named: Iterable[str], known: set[str]) -> str | None:
+    """A note on departments no user is in: a typo, most likely, or users that
+    are not added yet. Rules for them are stored but apply to nobody."""
+    unknown = sorted({n.strip() for n in named} - known)
+    if not unknown:
+        return None
+    shown = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        shown.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    noun = "department" if len(unknown) == 1 else "departments"
+    return (
+        f"Note: no user is in {noun} {', '.join(shown)}. Check the spelling;"
+        " the rule applies to users added there later."
+    )
+
+
+async def note_unknown_departments(rt: Runtime, named: Iterable[str]) -> None:
+    """Print unknown_departments_note() to stderr (stdout stays for --json)."""
+    note = unknown_departments_note(named, await users.departments(rt))
+    if note:
+        print(note, file=sys.stderr)
+
+
 # -- users ----------------------------------------------------------------------
 
 
@@ -235,6 +260,7 @@ async def pool_add(rt: Runtime, args: argparse.Namespace) -> int:
         actor(),
     )
     print(f"Pool {pool.name} added: {pool.type}, {pool.protocol}, {pool.max_sessions} licences.")
+    await note_unknown_departments(rt, departments)
     if not departments:
         print(
             f"It is open to everybody; `vdi-broker pool entitle {pool.name} --department D`"
@@ -298,6 +324,8 @@ async def pool_set(rt: Runtime, args: argparse.Namespace) -> int:
 async def pool_entitle(rt: Runtime, args: argparse.Namespace) -> int:
     kind, value = subject(args)
     print(describe_entitlements(await pools.entitle(rt, args.name, kind, value, actor())))
+    if kind == "department":
+        await note_unknown_departments(rt, [value])
     return 0
 
 
@@ -377,6 +405,7 @@ async def policy_cap(rt: Runtime, args: argparse.Namespace) -> int:
             f"Department {cap['department']}: at most {cap['limit']} at home at once ({how}); "
             "field work does not count."
         )
+        await note_unknown_departments(rt, [cap["department"]])
     return 0
 
 
@@ -390,6 +419,8 @@ async def policy_schedule_add(rt: Runtime, args: argparse.Namespace) -> int:
         f"Schedule {schedule_id} added: {added['scope']} {added['subject']} may work from home "
         f"on {added['days']} from {added['start']} to {added['end']}."
     )
+    if scope == "department":
+        await note_unknown_departments(rt, [added["subject"]])
     return 0
 
 

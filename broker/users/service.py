@@ -90,6 +90,12 @@ async def list_all(rt: Runtime) -> list[User]:
         return list((await s.scalars(select(User).order_by(User.name))).all())
 
 
+async def departments(rt: Runtime) -> set[str]:
+    """The departments that users are in."""
+    async with rt.db.read() as s:
+        return set((await s.scalars(select(User.department).distinct())).all())
+
+
 async def find(s: Executor, name: str) -> User | None:
     """The user of that name (as typed: spaces and case do not matter), or None."""
     user: User | None = await s.scalar(select(User).where(User.name == normalise_user_name(name)))

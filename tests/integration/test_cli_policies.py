@@ -114,6 +114,33 @@ def test_policies_round_trip(env: dict[str, str]) -> None:
     ]
 
 
+def test_rules_for_a_department_nobody_is_in_are_stored_with_a_note(
+    env: dict[str, str],
+) -> None:
+    """A typo in a department name would store a rule that applies to nobody; the
+    command says so on stderr (stdout stays clean) and still succeeds, because
+    departments may get their users later (directory users at first login)."""
+    typo = vdi_broker("policy", "cap", "Ordnungsant", "--max", "2", env=env)
+    assert typo.returncode == 0, typo.stderr
+    assert "no user is in department Ordnungsant (did you mean Ordnungsamt?)" in typo.stderr
+    assert "Ordnungsant" in ok("policy list", env=env)
+    known = vdi_broker("policy", "cap", "Ordnungsamt", "--max", "2", env=env)
+    assert known.returncode == 0 and known.stderr == ""
+    schedule = vdi_broker(
+        "policy", "schedule", "add", "--department", "Bauamt",
+        "--days", "sat", "--from", "08:00", "--to", "12:00", env=env,
+    )  # fmt: skip
+    assert "no user is in department Bauamt" in schedule.stderr
+    pool = vdi_broker(
+        "pool", "add", "Kasse", "--type", "floating", "--protocol", "rdp",
+        "--max-sessions", "2", "--departments", "Ordnungsamt,Stadtkasse", env=env,
+    )  # fmt: skip
+    assert pool.returncode == 0
+    assert "department Stadtkasse." in pool.stderr and "Ordnungsamt" not in pool.stderr
+    entitle = vdi_broker("pool", "entitle", "Finanzen", "--department", "Ordnungsamt", env=env)
+    assert entitle.returncode == 0 and entitle.stderr == ""
+
+
 def test_pool_settings_and_entitlements_round_trip(env: dict[str, str]) -> None:
     out = ok(
         "pool set Finanzen --max-sessions 20 --priority-reserve 0.1 --spare 2 "

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from broker.cli import int_or_none
+from broker.cli import int_or_none, unknown_departments_note
 from broker.errors import InvalidInput
 from broker.policy.schedule import format_days, format_time, parse_days, parse_time
 from broker.policy.store import ScheduleSpec, check_cap, check_schedule
@@ -119,3 +119,14 @@ def test_cli_number_or_none() -> None:
     assert int_or_none(" none ") is None
     with pytest.raises(argparse.ArgumentTypeError):
         int_or_none("10m")
+
+
+def test_a_rule_for_a_department_nobody_is_in_gets_a_note() -> None:
+    known = {"Ordnungsamt", "Finanzen"}
+    assert unknown_departments_note(["Finanzen", " Ordnungsamt "], known) is None
+    one = unknown_departments_note(["Ordnungsampt"], known)
+    assert one is not None
+    assert "no user is in department Ordnungsampt (did you mean Ordnungsamt?)." in one
+    two = unknown_departments_note(["Stadtkasse", "Finanzen", "Bauhof"], known)
+    assert two is not None and "departments Bauhof, Stadtkasse." in two
+    assert unknown_departments_note(["IT"], set()) is not None
