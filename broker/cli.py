@@ -119,8 +119,8 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 def add_subject(parser: argparse.ArgumentParser) -> None:
     """The required `--department D | --user U` of policies and entitlements."""
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--department", metavar="D")
-    group.add_argument("--user", metavar="U")
+    group.add_argument("--department", metavar="D", help="a department")
+    group.add_argument("--user", metavar="U", help="one user")
 
 
 def subject(args: argparse.Namespace) -> tuple[str, str]:
@@ -568,6 +568,9 @@ async def db_upgrade(rt: Runtime, args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------
 
 
+JSON_HELP = "print JSON, for scripts"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vdi-broker", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"vdi-broker {__version__}")
@@ -575,7 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run API, portal, gateway and background jobs")
-    serve.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    serve.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="TOML configuration file"
+    )
 
     demo = sub.add_parser("demo", help="a self-contained demo on SQLite")
     demo.add_argument(
@@ -610,26 +615,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add = user.add_parser("add", help="add a local user")
     add.add_argument("name")
-    add.add_argument("--department", required=True)
-    add.add_argument("--role", choices=[r.value for r in Role], default="staff")
-    add.add_argument("--work-mode", choices=[w.value for w in WorkMode], default="home")
-    add.add_argument("--priority", metavar="CLASS")
-    add.add_argument("--team", metavar="TEAM")
-    add.add_argument("--password-stdin", action="store_true")
+    add.add_argument("--department", required=True, help="for entitlements, caps, schedules")
+    add.add_argument(
+        "--role", choices=[r.value for r in Role], default="staff", help="default: staff"
+    )
+    add.add_argument(
+        "--work-mode",
+        choices=[w.value for w in WorkMode],
+        default="home",
+        help="home (counts against department caps) or field; default: home",
+    )
+    add.add_argument("--priority", metavar="CLASS", help="priority class (served from reserves)")
+    add.add_argument("--team", metavar="TEAM", help="critical team (spread over hosts)")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (else: asked for)",
+    )
     add.set_defaults(handler=user_add)
     enrol = user.add_parser("totp-enroll", help="give a user a TOTP secret (prints QR)")
     enrol.add_argument("name")
     enrol.add_argument("--replace", action="store_true", help="replace an existing secret")
     enrol.set_defaults(handler=user_totp_enroll)
     lst = user.add_parser("list", help="list users")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help=JSON_HELP)
     lst.set_defaults(handler=user_list)
-    for name, handler in (
-        ("lock", user_lock),
-        ("unlock", user_unlock),
-        ("reset-totp", user_reset_totp),
+    for name, handler, what in (
+        ("lock", user_lock, "lock an account and end its sessions"),
+        ("unlock", user_unlock, "unlock an account (also after failed logins)"),
+        ("reset-totp", user_reset_totp, "make a user set up their authenticator again"),
     ):
-        p = user.add_parser(name)
+        p = user.add_parser(name, help=what)
         p.add_argument("name")
         p.set_defaults(handler=handler)
 
@@ -638,14 +654,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     padd = pool.add_parser("add", help="add a pool")
     padd.add_argument("name")
-    padd.add_argument("--type", required=True, choices=[t.value for t in PoolType])
-    padd.add_argument("--protocol", required=True, choices=[p.value for p in Protocol])
-    padd.add_argument("--max-sessions", required=True, type=int, metavar="N")
+    padd.add_argument(
+        "--type",
+        required=True,
+        choices=[t.value for t in PoolType],
+        help="floating (any free desktop) or persistent (each user keeps one)",
+    )
+    padd.add_argument(
+        "--protocol", required=True, choices=[p.value for p in Protocol], help="desktop protocol"
+    )
+    padd.add_argument("--max-sessions", required=True, type=int, metavar="N", help="licences")
     padd.add_argument("--departments", metavar="A,B", help="entitled departments")
     padd.add_argument("--field", action="store_true", help="a pool for field workers")
     padd.set_defaults(handler=pool_add)
-    plist = pool.add_parser("list")
-    plist.add_argument("--json", action="store_true")
+    plist = pool.add_parser("list", help="list pools with licences in use")
+    plist.add_argument("--json", action="store_true", help=JSON_HELP)
     plist.set_defaults(handler=pool_list)
     pset = pool.add_parser("set", help="change a pool's settings")
     pset.add_argument("name")
@@ -668,7 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
         pset.add_argument(option, dest=dest, type=int_or_none, metavar="S|none", help="seconds")
     field_flag = pset.add_mutually_exclusive_group()
     field_flag.add_argument("--field", action="store_const", const=True, help="a field pool")
-    field_flag.add_argument("--no-field", dest="field", action="store_const", const=False)
+    field_flag.add_argument(
+        "--no-field", dest="field", action="store_const", const=False, help="not a field pool"
+    )
     pset.set_defaults(handler=pool_set, **{f.name: pools.UNSET for f in fields(pools.PoolChanges)})
     for name, handler, what in (
         ("entitle", pool_entitle, "open a pool to a department or a user"),
@@ -680,12 +705,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
     passign = pool.add_parser("assign", help="give a user a desktop of a persistent pool")
     passign.add_argument("name")
-    passign.add_argument("--user", required=True, metavar="U")
+    passign.add_argument("--user", required=True, metavar="U", help="the user")
     passign.add_argument("--desktop", metavar="D", help="NAME or HOST/NAME (default: a free one)")
     passign.set_defaults(handler=pool_assign)
     punassign = pool.add_parser("unassign", help="take a user's persistent desktop away")
     punassign.add_argument("name")
-    punassign.add_argument("--user", required=True, metavar="U")
+    punassign.add_argument("--user", required=True, metavar="U", help="the user")
     punassign.set_defaults(handler=pool_unassign)
 
     policy = sub.add_parser("policy", help="department caps, schedules, priority classes")
@@ -703,8 +728,14 @@ def build_parser() -> argparse.ArgumentParser:
     sadd = schedule.add_parser("add", help="allow home work on days and at times")
     add_subject(sadd)
     sadd.add_argument("--days", required=True, metavar="mon,wed", help="e.g. mon-fri or sat,sun")
-    sadd.add_argument("--from", dest="start", required=True, metavar="HH:MM")
-    sadd.add_argument("--to", dest="end", required=True, metavar="HH:MM")
+    sadd.add_argument("--from", dest="start", required=True, metavar="HH:MM", help="local time")
+    sadd.add_argument(
+        "--to",
+        dest="end",
+        required=True,
+        metavar="HH:MM",
+        help="local time; not after --from: over midnight",
+    )
     sadd.set_defaults(handler=policy_schedule_add)
     sremove = schedule.add_parser("remove", help="remove a window")
     sremove.add_argument("id", type=int)
@@ -712,19 +743,22 @@ def build_parser() -> argparse.ArgumentParser:
     prio = policy_sub.add_parser("priority", help="priority classes").add_subparsers(
         dest="priority_command", required=True
     )
-    for name, handler in (("add", policy_priority_add), ("remove", policy_priority_remove)):
-        p = prio.add_parser(name)
+    for name, handler, what in (
+        ("add", policy_priority_add, "add a class served from pools' priority reserves"),
+        ("remove", policy_priority_remove, "remove a class"),
+    ):
+        p = prio.add_parser(name, help=what)
         p.add_argument("name")
         p.set_defaults(handler=handler)
     policy_all = policy_sub.add_parser("list", help="every policy")
-    policy_all.add_argument("--json", action="store_true")
+    policy_all.add_argument("--json", action="store_true", help=JSON_HELP)
     policy_all.set_defaults(handler=policy_list)
 
     session = sub.add_parser("session", help="open sessions").add_subparsers(
         dest="session_command", required=True
     )
-    slist = session.add_parser("list")
-    slist.add_argument("--json", action="store_true")
+    slist = session.add_parser("list", help="list open sessions")
+    slist.add_argument("--json", action="store_true", help=JSON_HELP)
     slist.set_defaults(handler=session_list)
     send = session.add_parser("end", help="end a session (its user is disconnected)")
     send.add_argument("id")
@@ -735,22 +769,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hadd = host.add_parser("add", help="register a host; prints its agent token once")
     hadd.add_argument("name")
-    hadd.add_argument("--json", action="store_true")
+    hadd.add_argument("--json", action="store_true", help=JSON_HELP)
     hadd.set_defaults(handler=host_add)
-    for name, handler in (
-        ("drain", host_drain),
-        ("activate", host_activate),
-        ("maintenance", host_maintenance),
+    for name, handler, what in (
+        ("drain", host_drain, "take no new sessions; open ones stay"),
+        ("activate", host_activate, "take sessions again"),
+        ("maintenance", host_maintenance, "take no sessions, not even persistent desktops'"),
     ):
-        p = host.add_parser(name)
+        p = host.add_parser(name, help=what)
         p.add_argument("name")
         p.set_defaults(handler=handler)
     rotate = host.add_parser("rotate-token", help="replace a host's agent token")
     rotate.add_argument("name")
-    rotate.add_argument("--json", action="store_true")
+    rotate.add_argument("--json", action="store_true", help=JSON_HELP)
     rotate.set_defaults(handler=host_rotate_token)
-    hlist = host.add_parser("list")
-    hlist.add_argument("--json", action="store_true")
+    hlist = host.add_parser("list", help="list hosts with state, load and sessions")
+    hlist.add_argument("--json", action="store_true", help=JSON_HELP)
     hlist.set_defaults(handler=host_list)
 
     sub.add_parser("status", help="capacity at a glance").set_defaults(handler=status)
@@ -759,9 +793,9 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument(
         "--limit", type=bounded_int(1, 10_000), default=20, help="how many (1 to 10000)"
     )
-    aud.add_argument("--event")
-    aud.add_argument("--user")
-    aud.add_argument("--json", action="store_true")
+    aud.add_argument("--event", help="only this event, e.g. login or account_locked")
+    aud.add_argument("--user", help="only events about this user name")
+    aud.add_argument("--json", action="store_true", help=JSON_HELP)
     aud.set_defaults(handler=audit_show)
     return parser
 

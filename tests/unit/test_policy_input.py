@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from broker.cli import int_or_none, unknown_departments_note
+from broker.cli import build_parser, int_or_none, unknown_departments_note
 from broker.errors import InvalidInput
 from broker.policy.schedule import format_days, format_time, parse_days, parse_time
 from broker.policy.store import ScheduleSpec, check_cap, check_schedule
@@ -130,3 +130,22 @@ def test_a_rule_for_a_department_nobody_is_in_gets_a_note() -> None:
     two = unknown_departments_note(["Stadtkasse", "Finanzen", "Bauhof"], known)
     assert two is not None and "departments Bauhof, Stadtkasse." in two
     assert unknown_departments_note(["IT"], set()) is not None
+
+
+def test_every_command_and_option_of_vdi_broker_says_what_it_does() -> None:
+    """`vdi-broker user --help` and the like list each command with a line."""
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helped = {a.dest for a in action._choices_actions if a.help}
+                for name, child in action.choices.items():
+                    if name not in helped:
+                        missing.append(f"{path} {name}")
+                    walk(child, f"{path} {name}")
+            elif action.option_strings and not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings)}")
+
+    walk(build_parser(), "vdi-broker")
+    assert missing == []
