@@ -147,8 +147,10 @@ def unknown_departments_note(named: Iterable[str], known: set[str]) -> str | Non
     )
 
 
-async def note_unknown_departments(rt: Runtime, named: Iterable[str]) -> None:
+async def note_unknown_departments(rt: Runtime, named: Sequence[str]) -> None:
     """Print unknown_departments_note() to stderr (stdout stays for --json)."""
+    if not named:
+        return  # a pool open to everybody names none: nothing to look up
     note = unknown_departments_note(named, await users.departments(rt))
     if note:
         print(note, file=sys.stderr)
@@ -821,9 +823,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from broker.serve import run_server
 
             return run_server(settings)
-        status = asyncio.run(run_handler(settings, args.handler, args))
+        code = asyncio.run(run_handler(settings, args.handler, args))
         sys.stdout.flush()  # here, where a closed pipe is caught below
-        return status
+        return code
     except VdiError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
