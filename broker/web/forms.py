@@ -7,6 +7,7 @@ notice on the page the form was on; so does input the portal cannot even parse.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,15 +52,18 @@ def texts(form: FormData, name: str) -> list[str]:
     return [v for v in form.getlist(name) if isinstance(v, str)]
 
 
+# ASCII digits only: int() and float() also take other scripts' digits ("٣"),
+# "1_000" and "1e3", which nobody types into a licence count on purpose. The
+# digit counts keep int() away from its 4,300-digit ValueError.
+_WHOLE = re.compile(r"-?[0-9]{1,19}")
+_DECIMAL = re.compile(r"[0-9]{1,3}(?:[.,][0-9]{1,12})?")
+
+
 def whole_number(value: str, label: str) -> int | None:
     """An optional whole number; empty is None. `label` is the field's catalogue key."""
     if not value:
         return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadField("form.number", label) from None
-    if abs(number) > MAX_INT:
+    if not _WHOLE.fullmatch(value) or abs(number := int(value)) > MAX_INT:
         raise BadField("form.number", label)
     return number
 
@@ -68,11 +72,7 @@ def share(value: str, label: str) -> float | None:
     """An optional percentage 0..100 (comma or dot), as a fraction 0..1."""
     if not value:
         return None
-    try:
-        percent = float(value.replace(",", "."))
-    except ValueError:
-        raise BadField("form.percent", label) from None
-    if not 0 <= percent <= 100:  # NaN fails too
+    if not _DECIMAL.fullmatch(value) or (percent := float(value.replace(",", "."))) > 100:
         raise BadField("form.percent", label)
     return percent / 100
 
