@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import getpass
 import os
-import re
 import shutil
 import sys
 import time
@@ -45,6 +44,7 @@ import httpx
 
 from broker import __version__
 from broker.auth.recovery import CODE_RE as RECOVERY_RE
+from broker.auth.totp import CODE_RE as TOTP_RE
 from broker.gateway.bridge import Bridge
 from broker.gateway.hostkey import fingerprint
 
@@ -145,7 +145,7 @@ def manual_hint(protocol: str, port: int) -> str:
 def second_factor(text: str) -> dict[str, str]:
     """The login body's second factor: a six-digit code or a recovery code."""
     value = text.strip()
-    if re.fullmatch(r"[0-9]{6}", value):
+    if TOTP_RE.fullmatch(value):
         return {"code": value}
     if RECOVERY_RE.fullmatch(value):
         return {"recovery_code": value}

@@ -11,6 +11,7 @@ from broker.audit import log as audit
 from broker.auth import enrolment, websessions
 from broker.auth import login as login_flow
 from broker.auth.recovery import CODE_RE as RECOVERY_RE
+from broker.auth.totp import CODE_RE as TOTP_RE
 from broker.deps import ClientDep, Identity, IdentityDep, RuntimeDep
 from broker.runtime import Runtime
 from broker.security.tokens import token_hash
@@ -24,7 +25,7 @@ class LoginRequest(BaseModel):
 
     username: str = Field(min_length=1, max_length=128)
     password: str = Field(min_length=1, max_length=1024)
-    code: str | None = Field(None, pattern=r"^[0-9]{6}$")
+    code: str | None = Field(None, pattern=rf"^{TOTP_RE.pattern}$")
     recovery_code: str | None = Field(None, pattern=rf"^{RECOVERY_RE.pattern}$")
 
     @model_validator(mode="after")
@@ -40,7 +41,7 @@ class EnrolRequest(BaseModel):
 
 
 class ConfirmRequest(EnrolRequest):
-    code: str = Field(pattern=r"^[0-9]{6}$")
+    code: str = Field(pattern=rf"^{TOTP_RE.pattern}$")
 
 
 def set_session_cookie(response: Response, rt: Runtime, value: str) -> None:
