@@ -1,8 +1,8 @@
 """Run the benchmarks: `python -m bench [--quick] [NAME ...]`.
 
 Prints a table and merges the figures into bench/results.json (one entry per
-benchmark, with the time it ran), so the file always holds the latest run of
-each benchmark.
+benchmark, with the time it ran and how fast the machine was then: see
+`reference_ms`), so the file always holds the latest run of each benchmark.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.harness import Figure
+from bench.harness import Figure, reference_ms
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -57,20 +57,31 @@ def main() -> int:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     all_figures: list[Figure] = []
+    speeds: dict[str, float] = {}
     for name in names:
         module = importlib.import_module(f"bench.bench_{name}")
         print(f"running {name} ...", file=sys.stderr, flush=True)
+        reference_before = reference_ms()
         started = time.perf_counter()
         figures: list[Figure] = module.run(quick=args.quick)
+        seconds = time.perf_counter() - started
+        reference = (reference_before + reference_ms()) / 2
+        speeds[name] = reference
         all_figures += figures
         results[name] = {
             "ran_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "seconds": round(time.perf_counter() - started, 1),
+            "seconds": round(seconds, 1),
             "quick": args.quick,
-            "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+            "machine": {
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "reference_ms": round(reference, 2),
+            },
             "figures": [f.as_dict() for f in figures],
         }
     print_table(all_figures)
+    for name, reference in speeds.items():
+        print(f"{name}: reference workload {reference:.1f} ms (lower is a faster machine)")
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwritten to {RESULTS}", file=sys.stderr)
     return 1 if any(f.met is False for f in all_figures) else 0

@@ -9,6 +9,7 @@ because this machine is shared and absolute numbers drift.
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -46,3 +47,20 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 def median(samples: Sequence[float]) -> float:
     return statistics.median(samples)
+
+
+def reference_ms(rounds: int = 5) -> float:
+    """How fast this machine runs plain Python right now: the best of `rounds`
+    runs of a fixed workload (arithmetic, a dict, a sort), in ms. Stored beside
+    each benchmark, so absolute figures from different days can be read against
+    the machine they ran on (on this shared VM raw argon2id has run at 95/s one
+    day and 52/s another)."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        table: dict[int, float] = {}
+        for i in range(100_000):
+            table[i % 997] = table.get(i % 997, 0.0) + i * 0.5
+        sorted(table.values())
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
