@@ -164,4 +164,17 @@ async def populate(
         ]
         for start in range(0, len(session_rows), 5000):
             await conn.execute(insert(table(Session)), session_rows[start : start + 5000])
+    if not db.is_sqlite:
+        await _analyze(db)
     return Populated(hosts, desktops, pool_names, sessions, tokens)
+
+
+async def _analyze(db: Database) -> None:
+    """Give PostgreSQL's planner statistics of the fleet just loaded, as autovacuum
+    has in a running broker (pgbench does the same after its load). Without them
+    it takes the 10,000 fresh desktops for a handful and picks plans that rescan
+    every open session per desktop: 20 ms for a look-up that takes 0.8 ms.
+    SQLite is left as the broker leaves it, without ANALYZE."""
+    async with db.engine.connect() as conn:
+        await conn.exec_driver_sql("ANALYZE")
+        await conn.commit()
