@@ -4,7 +4,9 @@ tunnel and start the desktop client.
 1. Asks for password and code (or reads them from standard input with
    `--password-stdin`), logs in to the broker at URL. A user without an
    authenticator app is sent to the portal.
-2. Asks for a desktop (POST /api/v1/sessions) and waits while it starts.
+2. Asks for a desktop (POST /api/v1/sessions) and waits while it starts. A
+   refusal comes in the language of the person's desktop (LC_ALL,
+   LC_MESSAGES, LANG) when the broker speaks it, else in the broker's.
 3. Listens on 127.0.0.1 (a free port unless `--local-port`), connects to the
    broker's SSH gateway with the one-time ticket, checking the gateway's host
    key against the fingerprint the broker gave (a mismatch stops everything
@@ -35,7 +37,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,7 @@ from broker.auth.recovery import CODE_RE as RECOVERY_RE
 from broker.auth.totp import CODE_RE as TOTP_RE
 from broker.gateway.bridge import Bridge
 from broker.gateway.hostkey import fingerprint
+from broker.i18n import SUPPORTED
 
 API = "/api/v1"
 POLL_S = 2.0
@@ -205,6 +208,18 @@ def ask_pool(pools: list[str], read: Callable[[str], str] = input) -> str:
             return found
         say(f"Answer with a number from 1 to {len(pools)} or a pool's name.")
     raise Stop("No pool chosen.", BAD_INPUT)
+
+
+def desktop_language(environ: Mapping[str, str]) -> str | None:
+    """The language of the person's desktop, as POSIX finds it (the first set of
+    LC_ALL, LC_MESSAGES, LANG), if the broker speaks it; None leaves the choice to
+    the broker. "de_AT.UTF-8" is "de"; "C" and "POSIX" are nobody's language."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = environ.get(name)
+        if value:
+            language = value.split(".")[0].split("@")[0].split("_")[0].lower()
+            return language if language in SUPPORTED else None
+    return None
 
 
 def error_text(response: httpx.Response) -> str:
@@ -622,7 +637,9 @@ async def run(args: argparse.Namespace) -> int:
     factor = second_factor(code)
     base = args.url.rstrip("/")
     verify: Any = args.ca_file or True
-    async with httpx.AsyncClient(base_url=base, verify=verify, timeout=30) as http:
+    language = desktop_language(os.environ)
+    headers = {"Accept-Language": language} if language else None
+    async with httpx.AsyncClient(base_url=base, verify=verify, timeout=30, headers=headers) as http:
         broker = Broker(http, f"{base}/")
         say(f"Logging in to {base} as {args.user} ...")
         await broker.login(args.user, password, factor)

@@ -31,6 +31,7 @@ from broker.config import load_settings
 from broker.connect import (
     FIRST_CONNECT_TRIES,
     GATEWAY_PROBLEM,
+    NO_DESKTOP,
     Broker,
     Stop,
     first_connect,
@@ -130,14 +131,26 @@ class Connect:
 
     @classmethod
     async def start(
-        cls, stack: Stack, user: str, password: str, code: str, *, path: str | None = None
+        cls,
+        stack: Stack,
+        user: str,
+        password: str,
+        code: str,
+        *,
+        path: str | None = None,
+        pool: str = "Finanzen",
+        lang: str | None = None,
     ) -> Connect:
-        """With `path`, the desktop client is looked up there; else none is started."""
+        """With `path`, the desktop client is looked up there; else none is started.
+        With `lang`, vdi-connect runs on a desktop in that locale (LANG)."""
         options = ["--no-client"] if path is None else []
+        extra = {"PATH": path} if path else {}
+        if lang:
+            extra.update(LANG=lang, LC_ALL="", LC_MESSAGES="")
         proc = await asyncio.create_subprocess_exec(
-            str(VENV_BIN / "vdi-connect"), stack.base, "--user", user, "--pool", "Finanzen",
+            str(VENV_BIN / "vdi-connect"), stack.base, "--user", user, "--pool", pool,
             "--password-stdin", *options,
-            env=clean_env({"PATH": path} if path else None), stdin=asyncio.subprocess.PIPE,
+            env=clean_env(extra), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         assert proc.stdin is not None
@@ -376,6 +389,24 @@ async def test_enrolment_first_and_wrong_passwords_in_plain_words(stack: Stack) 
     wrong = await Connect.start(stack, "maria", "not the password", code_for(stack, "maria"))
     assert await wrong.finish() == 1
     assert "Wrong user name, password or code." in wrong.output
+
+
+async def test_a_refusal_comes_in_the_language_of_the_desktop(stack: Stack) -> None:
+    async with runtime_of(stack) as rt:
+        await add_pool(rt, "Bauhof", departments=["Bauhof"])  # not for Finanzen staff
+        jonas = await add_user(rt, "jonas")
+    assert jonas is not None
+    english = await Connect.start(
+        stack, "maria", PASSWORD, code_for(stack, "maria"), pool="Bauhof", lang="en_GB.UTF-8"
+    )
+    assert await english.finish() == NO_DESKTOP
+    assert "No desktop for you right now: You are not entitled to use pool Bauhof." in (
+        english.output
+    )
+    code = oathtool_code(jonas, dt.datetime.now(dt.UTC))
+    german = await Connect.start(stack, "jonas", PASSWORD, code, pool="Bauhof", lang="de_DE.UTF-8")
+    assert await german.finish() == NO_DESKTOP
+    assert "Sie sind für den Pool Bauhof nicht freigeschaltet." in german.output
 
 
 FAKE_XFREERDP = """#!{python}

@@ -10,6 +10,7 @@ from broker.connect import (
     backoff,
     choose_pool,
     client_command,
+    desktop_language,
     manual_hint,
     picked_pool,
     second_factor,
@@ -155,3 +156,25 @@ def test_asking_for_the_pool_takes_a_number_or_a_name(capsys: pytest.CaptureFixt
 
     with pytest.raises(Stop, match="No pool chosen"):
         ask_pool(pools, closed)
+
+
+@pytest.mark.parametrize(
+    ("environ", "language"),
+    [
+        ({"LANG": "de_DE.UTF-8"}, "de"),
+        ({"LANG": "de_AT"}, "de"),
+        ({"LANG": "de_DE@euro"}, "de"),
+        ({"LANG": "en_GB.UTF-8"}, "en"),
+        ({"LC_ALL": "en_US.UTF-8", "LANG": "de_DE.UTF-8"}, "en"),
+        ({"LC_MESSAGES": "de_DE.UTF-8", "LANG": "en_US.UTF-8"}, "de"),
+        ({"LC_ALL": "", "LANG": "en_US.UTF-8"}, "en"),
+        ({"LANG": "fr_FR.UTF-8", "LC_MESSAGES": ""}, None),
+        ({"LANG": "C.UTF-8"}, None),
+        ({"LANG": "POSIX"}, None),
+        ({}, None),
+    ],
+)
+def test_refusals_are_asked_for_in_the_language_of_the_desktop(
+    environ: dict[str, str], language: str | None
+) -> None:
+    assert desktop_language(environ) == language
