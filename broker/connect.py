@@ -50,6 +50,7 @@ from broker.auth.totp import CODE_RE as TOTP_RE
 from broker.gateway.bridge import Bridge
 from broker.gateway.hostkey import fingerprint
 from broker.i18n import SUPPORTED
+from broker.numbers import ascii_int
 
 API = "/api/v1"
 POLL_S = 2.0
@@ -187,8 +188,9 @@ def choose_pool(
 def picked_pool(pools: list[str], answer: str) -> str | None:
     """The pool an answer names: its number in the list or its name (any case)."""
     answer = answer.strip()
-    if answer.isascii() and answer.isdigit() and 1 <= int(answer) <= len(pools):
-        return pools[int(answer) - 1]
+    number = ascii_int(answer)
+    if number is not None and 1 <= number <= len(pools):
+        return pools[number - 1]
     by_name = {p.casefold(): p for p in pools}
     return by_name.get(answer.casefold())
 

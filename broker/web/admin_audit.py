@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request, Response
 
 from broker.audit import log as audit
 from broker.deps import RuntimeDep
+from broker.numbers import ascii_int
 from broker.store.types import MAX_INT
 from broker.web.access import AdminPageIdentity
 from broker.web.i18n import translator
@@ -69,10 +70,8 @@ def _local_time(value: str, zone: ZoneInfo, label: str) -> dt.datetime | None:
 
 
 def _before(value: str) -> int | None:
-    if not (value.isascii() and value.isdigit()):
-        return None
-    number = int(value)
-    return number if 0 < number <= MAX_INT else None
+    number = ascii_int(value)
+    return number if number is not None and 0 < number <= MAX_INT else None
 
 
 @router.get("/audit")

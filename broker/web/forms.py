@@ -17,6 +17,7 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 
 from broker.errors import InvalidInput, VdiError
+from broker.numbers import ascii_int
 from broker.runtime import Runtime
 from broker.store.types import MAX_INT
 from broker.web.i18n import error_text, translator
@@ -52,10 +53,8 @@ def texts(form: FormData, name: str) -> list[str]:
     return [v for v in form.getlist(name) if isinstance(v, str)]
 
 
-# ASCII digits only: int() and float() also take other scripts' digits ("٣"),
-# "1_000" and "1e3", which nobody types into a licence count on purpose. The
-# digit counts keep int() away from its 4,300-digit ValueError.
-_WHOLE = re.compile(r"-?[0-9]{1,19}")
+# ASCII digits only, as in broker.numbers: float() also takes other scripts'
+# digits, "1_000" and "1e3", which nobody types into a percentage on purpose.
 _DECIMAL = re.compile(r"[0-9]{1,3}(?:[.,][0-9]{1,12})?")
 
 
@@ -63,7 +62,8 @@ def whole_number(value: str, label: str) -> int | None:
     """An optional whole number; empty is None. `label` is the field's catalogue key."""
     if not value:
         return None
-    if not _WHOLE.fullmatch(value) or abs(number := int(value)) > MAX_INT:
+    number = ascii_int(value)
+    if number is None or abs(number) > MAX_INT:
         raise BadField("form.number", label)
     return number
 

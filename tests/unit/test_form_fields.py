@@ -1,9 +1,10 @@
-"""The portal's number fields: what a person types, and what only looks like a number."""
+"""Whole numbers as people type them: broker.numbers and the portal's number fields."""
 
 from __future__ import annotations
 
 import pytest
 
+from broker.numbers import ascii_int
 from broker.web.forms import BadField, share, whole_number
 
 
@@ -36,3 +37,16 @@ def test_what_is_no_percentage_is_refused(typed: str) -> None:
     with pytest.raises(BadField) as refused:
         share(typed, "caps.percent")
     assert refused.value.key == "form.percent"
+
+
+@pytest.mark.parametrize(
+    ("typed", "number"),
+    [("0", 0), ("007", 7), ("-12", -12), ("9" * 19, int("9" * 19)), ("9" * 20, None)],
+)
+def test_ascii_int_reads_up_to_19_ascii_digits(typed: str, number: int | None) -> None:
+    assert ascii_int(typed) == number
+
+
+@pytest.mark.parametrize("typed", ["", "-", "٣", "²", "1_000", " 4", "+4", "4.0", "9" * 5000])
+def test_ascii_int_refuses_what_int_would_read_or_choke_on(typed: str) -> None:
+    assert ascii_int(typed) is None

@@ -143,6 +143,8 @@ def test_asking_for_the_pool_takes_a_number_or_a_name(capsys: pytest.CaptureFixt
     assert picked_pool(pools, "3") is None
     assert picked_pool(pools, "0") is None
     assert picked_pool(pools, "²") is None  # a digit to str.isdigit, not a number
+    assert picked_pool(pools, "-1") is None
+    assert picked_pool(pools, "9" * 5000) is None  # past int()'s 4,300 digits
     answers = iter(["7", "finanzen"])
     assert ask_pool(pools, lambda _prompt: next(answers)) == "Finanzen"
     shown = capsys.readouterr().out
