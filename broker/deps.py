@@ -68,14 +68,14 @@ async def resolve_identity(request: Request, rt: Runtime) -> Identity | None:
         return None
     now = rt.clock.now()
     timeouts = websessions.Timeouts.from_settings(rt.settings)
-    async with rt.db.read() as s:
-        found = await websessions.resolve(s, cookie, now, timeouts)
+    async with rt.db.read_conn() as conn:
+        found = await websessions.resolve(conn, cookie, now, timeouts)
     if found is None:
         return None
     ws, user = found
     if websessions.needs_touch(ws, now):
-        async with rt.db.write() as s:
-            await websessions.touch(s, ws.id_hash, now)
+        async with rt.db.write_conn() as conn:
+            await websessions.touch(conn, ws.id_hash, now)
     return Identity(user, ws, websessions.csrf_token(rt.box, ws.id_hash))
 
 

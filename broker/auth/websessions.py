@@ -11,8 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, insert, select, update
 
 from broker.config import Settings
 from broker.security.crypto import SecretBox
@@ -49,7 +48,21 @@ def cookie_name(secure: bool) -> str:
     return "__Host-vdi_session" if secure else "vdi_session"
 
 
-_INSERT = insert(table(WebSession))  # built once: runs on every login
+# Built once: these run on every login and every request with a cookie.
+_web = table(WebSession)
+_users = table(User)
+_INSERT = insert(_web)
+# The web session and its user in one row: the session's columns first.
+_RESOLVE = (
+    select(*_web.c, *_users.c)
+    .join(_users, _users.c.id == _web.c.user_id)
+    .where(_web.c.id_hash == bindparam("id_hash"))
+)
+_WEB_KEYS = tuple(c.key for c in _web.c)
+_USER_KEYS = tuple(c.key for c in _users.c)
+_TOUCH = (
+    update(_web).where(_web.c.id_hash == bindparam("hash")).values(last_seen_at=bindparam("now"))
+)
 
 
 def csrf_token(box: SecretBox, id_hash: str) -> str:
@@ -92,19 +105,18 @@ def is_expired(ws: WebSession, now: dt.datetime, timeouts: Timeouts) -> bool:
 
 
 async def resolve(
-    session: AsyncSession, cookie_value: str, now: dt.datetime, timeouts: Timeouts
+    conn: Executor, cookie_value: str, now: dt.datetime, timeouts: Timeouts
 ) -> tuple[WebSession, User] | None:
-    """The live web session and its user for a cookie value, or None."""
-    row = (
-        await session.execute(
-            select(WebSession, User)
-            .join(User, User.id == WebSession.user_id)
-            .where(WebSession.id_hash == token_hash(cookie_value))
-        )
-    ).first()
+    """The live web session and its user for a cookie value, or None. Both are
+    detached instances: nothing is loaded lazily or written back through them.
+    (Read with Core, not the ORM: this runs before every request with a cookie,
+    and an ORM session's set-up and tear-down cost more than the query.)"""
+    row = (await conn.execute(_RESOLVE, {"id_hash": token_hash(cookie_value)})).first()
     if row is None:
         return None
-    ws, user = row
+    split = len(_WEB_KEYS)
+    ws = WebSession(**dict(zip(_WEB_KEYS, row[:split], strict=True)))
+    user = User(**dict(zip(_USER_KEYS, row[split:], strict=True)))
     if is_expired(ws, now, timeouts) or user.disabled:
         return None
     return ws, user
@@ -120,10 +132,8 @@ def needs_touch(ws: WebSession, now: dt.datetime) -> bool:
     return now - ws.last_seen_at >= TOUCH_AFTER
 
 
-async def touch(session: Executor, id_hash: str, now: dt.datetime) -> None:
-    await session.execute(
-        update(WebSession).where(WebSession.id_hash == id_hash).values(last_seen_at=now)
-    )
+async def touch(conn: Executor, id_hash: str, now: dt.datetime) -> None:
+    await conn.execute(_TOUCH, {"hash": id_hash, "now": now})
 
 
 async def revoke(session: Executor, id_hash: str, now: dt.datetime) -> None:
