@@ -21,6 +21,7 @@ from broker.hosts.batcher import ReportBatcher
 from broker.hosts.known import TokenCache
 from broker.hosts.store import STORE_USUAL_REPORT
 from broker.security.crypto import SecretBox
+from broker.sessions.host_views import HostViews
 from broker.store import migrate
 from broker.store.db import Database
 from broker.telemetry import Telemetry
@@ -52,8 +53,11 @@ class Runtime:
     pool_desktops: TtlCache[int, dict[int, int]] = field(
         default_factory=lambda: TtlCache(POOL_DESKTOPS_TTL_S)
     )
+    # Placement's host views, kept across requests (broker.sessions.host_views).
+    host_views: HostViews = field(init=False)
 
     def __post_init__(self) -> None:
+        self.host_views = HostViews(self.settings.load_index)
         self.report_batcher = ReportBatcher(
             lambda batch: self.db.scalar_each(STORE_USUAL_REPORT, batch)
         )

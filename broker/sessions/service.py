@@ -309,7 +309,14 @@ async def _try_request(
             pool.id, lambda: snapshot.pool_desktops_per_host(conn, pool.id)
         )
         snap = await snapshot.build_snapshot(
-            conn, rt.settings, req, pool, policy, complete=False, desktops_per_host=per_host
+            conn,
+            rt.settings,
+            req,
+            pool,
+            policy,
+            complete=False,
+            desktops_per_host=per_host,
+            views=rt.host_views,
         )
         decision = place(req, snap, policy)
         if could_do_better(decision, snap):
@@ -317,7 +324,14 @@ async def _try_request(
             # fresh desktop counts.
             per_host = await snapshot.pool_desktops_per_host(conn, pool.id)
             snap = await snapshot.build_snapshot(
-                conn, rt.settings, req, pool, policy, complete=True, desktops_per_host=per_host
+                conn,
+                rt.settings,
+                req,
+                pool,
+                policy,
+                complete=True,
+                desktops_per_host=per_host,
+                views=rt.host_views,
             )
             decision = place(req, snap, policy)
         if isinstance(decision, Refuse):

@@ -18,9 +18,8 @@ from sqlalchemy import Select, and_, bindparam, case, exists, func, literal_colu
 from sqlalchemy.engine import Row
 
 from broker.config import Settings
-from broker.domain import HostState, PoolType, WorkMode
+from broker.domain import PoolType, WorkMode
 from broker.hosts.health import fresh_after
-from broker.placement.load_index import combine, parts
 from broker.placement.model import (
     DesktopView,
     HostView,
@@ -33,6 +32,7 @@ from broker.placement.model import (
 from broker.placement.place import rank_hosts
 from broker.policy.quota import DepartmentCap
 from broker.policy.schedule import Window, applicable, parse_days, parse_time
+from broker.sessions.host_views import HostViews
 from broker.store.db import Executor
 from broker.store.tables import (
     SESSION_OPEN,
@@ -114,6 +114,8 @@ _HOSTS = select(
     func.coalesce(_HOST_SESSIONS.c.logons, 0).label("logons"),
     func.coalesce(_HOST_SESSIONS.c.pool_n, 0).label("pool_sessions"),
 ).outerjoin(_HOST_SESSIONS, _HOST_SESSIONS.c.host_id == _hosts.c.id)
+# A host's view is built from the columns before pool_sessions (HostViews.view).
+_VIEW_COLUMNS = 10
 
 _TEAM_SESSIONS = (
     select(_sessions.c.host_id, func.count().label("n"))
@@ -177,7 +179,6 @@ _CANDIDATES = {
     for persistent in (False, True)
     for some in (False, True)
 }
-HOST_STATES = {s.value: s for s in HostState}
 # How many of the best-ranked hosts with room the first read looks at.
 FIRST_READ_HOSTS = 4
 
@@ -280,6 +281,7 @@ async def build_snapshot(
     *,
     complete: bool,
     desktops_per_host: Mapping[int, int],
+    views: HostViews,
 ) -> Snapshot:
     """The snapshot for one request. Unless `complete`, desktops are read only for
     the few best-ranked hosts that have room (by the ranking place() uses), which
@@ -300,37 +302,15 @@ async def build_snapshot(
         team = {
             r.host_id: r.n for r in (await conn.execute(_TEAM_SESSIONS, {"team": user.team})).all()
         }
-    cfg = settings.load_index
-    hosts = {}
+    hosts: dict[int, HostView] = {}
     room: dict[int, bool] = {}
-    # Unpacked by position: attribute access on 500 rows costs milliseconds.
-    for (
-        host_id,
-        name,
-        state,
-        up,
-        cpu,
-        mem_total,
-        mem_available,
-        capacity,
-        sessions,
-        logons,
-        pool_sessions,
-    ) in host_rows:
+    for row in host_rows:
+        host_id = row[0]
         pool_desktops = desktops_per_host.get(host_id, 0)
-        index = combine(parts(cpu, mem_total, mem_available, sessions, capacity, logons, cfg), cfg)
-        hosts[host_id] = HostView(
-            id=host_id,
-            name=name,
-            state=HOST_STATES[state],
-            up=bool(up),
-            load_index=index,
-            sessions=sessions,
-            capacity=capacity,
-            team_sessions={user.team: team.get(host_id, 0)} if user.team else {},
-            pool_desktops=pool_desktops,
+        hosts[host_id] = views.view(
+            row[:_VIEW_COLUMNS], pool.id, pool_desktops, user.team, team.get(host_id, 0)
         )
-        room[host_id] = pool_desktops > pool_sessions
+        room[host_id] = pool_desktops > row[_VIEW_COLUMNS]
     persistent = pool.type is PoolType.PERSISTENT
     params: dict[str, Any] = {"pool_id": pool.id}
     if not complete:
