@@ -83,23 +83,36 @@ async def test_traffic_refreshes_last_activity(
     async with gateway_rig(settings, clock) as r:
         answer = await r.desktop_for("maria")
         async with r.forward(answer) as f:
-            clock.advance(600)
-            later = clock.now()
-            assert await echo(f.local_port, b"still here") == b"still here"
+            # One connection held open throughout: closing it would end the
+            # tunnel, whose close also writes the session's last activity.
+            reader, writer = await asyncio.open_connection("127.0.0.1", f.local_port)
+            try:
 
-            async def touched() -> bool:
-                async with r.rt.db.read() as s:
-                    seen = await s.scalar(
-                        select(Session.last_activity_at).where(
-                            Session.id == answer["session"]["id"]
+                async def exchange(payload: bytes) -> bytes:
+                    writer.write(payload)
+                    await writer.drain()
+                    return await asyncio.wait_for(reader.readexactly(len(payload)), 30)
+
+                assert await exchange(b"hello") == b"hello"  # the tunnel is open and recorded
+                clock.advance(600)
+                later = clock.now()
+                assert await exchange(b"still here") == b"still here"
+
+                async def touched() -> bool:
+                    async with r.rt.db.read() as s:
+                        seen = await s.scalar(
+                            select(Session.last_activity_at).where(
+                                Session.id == answer["session"]["id"]
+                            )
                         )
-                    )
-                return seen == later
+                    return seen == later
 
-            await until(touched, timeout=5)
-            async with r.rt.db.read() as s:
-                rows = (await s.scalars(select(GatewayTunnel))).all()
-            assert len(rows) == 1 and rows[0].seen_at == later  # marked alive too
+                await until(touched, timeout=5)
+                async with r.rt.db.read() as s:
+                    rows = (await s.scalars(select(GatewayTunnel))).all()
+                assert len(rows) == 1 and rows[0].seen_at == later  # marked alive too
+            finally:
+                writer.close()
 
 
 async def test_a_previous_agent_report_does_not_undo_a_disconnect(rig: Rig) -> None:
