@@ -12,6 +12,7 @@ the one that would be built: the cache saves work and never changes a decision.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
+from types import MappingProxyType
 
 from broker.config import LoadIndexSettings
 from broker.domain import HostState
@@ -19,7 +20,8 @@ from broker.placement.load_index import combine, parts
 from broker.placement.model import HostView
 
 _STATES = {s.value: s for s in HostState}
-_NO_TEAM: Mapping[str, int] = {}
+# Shared by every view of a requester without a team, so read-only.
+_NO_TEAM: Mapping[str, int] = MappingProxyType({})
 
 
 class HostViews:
