@@ -7,6 +7,8 @@ tunnel and start the desktop client.
 2. Asks for a desktop (POST /api/v1/sessions) and waits while it starts. A
    refusal comes in the language of the person's desktop (LC_ALL,
    LC_MESSAGES, LANG) when the broker speaks it, else in the broker's.
+   vdi-connect's own words are German on a German desktop and English
+   otherwise (broker.connect_texts).
 3. Listens on 127.0.0.1 (a free port unless `--local-port`), connects to the
    broker's SSH gateway with the one-time ticket, checking the gateway's host
    key against the fingerprint the broker gave (a mismatch stops everything
@@ -47,6 +49,7 @@ import httpx
 from broker import __version__
 from broker.auth.recovery import CODE_RE as RECOVERY_RE
 from broker.auth.totp import CODE_RE as TOTP_RE
+from broker.connect_texts import GERMAN
 from broker.gateway.bridge import Bridge
 from broker.gateway.hostkey import fingerprint
 from broker.i18n import SUPPORTED
@@ -78,6 +81,24 @@ SSH_KEEPALIVE_COUNT = 3
     GATEWAY_PROBLEM,
     NO_BROKER,
 ) = range(8)
+
+
+# The language of the person's desktop (desktop_language), set once by main():
+# it is what vdi-connect speaks (German, else English) and asks the broker for.
+_language: str | None = None
+
+
+def use_language(language: str | None) -> None:
+    global _language
+    _language = language
+
+
+def tr(text: str, **params: object) -> str:
+    """`text` in the language vdi-connect speaks, its {placeholders} filled in.
+    The English text is the key into broker.connect_texts.GERMAN."""
+    if _language == "de":
+        text = GERMAN.get(text, text)
+    return text.format(**params) if params else text
 
 
 class Stop(Exception):
@@ -135,14 +156,16 @@ def client_command(
 def manual_hint(protocol: str, port: int) -> str:
     """What to run when no desktop client was found."""
     if protocol == "vnc":
-        return (
-            f"No VNC viewer found. Point your VNC viewer at 127.0.0.1 port {port}, e.g.:\n"
-            f"  vncviewer 127.0.0.1::{port}"
+        return tr(
+            "No VNC viewer found. Point your VNC viewer at 127.0.0.1 port {port}, e.g.:\n"
+            "  vncviewer 127.0.0.1::{port}",
+            port=port,
         )
-    return (
-        f"No RDP client found. Connect your remote desktop client to 127.0.0.1:{port}, e.g.:\n"
-        f"  xfreerdp /v:127.0.0.1:{port}      (Linux)\n"
-        f"  mstsc /v:127.0.0.1:{port}         (Windows)"
+    return tr(
+        "No RDP client found. Connect your remote desktop client to 127.0.0.1:{port}, e.g.:\n"
+        "  xfreerdp /v:127.0.0.1:{port}      (Linux)\n"
+        "  mstsc /v:127.0.0.1:{port}         (Windows)",
+        port=port,
     )
 
 
@@ -154,7 +177,7 @@ def second_factor(text: str) -> dict[str, str]:
     if RECOVERY_RE.fullmatch(value):
         return {"recovery_code": value}
     raise Stop(
-        "The code from your authenticator app has six digits (or use a recovery code).",
+        tr("The code from your authenticator app has six digits (or use a recovery code)."),
         BAD_INPUT,
     )
 
@@ -175,12 +198,15 @@ def choose_pool(
     if len(pools) == 1:
         return pools[0]
     if not pools:
-        raise Stop("There is no desktop pool you may use. Ask your IT department.", NO_DESKTOP)
+        raise Stop(tr("There is no desktop pool you may use. Ask your IT department."), NO_DESKTOP)
     if ask is not None:
         return ask(pools)
     # The login has spent this code: a second run needs the next one.
     raise Stop(
-        "You may use several pools; run again with --pool and a new code: " + ", ".join(pools),
+        tr(
+            "You may use several pools; run again with --pool and a new code: {pools}",
+            pools=", ".join(pools),
+        ),
         BAD_INPUT,
     )
 
@@ -197,19 +223,19 @@ def picked_pool(pools: list[str], answer: str) -> str | None:
 
 def ask_pool(pools: list[str], read: Callable[[str], str] = input) -> str:
     """Ask on the terminal which pool to use, by number or name."""
-    say("You may use several pools:")
+    say(tr("You may use several pools:"))
     for number, name in enumerate(pools, 1):
         say(f"  {number}) {name}")
     for _ in range(POOL_QUESTIONS):
         try:
-            answer = read(f"Which pool (1-{len(pools)})? ")
+            answer = read(tr("Which pool (1-{count})? ", count=len(pools)))
         except EOFError:
             break
         found = picked_pool(pools, answer)
         if found is not None:
             return found
-        say(f"Answer with a number from 1 to {len(pools)} or a pool's name.")
-    raise Stop("No pool chosen.", BAD_INPUT)
+        say(tr("Answer with a number from 1 to {count} or a pool's name.", count=len(pools)))
+    raise Stop(tr("No pool chosen."), BAD_INPUT)
 
 
 def desktop_language(environ: Mapping[str, str]) -> str | None:
@@ -228,7 +254,7 @@ def error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
     except ValueError:
-        return f"The broker answered {response.status_code}."
+        return tr("The broker answered {status}.", status=response.status_code)
     return str(body.get("message") or body.get("error") or response.status_code)
 
 
@@ -236,22 +262,29 @@ def login_problem(response: httpx.Response, portal: str) -> Stop:
     """The words for a refused login (the broker never says which factor was wrong)."""
     status = response.status_code
     if status == 401:
-        return Stop("Wrong user name, password or code.", LOGIN_FAILED)
+        return Stop(tr("Wrong user name, password or code."), LOGIN_FAILED)
     if status == 403:
         return Stop(
-            "Your account needs an authenticator app first. Open the portal in a web "
-            f"browser, log in there and follow the steps: {portal}",
+            tr(
+                "Your account needs an authenticator app first. Open the portal in a web "
+                "browser, log in there and follow the steps: {portal}",
+                portal=portal,
+            ),
             ENROL_FIRST,
         )
     if status == 423:
         return Stop(
-            "Your account is locked. Try again later or ask your IT department.", LOGIN_FAILED
+            tr("Your account is locked. Try again later or ask your IT department."),
+            LOGIN_FAILED,
         )
     if status == 429:
         wait = response.headers.get("retry-after")
-        later = f" in {wait} seconds" if wait else " later"
-        return Stop(f"Too many login attempts; try again{later}.", LOGIN_FAILED)
-    return Stop(f"The login failed: {error_text(response)}", LOGIN_FAILED)
+        if wait:
+            text = tr("Too many login attempts; try again in {seconds} seconds.", seconds=wait)
+        else:
+            text = tr("Too many login attempts; try again later.")
+        return Stop(text, LOGIN_FAILED)
+    return Stop(tr("The login failed: {reason}", reason=error_text(response)), LOGIN_FAILED)
 
 
 def backoff(attempt: int) -> float:
@@ -329,12 +362,15 @@ class Broker:
         if status < 300:
             return
         if status == 401:
-            raise Stop("Your login has expired; run vdi-connect again.", LOGIN_FAILED)
+            raise Stop(tr("Your login has expired; run vdi-connect again."), LOGIN_FAILED)
         if status == 404:
             raise Stop(error_text(response), BAD_INPUT)
+        reason = error_text(response)
         if status in (403, 409, 503):
-            raise Stop(f"No desktop for you right now: {error_text(response)}", NO_DESKTOP)
-        raise Stop(f"The broker answered {status}: {error_text(response)}", NO_DESKTOP)
+            raise Stop(tr("No desktop for you right now: {reason}", reason=reason), NO_DESKTOP)
+        raise Stop(
+            tr("The broker answered {status}: {reason}", status=status, reason=reason), NO_DESKTOP
+        )
 
 
 def details(answer: dict[str, Any]) -> Details | None:
@@ -359,20 +395,20 @@ def details(answer: dict[str, Any]) -> Details | None:
     )
 
 
-ENDED_WHY = {
-    "user_logoff": "you logged off",
-    "admin_end": "an administrator ended it",
-    "disconnect_timeout": "it stayed disconnected too long",
-    "idle_timeout": "it was idle too long",
-    "max_session_time": "it reached the longest time allowed",
-    "outside_schedule": "your agreed telework time is over",
-    "start_timeout": "the desktop did not start in time",
-}
-
-
 def ended_text(session: dict[str, Any]) -> str:
+    """Why the session ended, in words; an end reason this version does not know
+    is shown as the broker named it."""
+    why = {
+        "user_logoff": tr("you logged off"),
+        "admin_end": tr("an administrator ended it"),
+        "disconnect_timeout": tr("it stayed disconnected too long"),
+        "idle_timeout": tr("it was idle too long"),
+        "max_session_time": tr("it reached the longest time allowed"),
+        "outside_schedule": tr("your agreed telework time is over"),
+        "start_timeout": tr("the desktop did not start in time"),
+    }
     reason = session.get("end_reason") or ""
-    return f"Your desktop session has ended ({ENDED_WHY.get(reason, reason or 'ended')})."
+    return tr("Your desktop session has ended ({why}).", why=why.get(reason, reason or tr("ended")))
 
 
 # -- the SSH side ----------------------------------------------------------------------
@@ -393,7 +429,7 @@ class _PinnedHostKey(asyncssh.SSHClient):
 async def open_ssh(d: Details) -> asyncssh.SSHClientConnection:
     if not d.fingerprint:
         raise Stop(
-            "The broker did not say which host key its gateway has; not connecting.",
+            tr("The broker did not say which host key its gateway has; not connecting."),
             GATEWAY_PROBLEM,
         )
     pinned = _PinnedHostKey(d.fingerprint)
@@ -415,9 +451,15 @@ async def open_ssh(d: Details) -> asyncssh.SSHClientConnection:
         )
     except asyncssh.HostKeyNotVerifiable:
         raise Stop(
-            f"The gateway at {d.gateway_host}:{d.gateway_port} shows host key "
-            f"{pinned.seen}, but the broker said {d.fingerprint}. Not connecting: "
-            "someone may be intercepting the connection. Tell your IT department.",
+            tr(
+                "The gateway at {host}:{port} shows host key {seen}, but the broker said "
+                "{expected}. Not connecting: someone may be intercepting the connection. "
+                "Tell your IT department.",
+                host=d.gateway_host,
+                port=d.gateway_port,
+                seen=pinned.seen,
+                expected=d.fingerprint,
+            ),
             GATEWAY_PROBLEM,
         ) from None
     conn_: asyncssh.SSHClientConnection = conn
@@ -447,7 +489,14 @@ class LocalForward:
         try:
             self._server = await loop.create_server(self._accept, "127.0.0.1", self.wanted_port)
         except OSError as exc:
-            raise Stop(f"Cannot listen on 127.0.0.1:{self.wanted_port}: {exc}", BAD_INPUT) from None
+            raise Stop(
+                tr(
+                    "Cannot listen on 127.0.0.1:{port}: {problem}",
+                    port=self.wanted_port,
+                    problem=exc,
+                ),
+                BAD_INPUT,
+            ) from None
         self.port = self._server.sockets[0].getsockname()[1]
 
     def use(self, conn: asyncssh.SSHClientConnection | None, target: tuple[str, int]) -> None:
@@ -473,7 +522,7 @@ class LocalForward:
             host, port = self.target
             await self._conn.create_connection(lambda: bridge, host, port)
         except (TimeoutError, asyncssh.Error, OSError) as exc:
-            say(f"Could not open a connection to the desktop: {exc}")
+            say(tr("Could not open a connection to the desktop: {problem}", problem=exc))
             bridge.close()
 
     def drop_connections(self) -> None:
@@ -502,12 +551,12 @@ def read_secrets(args: argparse.Namespace) -> tuple[str, str]:
         password = sys.stdin.readline().rstrip("\r\n")
         code = args.code or sys.stdin.readline().strip()
         if not password or not code:
-            raise Stop("Give the password and then the code on standard input.", BAD_INPUT)
+            raise Stop(tr("Give the password and then the code on standard input."), BAD_INPUT)
         return password, code
     if not sys.stdin.isatty():
-        raise Stop("No terminal to ask for the password; use --password-stdin.", BAD_INPUT)
-    password = getpass.getpass(f"Password for {args.user}: ")
-    code = args.code or getpass.getpass("Code from your authenticator app: ")
+        raise Stop(tr("No terminal to ask for the password; use --password-stdin."), BAD_INPUT)
+    password = getpass.getpass(tr("Password for {user}: ", user=args.user))
+    code = args.code or getpass.getpass(tr("Code from your authenticator app: "))
     return password, code
 
 
@@ -517,21 +566,24 @@ async def wait_ready(broker: Broker, answer: dict[str, Any], wait_s: float) -> D
     if found is not None:
         return found
     session_id = answer["session"]["id"]
-    say("Your desktop is starting; this can take a minute ...")
+    say(tr("Your desktop is starting; this can take a minute ..."))
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         await asyncio.sleep(POLL_S)
         found = details(await broker.session(session_id))
         if found is not None:
             return found
-    raise Stop(f"Your desktop did not start within {wait_s:.0f} seconds.", NO_DESKTOP)
+    raise Stop(
+        tr("Your desktop did not start within {seconds} seconds.", seconds=f"{wait_s:.0f}"),
+        NO_DESKTOP,
+    )
 
 
 async def fresh_details(broker: Broker, session_id: str) -> Details:
     """The session's connection details with a fresh one-time ticket."""
     d = details(await broker.session(session_id))
     if d is None:
-        raise Stop("Your desktop is not ready (it may be restarting).", NO_DESKTOP)
+        raise Stop(tr("Your desktop is not ready (it may be restarting)."), NO_DESKTOP)
     return d
 
 
@@ -555,13 +607,24 @@ async def first_connect(broker: Broker, d: Details) -> tuple[Details, Any]:
             problem = str(exc) or type(exc).__name__
             if attempt >= FIRST_CONNECT_TRIES:
                 raise Stop(
-                    f"Cannot reach the gateway at {d.gateway_host}:{d.gateway_port}: {problem}",
+                    tr(
+                        "Cannot reach the gateway at {host}:{port}: {problem}",
+                        host=d.gateway_host,
+                        port=d.gateway_port,
+                        problem=problem,
+                    ),
                     GATEWAY_PROBLEM,
                 ) from None
             # An expired ticket (the desktop took long to start) needs no wait.
             if not isinstance(exc, asyncssh.PermissionDenied):
                 delay = backoff(attempt - 1)
-                say(f"The gateway did not let us in ({problem}); trying again in {delay:.0f} s.")
+                say(
+                    tr(
+                        "The gateway did not let us in ({problem}); trying again in {seconds} s.",
+                        problem=problem,
+                        seconds=f"{delay:.0f}",
+                    )
+                )
                 await asyncio.sleep(delay)
         d = await fresh_details(broker, d.session_id)
 
@@ -573,7 +636,13 @@ async def reconnect(broker: Broker, session_id: str) -> tuple[Details, Any]:
             return await connect_fresh(broker, session_id)
         except (OSError, asyncssh.Error, httpx.HTTPError) as exc:
             delay = backoff(attempt)
-            say(f"Reconnecting failed ({exc or type(exc).__name__}); next try in {delay:.0f} s.")
+            say(
+                tr(
+                    "Reconnecting failed ({problem}); next try in {seconds} s.",
+                    problem=exc or type(exc).__name__,
+                    seconds=f"{delay:.0f}",
+                )
+            )
             await asyncio.sleep(delay)
             attempt += 1
 
@@ -598,19 +667,26 @@ async def session_loop(
     command = client_command(
         d.protocol, forward.port, wayland=bool(os.environ.get("WAYLAND_DISPLAY"))
     )
-    say(f"Tunnel open: 127.0.0.1:{forward.port} -> desktop {d.desktop or ''} ({d.protocol}).")
+    say(
+        tr(
+            "Tunnel open: 127.0.0.1:{port} -> desktop {desktop} ({protocol}).",
+            port=forward.port,
+            desktop=d.desktop or "",
+            protocol=d.protocol,
+        )
+    )
     if no_client or command is None:
         if command is None:
             say(manual_hint(d.protocol, forward.port))
         else:
-            say(f"Connect your desktop client: {command}")
+            say(tr("Connect your desktop client: {command}", command=command))
     else:
-        say(f"Starting {command} ...")
+        say(tr("Starting {command} ...", command=command))
         client = await asyncio.create_subprocess_exec(*command.argv)
         if not command.waits:
             await client.wait()
             client = None
-    say("Press Ctrl-C to disconnect.")
+    say(tr("Press Ctrl-C to disconnect."))
     while True:
         closed = asyncio.ensure_future(conn.wait_closed())
         waiting: set[asyncio.Future[Any]] = {closed}
@@ -623,15 +699,15 @@ async def session_loop(
                 if not future.done():
                     future.cancel()
         if closed not in done:
-            say("The desktop client has closed; disconnecting.")
+            say(tr("The desktop client has closed; disconnecting."))
             conn.close()
             return OK
         forward.use(None, forward.target)
         forward.drop_connections()
-        say("The connection to the gateway was lost; reconnecting ...")
+        say(tr("The connection to the gateway was lost; reconnecting ..."))
         d, conn = await reconnect(broker, session_id)
         forward.use(conn, (d.desktop_address, d.desktop_port))
-        say("Reconnected. Your desktop client can connect again.")
+        say(tr("Reconnected. Your desktop client can connect again."))
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -639,11 +715,10 @@ async def run(args: argparse.Namespace) -> int:
     factor = second_factor(code)
     base = args.url.rstrip("/")
     verify: Any = args.ca_file or True
-    language = desktop_language(os.environ)
-    headers = {"Accept-Language": language} if language else None
+    headers = {"Accept-Language": _language} if _language else None
     async with httpx.AsyncClient(base_url=base, verify=verify, timeout=30, headers=headers) as http:
         broker = Broker(http, f"{base}/")
-        say(f"Logging in to {base} as {args.user} ...")
+        say(tr("Logging in to {base} as {user} ...", base=base, user=args.user))
         await broker.login(args.user, password, factor)
         keepalive = asyncio.create_task(_keep_login_alive(broker))
         forward = LocalForward(args.local_port)
@@ -651,15 +726,17 @@ async def run(args: argparse.Namespace) -> int:
         try:
             ask = ask_pool if sys.stdin.isatty() and not args.password_stdin else None
             pool = choose_pool(args.pool, await broker.desktops(), ask)
-            say(f"Asking for a desktop in pool {pool} ...")
+            say(tr("Asking for a desktop in pool {pool} ...", pool=pool))
             d = await wait_ready(broker, await broker.request(pool), args.wait)
             await forward.start()
             d, conn = await first_connect(broker, d)
-            say(f"Gateway host key verified: {d.fingerprint}")
+            say(tr("Gateway host key verified: {fingerprint}", fingerprint=d.fingerprint))
             forward.use(conn, (d.desktop_address, d.desktop_port))
             return await session_loop(broker, forward, d, conn, args.no_client)
         except asyncio.CancelledError:
-            say("Disconnecting ... your desktop keeps running; run vdi-connect again to return.")
+            say(
+                tr("Disconnecting ... your desktop keeps running; run vdi-connect again to return.")
+            )
             return OK
         finally:
             keepalive.cancel()
@@ -708,19 +785,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_language(desktop_language(os.environ))
     try:
         return asyncio.run(run(args))
     except Stop as stop:
         print(stop.message, file=sys.stderr, flush=True)
         return stop.code
     except httpx.HTTPError as exc:
-        print(f"Cannot reach the broker at {args.url}: {exc}", file=sys.stderr, flush=True)
+        print(
+            tr("Cannot reach the broker at {url}: {problem}", url=args.url, problem=exc),
+            file=sys.stderr,
+            flush=True,
+        )
         return NO_BROKER
     except asyncssh.Error as exc:
-        print(f"The gateway refused the connection: {exc.reason}", file=sys.stderr, flush=True)
+        print(
+            tr("The gateway refused the connection: {reason}", reason=exc.reason),
+            file=sys.stderr,
+            flush=True,
+        )
         return GATEWAY_PROBLEM
     except KeyboardInterrupt:
-        print("Disconnected.", file=sys.stderr, flush=True)
+        print(tr("Disconnected."), file=sys.stderr, flush=True)
         return 130
 
 

@@ -145,8 +145,8 @@ class Connect:
         With `lang`, vdi-connect runs on a desktop in that locale (LANG)."""
         options = ["--no-client"] if path is None else []
         extra = {"PATH": path} if path else {}
-        if lang:
-            extra.update(LANG=lang, LC_ALL="", LC_MESSAGES="")
+        # An English desktop unless told otherwise, whatever the developer's is.
+        extra.update(LANG=lang or "C.UTF-8", LC_ALL="", LC_MESSAGES="")
         proc = await asyncio.create_subprocess_exec(
             str(VENV_BIN / "vdi-connect"), stack.base, "--user", user, "--pool", pool,
             "--password-stdin", *options,
@@ -328,7 +328,7 @@ async def test_asks_on_the_terminal_which_pool(stack: Stack) -> None:
         await add_pool(rt, "Außendienst", departments=["Finanzen"])
     proxy = await TcpProxy(stack.gateway_port).start(stack.proxy_port)
     argv = [str(VENV_BIN / "vdi-connect"), stack.base, "--user", "maria", "--no-client"]
-    term = Terminal(argv, clean_env())
+    term = Terminal(argv, clean_env({"LANG": "C.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}))
     try:
         await term.expect("Password for maria:")
         term.send(PASSWORD)
@@ -391,7 +391,7 @@ async def test_enrolment_first_and_wrong_passwords_in_plain_words(stack: Stack) 
     assert "Wrong user name, password or code." in wrong.output
 
 
-async def test_a_refusal_comes_in_the_language_of_the_desktop(stack: Stack) -> None:
+async def test_vdi_connect_and_refusals_speak_the_language_of_the_desktop(stack: Stack) -> None:
     async with runtime_of(stack) as rt:
         await add_pool(rt, "Bauhof", departments=["Bauhof"])  # not for Finanzen staff
         jonas = await add_user(rt, "jonas")
@@ -400,13 +400,19 @@ async def test_a_refusal_comes_in_the_language_of_the_desktop(stack: Stack) -> N
         stack, "maria", PASSWORD, code_for(stack, "maria"), pool="Bauhof", lang="en_GB.UTF-8"
     )
     assert await english.finish() == NO_DESKTOP
+    assert "Logging in to" in english.output
     assert "No desktop for you right now: You are not entitled to use pool Bauhof." in (
         english.output
     )
     code = oathtool_code(jonas, dt.datetime.now(dt.UTC))
     german = await Connect.start(stack, "jonas", PASSWORD, code, pool="Bauhof", lang="de_DE.UTF-8")
     assert await german.finish() == NO_DESKTOP
-    assert "Sie sind für den Pool Bauhof nicht freigeschaltet." in german.output
+    # vdi-connect's own words are German too, not only the broker's refusal.
+    assert f"Anmeldung bei {stack.base} als jonas ..." in german.output
+    assert (
+        "Im Moment gibt es keinen Desktop für Sie: "
+        "Sie sind für den Pool Bauhof nicht freigeschaltet."
+    ) in german.output
 
 
 FAKE_XFREERDP = """#!{python}

@@ -1,0 +1,91 @@
+"""vdi-connect's words: every text it says has its German, with the same
+placeholders, and a German desktop gets them."""
+
+from __future__ import annotations
+
+import ast
+import string
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from broker import connect
+from broker.connect import ended_text, login_problem, manual_hint, tr, use_language
+from broker.connect_texts import GERMAN
+
+SOURCE = Path(connect.__file__)
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def said_texts() -> list[str]:
+    """The first argument of every tr(...) call in broker/connect.py."""
+    texts = []
+    for node in ast.walk(ast.parse(SOURCE.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "tr":
+            first = node.args[0]
+            assert isinstance(first, ast.Constant) and isinstance(first.value, str), (
+                f"line {node.lineno}: tr() takes a written text, so this check can see it"
+            )
+            texts.append(first.value)
+    return texts
+
+
+@pytest.fixture
+def german() -> Iterator[None]:
+    use_language("de")
+    try:
+        yield
+    finally:
+        use_language(None)
+
+
+def test_every_text_has_its_german_with_the_same_placeholders() -> None:
+    texts = said_texts()
+    assert len(texts) > 40, "the scan found too few texts"
+    missing = sorted(t for t in texts if t not in GERMAN)
+    assert not missing
+    for text in texts:
+        assert placeholders(GERMAN[text]) == placeholders(text), text
+
+
+def test_no_german_text_is_left_over() -> None:
+    assert sorted(set(GERMAN) - set(said_texts())) == []
+
+
+def test_english_unless_the_desktop_is_german() -> None:
+    assert tr("Disconnected.") == "Disconnected."
+    use_language("en")
+    try:
+        assert tr("Press Ctrl-C to disconnect.") == "Press Ctrl-C to disconnect."
+    finally:
+        use_language(None)
+
+
+@pytest.mark.usefixtures("german")
+def test_a_german_desktop_gets_german_words_with_their_values() -> None:
+    assert tr("Password for {user}: ", user="maria") == "Passwort für maria: "
+    assert login_problem(httpx.Response(401), "https://vdi/").message == (
+        "Benutzername, Passwort oder Code ist falsch."
+    )
+    wait = login_problem(httpx.Response(429, headers={"Retry-After": "30"}), "https://vdi/")
+    assert wait.message == "Zu viele Anmeldeversuche; versuchen Sie es in 30 Sekunden erneut."
+    assert "127.0.0.1::5901" in manual_hint("vnc", 5901)
+    assert manual_hint("vnc", 5901).startswith("Kein VNC-Viewer gefunden.")
+    assert ended_text({"end_reason": "idle_timeout"}) == (
+        "Ihre Desktop-Sitzung ist beendet (sie war zu lange unbenutzt)."
+    )
+    # An end reason this version does not know is shown as the broker named it.
+    assert ended_text({"end_reason": "moon_phase"}) == (
+        "Ihre Desktop-Sitzung ist beendet (moon_phase)."
+    )
+
+
+def test_values_with_braces_are_shown_as_they_are() -> None:
+    assert tr("Asking for a desktop in pool {pool} ...", pool="{x}") == (
+        "Asking for a desktop in pool {x} ..."
+    )
