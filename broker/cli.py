@@ -27,7 +27,6 @@ from broker.auth import enrolment
 from broker.config import ConfigFileError, Settings, load_settings
 from broker.domain import HostState, PoolType, Protocol, Role, WorkMode
 from broker.errors import InvalidInput, NotFound, VdiError
-from broker.gateway import hostkey
 from broker.hosts import service as hosts
 from broker.policy import store as policies
 from broker.pools import service as pools
@@ -511,6 +510,10 @@ async def status(rt: Runtime, args: argparse.Namespace) -> int:
         print()
     settings = rt.settings
     if settings.gateway_enabled:
+        # Imported here: asyncssh takes a sixth of a second to load, and no other
+        # administration command needs it.
+        from broker.gateway import hostkey
+
         fingerprint = hostkey.fingerprint_of_file(settings.gateway_host_key_file)
         where = f"{settings.effective_gateway_public_host}:{settings.effective_gateway_public_port}"
         print(
