@@ -6,7 +6,8 @@ tunnel and start the desktop client.
    authenticator app is sent to the portal.
 2. Asks for a desktop (POST /api/v1/sessions) and waits while it starts. A
    refusal comes in the language of the person's desktop (LC_ALL,
-   LC_MESSAGES, LANG) when the broker speaks it, else in the broker's.
+   LC_MESSAGES, LANG; on Windows the display language) when the broker
+   speaks it, else in the broker's.
    vdi-connect's own words are German on a German desktop and English
    otherwise (broker.connect_texts).
 3. Listens on 127.0.0.1 (a free port unless `--local-port`), connects to the
@@ -35,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import locale
 import os
 import shutil
 import sys
@@ -238,15 +240,31 @@ def ask_pool(pools: list[str], read: Callable[[str], str] = input) -> str:
     raise Stop(tr("No pool chosen."), BAD_INPUT)
 
 
-def desktop_language(environ: Mapping[str, str]) -> str | None:
-    """The language of the person's desktop, as POSIX finds it (the first set of
-    LC_ALL, LC_MESSAGES, LANG), if the broker speaks it; None leaves the choice to
-    the broker. "de_AT.UTF-8" is "de"; "C" and "POSIX" are nobody's language."""
+def desktop_language(environ: Mapping[str, str], system_locale: str | None = None) -> str | None:
+    """The language of the person's desktop, if the broker speaks it: as POSIX
+    finds it (the first set of LC_ALL, LC_MESSAGES, LANG), else the system's
+    display language `system_locale` ("de_DE"; Windows sets no LANG). None
+    leaves the choice to the broker. "de_AT.UTF-8" is "de"; "C" and "POSIX"
+    are nobody's language."""
     for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
         value = environ.get(name)
         if value:
-            language = value.split(".")[0].split("@")[0].split("_")[0].lower()
-            return language if language in SUPPORTED else None
+            return _spoken(value)
+    return _spoken(system_locale) if system_locale else None
+
+
+def _spoken(locale_name: str) -> str | None:
+    language = locale_name.split(".")[0].split("@")[0].split("_")[0].lower()
+    return language if language in SUPPORTED else None
+
+
+def windows_display_locale() -> str | None:
+    """On Windows, the display language the user chose, as a locale name
+    ("de_DE"); None elsewhere."""
+    if sys.platform == "win32":
+        import ctypes
+
+        return locale.windows_locale.get(ctypes.windll.kernel32.GetUserDefaultUILanguage())
     return None
 
 
@@ -785,7 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    use_language(desktop_language(os.environ))
+    use_language(desktop_language(os.environ, windows_display_locale()))
     try:
         return asyncio.run(run(args))
     except Stop as stop:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import locale
+
 import pytest
 
 from broker.connect import (
@@ -14,6 +16,7 @@ from broker.connect import (
     manual_hint,
     picked_pool,
     second_factor,
+    windows_display_locale,
 )
 from broker.gateway.slowdown import FailureDelays, delay_for, may_start
 from broker.gateway.tunnels import destination, due, idle_expired, last_traffic
@@ -180,3 +183,30 @@ def test_refusals_are_asked_for_in_the_language_of_the_desktop(
     environ: dict[str, str], language: str | None
 ) -> None:
     assert desktop_language(environ) == language
+
+
+@pytest.mark.parametrize(
+    ("environ", "system_locale", "language"),
+    [
+        ({}, "de_DE", "de"),
+        ({}, "de_CH", "de"),
+        ({}, "en_US", "en"),
+        ({}, "fr_FR", None),
+        ({}, None, None),
+        # A locale set in the environment (Git Bash, WSL, a Unix desktop) wins.
+        ({"LANG": "en_GB.UTF-8"}, "de_DE", "en"),
+        ({"LANG": "C.UTF-8"}, "de_DE", None),
+    ],
+)
+def test_without_a_locale_the_systems_display_language_counts(
+    environ: dict[str, str], system_locale: str | None, language: str | None
+) -> None:
+    """Windows sets no LANG: there the display language the user chose counts
+    (windows_display_locale maps its language id, 0x0407 for German, to de_DE)."""
+    assert desktop_language(environ, system_locale) == language
+
+
+def test_windows_language_ids_map_to_locale_names() -> None:
+    assert locale.windows_locale[0x0407] == "de_DE"  # what German Windows returns
+    assert locale.windows_locale[0x0C07] == "de_AT"
+    assert windows_display_locale() is None  # not on Windows
