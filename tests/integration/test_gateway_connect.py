@@ -122,6 +122,12 @@ async def runtime_of(stack: Stack) -> AsyncIterator[Runtime]:
         await rt.close()
 
 
+def desktop_locale(lang: str | None = None) -> dict[str, str]:
+    """The locale vdi-connect runs under: `lang`, else an English desktop,
+    whatever the developer's own is."""
+    return {"LANG": lang or "C.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
+
+
 class Connect:
     """vdi-connect as a process, its output read line by line."""
 
@@ -144,9 +150,9 @@ class Connect:
         """With `path`, the desktop client is looked up there; else none is started.
         With `lang`, vdi-connect runs on a desktop in that locale (LANG)."""
         options = ["--no-client"] if path is None else []
-        extra = {"PATH": path} if path else {}
-        # An English desktop unless told otherwise, whatever the developer's is.
-        extra.update(LANG=lang or "C.UTF-8", LC_ALL="", LC_MESSAGES="")
+        extra = desktop_locale(lang)
+        if path:
+            extra["PATH"] = path
         proc = await asyncio.create_subprocess_exec(
             str(VENV_BIN / "vdi-connect"), stack.base, "--user", user, "--pool", pool,
             "--password-stdin", *options,
@@ -328,7 +334,7 @@ async def test_asks_on_the_terminal_which_pool(stack: Stack) -> None:
         await add_pool(rt, "Außendienst", departments=["Finanzen"])
     proxy = await TcpProxy(stack.gateway_port).start(stack.proxy_port)
     argv = [str(VENV_BIN / "vdi-connect"), stack.base, "--user", "maria", "--no-client"]
-    term = Terminal(argv, clean_env({"LANG": "C.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}))
+    term = Terminal(argv, clean_env(desktop_locale()))
     try:
         await term.expect("Password for maria:")
         term.send(PASSWORD)
