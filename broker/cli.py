@@ -28,6 +28,7 @@ from broker.config import ConfigFileError, Settings, load_settings
 from broker.domain import HostState, PoolType, Protocol, Role, WorkMode
 from broker.errors import InvalidInput, NotFound, VdiError
 from broker.hosts import service as hosts
+from broker.numbers import ascii_decimal, ascii_int
 from broker.policy import store as policies
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
@@ -90,25 +91,40 @@ def emit(rows: list[dict[str, Any]], columns: Sequence[str], as_json: bool) -> N
 # -- parsing --------------------------------------------------------------------
 
 
+def whole_number(text: str) -> int:
+    """An argparse type: a whole number in ASCII digits. int() would also take
+    "٣", "4_0" and " 40 ", and store what nobody meant to type."""
+    value = ascii_int(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return value
+
+
+def decimal(text: str) -> float:
+    """An argparse type: a decimal in ASCII digits, with a dot or a comma
+    (0.25, 0,25). float() would also take "٣", "1e3", "nan" and "inf"."""
+    value = ascii_decimal(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a decimal number such as 0.25")
+    return value
+
+
 def int_or_none(text: str) -> int | None:
     """`N`, or `none` for settings where none means "no limit" or "not managed"."""
     if text.strip().lower() == "none":
         return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor 'none'") from None
+    value = ascii_int(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor 'none'")
+    return value
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: a whole number from `low` to `high`."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = low - 1
-        if not low <= value <= high:
+        value = ascii_int(text)
+        if value is None or not low <= value <= high:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {low} to {high}")
         return value
 
@@ -592,11 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir", type=Path, help="demo data directory (default: $VDI_DATA_DIR, else ./demo-data)"
     )
     demo.add_argument(
-        "--port", type=int, help="portal port (default: $VDI_HTTP_PORT, else 8000; 0: any)"
+        "--port", type=whole_number, help="portal port (default: $VDI_HTTP_PORT, else 8000; 0: any)"
     )
     demo.add_argument(
         "--gateway-port",
-        type=int,
+        type=whole_number,
         help="SSH gateway port (default: $VDI_GATEWAY_PORT, else 2222; 0: any)",
     )
 
@@ -668,7 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
     padd.add_argument(
         "--protocol", required=True, choices=[p.value for p in Protocol], help="desktop protocol"
     )
-    padd.add_argument("--max-sessions", required=True, type=int, metavar="N", help="licences")
+    padd.add_argument(
+        "--max-sessions", required=True, type=whole_number, metavar="N", help="licences"
+    )
     padd.add_argument("--departments", metavar="A,B", help="entitled departments")
     padd.add_argument("--field", action="store_true", help="a pool for field workers")
     padd.set_defaults(handler=pool_add)
@@ -677,9 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
     plist.set_defaults(handler=pool_list)
     pset = pool.add_parser("set", help="change a pool's settings")
     pset.add_argument("name")
-    pset.add_argument("--max-sessions", type=int, metavar="N", help="licence limit")
+    pset.add_argument("--max-sessions", type=whole_number, metavar="N", help="licence limit")
     pset.add_argument(
-        "--priority-reserve", type=float, metavar="F", help="share kept for priority staff"
+        "--priority-reserve", type=decimal, metavar="F", help="share kept for priority staff"
     )
     pset.add_argument(
         "--spare",
@@ -723,8 +741,10 @@ def build_parser() -> argparse.ArgumentParser:
     cap = policy_sub.add_parser("cap", help="cap a department's simultaneous home work")
     cap.add_argument("department")
     cap_value = cap.add_mutually_exclusive_group(required=True)
-    cap_value.add_argument("--max", type=int, metavar="N", help="at most N at home at once")
-    cap_value.add_argument("--share", type=float, metavar="F", help="at most a share of staff")
+    cap_value.add_argument(
+        "--max", type=whole_number, metavar="N", help="at most N at home at once"
+    )
+    cap_value.add_argument("--share", type=decimal, metavar="F", help="at most a share of staff")
     cap_value.add_argument("--none", action="store_true", help="remove the cap")
     cap.set_defaults(handler=policy_cap)
     schedule = policy_sub.add_parser("schedule", help="telework windows").add_subparsers(
@@ -743,7 +763,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sadd.set_defaults(handler=policy_schedule_add)
     sremove = schedule.add_parser("remove", help="remove a window")
-    sremove.add_argument("id", type=int)
+    sremove.add_argument("id", type=whole_number)
     sremove.set_defaults(handler=policy_schedule_remove)
     prio = policy_sub.add_parser("priority", help="priority classes").add_subparsers(
         dest="priority_command", required=True

@@ -1,4 +1,5 @@
-"""Whole numbers as people type them, in forms, query strings and at a prompt."""
+"""Numbers as people type them: in forms, query strings, at a prompt and on the
+command line."""
 
 from __future__ import annotations
 
@@ -14,3 +15,15 @@ def ascii_int(text: str) -> int | None:
     """The whole number `text` writes in ASCII digits (an optional minus, at most
     19 digits), or None. Range checks are the caller's."""
     return int(text) if _WHOLE.fullmatch(text) else None
+
+
+# ASCII digits only, for the same reasons: float() also takes "1e3", "nan" and
+# "inf", which nobody types into a share or a percentage on purpose. A comma is
+# a decimal point too, as German administrators write it.
+_DECIMAL = re.compile(r"[0-9]{1,3}(?:[.,][0-9]{1,12})?")
+
+
+def ascii_decimal(text: str) -> float | None:
+    """The non-negative decimal `text` writes in ASCII digits (at most three
+    before the point, a dot or a comma), or None. Range checks are the caller's."""
+    return float(text.replace(",", ".")) if _DECIMAL.fullmatch(text) else None

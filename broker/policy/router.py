@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from broker.deps import AdminDep, RuntimeDep
 from broker.policy import store
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/v1/admin/policies", tags=["admin"])
 class CapBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     remote_cap: StrictInt | None = None
-    remote_share: float | None = None
+    remote_share: StrictFloat | None = None
 
 
 class ScheduleBody(BaseModel):

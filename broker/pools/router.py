@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from broker.deps import AdminDep, RuntimeDep
 from broker.pools import service
@@ -19,7 +19,8 @@ class PoolPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     max_sessions: StrictInt | None = None
-    priority_reserve: float | None = None
+    # Strict: a JSON number, not "0.1" or " 0.1 " in a string.
+    priority_reserve: StrictFloat | None = None
     spare_desktops: StrictInt | None = None
     disconnect_timeout_s: StrictInt | None = None
     max_session_s: StrictInt | None = None

@@ -7,7 +7,6 @@ notice on the page the form was on; so does input the portal cannot even parse.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 
 from broker.errors import InvalidInput, VdiError
-from broker.numbers import ascii_int
+from broker.numbers import ascii_decimal, ascii_int
 from broker.runtime import Runtime
 from broker.store.types import MAX_INT
 from broker.web.i18n import error_text, translator
@@ -53,11 +52,6 @@ def texts(form: FormData, name: str) -> list[str]:
     return [v for v in form.getlist(name) if isinstance(v, str)]
 
 
-# ASCII digits only, as in broker.numbers: float() also takes other scripts'
-# digits, "1_000" and "1e3", which nobody types into a percentage on purpose.
-_DECIMAL = re.compile(r"[0-9]{1,3}(?:[.,][0-9]{1,12})?")
-
-
 def whole_number(value: str, label: str) -> int | None:
     """An optional whole number; empty is None. `label` is the field's catalogue key."""
     if not value:
@@ -72,7 +66,8 @@ def share(value: str, label: str) -> float | None:
     """An optional percentage 0..100 (comma or dot), as a fraction 0..1."""
     if not value:
         return None
-    if not _DECIMAL.fullmatch(value) or (percent := float(value.replace(",", "."))) > 100:
+    percent = ascii_decimal(value)
+    if percent is None or percent > 100:
         raise BadField("form.percent", label)
     return percent / 100
 

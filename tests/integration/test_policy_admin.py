@@ -83,6 +83,7 @@ async def test_department_cap_set_list_remove(runtime: Runtime, client: httpx.As
         ("Bauamt", {"remote_cap": 2.5}),
         ("Bauamt", {"remote_share": 0}),
         ("Bauamt", {"remote_share": 1.5}),
+        ("Bauamt", {"remote_share": "0.5"}),
         ("Bauamt", {"remote_cap": 2, "minimum_presence": 3}),
         ("-Bauamt", {"remote_cap": 2}),
     ],

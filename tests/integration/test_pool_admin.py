@@ -89,6 +89,7 @@ async def test_settings_round_trip(runtime: Runtime, client: httpx.AsyncClient) 
         ("Finanzen", {"max_sessions": None}, 422),
         ("Finanzen", {"max_sessions": "20"}, 422),
         ("Finanzen", {"priority_reserve": 1}, 422),
+        ("Finanzen", {"priority_reserve": " 0.1 "}, 422),
         ("Finanzen", {"spare_desktops": -2}, 422),
         ("Finanzen", {"disconnect_timeout_s": 30}, 422),
         ("Finanzen", {"max_session_s": 0}, 422),

@@ -1,10 +1,15 @@
-"""Whole numbers as people type them: broker.numbers and the portal's number fields."""
+"""Numbers as people type them: broker.numbers, the portal's number fields and the
+command line's number options."""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
+
 import pytest
 
-from broker.numbers import ascii_int
+from broker import cli
+from broker.numbers import ascii_decimal, ascii_int
 from broker.web.forms import BadField, share, whole_number
 
 
@@ -50,3 +55,58 @@ def test_ascii_int_reads_up_to_19_ascii_digits(typed: str, number: int | None) -
 @pytest.mark.parametrize("typed", ["", "-", "٣", "²", "1_000", " 4", "+4", "4.0", "9" * 5000])
 def test_ascii_int_refuses_what_int_would_read_or_choke_on(typed: str) -> None:
     assert ascii_int(typed) is None
+
+
+@pytest.mark.parametrize(
+    ("typed", "number"), [("0", 0.0), ("0.25", 0.25), ("0,25", 0.25), ("1", 1.0), ("100", 100.0)]
+)
+def test_ascii_decimal_takes_a_dot_or_a_comma(typed: str, number: float) -> None:
+    assert ascii_decimal(typed) == number
+
+
+@pytest.mark.parametrize(
+    "typed", ["", ".5", "5.", "-0.5", "nan", "inf", "1e3", "١", "0.٥", "1_0", " 0.5", "1000"]
+)
+def test_ascii_decimal_refuses_what_float_would_read(typed: str) -> None:
+    assert ascii_decimal(typed) is None
+
+
+@pytest.mark.parametrize(
+    ("parse", "typed", "value"),
+    [
+        (cli.whole_number, "40", 40),
+        (cli.whole_number, "-1", -1),
+        (cli.decimal, "0,5", 0.5),
+        (cli.int_or_none, "600", 600),
+        (cli.int_or_none, " None ", None),
+        (cli.bounded_int(1, 10), "10", 10),
+    ],
+)
+def test_command_line_numbers_are_read(
+    parse: Callable[[str], object], typed: str, value: float | None
+) -> None:
+    assert parse(typed) == value
+
+
+@pytest.mark.parametrize(
+    ("parse", "typed"),
+    [
+        (cli.whole_number, "٣"),
+        (cli.whole_number, " 40 "),
+        (cli.whole_number, "4_0"),
+        (cli.whole_number, "1e3"),
+        (cli.decimal, "nan"),
+        (cli.decimal, "inf"),
+        (cli.decimal, "１"),
+        (cli.int_or_none, "١٠"),
+        (cli.int_or_none, "10m"),
+        (cli.bounded_int(1, 10), "٣"),
+        (cli.bounded_int(1, 10), "11"),
+        (cli.bounded_int(1, 10), "9" * 5000),
+    ],
+)
+def test_command_line_numbers_refuse_what_int_and_float_would_read(
+    parse: Callable[[str], object], typed: str
+) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse(typed)
