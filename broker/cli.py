@@ -24,11 +24,11 @@ from pydantic import ValidationError
 from broker import __version__, fleet
 from broker.audit import log as audit
 from broker.auth import enrolment
+from broker.cli_numbers import bounded_int, decimal, int_or_none, whole_number
 from broker.config import ConfigFileError, Settings, load_settings
 from broker.domain import HostState, PoolType, Protocol, Role, WorkMode
 from broker.errors import InvalidInput, NotFound, VdiError
 from broker.hosts import service as hosts
-from broker.numbers import ascii_decimal, ascii_int
 from broker.policy import store as policies
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
@@ -89,46 +89,6 @@ def emit(rows: list[dict[str, Any]], columns: Sequence[str], as_json: bool) -> N
 
 
 # -- parsing --------------------------------------------------------------------
-
-
-def whole_number(text: str) -> int:
-    """An argparse type: a whole number in ASCII digits. int() would also take
-    "٣", "4_0" and " 40 ", and store what nobody meant to type."""
-    value = ascii_int(text)
-    if value is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    return value
-
-
-def decimal(text: str) -> float:
-    """An argparse type: a decimal in ASCII digits, with a dot or a comma
-    (0.25, 0,25). float() would also take "٣", "1e3", "nan" and "inf"."""
-    value = ascii_decimal(text)
-    if value is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a decimal number such as 0.25")
-    return value
-
-
-def int_or_none(text: str) -> int | None:
-    """`N`, or `none` for settings where none means "no limit" or "not managed"."""
-    if text.strip().lower() == "none":
-        return None
-    value = ascii_int(text)
-    if value is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor 'none'")
-    return value
-
-
-def bounded_int(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from `low` to `high`."""
-
-    def parse(text: str) -> int:
-        value = ascii_int(text)
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number {low} to {high}")
-        return value
-
-    return parse
 
 
 def add_subject(parser: argparse.ArgumentParser) -> None:

@@ -51,6 +51,7 @@ import httpx
 from broker import __version__
 from broker.auth.recovery import CODE_RE as RECOVERY_RE
 from broker.auth.totp import CODE_RE as TOTP_RE
+from broker.cli_numbers import bounded_int
 from broker.connect_texts import GERMAN
 from broker.gateway.bridge import Bridge
 from broker.gateway.hostkey import fingerprint
@@ -268,6 +269,24 @@ def windows_display_locale() -> str | None:
     return None
 
 
+def error_code(response: httpx.Response) -> str | None:
+    """The broker's error code of an answer (`unknown_pool`), if it has one."""
+    try:
+        code = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, str) else None
+
+
+def unknown_pool_text(pool: str, pools: Sequence[str]) -> str:
+    """A pool the broker does not know, a typo most likely: with the pools this
+    user may choose from, in the user's language."""
+    text = tr("There is no pool {pool}.", pool=pool)
+    if pools:
+        text += " " + tr("Pools you may use: {pools}", pools=", ".join(pools))
+    return text
+
+
 def error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -333,6 +352,8 @@ class Broker:
         self.http = http
         self.portal = portal
         self.csrf = ""
+        # The pools this user may use, as the last look at the desktops said.
+        self.pools: list[str] = []
 
     async def login(self, user: str, password: str, factor: dict[str, str]) -> None:
         response = await self.http.post(
@@ -359,12 +380,15 @@ class Broker:
         response = await self.http.get(f"{API}/desktops")
         self._check(response)
         body: dict[str, Any] = response.json()
+        self.pools = sorted(str(p["name"]) for p in body.get("pools") or [])
         return body
 
     async def request(self, pool: str) -> dict[str, Any]:
         response = await self.http.post(
             f"{API}/sessions", json={"pool": pool}, headers={"X-CSRF-Token": self.csrf}
         )
+        if response.status_code == 404 and error_code(response) == "unknown_pool":
+            raise Stop(unknown_pool_text(pool, self.pools), BAD_INPUT)
         self._check(response)
         body: dict[str, Any] = response.json()
         return body
@@ -788,13 +812,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-client", action="store_true", help="do not start a desktop client; print how to"
     )
     parser.add_argument(
-        "--local-port", type=int, default=0, metavar="PORT", help="local port (default: a free one)"
+        "--local-port",
+        type=bounded_int(0, 65535),
+        default=0,
+        metavar="PORT",
+        help="local port (default: a free one)",
     )
     parser.add_argument("--ca-file", help="CA certificate file for the broker's HTTPS")
     parser.add_argument(
         "--wait",
-        type=float,
-        default=300.0,
+        type=bounded_int(1, 86400),
+        default=300,
         metavar="SECONDS",
         help="how long to wait for a desktop to start (default 300)",
     )

@@ -59,6 +59,8 @@ GERMAN: dict[str, str] = {
     # Getting a desktop
     "Asking for a desktop in pool {pool} ...": "Frage nach einem Desktop im Pool {pool} ...",
     "No desktop for you right now: {reason}": "Im Moment gibt es keinen Desktop für Sie: {reason}",
+    "There is no pool {pool}.": "Es gibt keinen Pool {pool}.",
+    "Pools you may use: {pools}": "Pools, die Sie nutzen dürfen: {pools}",
     "The broker answered {status}.": "Der Broker antwortete mit {status}.",
     "The broker answered {status}: {reason}": "Der Broker antwortete mit {status}: {reason}",
     "Your desktop is starting; this can take a minute ...": (

@@ -29,6 +29,7 @@ from agent.protocol import PowerState
 from broker.clock import SystemClock
 from broker.config import load_settings
 from broker.connect import (
+    BAD_INPUT,
     FIRST_CONNECT_TRIES,
     GATEWAY_PROBLEM,
     NO_DESKTOP,
@@ -419,6 +420,23 @@ async def test_vdi_connect_and_refusals_speak_the_language_of_the_desktop(stack:
         "Im Moment gibt es keinen Desktop für Sie: "
         "Sie sind für den Pool Bauhof nicht freigeschaltet."
     ) in german.output
+
+
+async def test_a_mistyped_pool_is_named_with_the_pools_one_may_use(stack: Stack) -> None:
+    english = await Connect.start(
+        stack, "maria", PASSWORD, code_for(stack, "maria"), pool="Finanzamt", lang="en_GB.UTF-8"
+    )
+    assert await english.finish() == BAD_INPUT
+    assert "There is no pool Finanzamt. Pools you may use: Finanzen" in english.output
+    async with runtime_of(stack) as rt:
+        jonas = await add_user(rt, "jonas")
+    assert jonas is not None
+    code = oathtool_code(jonas, dt.datetime.now(dt.UTC))
+    german = await Connect.start(
+        stack, "jonas", PASSWORD, code, pool="finanzen", lang="de_DE.UTF-8"
+    )
+    assert await german.finish() == BAD_INPUT
+    assert "Es gibt keinen Pool finanzen. Pools, die Sie nutzen dürfen: Finanzen" in german.output
 
 
 FAKE_XFREERDP = """#!{python}

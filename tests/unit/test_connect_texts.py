@@ -12,7 +12,14 @@ import httpx
 import pytest
 
 from broker import connect
-from broker.connect import ended_text, login_problem, manual_hint, tr, use_language
+from broker.connect import (
+    ended_text,
+    login_problem,
+    manual_hint,
+    tr,
+    unknown_pool_text,
+    use_language,
+)
 from broker.connect_texts import GERMAN
 
 SOURCE = Path(connect.__file__)
@@ -83,9 +90,34 @@ def test_a_german_desktop_gets_german_words_with_their_values() -> None:
     assert ended_text({"end_reason": "moon_phase"}) == (
         "Ihre Desktop-Sitzung ist beendet (moon_phase)."
     )
+    assert unknown_pool_text("Bauhoff", ["Bauhof", "Finanzen"]) == (
+        "Es gibt keinen Pool Bauhoff. Pools, die Sie nutzen dürfen: Bauhof, Finanzen"
+    )
+
+
+def test_an_unknown_pool_is_answered_with_the_pools_one_may_use() -> None:
+    assert unknown_pool_text("Bauhoff", ["Bauhof", "Finanzen"]) == (
+        "There is no pool Bauhoff. Pools you may use: Bauhof, Finanzen"
+    )
+    assert unknown_pool_text("Bauhoff", []) == "There is no pool Bauhoff."
 
 
 def test_values_with_braces_are_shown_as_they_are() -> None:
     assert tr("Asking for a desktop in pool {pool} ...", pool="{x}") == (
         "Asking for a desktop in pool {x} ..."
     )
+
+
+@pytest.mark.parametrize(
+    "option", [["--wait", "٣٠٠"], ["--wait", "nan"], ["--wait", "0"], ["--local-port", "65536"]]
+)
+def test_number_options_take_ascii_digits_in_range(
+    option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = connect.build_parser()
+    args = parser.parse_args(["https://vdi", "--user", "maria", "--wait", "60"])
+    assert (args.wait, args.local_port) == (60, 0)
+    with pytest.raises(SystemExit) as refused:
+        parser.parse_args(["https://vdi", "--user", "maria", *option])
+    assert refused.value.code == 2
+    assert "is not a whole number" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from broker import cli
+from broker import cli_numbers as cli
 from broker.numbers import ascii_decimal, ascii_int
 from broker.web.forms import BadField, share, whole_number
 

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from broker.cli import build_parser, int_or_none, unknown_departments_note
+from broker.cli import build_parser, unknown_departments_note
+from broker.cli_numbers import int_or_none
 from broker.errors import InvalidInput
 from broker.policy.schedule import format_days, format_time, parse_days, parse_time
 from broker.policy.store import ScheduleSpec, check_cap, check_schedule
