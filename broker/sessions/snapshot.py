@@ -194,11 +194,24 @@ _OWN_DESKTOP = select(
 
 _POOL = select(_pools).where(_pools.c.name == bindparam("name"))
 _POOL_FOR_UPDATE = _POOL.with_for_update()
-_ENTITLEMENTS = select(_ents.c.kind, _ents.c.value).where(_ents.c.pool_id == bindparam("pool_id"))
-_LICENCES_IN_USE = (
-    select(func.count())
-    .select_from(_sessions)
-    .where(_sessions.c.pool_id == bindparam("pool_id"), SESSION_OPEN)
+# The pool's licences in use, on every row of its entitlements (one row with
+# no entitlement if it has none). Not part of the locking read above: on
+# PostgreSQL a statement that waited for the pool's lock still counts with the
+# snapshot it took before waiting, and would miss the session that the lock's
+# previous holder just committed. A statement after the lock sees it.
+_LICENCES_AND_ENTITLEMENTS = (
+    select(
+        select(func.count())
+        .select_from(_sessions)
+        .where(_sessions.c.pool_id == _pools.c.id, SESSION_OPEN)
+        .scalar_subquery()
+        .label("open_sessions"),
+        _ents.c.kind,
+        _ents.c.value,
+    )
+    .select_from(_pools)
+    .outerjoin(_ents, _ents.c.pool_id == _pools.c.id)
+    .where(_pools.c.id == bindparam("pool_id"))
 )
 _DEPARTMENT = select(_dept).where(_dept.c.department == bindparam("department"))
 _SCHEDULES = select(_schedules).where(
@@ -223,8 +236,9 @@ async def find_pool(conn: Executor, name: str, *, lock: bool) -> PoolRecord | No
     row = (await conn.execute(_POOL_FOR_UPDATE if lock else _POOL, {"name": name})).first()
     if row is None:
         return None
-    ents = (await conn.execute(_ENTITLEMENTS, {"pool_id": row.id})).all()
-    open_sessions = await conn.scalar(_LICENCES_IN_USE, {"pool_id": row.id})
+    rows = (await conn.execute(_LICENCES_AND_ENTITLEMENTS, {"pool_id": row.id})).all()
+    open_sessions = rows[0].open_sessions
+    ents = [(r.kind, r.value) for r in rows if r.kind is not None]
     view = PoolView(
         id=row.id,
         name=row.name,
