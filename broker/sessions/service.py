@@ -92,7 +92,13 @@ _OPEN_IN_POOL = _INFO.where(
     _sessions.c.pool_id == bindparam("pool_id"),
     SESSION_OPEN,
 )
-_TAKE = update(_desktops).where(_desktops.c.id == bindparam("desktop_id")).values(idle_since=None)
+# What the answer needs of the desktop comes back with the update: no re-read.
+_TAKE = (
+    update(_desktops)
+    .where(_desktops.c.id == bindparam("desktop_id"))
+    .values(idle_since=None)
+    .returning(_desktops.c.name, _desktops.c.address, _desktops.c.port)
+)
 _CLAIM = _TAKE.values(assigned_user_id=bindparam("user_id"))
 _LOCK_DESKTOP = (
     select(_desktops.c.id)
@@ -227,24 +233,39 @@ def _info(row: Row[Any]) -> SessionInfo:
     )
 
 
-async def _connect(rt: Runtime, conn: Executor, row: Row[Any], now: dt.datetime) -> Connect | None:
+async def _connect(
+    rt: Runtime,
+    conn: Executor,
+    session: SessionInfo,
+    user_id: int,
+    address: str | None,
+    port: int,
+    now: dt.datetime,
+) -> Connect | None:
     """Connection details with a fresh ticket, for a session whose desktop is ready."""
-    if row.state not in (SessionState.ACTIVE, SessionState.DISCONNECTED) or not row.address:
+    if session.state not in (SessionState.ACTIVE, SessionState.DISCONNECTED) or not address:
         return None
     settings = rt.settings
-    ticket = await tickets.issue(conn, row.id, row.user_id, now, settings.ticket_ttl_s)
+    ticket = await tickets.issue(conn, session.id, user_id, now, settings.ticket_ttl_s)
     return Connect(
         gateway_host=settings.effective_gateway_public_host,
         gateway_port=settings.effective_gateway_public_port,
-        user=row.user_name,
+        user=session.user,
         ticket=ticket,
         expires_in=settings.ticket_ttl_s,
-        protocol=row.protocol,
-        local_port=LOCAL_PORTS.get(row.protocol, 13389),
-        desktop_address=row.address,
-        desktop_port=row.port,
+        protocol=session.protocol,
+        local_port=LOCAL_PORTS.get(session.protocol, 13389),
+        desktop_address=address,
+        desktop_port=port,
         host_key_fingerprint=rt.gateway_fingerprint,
     )
+
+
+async def _connect_row(
+    rt: Runtime, conn: Executor, row: Row[Any], now: dt.datetime
+) -> Connect | None:
+    """_connect for a session read with its desktop (_INFO)."""
+    return await _connect(rt, conn, _info(row), row.user_id, row.address, row.port, now)
 
 
 async def _row(conn: Executor, session_id: str) -> Row[Any] | None:
@@ -367,18 +388,35 @@ async def _try_request(
                 "last_activity_at": now,
             },
         )
-        await conn.execute(
-            _CLAIM if decision.claim else _TAKE,
-            {"desktop_id": decision.desktop_id, "user_id": user.id},
+        desktop = (
+            await conn.execute(
+                _CLAIM if decision.claim else _TAKE,
+                {"desktop_id": decision.desktop_id, "user_id": user.id},
+            )
+        ).one()
+        info = SessionInfo(
+            id=session_id,
+            user=user.name,
+            department=user.department,
+            team=user.team,
+            pool=pool.name,
+            protocol=found.protocol,
+            state=state.value,
+            work_mode=mode.value,
+            desktop=desktop.name,
+            host=snap.hosts[decision.host_id].name,
+            end_reason=None,
+            created_at=now,
+            activated_at=now if state is SessionState.ACTIVE else None,
+            ended_at=None,
         )
-        row = await _reread(conn, session_id)
         if decision.start:
             await actions.queue(
                 conn,
                 now,
                 host_id=decision.host_id,
                 desktop_id=decision.desktop_id,
-                desktop_name=row.desktop_name,
+                desktop_name=desktop.name,
                 kind=ActionKind.START,
                 reason="assign",
             )
@@ -390,13 +428,13 @@ async def _try_request(
             result="pending" if decision.start else "assigned",
             detail={
                 "pool": pool.name,
-                "desktop": row.desktop_name,
-                "host": row.host_name,
+                "desktop": info.desktop,
+                "host": info.host,
                 "work_mode": mode.value,
             },
         )
-        connect = await _connect(rt, conn, row, now)
-        return Outcome("pending" if decision.start else "assigned", _info(row), connect)
+        connect = await _connect(rt, conn, info, user.id, desktop.address, desktop.port, now)
+        return Outcome("pending" if decision.start else "assigned", info, connect)
 
 
 async def _lock_desktop(rt: Runtime, conn: Executor, decision: Assign) -> bool:
@@ -413,7 +451,7 @@ async def _reconnect(rt: Runtime, conn: Executor, row: Row[Any], now: dt.datetim
         promoted = await promote_ready(rt, conn, now, session_id=row.id)
         if promoted:
             row = await _reread(conn, row.id)
-    connect = await _connect(rt, conn, row, now)
+    connect = await _connect_row(rt, conn, row, now)
     result = "pending" if row.state == SessionState.PENDING else "reconnected"
     await audit.record(
         conn,
@@ -439,7 +477,7 @@ async def get_session(rt: Runtime, user: User, session_id: str, *, admin: bool) 
             raise NotFound("There is no such session.", code="unknown_session")
         if row.state == SessionState.PENDING and await promote_ready(rt, conn, now, row.id):
             row = await _reread(conn, session_id)
-        connect = await _connect(rt, conn, row, now) if row.user_id == user.id else None
+        connect = await _connect_row(rt, conn, row, now) if row.user_id == user.id else None
     state = row.state
     return Outcome("pending" if state == SessionState.PENDING else state, _info(row), connect)
 

@@ -119,6 +119,42 @@ async def test_stopped_desktop_is_started_and_the_session_is_pending_until_ready
     assert other.json()["session"]["desktop"] != ready.json()["session"]["desktop"]
 
 
+@pytest.mark.parametrize(
+    ("pool_type", "power", "status"),
+    [
+        (PoolType.FLOATING, PowerState.RUNNING, 201),
+        (PoolType.FLOATING, PowerState.STOPPED, 202),
+        (PoolType.PERSISTENT, PowerState.RUNNING, 201),
+    ],
+)
+async def test_the_answer_to_an_assignment_is_what_is_stored(
+    runtime: Runtime,
+    client: httpx.AsyncClient,
+    pool_type: PoolType,
+    power: PowerState,
+    status: int,
+) -> None:
+    """The answer is built from what the assignment wrote, not read back: it must
+    match what a look-up of the same session reads from the database."""
+    await add_pool(runtime, type=pool_type)
+    await reporting_host(runtime, client, 2, power=power)
+    maria = await staff(runtime, "maria")
+    answer = await ask(client, maria)
+    assert answer.status_code == status, answer.text
+    session = answer.json()["session"]
+    looked_up = await client.get(f"/api/v1/sessions/{session['id']}", headers=maria)
+    assert looked_up.json()["session"] == session
+    assert session["host"] == "vhost01" and session["desktop"]
+    connect, again = answer.json()["connect"], looked_up.json()["connect"]
+    if status == 202:
+        assert connect is None and again is None
+    else:
+        assert (connect["desktop_address"], connect["desktop_port"]) == (
+            again["desktop_address"],
+            again["desktop_port"],
+        )
+
+
 async def test_refusals_are_coded_and_readable(runtime: Runtime, client: httpx.AsyncClient) -> None:
     await add_pool(runtime, departments=["Bauamt"], max_sessions=1)
     await add_pool(runtime, "Außendienst", field=True)
