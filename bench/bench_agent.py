@@ -38,7 +38,7 @@ from pathlib import Path
 from statistics import mean
 
 from bench.harness import Figure, median
-from broker.demo import free_port
+from broker.ports import free_port
 
 NAME = "agent"
 DESKTOPS = 20

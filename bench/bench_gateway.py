@@ -35,10 +35,11 @@ from sqlalchemy import select, update
 from agent.hypervisors.simulated import SimulatedHypervisor
 from bench.harness import Figure, median
 from bench.populate import populate
-from bench.servers import Running, Sshd, broker, free_port, sshd
+from bench.servers import Running, Sshd, broker, sshd
 from broker.clock import SystemClock
 from broker.config import load_settings
 from broker.gateway import tickets
+from broker.ports import free_port
 from broker.runtime import Runtime, open_runtime
 from broker.store.tables import Desktop, Session, User, table
 

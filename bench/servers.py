@@ -15,14 +15,9 @@ from pathlib import Path
 
 import httpx
 
+from broker.ports import free_port
+
 PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_ready(base: str, timeout: float = 60) -> None:

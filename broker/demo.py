@@ -27,6 +27,7 @@ from broker.domain import PoolType, Protocol, Role, WorkMode
 from broker.gateway import hostkey
 from broker.hosts import service as hosts
 from broker.pools import service as pools
+from broker.ports import free_port, port_is_free
 from broker.runtime import Runtime, open_runtime
 from broker.serve import NotifyingServer, configure_logging, run_async, uvicorn_config
 from broker.users import service as users
@@ -66,22 +67,6 @@ class Credentials:
     user: DemoUser
     password: str
     enrolment: enrolment.AdminEnrolment
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def pick_port(wanted: int, what: str) -> int:

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.support.processes import VENV_BIN, clean_env, free_port, stop
+from broker.ports import free_port
+from tests.support.processes import VENV_BIN, clean_env, stop
 from tests.support.totp import oathtool_code
 
 

@@ -39,12 +39,13 @@ from broker.connect import (
     wait_ready,
 )
 from broker.hosts import service as hosts
+from broker.ports import free_port
 from broker.runtime import Runtime, open_runtime
 from broker.store.tables import AuditEvent, Desktop, Session, Ticket
 from tests.support.accounts import PASSWORD, add_user
 from tests.support.fleet import add_pool, staff
 from tests.support.gateway import Rig, TcpProxy, echo, rig_fixture, until
-from tests.support.processes import VENV_BIN, clean_env, free_port, start_agent, start_broker, stop
+from tests.support.processes import VENV_BIN, clean_env, start_agent, start_broker, stop
 from tests.support.totp import oathtool_code
 
 

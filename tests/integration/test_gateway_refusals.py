@@ -16,6 +16,7 @@ import pytest
 
 from broker.clock import FakeClock
 from broker.gateway.service import MAX_REFUSALS
+from broker.ports import free_port
 from tests.support.gateway import (
     SSH_OPTIONS,
     Rig,
@@ -29,7 +30,6 @@ from tests.support.gateway import (
     ssh_forward,
     until,
 )
-from tests.support.processes import free_port
 
 PROHIBITED = "administratively prohibited"
 

@@ -17,6 +17,7 @@ from broker.app import create_app
 from broker.clock import FakeClock
 from broker.domain import Role
 from broker.gateway.service import purge_stale_tunnels
+from broker.ports import free_port
 from broker.runtime import open_runtime
 from broker.sessions.lifecycle import run_lifecycle
 from broker.store.tables import Desktop, GatewayTunnel, Host, Session
@@ -30,7 +31,6 @@ from tests.support.gateway import (
     ssh_client,
     until,
 )
-from tests.support.processes import free_port
 
 rig = pytest.fixture(rig_fixture)
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import REPO, VENV_BIN, clean_env, free_port, stop, vdi_broker
+from broker.ports import free_port
+from tests.support.processes import REPO, VENV_BIN, clean_env, stop, vdi_broker
 
 UNITS = ("vdi-broker.service", "vdi-agent.service")
 

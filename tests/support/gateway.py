@@ -22,10 +22,10 @@ from broker.app import create_app
 from broker.clock import Clock, FakeClock
 from broker.config import Settings
 from broker.gateway.service import Gateway
+from broker.ports import free_port
 from broker.runtime import Runtime, open_runtime
 from broker.store.tables import AuditEvent, Session
 from tests.support.fleet import FakeAgent, add_host, add_pool, ask, staff
-from tests.support.processes import free_port
 
 # The client's own configuration and keys must not take part.
 SSH_OPTIONS = [

@@ -23,7 +23,8 @@ from typing import Any, cast
 
 import httpx
 
-from tests.support.processes import free_port, stop, wait_http
+from broker.ports import free_port
+from tests.support.processes import stop, wait_http
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.processes import free_port
+from broker.ports import free_port
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 

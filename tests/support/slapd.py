@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.ports import free_port
 from tests.support.certs import ca_and_server
-from tests.support.processes import free_port
 
 BASE = "dc=musterstadt,dc=de"
 ADMIN_DN = f"cn=admin,{BASE}"

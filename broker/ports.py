@@ -1,0 +1,52 @@
+"""Free TCP ports for servers that bind a moment later: the demo's portal and
+gateway, and the brokers, agents and sshd that tests and benchmarks start."""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+
+# Linux's range for source ports of outgoing connections (and for bind to 0).
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Where the kernel does not say: Linux's default start. Windows and macOS begin
+# theirs at 49152, above it.
+EPHEMERAL_START = 32768
+LOWEST = 20000
+
+_handed_out: set[int] = set()
+_random = random.SystemRandom()
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def ephemeral_start() -> int:
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return EPHEMERAL_START
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on, chosen at random below the ephemeral range.
+
+    bind(0) would pick a port from that range, and until the server binds it,
+    any outgoing connection on the machine (to PostgreSQL, from an HTTP client,
+    from a test running alongside) may take it as its source port: the server
+    then fails with "address already in use". Below the range only servers
+    bind, and a random choice keeps parallel processes apart. A port is handed
+    out once per process."""
+    top = max(ephemeral_start(), LOWEST + 1000)
+    for _ in range(1000):
+        port = _random.randrange(LOWEST, top)
+        if port not in _handed_out and port_is_free(host, port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port on {host} from {LOWEST} to {top - 1}")
