@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from agent.protocol import Report
+from broker.ports import free_port
 
 TOKEN = "vdi-host-token-Zq8x1c9SECRET"
 
@@ -38,7 +39,10 @@ class FakeBroker:
         self.pending: list[dict[str, str]] = []
         self.interval_s = 0.1
         self.token: str | None = None  # when set, only this token is accepted
-        self.port = 0
+        # Below the ephemeral range (broker.ports): restarted on the same port, it
+        # must not find the port taken as the source port of a connection, the
+        # agent's own retries included.
+        self.port = free_port()
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
