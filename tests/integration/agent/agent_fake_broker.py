@@ -40,8 +40,8 @@ class FakeBroker:
         self.interval_s = 0.1
         self.token: str | None = None  # when set, only this token is accepted
         # Below the ephemeral range (broker.ports): restarted on the same port, it
-        # must not find the port taken as the source port of a connection, the
-        # agent's own retries included.
+        # must not find the port taken in between by another bind to port 0 (a
+        # test running alongside) or by an outgoing connection.
         self.port = free_port()
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None

@@ -12,6 +12,7 @@ from agent.collectors.probes import ProbeTotals, Target, probe, probe_all, probe
 from agent.hypervisors.base import ConsoleProtocol
 from agent.hypervisors.simulated import SimulatedHypervisor
 from agent.protocol import ActionKind
+from broker.ports import free_port
 
 
 def endpoint(sim: SimulatedHypervisor, name: str) -> tuple[str, int]:
@@ -108,9 +109,10 @@ async def test_200_desktops_with_4_hanging_take_about_one_timeout() -> None:
 async def test_thousands_of_refused_probes_finish_quickly() -> None:
     # A refused connect can fail at once; each starts the next probe, and that
     # chain must neither nest nor stall.
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
+    # A closed port below the ephemeral range (broker.ports): a port just freed by
+    # bind(0) may be the next bind(0) of a test running alongside, whose server
+    # would then answer these probes.
+    port = free_port()
     targets = [Target("127.0.0.1", port, ConsoleProtocol.RDP)] * 3000
     started = time.perf_counter()
     outcomes = await probe_many(targets, timeout_s=2.0)
