@@ -197,7 +197,7 @@ def choose_pool(
     sessions = desktops.get("sessions") or []
     if len(sessions) == 1:
         return str(sessions[0]["pool"])
-    pools = sorted(str(p["name"]) for p in desktops.get("pools") or [])
+    pools = pool_names(desktops)
     if len(pools) == 1:
         return pools[0]
     if not pools:
@@ -212,6 +212,11 @@ def choose_pool(
         ),
         BAD_INPUT,
     )
+
+
+def pool_names(desktops: dict[str, Any]) -> list[str]:
+    """The pools a desktops answer says this user may use, by name."""
+    return sorted(str(p["name"]) for p in desktops.get("pools") or [])
 
 
 def picked_pool(pools: list[str], answer: str) -> str | None:
@@ -380,7 +385,7 @@ class Broker:
         response = await self.http.get(f"{API}/desktops")
         self._check(response)
         body: dict[str, Any] = response.json()
-        self.pools = sorted(str(p["name"]) for p in body.get("pools") or [])
+        self.pools = pool_names(body)
         return body
 
     async def request(self, pool: str) -> dict[str, Any]:

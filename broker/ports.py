@@ -38,11 +38,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on, chosen at random below the ephemeral range.
 
     bind(0) would pick a port from that range, and until the server binds it,
-    any outgoing connection on the machine (to PostgreSQL, from an HTTP client,
-    from a test running alongside) may take it as its source port: the server
-    then fails with "address already in use". Below the range only servers
-    bind, and a random choice keeps parallel processes apart. A port is handed
-    out once per process."""
+    the next bind(0) elsewhere (a test running alongside) may get the same
+    port, and so may an outgoing connection once Linux runs short of its
+    preferred source ports: the server then fails with "address already in
+    use". Below the range only servers bind, and a random choice keeps
+    parallel processes apart. A port is handed out once per process."""
     top = max(ephemeral_start(), LOWEST + 1000)
     for _ in range(1000):
         port = _random.randrange(LOWEST, top)

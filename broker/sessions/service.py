@@ -261,13 +261,6 @@ async def _connect(
     )
 
 
-async def _connect_row(
-    rt: Runtime, conn: Executor, row: Row[Any], now: dt.datetime
-) -> Connect | None:
-    """_connect for a session read with its desktop (_INFO)."""
-    return await _connect(rt, conn, _info(row), row.user_id, row.address, row.port, now)
-
-
 async def _row(conn: Executor, session_id: str) -> Row[Any] | None:
     return (await conn.execute(_BY_ID, {"session_id": session_id})).first()
 
@@ -451,7 +444,8 @@ async def _reconnect(rt: Runtime, conn: Executor, row: Row[Any], now: dt.datetim
         promoted = await promote_ready(rt, conn, now, session_id=row.id)
         if promoted:
             row = await _reread(conn, row.id)
-    connect = await _connect_row(rt, conn, row, now)
+    info = _info(row)
+    connect = await _connect(rt, conn, info, row.user_id, row.address, row.port, now)
     result = "pending" if row.state == SessionState.PENDING else "reconnected"
     await audit.record(
         conn,
@@ -461,7 +455,7 @@ async def _reconnect(rt: Runtime, conn: Executor, row: Row[Any], now: dt.datetim
         result=result,
         detail={"pool": row.pool_name, "desktop": row.desktop_name},
     )
-    return Outcome(result, _info(row), connect)
+    return Outcome(result, info, connect)
 
 
 # -- look up -------------------------------------------------------------------------
@@ -477,9 +471,12 @@ async def get_session(rt: Runtime, user: User, session_id: str, *, admin: bool) 
             raise NotFound("There is no such session.", code="unknown_session")
         if row.state == SessionState.PENDING and await promote_ready(rt, conn, now, row.id):
             row = await _reread(conn, session_id)
-        connect = await _connect_row(rt, conn, row, now) if row.user_id == user.id else None
-    state = row.state
-    return Outcome("pending" if state == SessionState.PENDING else state, _info(row), connect)
+        info = _info(row)
+        connect = None
+        if row.user_id == user.id:
+            connect = await _connect(rt, conn, info, row.user_id, row.address, row.port, now)
+    state = info.state
+    return Outcome("pending" if state == SessionState.PENDING else state, info, connect)
 
 
 async def pools_for(rt: Runtime, user: User) -> list[PoolInfo]:

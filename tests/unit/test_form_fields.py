@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from broker import cli_numbers as cli
+from broker import cli_numbers
 from broker.numbers import ascii_decimal, ascii_int
 from broker.web.forms import BadField, share, whole_number
 
@@ -74,12 +74,12 @@ def test_ascii_decimal_refuses_what_float_would_read(typed: str) -> None:
 @pytest.mark.parametrize(
     ("parse", "typed", "value"),
     [
-        (cli.whole_number, "40", 40),
-        (cli.whole_number, "-1", -1),
-        (cli.decimal, "0,5", 0.5),
-        (cli.int_or_none, "600", 600),
-        (cli.int_or_none, " None ", None),
-        (cli.bounded_int(1, 10), "10", 10),
+        (cli_numbers.whole_number, "40", 40),
+        (cli_numbers.whole_number, "-1", -1),
+        (cli_numbers.decimal, "0,5", 0.5),
+        (cli_numbers.int_or_none, "600", 600),
+        (cli_numbers.int_or_none, " None ", None),
+        (cli_numbers.bounded_int(1, 10), "10", 10),
     ],
 )
 def test_command_line_numbers_are_read(
@@ -91,18 +91,18 @@ def test_command_line_numbers_are_read(
 @pytest.mark.parametrize(
     ("parse", "typed"),
     [
-        (cli.whole_number, "٣"),
-        (cli.whole_number, " 40 "),
-        (cli.whole_number, "4_0"),
-        (cli.whole_number, "1e3"),
-        (cli.decimal, "nan"),
-        (cli.decimal, "inf"),
-        (cli.decimal, "１"),
-        (cli.int_or_none, "١٠"),
-        (cli.int_or_none, "10m"),
-        (cli.bounded_int(1, 10), "٣"),
-        (cli.bounded_int(1, 10), "11"),
-        (cli.bounded_int(1, 10), "9" * 5000),
+        (cli_numbers.whole_number, "٣"),
+        (cli_numbers.whole_number, " 40 "),
+        (cli_numbers.whole_number, "4_0"),
+        (cli_numbers.whole_number, "1e3"),
+        (cli_numbers.decimal, "nan"),
+        (cli_numbers.decimal, "inf"),
+        (cli_numbers.decimal, "１"),
+        (cli_numbers.int_or_none, "١٠"),
+        (cli_numbers.int_or_none, "10m"),
+        (cli_numbers.bounded_int(1, 10), "٣"),
+        (cli_numbers.bounded_int(1, 10), "11"),
+        (cli_numbers.bounded_int(1, 10), "9" * 5000),
     ],
 )
 def test_command_line_numbers_refuse_what_int_and_float_would_read(
