@@ -35,3 +35,17 @@ class FakeClock:
 
     def set(self, when: dt.datetime) -> None:
         self._now = when
+
+
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """`value` in UTC; a naive value is taken to be UTC already.
+
+    Raises ValueError where UTC falls outside the calendar (0001-01-01T00:00+01:00
+    is still year 0 in UTC), as a malformed time would, so callers that read a
+    time a person typed have one error to answer."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("time outside the years 1 to 9999 in UTC") from None

@@ -8,7 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from broker.audit import log as audit
+from broker.clock import to_utc
 from broker.deps import AdminDep, RuntimeDep
+from broker.errors import InvalidInput
 from broker.store.types import MAX_INT
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -30,8 +32,8 @@ async def list_audit(
         event=event,
         result=result,
         username=username,
-        since=_aware(since),
-        until=_aware(until),
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
         before_id=before_id,
         limit=limit,
     )
@@ -42,7 +44,10 @@ async def list_audit(
     return {"items": items, "next_before_id": next_before}
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
+def _utc(value: dt.datetime | None, name: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return to_utc(value)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a time between the years 1 and 9999 in UTC.") from None

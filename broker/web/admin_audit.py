@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request, Response
 
 from broker.audit import log as audit
+from broker.clock import to_utc
 from broker.deps import RuntimeDep
 from broker.numbers import ascii_int
 from broker.store.types import MAX_INT
@@ -64,7 +65,7 @@ def _local_time(value: str, zone: ZoneInfo, label: str) -> dt.datetime | None:
     if not value:
         return None
     try:
-        return dt.datetime.fromisoformat(value).replace(tzinfo=zone).astimezone(dt.UTC)
+        return to_utc(dt.datetime.fromisoformat(value).replace(tzinfo=zone))
     except ValueError:
         raise BadTime(label) from None
 

@@ -83,7 +83,14 @@ async def test_admin_audit_api_filters_and_pages(
     assert page2.json()["next_before_id"] is None
     one = await client.get("/api/v1/admin/audit", params={"username": "ghost3"})
     assert [e["username"] for e in one.json()["items"]] == ["ghost3"]
-    for bad_params in ({"limit": 0}, {"before_id": 2**63}, {"before_id": 10**20}):
+    for bad_params in (
+        {"limit": 0},
+        {"before_id": 2**63},
+        {"before_id": 10**20},
+        # Valid times whose UTC lies outside the calendar.
+        {"since": "0001-01-01T00:00:00+01:00"},
+        {"until": "9999-12-31T23:59:59-05:00"},
+    ):
         bad = await client.get("/api/v1/admin/audit", params=bad_params)
         assert bad.status_code == 422 and bad.json()["error"] == "invalid_request"
 

@@ -641,6 +641,10 @@ async def test_audit_page_filters_and_pages(
     bad = await client.get("/admin/audit?since=yesterday")
     assert bad.status_code == 422
     assert notice_of(bad.text) == "Von: Bitte Datum und Uhrzeit angeben."
+    # Midnight in Berlin on the first day of year 1 is still year 0 in UTC.
+    too_early = await client.get("/admin/audit?since=0001-01-01T00:30")
+    assert too_early.status_code == 422
+    assert notice_of(too_early.text) == "Von: Bitte Datum und Uhrzeit angeben."
     for before in ("abc", str(2**63), "٣", "9" * 5000):  # ignored, not a 500
         assert (await client.get(f"/admin/audit?before={before}")).status_code == 200
 
