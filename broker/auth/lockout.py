@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from broker.config import Settings
 
 
@@ -26,3 +28,12 @@ def lock_seconds_for(failures: int, settings: Settings) -> int | None:
         base_s=settings.lockout_base_delay_s,
         max_s=settings.lockout_max_delay_s,
     )
+
+
+def seconds_left(locked_until: dt.datetime | None, now: dt.datetime) -> float:
+    """Seconds a lock that refused an attempt has left; at least one, since the
+    lock may have been lifted between the refusal and this look (a parallel
+    success), and a refusal must still say when to come back."""
+    if locked_until is None:
+        return 1.0
+    return max((locked_until - now).total_seconds(), 1.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import bindparam, or_, select, update
 
@@ -19,7 +19,7 @@ from broker.auth.ldap import map_groups
 from broker.auth.ratelimit import retry_after
 from broker.domain import LoginResult
 from broker.errors import Forbidden, Locked, RateLimited, Unauthorized
-from broker.names import normalise_user_name
+from broker.names import USER_NAME_RE, normalise_user_name
 from broker.net import source_key
 from broker.runtime import Runtime
 from broker.store.db import Executor
@@ -59,31 +59,41 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
         raise RateLimited("Too many login attempts; try again later.", headers=retry_after(wait))
 
     name = normalise_user_name(typed)
-    user = await _find_user(rt, name)
-    locked_s = await _locked_for(rt, user, name, now)
-    if locked_s is not None:
+    attempt = await _begin_attempt(rt, name, now)
+    if attempt.locked_s is not None:
         await _audit_only(rt, now, LoginResult.LOCKED, typed, client)
-        headers = retry_after(locked_s) if locked_s > 0 else {}
+        headers = retry_after(attempt.locked_s) if attempt.locked_s > 0 else {}
         raise Locked("This account is locked.", code="locked", headers=headers)
+    user = attempt.user
 
-    from_directory = rt.directory is not None and (user is None or user.auth_source == "ldap")
+    from_directory = (
+        rt.directory is not None
+        and attempt.possible_name
+        and (user is None or user.auth_source == "ldap")
+    )
     if not from_directory and (user is None or user.password_hash is None):
         await rt.hasher.verify_dummy(creds.password)
-        await _fail(rt, user, name, now, typed, client, "unknown_user")
+        await _fail(rt, attempt, now, typed, client, "unknown_user")
         raise Unauthorized(INVALID_MESSAGE, code=INVALID)
 
     needs_rehash = False
     if from_directory:
-        user = await _directory_login(rt, name, creds.password, user, now, typed, client)
+        user = await _directory_login(rt, name, creds.password, attempt, now, typed, client)
     else:
         assert user is not None and user.password_hash is not None
         matches, needs_rehash = await rt.hasher.verify(user.password_hash, creds.password)
         if not matches:
-            await _fail(rt, user, name, now, typed, client, "wrong_password")
+            await _fail(rt, attempt, now, typed, client, "wrong_password")
             raise Unauthorized(INVALID_MESSAGE, code=INVALID)
+
+    if user.disabled:
+        await _refuse_disabled(rt, user, attempt, creds, now, typed, client)
 
     if user.totp_secret is None:
         async with rt.db.write() as s:
+            # The password was right and is the only factor so far: the attempt
+            # counted in advance is taken back, as a success would.
+            await s.execute(_RESET_FAILURES, {"uid": user.id})
             token = enrolment.start(s, user.id, now, rt.settings.enrolment_token_ttl_s)
             await _record_login(s, now, LoginResult.ENROLLMENT_REQUIRED, typed, client)
         rt.telemetry.login(LoginResult.ENROLLMENT_REQUIRED)
@@ -93,14 +103,9 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
             extra={"enrolment_token": token, "expires_in": rt.settings.enrolment_token_ttl_s},
         )
 
-    new_hash = await rt.hasher.hash(creds.password) if needs_rehash else None
     async with rt.db.write_conn() as s:
         second = await _second_factor(rt, s, user, creds, now)
         if second == "ok":
-            if new_hash:
-                await s.execute(
-                    update(User).where(User.id == user.id).values(password_hash=new_hash)
-                )
             web = await websessions.create(
                 s, rt.box, user.id, now, source_ip=client.ip, user_agent=client.user_agent
             )
@@ -110,28 +115,46 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
                 LoginResult.SUCCESS,
                 typed,
                 client,
-                {
-                    "factor": "recovery" if creds.recovery_code else "totp",
-                    **({"rehashed": True} if new_hash else {}),
-                },
+                {"factor": "recovery" if creds.recovery_code else "totp"},
             )
             if creds.recovery_code:
                 await audit.record(
                     s, now, "recovery_code_used", username=user.name, source_ip=client.ip
                 )
-    if second == "ok":
-        rt.telemetry.login(LoginResult.SUCCESS)
-        return LoggedIn(user, web)
+    if second != "ok":
+        reason = "totp_replay" if second == "replay" else "wrong_code"
+        await _fail(rt, attempt, now, typed, client, reason)
+        raise Unauthorized(INVALID_MESSAGE, code=INVALID)
 
-    reason = "totp_replay" if second == "replay" else "wrong_code"
-    await _fail(rt, user, name, now, typed, client, reason)
-    raise Unauthorized(INVALID_MESSAGE, code=INVALID)
+    rt.telemetry.login(LoginResult.SUCCESS)
+    if needs_rehash:
+        # Only now, with both factors right: hashing before the second factor was
+        # checked made a right password with a wrong code take one hash longer.
+        await _rehash(rt, user, creds.password)
+    return LoggedIn(user, web)
 
 
 # The statements of every login, built once: constructing and cache-keying a
 # fresh statement per call costs more CPU than running it.
 _users = table(User)
 _FIND_USER = select(_users).where(_users.c.name == bindparam("name"))
+# Counting the attempt is also the look-up of the account: one statement, and
+# only while the account is not locked (see _begin_attempt).
+_COUNT_ATTEMPT = (
+    update(_users)
+    .where(
+        _users.c.name == bindparam("login_name"),
+        or_(_users.c.locked_until.is_(None), _users.c.locked_until <= bindparam("now")),
+    )
+    .values(failed_logins=_users.c.failed_logins + 1)
+    .returning(*_users.c)
+)
+_LOCK_ACCOUNT = (
+    update(_users).where(_users.c.id == bindparam("uid")).values(locked_until=bindparam("until_"))
+)
+_RESET_FAILURES = (
+    update(_users).where(_users.c.id == bindparam("uid")).values(failed_logins=0, locked_until=None)
+)
 _SUCCESS_VALUES: dict[str, Any] = {
     "failed_logins": 0,
     "locked_until": None,
@@ -146,13 +169,101 @@ _SPEND_STEP = (
     .values(totp_last_step=bindparam("step"), **_SUCCESS_VALUES)
 )
 _RECORD_SUCCESS = update(_users).where(_users.c.id == bindparam("uid")).values(**_SUCCESS_VALUES)
+_SET_HASH = (
+    update(_users)
+    .where(_users.c.id == bindparam("uid"))
+    .values(password_hash=bindparam("new_hash"))
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A login attempt as counted before any factor is checked."""
+
+    name: str
+    user: User | None
+    # Whether any account could have this name: one that cannot is looked up nowhere.
+    possible_name: bool
+    # Failures so far, this attempt included, and the lock it sets should it fail.
+    failures: int = 0
+    lock_s: int | None = None
+    # Seconds the account or name is locked for (0: by an admin); None: open.
+    locked_s: float | None = None
+
+
+async def _begin_attempt(rt: Runtime, name: str, now: dt.datetime) -> Attempt:
+    """Count the attempt as a failure before any factor is checked, unless the
+    account (or the name without one) is locked; a success takes it back.
+
+    Counting first is what bounds guessing: were failures counted after the
+    argon2 check, every request already in flight would pass the lock check, and a
+    burst of N parallel guesses would get N checks instead of the threshold. The
+    conditional UPDATE holds the row (PostgreSQL) or the database (SQLite) until
+    the lock it may set is committed, so a parallel attempt sees that lock."""
+    if not USER_NAME_RE.fullmatch(name):
+        # No account has such a name, and PostgreSQL refuses some of them (NUL).
+        async with rt.db.write_conn() as conn:
+            return _name_attempt(name, await name_lockout.begin_attempt(conn, rt, name, now), False)
+    async with rt.db.write_conn() as conn:
+        row = (await conn.execute(_COUNT_ATTEMPT, {"login_name": name, "now": now})).first()
+        if row is not None:
+            # A detached instance: nothing is loaded lazily or written back through it.
+            user = User(**row._mapping)
+            lock_s = lockout.lock_seconds_for(user.failed_logins, rt.settings)
+            if lock_s is not None:
+                until = now + dt.timedelta(seconds=lock_s)
+                await conn.execute(_LOCK_ACCOUNT, {"uid": user.id, "until_": until})
+            return Attempt(name, user, True, user.failed_logins, lock_s)
+        row = (await conn.execute(_FIND_USER, {"name": name})).first()
+        if row is not None:
+            user = User(**row._mapping)
+            return Attempt(name, user, True, locked_s=lockout.seconds_left(user.locked_until, now))
+        return _name_attempt(name, await name_lockout.begin_attempt(conn, rt, name, now), True)
+
+
+def _name_attempt(name: str, counted: name_lockout.Counted, possible: bool) -> Attempt:
+    if counted.locked_s is not None:
+        return Attempt(name, None, possible, locked_s=counted.locked_s)
+    return Attempt(name, None, possible, counted.failures, counted.lock_s)
+
+
+async def _refuse_disabled(
+    rt: Runtime,
+    user: User,
+    attempt: Attempt,
+    creds: Credentials,
+    now: dt.datetime,
+    typed: str,
+    client: Client,
+) -> NoReturn:
+    """An account an admin has locked. Only someone who holds both factors learns
+    that it is locked (423); anyone else gets the answer of a wrong factor, so a
+    423 does not tell which names exist, nor a right password on its own."""
+    code_right = False
+    if user.totp_secret is not None and creds.code:
+        secret = rt.box.decrypt(user.totp_secret, totp.storage_context(user.id))
+        check = totp.check(secret, creds.code, now.timestamp(), user.totp_last_step)
+        code_right = check.verdict is totp.Verdict.ACCEPT
+    if code_right:
+        await _audit_only(rt, now, LoginResult.LOCKED, typed, client, {"reason": "disabled"})
+        raise Locked("This account is locked.", code="locked")
+    await _fail(rt, attempt, now, typed, client, "account_disabled")
+    raise Unauthorized(INVALID_MESSAGE, code=INVALID)
+
+
+async def _rehash(rt: Runtime, user: User, password: str) -> None:
+    """Store the password's hash with today's parameters, which have risen since."""
+    new_hash = await rt.hasher.hash(password)
+    async with rt.db.write_conn() as s:
+        await s.execute(_SET_HASH, {"uid": user.id, "new_hash": new_hash})
+        await audit.record(s, rt.clock.now(), "password_rehashed", username=user.name)
 
 
 async def _directory_login(
     rt: Runtime,
     name: str,
     password: str,
-    known: User | None,
+    attempt: Attempt,
     now: dt.datetime,
     typed: str,
     client: Client,
@@ -163,28 +274,15 @@ async def _directory_login(
     mapped = map_groups(found, rt.directory.cfg) if found is not None else None
     if found is None or mapped is None:
         reason = "wrong_password" if found is None else "not_in_allowed_groups"
-        await _fail(rt, known, name, now, typed, client, "directory_" + reason)
+        await _fail(rt, attempt, now, typed, client, "directory_" + reason)
         raise Unauthorized(INVALID_MESSAGE, code=INVALID)
     await users.sync_directory_user(rt, name, mapped)
-    if known is None:
+    if attempt.user is None:
         async with rt.db.write_conn() as conn:
             await name_lockout.clear(conn, rt, name)
     synced = await _find_user(rt, name)
     assert synced is not None
     return synced
-
-
-async def _locked_for(rt: Runtime, user: User | None, name: str, now: dt.datetime) -> float | None:
-    """Seconds the account stays locked, 0 for a disabled one (until an admin
-    unlocks it), None when it is open. A name without an account locks like an
-    account (see name_lockout), so the two look alike."""
-    if user is None:
-        return await name_lockout.locked_for(rt, name, now)
-    if user.disabled:
-        return 0.0
-    if user.locked_until is not None and user.locked_until > now:
-        return (user.locked_until - now).total_seconds()
-    return None
 
 
 async def _find_user(rt: Runtime, name: str) -> User | None:
@@ -224,29 +322,29 @@ async def _second_factor(
 
 async def _fail(
     rt: Runtime,
-    user: User | None,
-    name: str,
+    attempt: Attempt,
     now: dt.datetime,
     typed: str,
     client: Client,
     reason: str,
 ) -> None:
-    """Count a failed login against the account, or against the name when there
-    is no account, locking it at the threshold; audit the attempt."""
+    """Audit a failed login. The failure itself was counted when the attempt
+    began (_begin_attempt), with the lock it sets at the threshold."""
     result = LoginResult.REPLAY if reason == "totp_replay" else LoginResult.INVALID_CREDENTIALS
+    name = attempt.name
     async with rt.db.write_conn() as s:
-        if user is None:
-            failures, lock_s = await name_lockout.count_failure(s, rt, name, now)
-        else:
-            failures, lock_s = await _count_account_failure(s, rt, user, now)
-        if lock_s is not None:
+        if attempt.lock_s is not None:
             await audit.record(
                 s,
                 now,
                 "account_locked",
                 username=name,
                 source_ip=client.ip,
-                detail={"failures": failures, "seconds": lock_s, "account": user is not None},
+                detail={
+                    "failures": attempt.failures,
+                    "seconds": attempt.lock_s,
+                    "account": attempt.user is not None,
+                },
             )
         if reason == "totp_replay":
             await audit.record(
@@ -261,23 +359,6 @@ async def _fail(
             s, now, LoginResult.INVALID_CREDENTIALS, typed, client, {"reason": reason}
         )
     rt.telemetry.login(result)
-
-
-async def _count_account_failure(
-    s: Executor, rt: Runtime, user: User, now: dt.datetime
-) -> tuple[int, int | None]:
-    """The account's failures so far and the seconds it is now locked for."""
-    failures = await s.scalar(
-        update(User)
-        .where(User.id == user.id)
-        .values(failed_logins=User.failed_logins + 1)
-        .returning(User.failed_logins)
-    )
-    lock_s = lockout.lock_seconds_for(failures or 0, rt.settings)
-    if lock_s is not None:
-        until = now + dt.timedelta(seconds=lock_s)
-        await s.execute(update(User).where(User.id == user.id).values(locked_until=until))
-    return failures or 0, lock_s
 
 
 async def _record_login(

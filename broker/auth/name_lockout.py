@@ -13,8 +13,9 @@ failure (broker.audit.retention) and cleared by a directory user's first login.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -39,18 +40,21 @@ def name_key(rt: Runtime, name: str) -> str:
     return rt.box.keyed_hash("login-name:" + name)
 
 
-async def locked_for(rt: Runtime, name: str, now: dt.datetime) -> float | None:
-    """Seconds the name stays locked, or None."""
-    async with rt.db.read_conn() as conn:
-        until = await conn.scalar(_LOCKED_UNTIL, {"key": name_key(rt, name)})
-    return (until - now).total_seconds() if until is not None and until > now else None
+@dataclass(frozen=True)
+class Counted:
+    """An attempt counted against a name: the failures so far, this attempt
+    included, and the lock it sets should it fail; or, while the name is locked,
+    only the seconds it stays locked (nothing is counted then)."""
+
+    failures: int = 0
+    lock_s: int | None = None
+    locked_s: float | None = None
 
 
-async def count_failure(
-    conn: Executor, rt: Runtime, name: str, now: dt.datetime
-) -> tuple[int, int | None]:
-    """Count one failure in the caller's transaction; returns the failures so far
-    and the seconds the name is now locked for (None: not locked)."""
+async def begin_attempt(conn: Executor, rt: Runtime, name: str, now: dt.datetime) -> Counted:
+    """Count an attempt as a failure, in the caller's transaction, before any
+    factor is checked (see broker.auth.login._begin_attempt); a directory user's
+    first success clears the row."""
     key = name_key(rt, name)
     insert = sqlite_insert if rt.db.is_sqlite else postgresql_insert
     upsert = (
@@ -59,14 +63,19 @@ async def count_failure(
         .on_conflict_do_update(
             index_elements=[_failures.c.name_key],
             set_={"failures": _failures.c.failures + 1, "last_failure_at": now},
+            # A locked name counts nothing: the row comes back only while open.
+            where=or_(_failures.c.locked_until.is_(None), _failures.c.locked_until <= now),
         )
         .returning(_failures.c.failures)
     )
-    failures = int(await conn.scalar(upsert) or 0)
+    failures = await conn.scalar(upsert)
+    if failures is None:
+        until = await conn.scalar(_LOCKED_UNTIL, {"key": key})
+        return Counted(locked_s=lockout.seconds_left(until, now))
     lock_s = lockout.lock_seconds_for(failures, rt.settings)
     if lock_s is not None:
         await conn.execute(_LOCK, {"key": key, "until": now + dt.timedelta(seconds=lock_s)})
-    return failures, lock_s
+    return Counted(failures, lock_s)
 
 
 async def clear(conn: Executor, rt: Runtime, name: str) -> None:

@@ -18,6 +18,7 @@ from broker.auth import websessions
 from broker.auth.router import clear_session_cookie
 from broker.deps import Identity, RuntimeDep, get_runtime, resolve_identity
 from broker.web import csrf
+from broker.web.forms import read_form
 from broker.web.pages import redirect, render
 
 
@@ -72,7 +73,7 @@ class Posted:
 
 
 async def _checked(request: Request, rt: RuntimeDep, who: Identity) -> Posted:
-    form = await request.form()
+    form = await read_form(request)
     token = form.get(csrf.FIELD)
     if not isinstance(token, str) or not csrf.session_matches(rt, who, token):
         raise FormRefused(who)

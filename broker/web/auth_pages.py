@@ -24,7 +24,7 @@ from broker.errors import Forbidden, Unauthorized, VdiError
 from broker.runtime import Runtime
 from broker.web import cookies, csrf
 from broker.web.access import StaffForm
-from broker.web.forms import text
+from broker.web.forms import read_form, text
 from broker.web.i18n import error_text
 from broker.web.pages import Notice, language_of, redirect, redirect_with, render, say
 
@@ -67,7 +67,7 @@ def _credentials(username: str, password: str, code: str, recovery: str) -> str 
 
 @router.post("/login")
 async def login_submit(request: Request, rt: RuntimeDep, client: ClientDep) -> Response:
-    form = await request.form()
+    form = await read_form(request)
     username = text(form, "username")
     password = form.get("password")
     password = password if isinstance(password, str) else ""
@@ -153,7 +153,7 @@ async def _enrol_form(request: Request, rt: Runtime) -> tuple[str, FormData] | R
     token = cookies.read(request, rt, ENROL_COOKIE)
     if not token:
         return redirect("/login")
-    form = await request.form()
+    form = await read_form(request)
     if not csrf.prelogin_matches(request, rt, text(form, csrf.FIELD)):
         return await _enrol_page(request, rt, token, 403, say(request, rt, "error", "csrf.text"))
     return token, form

@@ -41,6 +41,30 @@ class BadField(InvalidInput):
         self.label = label
 
 
+async def read_form(request: Request) -> FormData:
+    """The posted form, refused (400) when a field holds text that UTF-8 cannot.
+
+    Starlette decodes multipart fields with whatever charset the client names, and
+    UTF-7 or unicode_escape turn a few bytes into lone surrogates. Those pass every
+    pattern here and fail only later, wherever the text is encoded: in password
+    hashing, token comparison or the database."""
+    form = await request.form()
+    for key, value in form.multi_items():
+        if not _encodable(key) or (isinstance(value, str) and not _encodable(value)):
+            raise InvalidInput(
+                "The form could not be read; send it as UTF-8.", code="bad_form", status=400
+            )
+    return form
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def text(form: FormData, name: str) -> str:
     """A text field, trimmed; empty when missing."""
     value = form.get(name)

@@ -376,3 +376,109 @@ async def test_login_updates_last_login(runtime: Runtime, client: httpx.AsyncCli
     secret = await add_user(runtime)
     await login(client, "maria", code=code_now(runtime, secret or ""))
     assert (await user_row(runtime)).last_login_at == runtime.clock.now().replace(tzinfo=dt.UTC)
+
+
+async def test_a_burst_of_parallel_guesses_gets_no_more_checks_than_the_threshold(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Each attempt is counted before its password is checked, so requests in
+    flight cannot all slip past the lock that the fifth failure sets."""
+    await add_user(runtime)
+    guesses = await asyncio.gather(
+        *(login(client, "maria", f"wrong guess {i}", "123456") for i in range(20))
+    )
+    statuses = [r.status_code for r in guesses]
+    threshold = runtime.settings.lockout_threshold
+    assert statuses.count(401) == threshold, statuses
+    assert statuses.count(423) == 20 - threshold, statuses
+    assert (await user_row(runtime)).failed_logins == threshold
+    assert len(await audit_events(runtime, "account_locked")) == 1
+
+    unknown = await asyncio.gather(
+        *(login(client, "nobody", f"wrong guess {i}", "123456") for i in range(20))
+    )
+    assert sorted(r.status_code for r in unknown) == sorted(statuses)
+
+
+@pytest.mark.parametrize("name", ["nob\x00ody", "\x00", "maria\x00", "ma\u0301ria", "maria\x7f"])
+async def test_a_name_no_account_can_have_is_a_wrong_credential(
+    runtime: Runtime, client: httpx.AsyncClient, name: str
+) -> None:
+    """PostgreSQL refuses NUL in text: such a name must not reach a query."""
+    secret = await add_user(runtime)
+    response = await login(client, name, code=code_now(runtime, secret or ""))
+    assert response.status_code == 401 and response.json() == INVALID
+    assert (await user_row(runtime)).failed_logins == 0
+    [event] = await audit_events(runtime, "login")
+    assert event.detail == {"reason": "unknown_user"}
+
+
+async def test_a_right_password_without_authenticator_takes_the_counted_attempt_back(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_user(runtime, enrol=False)
+    for _ in range(3):
+        assert (await login(client, "maria", "wrong password!", "123456")).status_code == 401
+    for _ in range(6):
+        answer = await login(client, "maria", PASSWORD, "123456")
+        assert answer.json()["error"] == "totp_enrollment_required"
+    assert (await user_row(runtime)).failed_logins == 0
+
+
+class CountingHasher:
+    """The runtime's real hasher, counting the hashes it makes."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.hashes = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def hash(self, password: str) -> str:
+        self.hashes += 1
+        return await self.inner.hash(password)  # type: ignore[attr-defined, no-any-return]
+
+
+async def test_rehash_waits_for_the_second_factor(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Hashing a right password before its code was checked made a wrong code take
+    one hash longer than a wrong password: a timing oracle for the password."""
+    from sqlalchemy import update
+
+    secret = await add_user(runtime)
+    weaker = Argon2Hasher(time_cost=1, memory_cost=8192, parallelism=1, type=Type.ID)
+    old_hash = weaker.hash(PASSWORD)
+    async with runtime.db.write() as s:
+        await s.execute(update(User).where(User.name == "maria").values(password_hash=old_hash))
+    counting = CountingHasher(runtime.hasher)
+    runtime.hasher = counting  # type: ignore[assignment]
+    wrong = "000000" if code_now(runtime, secret or "") != "000000" else "111111"
+    assert (await login(client, "maria", code=wrong)).status_code == 401
+    assert counting.hashes == 0
+    assert (await user_row(runtime)).password_hash == old_hash
+    assert (await login(client, "maria", code=code_now(runtime, secret or ""))).status_code == 200
+    assert counting.hashes == 1
+    assert (await user_row(runtime)).password_hash != old_hash
+    assert [e.username for e in await audit_events(runtime, "password_rehashed")] == ["maria"]
+
+
+async def test_a_locked_account_says_so_only_to_who_holds_both_factors(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    from broker.users import service as users
+
+    secret = await add_user(runtime)
+    await users.set_locked(runtime, "maria", True, "test")
+    wrong_code = "000000" if code_now(runtime, secret or "") != "000000" else "111111"
+    assert (await login(client, "maria", "wrong password!", "123456")).json() == INVALID
+    assert (await login(client, "maria", code=wrong_code)).json() == INVALID
+    both = await login(client, "maria", code=code_now(runtime, secret or ""))
+    assert both.status_code == 423 and both.json()["error"] == "locked"
+    reasons = [e.detail for e in await audit_events(runtime, "login")]
+    assert reasons == [
+        {"reason": "wrong_password"},
+        {"reason": "account_disabled"},
+        {"reason": "disabled"},
+    ]

@@ -200,6 +200,39 @@ async def test_login_without_the_form_token_is_refused_and_changes_nothing(
     assert await audit_events(runtime, "login") == []
 
 
+def multipart(fields: dict[str, str], charset: str) -> tuple[bytes, dict[str, str]]:
+    """A multipart form whose fields are bytes as written, in a charset it names."""
+    parts = [
+        f'--XX\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in fields.items()
+    ]
+    body = ("".join(parts) + "--XX--\r\n").encode("ascii")
+    return body, {"content-type": f"multipart/form-data; boundary=XX; charset={charset}"}
+
+
+async def test_forms_in_a_charset_that_yields_no_utf8_text_are_refused(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """UTF-7 decodes "+2AA-" to a lone surrogate, which fails wherever text is
+    encoded (argon2, token comparison, the database): a 400, not a 500."""
+    await add_user(runtime)
+    field = csrf_of((await client.get("/login")).text)
+    for fields in (
+        {"csrf_token": field, "username": "maria", "password": "x+2AA-xxxxxxx", "code": "123456"},
+        {"csrf_token": field, "username": "ma+2AA-ria", "password": PASSWORD, "code": "123456"},
+        {"csrf_token": "+2AA-", "username": "maria", "password": PASSWORD, "code": "123456"},
+    ):
+        body, headers = multipart(fields, "utf-7")
+        refused = await client.post("/login", content=body, headers=headers)
+        assert refused.status_code == 400 and refused.json()["error"] == "bad_form"
+    assert await audit_events(runtime, "login") == []
+
+    enter(client, await staff(runtime, "anna"))
+    body, headers = multipart({"csrf_token": "+2AA-"}, "utf-7")
+    assert (await client.post("/logout", content=body, headers=headers)).status_code == 400
+    assert (await client.get("/desktops")).status_code == 200  # still logged in
+
+
 async def test_login_with_a_recovery_code(runtime: Runtime, client: httpx.AsyncClient) -> None:
     from broker.auth import enrolment
 
