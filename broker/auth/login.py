@@ -127,6 +127,8 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
         raise Unauthorized(INVALID_MESSAGE, code=INVALID)
 
     rt.telemetry.login(LoginResult.SUCCESS)
+    # The detached row as the success left it in the database, for the answer.
+    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
     if needs_rehash:
         # Only now, with both factors right: hashing before the second factor was
         # checked made a right password with a wrong code take one hash longer.

@@ -374,8 +374,13 @@ async def test_admin_lock_gives_423_and_ends_sessions(
 
 async def test_login_updates_last_login(runtime: Runtime, client: httpx.AsyncClient) -> None:
     secret = await add_user(runtime)
-    await login(client, "maria", code=code_now(runtime, secret or ""))
-    assert (await user_row(runtime)).last_login_at == runtime.clock.now().replace(tzinfo=dt.UTC)
+    await login(client, "maria", "wrong password!", "123456")
+    answer = await login(client, "maria", code=code_now(runtime, secret or ""))
+    now = runtime.clock.now().replace(tzinfo=dt.UTC)
+    assert (await user_row(runtime)).last_login_at == now
+    # The answer shows the account as the login left it, not as it was before.
+    assert answer.json()["user"]["failed_logins"] == 0
+    assert dt.datetime.fromisoformat(answer.json()["user"]["last_login_at"]) == now
 
 
 async def test_a_burst_of_parallel_guesses_gets_no_more_checks_than_the_threshold(
