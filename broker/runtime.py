@@ -40,6 +40,8 @@ class Runtime:
     box: SecretBox
     hasher: PasswordHasher
     login_limiter: SlidingWindowLimiter
+    # Rate-limited logins audited per source address (broker.auth.login).
+    login_refusal_audits: SlidingWindowLimiter
     # Refused agent reports per source address (broker.hosts.ingest).
     report_rejects: SlidingWindowLimiter
     telemetry: Telemetry = field(default_factory=Telemetry)
@@ -95,6 +97,9 @@ async def open_runtime(
     limiter = SlidingWindowLimiter(
         settings.login_rate_limit, settings.login_rate_window_s, now=seconds
     )
+    login_refusal_audits = SlidingWindowLimiter(
+        settings.login_rate_limit, settings.login_rate_window_s, now=seconds
+    )
     report_rejects = SlidingWindowLimiter(
         settings.report_reject_limit, settings.report_reject_window_s, now=seconds
     )
@@ -106,6 +111,7 @@ async def open_runtime(
         box=box,
         hasher=hasher,
         login_limiter=limiter,
+        login_refusal_audits=login_refusal_audits,
         report_rejects=report_rejects,
         directory=directory,
     )

@@ -53,9 +53,15 @@ class LoggedIn:
 async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
     now = rt.clock.now()
     typed = creds.username
-    wait = rt.login_limiter.hit(source_key(client.ip))
+    source = source_key(client.ip)
+    wait = rt.login_limiter.hit(source)
     if wait is not None:
-        await _audit_only(rt, now, LoginResult.RATE_LIMITED, typed, client)
+        # Audited up to the same limit again, then only counted: a flood from one
+        # source must not become a flood of audit rows, each a write transaction.
+        if rt.login_refusal_audits.hit(source) is None:
+            await _audit_only(rt, now, LoginResult.RATE_LIMITED, typed, client)
+        else:
+            rt.telemetry.login(LoginResult.RATE_LIMITED)
         raise RateLimited("Too many login attempts; try again later.", headers=retry_after(wait))
 
     name = normalise_user_name(typed)

@@ -319,6 +319,20 @@ async def test_rate_limit_per_source_address(runtime: Runtime, client: httpx.Asy
     assert results[-1] == "rate_limited"
 
 
+async def test_a_flood_from_one_source_is_audited_up_to_the_limit_then_only_counted(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    runtime.login_limiter.limit = 3
+    runtime.login_refusal_audits.limit = 2
+    statuses = [
+        (await login(client, "nobody", "wrong password!", "123456")).status_code for _ in range(10)
+    ]
+    assert statuses == [401] * 3 + [429] * 7
+    results = [e.result for e in await audit_events(runtime, "login")]
+    assert results == ["invalid_credentials"] * 3 + ["rate_limited"] * 2
+    assert runtime.telemetry.logins["rate_limited"] == 7
+
+
 async def test_rate_limit_counts_an_ipv6_line_as_one_source(runtime: Runtime) -> None:
     """A home line's /64 holds 2**64 addresses to rotate through: it is one source."""
     from broker.app import create_app
