@@ -66,6 +66,10 @@ def parts(
         base = cfg.memory_base_ratio * memory_total
         span = cfg.memory_full_ratio * memory_total - base
         memory = _clamp((used - base) / span) if span > 0 else 1.0
+    # A host without capacity (no desktops yet, an empty static list, capacity
+    # set to 0) can take no session, so placement must see it as full. The
+    # exported index therefore says 1 too; VdiHostOverloaded ignores such hosts
+    # (it requires vdi_host_session_capacity > 0), as nobody on them is slowed.
     session_part = _clamp(sessions / capacity) if capacity > 0 else 1.0
     return cpu, memory, session_part, _clamp(logons / cfg.logon_tolerance)
 

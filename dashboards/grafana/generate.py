@@ -477,7 +477,8 @@ def capacity() -> Json:
                 "Session launch duration",
                 "Time from a staff member's request to a running desktop; each cell counts "
                 "launches in that duration bucket. Launches that must boot a desktop "
-                "take longer.",
+                "take longer; launches that never finish (start_timeout) count with the "
+                "time they waited.",
                 target(
                     f"sum by (le) (increase({launch_buckets}[$__rate_interval]))",
                     "{{le}}",
@@ -557,7 +558,9 @@ def hosts() -> Json:
             timeseries(
                 "Load index",
                 "The placement score of each host, 0 to 100%: the highest of its components "
-                "plus a tenth of the others. The dashed line at 90% is VdiHostOverloaded.",
+                "plus a tenth of the others. The dashed line at 90% is VdiHostOverloaded. "
+                "A host without session capacity (no desktops yet) shows 100%: it takes "
+                "no session, but raises no alert.",
                 "percentunit",
                 [target(per_host.format("vdi_host_load_index_ratio", HOST), "{{host}}")],
                 steps=thresholds((None, "green"), (0.9, "red")),
@@ -675,7 +678,8 @@ def hosts() -> Json:
             timeseries(
                 "Report age",
                 "Seconds since the host's agent last reported to the broker. The broker "
-                "marks a host down when this exceeds a few report intervals.",
+                "marks a host down when this exceeds a few report intervals. A host whose "
+                "agent never reported has no line here; Host up shows it as down.",
                 "s",
                 [
                     target(

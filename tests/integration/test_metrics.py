@@ -184,6 +184,18 @@ async def test_a_host_in_maintenance(runtime: Runtime, client: httpx.AsyncClient
     assert value(found, "vdi_host_state", host="vhost01", state="maintenance") == 1
 
 
+async def test_a_host_without_desktops_scores_full_with_capacity_0(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """What VdiHostOverloaded tells apart: placement counts an idle, empty host
+    as full, and the capacity of 0 next to it is what keeps the alert quiet."""
+    await (await add_host(runtime, client)).report()  # e.g. an empty static list
+    found = samples((await client.get("/metrics")).text)
+    assert value(found, "vdi_host_up", host="vhost01") == 1
+    assert value(found, "vdi_host_load_index_ratio", host="vhost01") == 1
+    assert value(found, "vdi_host_session_capacity", host="vhost01") == 0
+
+
 def test_every_metric_a_dashboard_or_rule_uses_is_in_the_live_exposition(scrape: str) -> None:
     from tests.support.artifacts import (
         AGENT_METRIC_NAMES,
