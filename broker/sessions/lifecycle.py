@@ -2,7 +2,7 @@
 
 Each round (one broker does it, see broker.jobs):
 - pending sessions whose desktop now runs become active; ones that waited longer
-  than `pending_timeout_s` end as `start_timeout`;
+  than `pending_timeout_s` end as `start_timeout` (and count as slow launches);
 - a desktop the agent sees in use keeps its session alive (and active);
 - per pool: disconnected too long -> `disconnect_timeout`, open too long ->
   `max_session_time`, no activity too long -> `idle_timeout`;
@@ -69,17 +69,7 @@ async def run_lifecycle(rt: Runtime) -> None:
     async with rt.db.write_conn() as conn:
         await service.promote_ready(rt, conn, now)
         await _desktops_in_use(conn, now)
-        await service.end_where(
-            rt,
-            conn,
-            and_(
-                _sessions.c.state == SessionState.PENDING.value,
-                _sessions.c.created_at < _ago(now, rt.settings.pending_timeout_s),
-            ),
-            "start_timeout",
-            now,
-            "broker",
-        )
+        await service.end_start_timeouts(rt, conn, now, _ago(now, rt.settings.pending_timeout_s))
         await _pool_limits(rt, conn, now)
         await _schedules(rt, conn, now)
         await _retry_resets(conn, now)

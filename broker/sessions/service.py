@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -538,6 +538,38 @@ async def promote_ready(
         for pool_id, created in rows:
             rt.telemetry.launch(names.get(pool_id, "?"), (now - created).total_seconds())
     return len(rows)
+
+
+async def end_start_timeouts(
+    rt: Runtime, conn: Executor, now: dt.datetime, pending_since: dt.datetime
+) -> list[str]:
+    """End sessions pending since before `pending_since` as `start_timeout`.
+
+    Each counts in the launch histogram with the time it waited: a launch that
+    never finished took at least that long. Counting only the launches that
+    succeed would leave a pool whose desktops never come up without a single
+    slow launch, and VdiSessionLaunchSlow silent exactly when staff wait most.
+    """
+    ended = await end_where(
+        rt,
+        conn,
+        and_(
+            _sessions.c.state == SessionState.PENDING.value,
+            _sessions.c.created_at < pending_since,
+        ),
+        "start_timeout",
+        now,
+        "broker",
+    )
+    if ended:
+        rows = await conn.execute(
+            select(_pools.c.name, _sessions.c.created_at)
+            .join(_pools, _pools.c.id == _sessions.c.pool_id)
+            .where(_sessions.c.id.in_(ended))
+        )
+        for pool, created in rows:
+            rt.telemetry.launch(pool, (now - created).total_seconds())
+    return ended
 
 
 _ENDED = (

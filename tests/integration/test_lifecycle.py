@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select, update
 
 from agent.protocol import PowerState
@@ -14,6 +15,7 @@ from broker.runtime import Runtime
 from broker.sessions.lifecycle import run_lifecycle
 from broker.store.tables import Desktop, HostAction, Pool, Schedule, Session
 from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, staff
+from tests.support.scrape import samples, value
 
 
 async def setup(
@@ -113,6 +115,27 @@ async def test_pending_timeout(
     clock.advance(runtime.settings.pending_timeout_s + 1)
     await run_lifecycle(runtime)
     assert (await session(runtime)).end_reason == "start_timeout"
+
+
+async def test_a_launch_that_times_out_counts_as_slow_in_the_launch_histogram(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Without it, a pool whose desktops never come up shows no launch at all and
+    VdiSessionLaunchSlow stays silent."""
+    await setup(runtime, client, n=1, power=PowerState.STOPPED)
+    assert (await ask(client, await staff(runtime, "maria"))).status_code == 202
+    waited = runtime.settings.pending_timeout_s + 30
+    clock.advance(waited)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).end_reason == "start_timeout"
+    found = samples((await client.get("/metrics")).text)
+    launches = "vdi_session_launch_duration_seconds"
+    assert value(found, f"{launches}_count", pool="Finanzen") == 1
+    assert value(found, f"{launches}_sum", pool="Finanzen") == pytest.approx(waited)
+    assert value(found, f"{launches}_bucket", pool="Finanzen", le="300.0") == 0  # above all
+    await run_lifecycle(runtime)  # an ended session is not counted again
+    found = samples((await client.get("/metrics")).text)
+    assert value(found, f"{launches}_count", pool="Finanzen") == 1
 
 
 async def test_outside_schedule_after_the_grace(
