@@ -33,7 +33,14 @@ from agent.collectors.load import LoadCollector
 from agent.collectors.memory import MemoryCollector
 from agent.collectors.network import NetworkCollector
 from agent.collectors.pressure import PressureCollector
-from agent.collectors.probes import ProbeOutcome, probe_all, probe_stats, tally
+from agent.collectors.probes import (
+    ProbeOutcome,
+    log_timeout_changes,
+    probe_all,
+    probe_stats,
+    tally,
+    timeout_changes,
+)
 from agent.config import AgentConfig
 from agent.http import local_address_towards
 from agent.hypervisors.base import ConsoleProtocol, Desktop, Hypervisor
@@ -149,6 +156,7 @@ class Agent:
         self._known_desktops: list[Desktop] = []
         self._saved_at = time.monotonic()
         self._warned_names: set[str] = set()
+        self._timing_out: frozenset[str] = frozenset()  # desktops whose probes time out
 
     # -- collecting ---------------------------------------------------------------
 
@@ -184,6 +192,9 @@ class Agent:
             probes.update(await probe_all(desktops, self.config.probe_timeout))
         totals, latency_mean = tally(self.state.probes, probes.values())
         self.state.probes = totals
+        changes = timeout_changes(self._timing_out, (d.name for d in desktops), probes)
+        self._timing_out = changes.timing_out
+        log_timeout_changes(changes, self.config.probe_timeout)
         outcomes += [listed, run.outcome()]
         metrics = merge(outcomes)
         metrics["probes"] = probe_stats(totals, latency_mean)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -28,6 +29,8 @@ from agent.handshake import (
     tpkt_bytes_needed,
 )
 from agent.hypervisors.base import ConsoleProtocol, Desktop
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_CONCURRENCY = 64
@@ -93,6 +96,63 @@ def probe_stats(totals: ProbeTotals, latency_mean_s: float | None) -> Fields:
     if latency_mean_s is not None:
         stats["latency_mean_s"] = round(latency_mean_s, 6)
     return stats
+
+
+@dataclass(frozen=True)
+class TimeoutChanges:
+    """How the desktops whose console probes time out changed in one round."""
+
+    timing_out: frozenset[str]  # after this round
+    started: tuple[str, ...]  # newly timing out
+    ended: tuple[tuple[str, ProbeOutcome], ...]  # probed again without a timeout
+
+
+def timeout_changes(
+    before: frozenset[str], listed: Iterable[str], outcomes: Mapping[str, ProbeOutcome]
+) -> TimeoutChanges:
+    """Compare a round's outcomes with the desktops that timed out before.
+
+    A listed desktop without an outcome this round (stopped, or the probe round
+    failed) keeps its standing until it is probed again, so a failed round does
+    not make every hanging desktop news again; one no longer listed is forgotten.
+    """
+    listed = set(listed)
+    now = {name for name, o in outcomes.items() if o.error == "timeout"}
+    kept = {name for name in before if name in listed and name not in outcomes}
+    return TimeoutChanges(
+        timing_out=frozenset(now | kept),
+        started=tuple(sorted(now - before)),
+        ended=tuple((name, outcomes[name]) for name in sorted(before - now) if name in outcomes),
+    )
+
+
+def _names(names: Sequence[str], shown: int = 20) -> str:
+    """A name list for one journal line, bounded for a host where all hang at once."""
+    text = ", ".join(names[:shown])
+    return text if len(names) <= shown else f"{text} and {len(names) - shown} more"
+
+
+def log_timeout_changes(changes: TimeoutChanges, timeout_s: float) -> None:
+    """Name in the journal the desktops whose probes began or stopped timing out
+    (the runbook of VdiDesktopProbeTimeouts sends ops here); one line per change,
+    not one per round."""
+    if changes.started:
+        log.warning(
+            "console probe timed out (after %.3g s) for %d desktop(s): %s",
+            timeout_s,
+            len(changes.started),
+            _names(changes.started),
+        )
+    answering = [name for name, o in changes.ended if o.ok]
+    if answering:
+        log.info(
+            "console probe answers again for %d desktop(s): %s",
+            len(answering),
+            _names(answering),
+        )
+    failing = [f"{name} ({o.error})" for name, o in changes.ended if not o.ok]
+    if failing:
+        log.info("console probe no longer times out but fails for: %s", _names(failing))
 
 
 def _bytes_needed(protocol: ConsoleProtocol, received: bytes) -> int:

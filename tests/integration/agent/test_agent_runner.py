@@ -63,3 +63,28 @@ async def test_desktops_with_names_the_protocol_refuses_are_left_out(
         _, desktops = await agent.collect()
         assert [d["name"] for d in desktops] == ["pc-01"]
     assert caplog.text.count("'Büro PC 2' is left out of reports") == 1  # said once
+
+
+async def test_the_journal_names_desktops_whose_probes_start_and_stop_timing_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/runbooks.md (VdiDesktopProbeTimeouts) sends ops to the agent's journal
+    for the names; said once per change, not every round."""
+    caplog.set_level(logging.INFO, logger="agent")
+    sim = await SimulatedHypervisor(3, hang=1).start()
+    agent = Agent(AgentConfig(hypervisor="simulated", probe_timeout=0.2), sim, AgentState())
+    try:
+        for _ in range(3):
+            await agent.collect()
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "sim-001" in warnings[0].getMessage()
+        assert "sim-002" not in warnings[0].getMessage()
+        caplog.clear()
+        sim.set_hang("sim-001", hang=False)
+        for _ in range(2):
+            await agent.collect()
+    finally:
+        await sim.close()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "sim-00" in r.getMessage()]
+    assert len(said) == 1 and said[0][0] == logging.INFO and "sim-001" in said[0][1]

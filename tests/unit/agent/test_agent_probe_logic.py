@@ -6,7 +6,14 @@ import errno
 
 import pytest
 
-from agent.collectors.probes import ProbeOutcome, ProbeTotals, classify, probe_stats, tally
+from agent.collectors.probes import (
+    ProbeOutcome,
+    ProbeTotals,
+    classify,
+    probe_stats,
+    tally,
+    timeout_changes,
+)
 from agent.handshake import HandshakeError
 from agent.protocol import ProbeResult, ProbeStats
 
@@ -52,3 +59,27 @@ def test_report_forms_match_the_protocol() -> None:
     assert failed.error == "timeout" and not failed.ok
     stats = ProbeStats.model_validate(probe_stats(ProbeTotals(3, 1), 0.5))
     assert (stats.probes_total, stats.timeouts_total, stats.latency_mean_s) == (3, 1, 0.5)
+
+
+TIMEOUT = ProbeOutcome(ok=False, error="timeout")
+REFUSED = ProbeOutcome(ok=False, error="refused")
+ANSWERS = ProbeOutcome(ok=True, latency_s=0.01)
+
+
+def test_timeout_changes_name_each_change_once() -> None:
+    first = timeout_changes(frozenset(), ["a", "b"], {"a": TIMEOUT, "b": ANSWERS})
+    assert (first.timing_out, first.started, first.ended) == ({"a"}, ("a",), ())
+    again = timeout_changes(first.timing_out, ["a", "b"], {"a": TIMEOUT, "b": TIMEOUT})
+    assert (again.timing_out, again.started, again.ended) == ({"a", "b"}, ("b",), ())
+    back = timeout_changes(again.timing_out, ["a", "b"], {"a": ANSWERS, "b": REFUSED})
+    assert back.timing_out == frozenset() and back.started == ()
+    assert back.ended == (("a", ANSWERS), ("b", REFUSED))
+
+
+def test_a_desktop_not_probed_keeps_its_standing_until_it_is_gone() -> None:
+    """A stopped desktop, or a failed probe round, is no news; a removed one is forgotten."""
+    before = frozenset({"a", "b"})
+    unprobed = timeout_changes(before, ["a", "b"], {})
+    assert (unprobed.timing_out, unprobed.started, unprobed.ended) == (before, (), ())
+    gone = timeout_changes(before, ["a"], {})
+    assert gone.timing_out == {"a"} and gone.ended == ()
