@@ -82,6 +82,7 @@ from tests.support.processes import (
     vdi_broker,
     wait_http,
 )
+from tests.support.scrape import samples, value
 from tests.support.totp import oathtool_code
 
 pytestmark = pytest.mark.slow
@@ -271,6 +272,9 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             metrics[host] = f"http://127.0.0.1:{port}"
         for host, url in metrics.items():
             wait_http(f"{url}/metrics", proc=agents[host])
+            # A host that never reported pages (VdiHostNotReporting,
+            # reason=never_reported) after the rules' shortened `for`.
+            until(lambda url=url: first_report_sent(url), timeout=30, what=f"{host}'s first report")
 
         # Started last: every target answers from the first scrape on, so no
         # VdiBrokerDown fires while the others are still starting.
@@ -281,6 +285,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         started = time.time()
         prometheus = cleanup.enter_context(running_prometheus(config, tmp_path))
         yield Stack(brokers, agents, PrometheusAPI(prometheus.url), webhook, secrets, data, started)
+
+
+def first_report_sent(agent_metrics: str) -> bool:
+    found = samples(httpx.get(f"{agent_metrics}/metrics", timeout=5).text)
+    return value(found, "vdi_agent_reports_sent_total") >= 1
 
 
 def log_in(client: httpx.Client, base: str, name: str, code: str, password: str = PASSWORD) -> int:
