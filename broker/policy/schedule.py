@@ -8,13 +8,22 @@ restricted by them.
 
 A session that is open when its window closes keeps running, so nobody loses
 unsaved work mid-sentence; the broker ends it `schedule_grace_s` after the
-close (broker.sessions.lifecycle), and new sessions are refused meanwhile.
+close (broker.sessions.lifecycle), and new sessions are refused meanwhile. A
+rule added while a session runs outside its windows gives it the same grace,
+counted from the moment the rule came into force.
+
+Window bounds are wall-clock times, but a window is the stretch of real time
+between two moments: a bound is the first moment the local clock reads it
+(broker.policy.schedule.moment). So across a daylight-saving change a bound in
+the skipped spring hour is the clock change itself, one in the repeated autumn
+hour is its first occurrence, a window does not close and reopen while the
+clock repeats an hour, and time since a close is real (UTC) time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -32,15 +41,26 @@ class Window:
         return self.end <= self.start
 
     def contains(self, local: dt.datetime) -> bool:
-        t = local.time()
-        day = local.weekday()
-        if not self.overnight:
-            return day in self.days and self.start <= t < self.end
-        # Over midnight: the evening part belongs to the listed day, the
-        # morning part to the day before.
-        return (day in self.days and t >= self.start) or (
-            (day - 1) % 7 in self.days and t < self.end
+        """Is `local` (aware, in the schedules' zone) inside this window?"""
+        now = local.astimezone(dt.UTC)
+        zone = _zone(local)
+        # Over midnight, the morning part belongs to the day before: the window
+        # that may hold `local` started on its day or the day before.
+        today = local.date()
+        return any(
+            start <= now < end
+            for start, end in self.occurrences(zone, (today - dt.timedelta(days=1), today))
         )
+
+    def occurrences(
+        self, zone: dt.tzinfo, start_days: Iterable[dt.date]
+    ) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+        """(start, end) in UTC of this window's occurrences beginning on the given days."""
+        for day in start_days:
+            if day.weekday() not in self.days:
+                continue
+            end_day = day + dt.timedelta(days=1) if self.overnight else day
+            yield moment(day, self.start, zone), moment(end_day, self.end, zone)
 
     def describe(self, german: bool = False) -> str:
         names = DAYS_DE if german else DAYS
@@ -103,24 +123,59 @@ def allowed(windows: Sequence[Window] | None, local: dt.datetime) -> bool:
     return windows is None or any(w.contains(local) for w in windows)
 
 
-def closed_for(windows: Sequence[Window] | None, local: dt.datetime) -> dt.timedelta | None:
-    """How long ago the last window closed, if we are outside every window now.
+def closed_for(
+    windows: Sequence[Window] | None, local: dt.datetime, in_force: dt.datetime | None = None
+) -> dt.timedelta | None:
+    """How long home work has not been allowed, if we are outside every window now.
 
-    None while inside a window or without restriction. Looks back a week.
+    That is real time since the last window closed (looking back a week), or
+    since `in_force`, when the windows came into force, if that is later: a
+    rule added after the close gives running sessions the grace a closing
+    window gives. None while inside a window or without restriction.
     """
     if allowed(windows, local):
         return None
     assert windows is not None
-    latest: dt.datetime | None = None
-    for back in range(8):
-        day = (local - dt.timedelta(days=back)).date()
-        for w in windows:
-            start_day = day if not w.overnight else day - dt.timedelta(days=1)
-            if start_day.weekday() not in w.days:
-                continue
-            end = dt.datetime.combine(day, w.end, tzinfo=local.tzinfo)
-            if end <= local and (latest is None or end > latest):
-                latest = end
-        if latest is not None:
-            break
-    return local - latest if latest is not None else dt.timedelta(days=7)
+    now = local.astimezone(dt.UTC)
+    zone = _zone(local)
+    days = [local.date() - dt.timedelta(days=back) for back in range(8)]
+    ends = [end for w in windows for _, end in w.occurrences(zone, days) if end <= now]
+    since = max(ends) if ends else now - dt.timedelta(days=7)
+    if in_force is not None:
+        since = max(since, in_force.astimezone(dt.UTC))
+    return max(now - since, dt.timedelta(0))
+
+
+def moment(day: dt.date, t: dt.time, zone: dt.tzinfo) -> dt.datetime:
+    """The first moment (UTC) at which the wall clock in `zone` reads `t` or later on `day`.
+
+    A time the clock repeats (autumn) is its first occurrence; a time it skips
+    (spring) is the moment the clock jumps past it.
+    """
+    wall = dt.datetime.combine(day, t)
+    # fold=0: a repeated time's first occurrence; a skipped time read with the
+    # offset before the jump, which lands after the jump.
+    late = wall.replace(tzinfo=zone).astimezone(dt.UTC)
+    if _wall(late, zone) == wall:
+        return late
+    # Skipped. Read with the offset after the jump it lands before the jump;
+    # the jump lies in between: the first moment whose wall clock is past `t`.
+    early = wall.replace(tzinfo=zone, fold=1).astimezone(dt.UTC)
+    low, high = int(early.timestamp()), int(late.timestamp())  # clocks change on whole seconds
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _wall(dt.datetime.fromtimestamp(middle, dt.UTC), zone) >= wall:
+            high = middle
+        else:
+            low = middle
+    return dt.datetime.fromtimestamp(high, dt.UTC)
+
+
+def _wall(utc: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
+    return utc.astimezone(zone).replace(tzinfo=None, fold=0)
+
+
+def _zone(local: dt.datetime) -> dt.tzinfo:
+    if local.tzinfo is None:
+        raise ValueError("a schedule needs an aware local time")
+    return local.tzinfo

@@ -7,7 +7,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from broker.policy.schedule import Window, allowed, applicable, closed_for, parse_days, parse_time
+from broker.policy.schedule import (
+    Window,
+    allowed,
+    applicable,
+    closed_for,
+    moment,
+    parse_days,
+    parse_time,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -66,3 +74,72 @@ def test_daylight_saving_change_uses_local_time() -> None:
     sunday_window = Window(parse_days("sun"), parse_time("07:00"), parse_time("08:00"))
     utc = dt.datetime(2026, 3, 29, 5, 30, tzinfo=dt.UTC)
     assert allowed([sunday_window], utc.astimezone(BERLIN))
+
+
+# -- daylight-saving changes (Berlin 2025: spring 2025-03-30, autumn 2025-10-26) ----
+
+
+def utc(month: int, day: int, hour: int, minute: int = 0) -> dt.datetime:
+    """A moment in 2025, given in UTC and seen as Berlin local time."""
+    return dt.datetime(2025, month, day, hour, minute, tzinfo=dt.UTC).astimezone(BERLIN)
+
+
+def test_a_bound_is_the_first_moment_the_clock_reads_it() -> None:
+    # 02:30 does not exist on 2025-03-30: the clock jumps from 02:00 CET to 03:00 CEST.
+    assert moment(dt.date(2025, 3, 30), dt.time(2, 30), BERLIN) == dt.datetime(
+        2025, 3, 30, 1, 0, tzinfo=dt.UTC
+    )
+    # 02:15 happens twice on 2025-10-26 (CEST, then CET): the first counts.
+    assert moment(dt.date(2025, 10, 26), dt.time(2, 15), BERLIN) == dt.datetime(
+        2025, 10, 26, 0, 15, tzinfo=dt.UTC
+    )
+    assert moment(dt.date(2025, 3, 30), dt.time(1, 30), BERLIN) == dt.datetime(
+        2025, 3, 30, 0, 30, tzinfo=dt.UTC
+    )
+
+
+def test_grace_is_real_time_across_the_spring_change() -> None:
+    # Closes Sunday 01:30 CET (00:30 UTC); 01:00 UTC is 03:00 CEST, 30 real minutes later.
+    saturday_night = Window(parse_days("sat"), parse_time("18:00"), parse_time("01:30"))
+    assert closed_for([saturday_night], utc(3, 30, 1)) == dt.timedelta(minutes=30)
+    assert closed_for([saturday_night], utc(3, 30, 1, 30)) == dt.timedelta(hours=1)
+
+
+def test_grace_is_real_time_across_the_autumn_change() -> None:
+    # Closes at the first 02:15 (CEST, 00:15 UTC); an hour later the clock reads 02:15 again.
+    saturday_night = Window(parse_days("sat"), parse_time("18:00"), parse_time("02:15"))
+    assert closed_for([saturday_night], utc(10, 26, 0, 45)) == dt.timedelta(minutes=30)
+    assert closed_for([saturday_night], utc(10, 26, 1, 15)) == dt.timedelta(hours=1)
+
+
+def test_a_window_does_not_reopen_while_the_clock_repeats_an_hour() -> None:
+    saturday_night = Window(parse_days("sat"), parse_time("18:00"), parse_time("02:15"))
+    assert allowed([saturday_night], utc(10, 26, 0, 10))  # 02:10 CEST
+    assert not allowed([saturday_night], utc(10, 26, 0, 20))  # 02:20 CEST
+    assert not allowed([saturday_night], utc(10, 26, 1, 5))  # 02:05 CET, the second time
+    # A window that opened in the first pass stays open in the second.
+    early_sunday = Window(parse_days("sun"), parse_time("02:30"), parse_time("06:00"))
+    assert not allowed([early_sunday], utc(10, 26, 0, 20))  # 02:20 CEST
+    assert allowed([early_sunday], utc(10, 26, 0, 45))  # 02:45 CEST
+    assert allowed([early_sunday], utc(10, 26, 1, 10))  # 02:10 CET
+    assert closed_for([early_sunday], utc(10, 26, 1, 10)) is None
+
+
+def test_a_bound_in_the_skipped_hour_is_the_clock_change() -> None:
+    early_sunday = Window(parse_days("sun"), parse_time("02:30"), parse_time("06:00"))
+    assert not allowed([early_sunday], utc(3, 30, 0, 59))  # 01:59 CET
+    assert allowed([early_sunday], utc(3, 30, 1))  # 03:00 CEST, right after the jump
+    saturday_night = Window(parse_days("sat"), parse_time("22:00"), parse_time("02:30"))
+    assert allowed([saturday_night], utc(3, 30, 0, 59))
+    assert not allowed([saturday_night], utc(3, 30, 1))
+    assert closed_for([saturday_night], utc(3, 30, 1, 30)) == dt.timedelta(minutes=30)
+
+
+def test_grace_counts_from_when_the_rule_came_into_force() -> None:
+    # Monday 19:30, the window closed at 18:00; a rule made at 19:00 gives 30 min so far.
+    made = dt.datetime(2026, 3, 2, 18, 0, tzinfo=dt.UTC)  # 19:00 in Berlin
+    assert closed_for([MON_WED], at(0, 19, 30), in_force=made) == dt.timedelta(minutes=30)
+    assert closed_for([MON_WED], at(0, 19, 30), in_force=made - dt.timedelta(hours=5)) == (
+        dt.timedelta(hours=1, minutes=30)
+    )
+    assert closed_for([MON_WED], at(0, 10), in_force=made) is None
