@@ -396,6 +396,13 @@ async def policy_schedule_add(rt: Runtime, args: argparse.Namespace) -> int:
         f"Schedule {schedule_id} added: {added['scope']} {added['subject']} may work from home "
         f"on {added['days']} from {added['start']} to {added['end']}."
     )
+    outside = await policies.sessions_outside_windows(rt)
+    if outside:
+        print(
+            f"{outside} open home session(s) are outside their telework windows now; "
+            f"they end {rt.settings.schedule_grace_s:g} s after their window closed or "
+            "this window was added, whichever is later."
+        )
     if scope == "department":
         await note_unknown_departments(rt, [added["subject"]])
     return 0

@@ -53,10 +53,14 @@ async def set_cap(
 
 @router.post("/schedules", status_code=201)
 async def add_schedule(body: ScheduleBody, identity: AdminDep, rt: RuntimeDep) -> dict[str, Any]:
+    """The window as stored, and `sessions_outside`: open home sessions outside
+    their windows now, which end `schedule_grace_s` after (for those the new
+    window put outside, after it was added)."""
     schedule_id = await store.add_schedule(
         rt, body.scope, body.subject, body.days, body.start, body.end, identity.user.name
     )
-    return await store.get_schedule(rt, schedule_id)
+    added = await store.get_schedule(rt, schedule_id)
+    return {**added, "sessions_outside": await store.sessions_outside_windows(rt)}
 
 
 @router.delete("/schedules/{schedule_id}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +23,7 @@ from broker.names import check_label, check_user_name
 from broker.policy.quota import DepartmentCap
 from broker.policy.schedule import format_days, format_time, parse_days, parse_time
 from broker.runtime import Runtime
+from broker.sessions import schedules
 from broker.store.tables import DepartmentPolicy, PriorityClass, Schedule, User
 from broker.users import service as users
 
@@ -193,6 +195,15 @@ async def add_schedule(
         await s.flush()
         await _changed(s, now, actor, "schedule_added", {"schedule_id": row.id, **asdict(spec)})
         return row.id
+
+
+async def sessions_outside_windows(rt: Runtime) -> int:
+    """How many open home sessions are outside their telework windows now: after
+    a window is added, those it leaves outside end `schedule_grace_s` later
+    (broker.sessions.lifecycle)."""
+    async with rt.db.read() as s:
+        outside = await schedules.outside_windows(s, rt.clock.now(), ZoneInfo(rt.settings.timezone))
+    return len(outside)
 
 
 async def get_schedule(rt: Runtime, schedule_id: int) -> dict[str, Any]:

@@ -7,7 +7,8 @@ Each round (one broker does it, see broker.jobs):
 - per pool: disconnected too long -> `disconnect_timeout`, open too long ->
   `max_session_time`, no activity too long -> `idle_timeout`;
 - home sessions whose telework window closed `schedule_grace_s` ago end as
-  `outside_schedule` (see broker.policy.schedule for why there is a grace);
+  `outside_schedule` (see broker.policy.schedule for why there is a grace; a
+  rule added later counts its grace from when it was added);
 - floating desktops whose reset failed are reset again;
 - spare desktops are started and stopped (broker.placement.spares);
 - expired tunnel tickets are deleted, and tunnel rows of a gateway replica that
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,9 +32,8 @@ from broker.gateway import tickets
 from broker.gateway.service import purge_stale_tunnels
 from broker.hosts import actions
 from broker.placement.spares import SpareCandidate, plan_spares
-from broker.policy import schedule
 from broker.runtime import Runtime
-from broker.sessions import service
+from broker.sessions import schedules, service
 from broker.store.db import Executor
 from broker.store.tables import (
     SESSION_OPEN,
@@ -42,7 +41,6 @@ from broker.store.tables import (
     Host,
     HostAction,
     Pool,
-    Schedule,
     Session,
     User,
     table,
@@ -56,7 +54,6 @@ _hosts = table(Host)
 _pools = table(Pool)
 _users = table(User)
 _actions = table(HostAction)
-_schedules_table = table(Schedule)
 _open_on_desktop = exists().where(_sessions.c.desktop_id == _desktops.c.id, SESSION_OPEN)
 
 
@@ -154,37 +151,11 @@ async def _pool_limits(rt: Runtime, conn: Executor, now: dt.datetime) -> None:
 
 
 async def _schedules(rt: Runtime, conn: Executor, now: dt.datetime) -> None:
-    """End home sessions whose telework window closed more than the grace ago."""
-    rows = (
-        await conn.execute(
-            select(_sessions.c.id, _users.c.name, _users.c.department)
-            .join(_users, _users.c.id == _sessions.c.user_id)
-            .where(SESSION_OPEN, _sessions.c.work_mode == "home")
-        )
-    ).all()
-    if not rows:
-        return
-    windows: dict[tuple[str, str], list[schedule.Window]] = defaultdict(list)
-    for w in (await conn.execute(select(_schedules_table))).all():
-        windows[(w.scope, w.subject)].append(
-            schedule.Window(
-                schedule.parse_days(w.days),
-                schedule.parse_time(w.start),
-                schedule.parse_time(w.end),
-            )
-        )
-    if not windows:
-        return
-    local = now.astimezone(ZoneInfo(rt.settings.timezone))
+    """End home sessions whose telework window closed more than the grace ago
+    (or that a rule made since put outside, more than the grace ago)."""
     grace = dt.timedelta(seconds=rt.settings.schedule_grace_s)
-    overdue = []
-    for session_id, name, department in rows:
-        governing = schedule.applicable(
-            windows.get(("user", name), []), windows.get(("department", department), [])
-        )
-        closed = schedule.closed_for(governing, local)
-        if closed is not None and closed >= grace:
-            overdue.append(session_id)
+    outside = await schedules.outside_windows(conn, now, ZoneInfo(rt.settings.timezone))
+    overdue = [session_id for session_id, closed in outside.items() if closed >= grace]
     if overdue:
         await service.end_where(
             rt, conn, _sessions.c.id.in_(overdue), "outside_schedule", now, "broker"

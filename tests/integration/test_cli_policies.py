@@ -4,6 +4,7 @@ as a person runs them: real processes on a real database."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import shlex
 import shutil
@@ -11,11 +12,13 @@ import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from broker.domain import PoolType
+from broker.policy.schedule import DAYS
 from broker.runtime import Runtime
 from tests.support.fleet import add_pool, ask, reporting_host, sign_in, staff
 from tests.support.processes import clean_env, vdi_broker
@@ -288,3 +291,34 @@ async def test_assignments_and_sessions_from_the_command_line(
     assert [a["kind"] for a in await agent.obey()] == ["reset"]
     jan = await ask(client, await sign_in(runtime, "jan"), pool="Planung")
     assert jan.json()["session"]["desktop"] == "vhost01-d001"
+
+
+async def test_adding_a_schedule_says_which_sessions_it_leaves_outside(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """The command tells the administrator how many home sessions are outside
+    their windows now and will end after the grace."""
+    env = clean_env(
+        {
+            "VDI_DATA_DIR": str(runtime.settings.data_dir),
+            "VDI_DATABASE_URL": runtime.settings.effective_database_url,
+        }
+    )
+    await add_pool(runtime)
+    await reporting_host(runtime, client, 3)
+    for name in ("anna", "bernd"):
+        assert (await ask(client, await staff(runtime, name))).status_code == 201
+    # The command runs on the real clock: a window on a day that is not today
+    # in Berlin leaves both sessions outside.
+    today = dt.datetime.now(ZoneInfo("Europe/Berlin")).weekday()
+    day = DAYS[(today + 3) % 7]
+    command = f"policy schedule add --department Finanzen --days {day} --from 07:00 --to 18:00"
+    added = await asyncio.to_thread(vdi_broker, *shlex.split(command), env=env)
+    assert added.returncode == 0, added.stderr
+    assert "2 open home session(s) are outside their telework windows now" in added.stdout
+    assert "3600 s after" in added.stdout
+    # Her own window (all of today) replaces the department's for anna.
+    command = f"policy schedule add --user anna --days {DAYS[today]} --from 00:00 --to 00:00"
+    quiet = await asyncio.to_thread(vdi_broker, *shlex.split(command), env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "1 open home session(s)" in quiet.stdout  # bernd's

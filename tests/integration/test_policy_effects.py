@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 
 import httpx
+from sqlalchemy import select
 
 from broker.clock import FakeClock
 from broker.domain import PoolType, Role, WorkMode
 from broker.runtime import Runtime
+from broker.sessions.lifecycle import run_lifecycle
+from broker.store.tables import SESSION_OPEN, Session, User
 from tests.support.fleet import FakeAgent, add_host, add_pool, ask, sign_in, staff
 
 POLICIES = "/api/v1/admin/policies"
@@ -120,6 +123,49 @@ async def test_schedules_allow_home_work_only_in_their_windows(
     assert refused(await ask(client, await sign_in(runtime, "carla"))) == "outside_schedule"
     fritz = await ask(client, await sign_in(runtime, "fritz"), pool="Außendienst")
     assert fritz.status_code == 201
+
+
+async def test_a_new_schedule_gives_running_sessions_the_grace(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A window added while staff work from home outside it does not end their
+    sessions at once: they get the grace a closing window gives, from now."""
+    chef = await admin(runtime)
+    await add_pool(runtime)
+    await fleet(runtime, client, Finanzen=4)
+    for name in ("anna", "bernd"):
+        assert (await ask(client, await staff(runtime, name))).status_code == 201
+    kurt = await staff(runtime, "kurt", department="Bauamt")
+    assert (await ask(client, kurt)).status_code == 201
+    # Monday 10:00: Finanzen may work from home on Tuesdays only, from now on.
+    body = {"scope": "department", "subject": "Finanzen", "days": "tue"}
+    added = await client.post(
+        f"{POLICIES}/schedules", json={**body, "start": "07:00", "end": "18:00"}, headers=chef
+    )
+    assert added.status_code == 201, added.text
+    assert added.json()["sessions_outside"] == 2  # anna's and bernd's, not kurt's
+
+    await run_lifecycle(runtime)
+    assert await open_sessions(runtime) == 3
+    clock.advance(runtime.settings.schedule_grace_s - 60)
+    await run_lifecycle(runtime)
+    assert await open_sessions(runtime) == 3  # still within the grace
+    clock.advance(120)
+    await run_lifecycle(runtime)
+    async with runtime.db.read() as s:
+        rows = (
+            await s.execute(select(User.name, Session.end_reason).join(User).order_by(User.name))
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("anna", "outside_schedule"),
+        ("bernd", "outside_schedule"),
+        ("kurt", None),
+    ]
+
+
+async def open_sessions(rt: Runtime) -> int:
+    async with rt.db.read() as s:
+        return len((await s.scalars(select(Session).where(SESSION_OPEN))).all())
 
 
 async def test_priority_reserve_keeps_room_for_priority_classes(
