@@ -377,7 +377,7 @@ async def policy_cap(rt: Runtime, args: argparse.Namespace) -> int:
         print(f"Department {args.department.strip()} has no cap on home work.")
     else:
         share = cap["remote_share"]
-        how = "fixed" if share is None else f"{share:g} of {cap['staff']} staff"
+        how = "fixed" if share is None else f"{share:g} of {cap['staff']} office staff"
         print(
             f"Department {cap['department']}: at most {cap['limit']} at home at once ({how}); "
             "field work does not count."

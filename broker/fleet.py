@@ -23,6 +23,7 @@ from broker.policy.quota import DepartmentCap
 from broker.runtime import Runtime
 from broker.sessions.snapshot import LOGONS
 from broker.store.tables import (
+    CAP_STAFF,
     SESSION_OPEN,
     DepartmentPolicy,
     Desktop,
@@ -52,8 +53,10 @@ _HOSTS = select(
     _hosts.c.desktop_count,
     *(_hosts.c[f] for f in FIGURES),
 )
+# Staff at home per department: what a department cap counts (one person with
+# home sessions in two pools is one).
 _REMOTE = (
-    select(_sessions.c.department, func.count())
+    select(_sessions.c.department, func.count(func.distinct(_sessions.c.user_id)))
     .where(SESSION_OPEN, _sessions.c.work_mode == "home", _sessions.c.department.isnot(None))
     .group_by(_sessions.c.department)
 )
@@ -127,7 +130,7 @@ class PoolInfo:
 @dataclass
 class DepartmentInfo:
     name: str
-    remote_sessions: int = 0
+    remote_staff: int = 0  # staff with an open home session
     limit: int | None = None
 
 
@@ -174,7 +177,7 @@ async def read(rt: Runtime) -> Fleet:
                 (
                     await s.execute(
                         select(_users.c.department, func.count())
-                        .where(_users.c.department.in_(shared))
+                        .where(_users.c.department.in_(shared), CAP_STAFF)
                         .group_by(_users.c.department)
                     )
                 ).all()
@@ -247,7 +250,7 @@ async def read(rt: Runtime) -> Fleet:
             )
     departments: dict[str, DepartmentInfo] = {}
     for name, n in remote:
-        departments.setdefault(name, DepartmentInfo(name)).remote_sessions = n
+        departments.setdefault(name, DepartmentInfo(name)).remote_staff = n
     for p in policies:
         cap_obj = DepartmentCap(p.department, p.remote_cap, p.remote_share)
         departments.setdefault(p.department, DepartmentInfo(p.department)).limit = cap_obj.limit(

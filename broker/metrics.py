@@ -176,12 +176,16 @@ class BrokerCollector(Collector):
         yield from (sessions, desktops, licences, usable, utilization, without)
 
     def _departments(self) -> Iterator[Family]:
-        remote = _gauge("vdi_department_remote_sessions", "Open home sessions", ["department"])
+        # Named sessions in the contract, but it counts what the cap counts:
+        # staff with an open home session (two pools, one person).
+        remote = _gauge(
+            "vdi_department_remote_sessions", "Staff with an open home session", ["department"]
+        )
         limit = _gauge(
-            "vdi_department_remote_limit", "Cap on simultaneous home sessions", ["department"]
+            "vdi_department_remote_limit", "Cap on staff at home at once", ["department"]
         )
         for d in sorted(self.state.departments.values(), key=lambda d: d.name):
-            remote.add([d.name], d.remote_sessions)
+            remote.add([d.name], d.remote_staff)
             if d.limit is not None:
                 limit.add([d.name], d.limit)
         yield from (remote, limit)

@@ -54,11 +54,15 @@ def telework_schedule(req: Request, policy: Policy) -> Refuse | None:
 
 
 def department_cap(req: Request, snap: Snapshot, policy: Policy) -> Refuse | None:
-    """At most N (or a share) of a department at home at once; field work is free."""
+    """At most N (or a share) of a department's staff at home at once; field
+    work is free. Someone at home already, in another pool, is one of them:
+    a second session does not add a person."""
     if req.work_mode is not WorkMode.HOME or policy.department_cap is None:
         return None
+    if snap.requester_at_home:
+        return None
     limit = policy.department_cap.limit(snap.department_staff)
-    if quota.over_cap(limit, snap.department_remote_sessions):
+    if quota.over_cap(limit, snap.department_remote_staff):
         return Refuse(
             RefusalCode.DEPARTMENT_QUOTA, {"department": req.user.department, "limit": limit}
         )

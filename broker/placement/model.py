@@ -77,7 +77,11 @@ class Snapshot:
     hosts: Mapping[int, HostView]
     desktops_by_host: Mapping[int, Sequence[DesktopView]]  # this pool's desktops
     own_desktop: DesktopView | None = None  # persistent pools: the requester's
-    department_remote_sessions: int = 0  # open home sessions of the user's department
+    # Others of the user's department with an open home session (the
+    # requester not counted), whether the requester has one, and the staff a
+    # share cap is a share of (broker.store.tables.CAP_STAFF).
+    department_remote_staff: int = 0
+    requester_at_home: bool = False
     department_staff: int = 0
     # False when desktops were read only for the best-ranked hosts (see
     # broker.sessions.snapshot); a decision that needs more asks for all.

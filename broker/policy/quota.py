@@ -3,6 +3,12 @@
 A department may cap how many of its staff work from home at the same time,
 as a number or as a share of its staff (rounded down, so the office keeps at
 least the rest). Only home work counts; field work does not.
+
+The cap counts people, not sessions: someone with home sessions in two pools
+is one person at home, and may open the second even when the cap is reached
+(it adds nobody). A share is a share of the department's office staff:
+enabled accounts with work mode home (broker.store.tables.CAP_STAFF); field
+workers and locked accounts would only raise it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ class DepartmentCap:
     share: float | None = None
 
     def limit(self, staff: int) -> int | None:
-        """The most home sessions at once, or None when uncapped."""
+        """The most staff at home at once, or None when uncapped."""
         if self.max_sessions is not None:
             return self.max_sessions
         if self.share is not None:
@@ -26,6 +32,6 @@ class DepartmentCap:
         return None
 
 
-def over_cap(limit: int | None, remote_sessions: int) -> bool:
-    """Would one more home session exceed the cap?"""
-    return limit is not None and remote_sessions >= limit
+def over_cap(limit: int | None, remote_staff: int) -> bool:
+    """Would one more person at home exceed the cap?"""
+    return limit is not None and remote_staff >= limit

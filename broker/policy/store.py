@@ -24,7 +24,7 @@ from broker.policy.quota import DepartmentCap
 from broker.policy.schedule import format_days, format_time, parse_days, parse_time
 from broker.runtime import Runtime
 from broker.sessions import schedules
-from broker.store.tables import DepartmentPolicy, PriorityClass, Schedule, User
+from broker.store.tables import CAP_STAFF, DepartmentPolicy, PriorityClass, Schedule, User
 from broker.users import service as users
 
 MAX_CAP = 100_000
@@ -144,7 +144,10 @@ async def list_department_caps(rt: Runtime) -> list[dict[str, Any]]:
 
 
 async def _staff(s: AsyncSession) -> dict[str, int]:
-    rows = await s.execute(select(User.department, func.count()).group_by(User.department))
+    """Per department, the staff a share cap is a share of (CAP_STAFF)."""
+    rows = await s.execute(
+        select(User.department, func.count()).where(CAP_STAFF).group_by(User.department)
+    )
     return {department: int(n) for department, n in rows.all()}
 
 

@@ -317,7 +317,11 @@ async def _try_request(
             return await _reconnect(rt, conn, existing, now)
 
         me = snapshot.user_view(user)
-        policy = await snapshot.load_policy(conn, rt.settings, me)
+        # Home requests of a capped department wait for each other (PostgreSQL;
+        # SQLite's write transactions run one at a time anyway).
+        policy = await snapshot.load_policy(
+            conn, rt.settings, me, lock_department=mode is WorkMode.HOME and not rt.db.is_sqlite
+        )
         req = Request(me, mode, now)
         per_host = await rt.pool_desktops.get(
             pool.id, lambda: snapshot.pool_desktops_per_host(conn, pool.id)

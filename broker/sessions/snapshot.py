@@ -35,6 +35,7 @@ from broker.policy.schedule import Window, applicable, parse_days, parse_time
 from broker.sessions.host_views import HostViews
 from broker.store.db import Executor
 from broker.store.tables import (
+    CAP_STAFF,
     SESSION_OPEN,
     DepartmentPolicy,
     Desktop,
@@ -214,6 +215,29 @@ _LICENCES_AND_ENTITLEMENTS = (
     .where(_pools.c.id == bindparam("pool_id"))
 )
 _DEPARTMENT = select(_dept).where(_dept.c.department == bindparam("department"))
+# The cap's row exists while the department has a cap. Locked by home requests
+# (PostgreSQL), it serialises them per department across pools, after the pool
+# lock (always in that order, so two requests never wait for each other both
+# ways). The pool lock alone would let requests into two pools count at once.
+_DEPARTMENT_FOR_UPDATE = _DEPARTMENT.with_for_update()
+# The department's staff at home, the requester not counted, and whether the
+# requester is at home already (broker.placement.filters.department_cap). A
+# statement of its own after the department's lock, for the reason given at
+# _LICENCES_AND_ENTITLEMENTS.
+_me = _sessions.c.user_id == bindparam("user_id")
+_REMOTE_STAFF = select(
+    func.count(func.distinct(case((~_me, _sessions.c.user_id)))).label("others"),
+    func.count(case((_me, 1))).label("mine"),
+).where(
+    SESSION_OPEN,
+    _sessions.c.work_mode == WorkMode.HOME.value,
+    _sessions.c.department == bindparam("department"),
+)
+_CAP_STAFF = (
+    select(func.count())
+    .select_from(_users)
+    .where(_users.c.department == bindparam("department"), CAP_STAFF)
+)
 _SCHEDULES = select(_schedules).where(
     or_(
         and_(_schedules.c.scope == "user", _schedules.c.subject == bindparam("user")),
@@ -344,41 +368,33 @@ async def build_snapshot(
         if own_row is not None:
             own = _desktop(own_row, busy=bool(own_row.busy), starting=bool(own_row.starting))
     remote = staff = 0
-    if department_cap is not None:
-        remote = int(
-            await conn.scalar(
-                select(func.count())
-                .select_from(_sessions)
-                .where(
-                    SESSION_OPEN,
-                    _sessions.c.work_mode == WorkMode.HOME.value,
-                    _sessions.c.department == user.department,
-                )
-            )
-            or 0
-        )
+    at_home = False
+    if department_cap is not None and req.work_mode is WorkMode.HOME:
+        home = (
+            await conn.execute(_REMOTE_STAFF, {"user_id": user.id, "department": user.department})
+        ).one()
+        remote, at_home = int(home.others), bool(home.mine)
         if department_cap.share is not None:
-            staff = int(
-                await conn.scalar(
-                    select(func.count())
-                    .select_from(_users)
-                    .where(_users.c.department == user.department)
-                )
-                or 0
-            )
+            staff = int(await conn.scalar(_CAP_STAFF, {"department": user.department}) or 0)
     return Snapshot(
         complete=complete,
         pool=pool,
         hosts=hosts,
         desktops_by_host=by_host,
         own_desktop=own,
-        department_remote_sessions=remote,
+        department_remote_staff=remote,
+        requester_at_home=at_home,
         department_staff=staff,
     )
 
 
-async def load_policy(conn: Executor, settings: Settings, user: UserView) -> Policy:
-    dept = (await conn.execute(_DEPARTMENT, {"department": user.department})).first()
+async def load_policy(
+    conn: Executor, settings: Settings, user: UserView, *, lock_department: bool = False
+) -> Policy:
+    """The policies that govern the user. With `lock_department`, the department's
+    cap row, if it has a cap, is locked (see _DEPARTMENT_FOR_UPDATE)."""
+    query = _DEPARTMENT_FOR_UPDATE if lock_department else _DEPARTMENT
+    dept = (await conn.execute(query, {"department": user.department})).first()
     cap = None
     if dept is not None and (dept.remote_cap is not None or dept.remote_share is not None):
         cap = DepartmentCap(user.department, dept.remote_cap, dept.remote_share)

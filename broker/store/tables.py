@@ -24,6 +24,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
     literal_column,
     text,
 )
@@ -313,6 +314,14 @@ class Session(Base):
 # SQLite's planner and to PostgreSQL's generic plan of a prepared statement
 # (used after five executions), which then scan every session ever held.
 SESSION_OPEN = table(Session).c.state != literal_column("'ended'")
+
+# The staff a department's share cap is a share of (broker.policy.quota): the
+# enabled accounts whose work mode is home. The cap keeps office presence, and
+# field workers (never in the office) and locked accounts (never at work)
+# would only raise it.
+CAP_STAFF = and_(
+    table(User).c.disabled.is_(False), table(User).c.work_mode == literal_column("'home'")
+)
 
 
 class Ticket(Base):

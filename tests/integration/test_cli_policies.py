@@ -17,9 +17,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from broker.domain import PoolType
+from broker.domain import PoolType, WorkMode
 from broker.policy.schedule import DAYS
 from broker.runtime import Runtime
+from broker.users import service as users
 from tests.support.fleet import add_pool, ask, reporting_host, sign_in, staff
 from tests.support.processes import clean_env, vdi_broker
 
@@ -322,3 +323,25 @@ async def test_adding_a_schedule_says_which_sessions_it_leaves_outside(
     quiet = await asyncio.to_thread(vdi_broker, *shlex.split(command), env=env)
     assert quiet.returncode == 0, quiet.stderr
     assert "1 open home session(s)" in quiet.stdout  # bernd's
+
+
+async def test_a_share_cap_says_which_staff_it_is_a_share_of(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Field workers and locked accounts are not office staff: the share is of
+    the others, in what the command says as in what it enforces."""
+    env = clean_env(
+        {
+            "VDI_DATA_DIR": str(runtime.settings.data_dir),
+            "VDI_DATABASE_URL": runtime.settings.effective_database_url,
+        }
+    )
+    for i in range(6):
+        await staff(runtime, f"field{i}", department="Bauhof", work_mode=WorkMode.FIELD)
+    await users.set_locked(runtime, "field0", True, "admin")
+    for name in ("anna", "bernd"):
+        await staff(runtime, name, department="Bauhof")
+    command = "policy cap Bauhof --share 0.5"
+    capped = await asyncio.to_thread(vdi_broker, *shlex.split(command), env=env)
+    assert capped.returncode == 0, capped.stderr
+    assert "at most 1 at home at once (0.5 of 2 office staff)" in capped.stdout

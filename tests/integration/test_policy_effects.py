@@ -6,6 +6,7 @@ staff would (SQLite and PostgreSQL). The clock starts on Monday 2026-03-02 at
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -16,7 +17,9 @@ from broker.domain import PoolType, Role, WorkMode
 from broker.runtime import Runtime
 from broker.sessions.lifecycle import run_lifecycle
 from broker.store.tables import SESSION_OPEN, Session, User
+from broker.users import service as users
 from tests.support.fleet import FakeAgent, add_host, add_pool, ask, sign_in, staff
+from tests.support.scrape import samples, value
 
 POLICIES = "/api/v1/admin/policies"
 POOLS = "/api/v1/admin/pools"
@@ -68,17 +71,101 @@ async def test_department_cap_counts_home_work_only(
     maria = await staff(runtime, "maria")
     assert (await ask(client, maria)).status_code == 201  # another department
 
-    # A share of the staff: 4 in Bauamt, half of them at home at once.
+    # A share of the office staff: 2 of Bauamt's 4 (felix and gerd work in the
+    # field), half of them at home at once.
     share = await client.put(
         f"{POLICIES}/departments/Bauamt", json={"remote_share": 0.5}, headers=chef
     )
-    assert share.json()["limit"] == 2
+    assert share.json()["limit"] == 1
+    assert refused(await ask(client, bernd)) == "department_quota"
+    clara = await staff(runtime, "clara", department="Bauamt")  # 3 in the office: still 1
+    assert refused(await ask(client, clara)) == "department_quota"
+    await staff(runtime, "dora", department="Bauamt")  # 4: 2 at home
     assert (await ask(client, bernd)).status_code == 201
-    clara = await staff(runtime, "clara", department="Bauamt")  # 5 staff: still 2
     assert refused(await ask(client, clara)) == "department_quota"
     # Without a cap, everybody may.
     await client.put(f"{POLICIES}/departments/Bauamt", json={}, headers=chef)
     assert (await ask(client, clara)).status_code == 201
+
+
+async def department_gauges(client: httpx.AsyncClient, department: str) -> tuple[float, float]:
+    """vdi_department_remote_sessions and vdi_department_remote_limit as scraped."""
+    found = samples((await client.get("/metrics")).text)
+    return (
+        value(found, "vdi_department_remote_sessions", department=department),
+        value(found, "vdi_department_remote_limit", department=department),
+    )
+
+
+async def test_department_cap_counts_people_not_sessions(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """The cap is on how many of the staff are at home: a home worker with
+    sessions in two pools is one of them, and the metric counts as the cap does."""
+    chef = await admin(runtime)
+    await add_pool(runtime)
+    await add_pool(runtime, "Fachverfahren")
+    await fleet(runtime, client, Finanzen=3, Fachverfahren=3)
+    await client.put(f"{POLICIES}/departments/Finanzen", json={"remote_cap": 2}, headers=chef)
+    anna, bernd, clara = [await staff(runtime, name) for name in ("anna", "bernd", "clara")]
+    assert (await ask(client, anna)).status_code == 201
+    assert (await ask(client, anna, pool="Fachverfahren")).status_code == 201
+    assert (await ask(client, bernd)).status_code == 201  # anna and bernd: two people
+    assert await department_gauges(client, "Finanzen") == (2, 2)
+    assert refused(await ask(client, clara)) == "department_quota"
+    # bernd is at home already: his second session adds nobody.
+    assert (await ask(client, bernd, pool="Fachverfahren")).status_code == 201
+    assert await department_gauges(client, "Finanzen") == (2, 2)
+
+
+async def test_a_share_cap_is_a_share_of_the_office_staff(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Minimum presence is about the office: field workers and locked accounts
+    are not part of the staff a share is taken of."""
+    chef = await admin(runtime)
+    await add_pool(runtime)
+    await fleet(runtime, client, Finanzen=4)
+    for i in range(6):
+        await staff(runtime, f"field{i}", department="Bauhof", work_mode=WorkMode.FIELD)
+    await users.set_locked(runtime, "field0", True, "chef")
+    anna, bernd = [await staff(runtime, name, department="Bauhof") for name in ("anna", "bernd")]
+    await staff(runtime, "carl", department="Bauhof")
+    await users.set_locked(runtime, "carl", True, "chef")
+    capped = await client.put(
+        f"{POLICIES}/departments/Bauhof", json={"remote_share": 0.5}, headers=chef
+    )
+    assert (capped.json()["staff"], capped.json()["limit"]) == (2, 1)
+    listed = (await client.get(POLICIES, headers=chef)).json()["departments"]
+    assert [(d["staff"], d["limit"]) for d in listed] == [(2, 1)]
+    assert (await ask(client, anna)).status_code == 201
+    assert refused(await ask(client, bernd)) == "department_quota"
+    assert await department_gauges(client, "Bauhof") == (1, 1)
+
+
+async def test_department_cap_holds_for_simultaneous_requests_into_many_pools(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Requests into different pools do not wait for each other's pool; the
+    cap must still hold when they all come at once (PostgreSQL: one lock per
+    pool would let each count the others' sessions as not there yet)."""
+    chef = await admin(runtime)
+    pools = [f"Verfahren{chr(ord('A') + i)}" for i in range(6)]
+    for pool in pools:
+        await add_pool(runtime, pool)
+    await fleet(runtime, client, **dict.fromkeys(pools, 3))
+    capped = await client.put(
+        f"{POLICIES}/departments/Bauamt", json={"remote_cap": 2}, headers=chef
+    )
+    assert capped.status_code == 200
+    people = [await staff(runtime, f"user{i:02d}", department="Bauamt") for i in range(18)]
+    responses = await asyncio.gather(
+        *(ask(client, who, pool=pools[i % len(pools)]) for i, who in enumerate(people))
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 2, [r.json().get("error") for r in responses]
+    assert {r.json()["error"] for r in responses if r.status_code != 201} == {"department_quota"}
+    assert await open_sessions(runtime) == 2
 
 
 async def test_schedules_allow_home_work_only_in_their_windows(

@@ -190,7 +190,7 @@ def test_field_pools_are_for_field_work_only() -> None:
 def test_department_cap_counts_home_work_only() -> None:
     cap = DepartmentCap("Finanzen", max_sessions=3)
     snap = snapshot(
-        pool(), [host(1)], [desktop(1, 1)], department_remote_sessions=3, department_staff=20
+        pool(), [host(1)], [desktop(1, 1)], department_remote_staff=3, department_staff=20
     )
     r = refused(place(request(), snap, policy(department_cap=cap)))
     assert r.code is RefusalCode.DEPARTMENT_QUOTA
@@ -199,11 +199,33 @@ def test_department_cap_counts_home_work_only() -> None:
     assert assigned(place(request(field_worker), snap, policy(department_cap=cap)))
     share = DepartmentCap("Finanzen", share=0.25)
     snap2 = snapshot(
-        pool(), [host(1)], [desktop(1, 1)], department_remote_sessions=5, department_staff=20
+        pool(), [host(1)], [desktop(1, 1)], department_remote_staff=5, department_staff=20
     )
     assert refused(place(request(), snap2, policy(department_cap=share))).code is (
         RefusalCode.DEPARTMENT_QUOTA
     )
+
+
+def test_department_cap_counts_people_not_sessions() -> None:
+    """Someone working from home in another pool is one of those at home
+    already: a second session adds nobody, even when the cap is reached."""
+    rules = policy(department_cap=DepartmentCap("Finanzen", max_sessions=2))
+    # Two others at home: the cap is reached for anybody else.
+    full = snapshot(pool(), [host(1)], [desktop(1, 1)], department_remote_staff=2)
+    assert refused(place(request(), full, rules)).code is RefusalCode.DEPARTMENT_QUOTA
+    # One other, and the requester in another pool: two people, the cap.
+    mine = snapshot(
+        pool(),
+        [host(1)],
+        [desktop(1, 1)],
+        department_remote_staff=1,
+        requester_at_home=True,
+    )
+    assert assigned(place(request(), mine, rules))
+    # A cap lowered below those at home lets nobody new in, but still gives
+    # someone at home their second session.
+    lowered = policy(department_cap=DepartmentCap("Finanzen", max_sessions=0))
+    assert assigned(place(request(), mine, lowered))
 
 
 def test_outside_schedule_names_the_allowed_windows() -> None:
