@@ -124,6 +124,14 @@ class Settings(BaseSettings):
     # carrier's NAT, share one address and log in at the same time of day.
     gateway_max_startups_per_source: int = Field(50, ge=1)
     gateway_max_startups: int = Field(500, ge=1)
+    # Tunnels (channels) open or opening at once, per SSH connection and per
+    # session on one replica. An RDP or VNC client needs a handful; each tunnel
+    # holds two file descriptors, so without a cap one ticket could open
+    # hundreds and starve the broker of them. A channel beyond a cap is refused
+    # with no database work. Per session a little more, for a reconnect while the
+    # old connection is not yet known to be gone.
+    gateway_max_tunnels_per_connection: int = Field(16, ge=1)
+    gateway_max_tunnels_per_session: int = Field(32, ge=1)
     # Desktops on 127.0.0.0/8 or ::1 are refused unless this is on: a desktop
     # address comes from an agent's report, and loopback would reach the
     # broker's own services. Only the demo and tests, whose simulated desktops

@@ -102,8 +102,12 @@ class Bridge(asyncssh.SSHTCPSession[bytes]):
 
     def _socket_eof_received(self) -> bool:
         self._socket_eof = True
-        if self._channel is not None:
-            self._channel.write_eof()
+        if self._channel is None:
+            # No channel to pass the EOF on to (it never opened, or asyncssh
+            # dropped it with its connection): nothing would ever close this.
+            self.close()
+            return False
+        self._channel.write_eof()
         if self._channel_eof:
             self.close()
             return False

@@ -17,7 +17,7 @@ on its own.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -178,11 +178,13 @@ class GatewayConnection(asyncssh.SSHServer):
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
-    ) -> tuple[asyncssh.SSHTCPChannel[bytes], Awaitable[Bridge]]:
+    ) -> tuple[asyncssh.SSHTCPChannel[bytes], Coroutine[Any, Any, Bridge]]:
         if self.grant is None or self.conn is None:
             raise _prohibited(ONLY_YOUR_DESKTOP)
+        # First: it refuses a channel beyond the caps before one is made.
+        opening = self.gateway.open_tunnel(self, dest_host, dest_port)
         channel = self.conn.create_tcp_channel(window=WINDOW, max_pktsize=MAX_PACKET)
-        return channel, self.gateway.open_tunnel(self, dest_host, dest_port)
+        return channel, opening
 
     def session_requested(self) -> bool:
         raise _prohibited(NO_SESSIONS)

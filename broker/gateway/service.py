@@ -51,7 +51,10 @@ from broker.gateway.tunnels import (
     due,
     idle_expired,
     last_traffic,
+    over_cap,
+    strays,
 )
+from broker.logthrottle import LogThrottle
 from broker.net import parse_networks
 from broker.runtime import Runtime
 
@@ -77,6 +80,7 @@ class Gateway:
             settings.gateway_auth_delay_s, settings.gateway_auth_delay_max_s, time.monotonic
         )
         self.tunnels = TunnelRegistry()
+        self.quiet = LogThrottle(log)
         self.connections: set[GatewayConnection] = set()
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -164,35 +168,21 @@ class Gateway:
 
     # -- tunnels ----------------------------------------------------------------------
 
-    async def open_tunnel(self, connection: GatewayConnection, host: str, port: int) -> Bridge:
-        """Open a direct-tcpip channel's tunnel: to the session's stored desktop
-        endpoint, if that is what the client asked for; else refuse."""
-        try:
-            return await self._open_tunnel(connection, host, port)
-        except asyncssh.ChannelOpenError:
-            raise
-        except Exception:
-            # The database is away: refuse this channel, keep the connection.
-            log.exception("could not open a tunnel for %s", connection.source_ip)
-            raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_CONNECT_FAILED, "The broker cannot open your tunnel right now."
-            ) from None
+    def open_tunnel(
+        self, connection: GatewayConnection, host: str, port: int
+    ) -> Coroutine[Any, Any, Bridge]:
+        """Begin a direct-tcpip channel's tunnel: to the session's stored desktop
+        endpoint, if that is what the client asked for; else refuse.
 
-    async def _open_tunnel(self, connection: GatewayConnection, host: str, port: int) -> Bridge:
+        Runs when the channel is requested, before anything is awaited: a channel
+        beyond the caps is refused at once, and the tunnel is tracked on its
+        connection at once, so that the caps count channels still opening and a
+        connection lost from then on closes it (asyncssh discards a bridge whose
+        connection went away without telling it). The coroutine returned opens it.
+        """
         grant = connection.grant
         assert grant is not None
-        async with self.rt.db.read_conn() as conn:
-            target = await store.target(conn, grant.session_id)
-        if target is None or not target.connectable:
-            raise asyncssh.ChannelOpenError(PROHIBITED, "Your session has ended.")
-        verdict = may_forward(host, port, target.address, target.port, self.rules)
-        if not verdict.allowed:
-            assert verdict.refusal is not None
-            await self._refused(connection, grant, host, port, verdict.refusal.value)
-            raise asyncssh.ChannelOpenError(PROHIBITED, ONLY_YOUR_DESKTOP)
-        assert target.address is not None and target.port is not None
-        # The stored endpoint, never the client's spelling of it.
-        address, desktop_port = target.address, target.port
+        self._check_caps(connection, grant)
 
         def on_close(_: Bridge) -> None:
             self._closed(connection, tunnel)
@@ -202,11 +192,85 @@ class Gateway:
             session_id=grant.session_id,
             user=grant.user,
             source_ip=connection.source_ip,
-            destination=destination(address, desktop_port),
+            destination=destination(host, port),
             bridge=Bridge(on_close),
             opened_at=self.rt.clock.now(),
         )
         connection.tunnels.add(tunnel)
+        return self._opening(connection, grant, tunnel, host, port)
+
+    def _check_caps(self, connection: GatewayConnection, grant: Grant) -> None:
+        """Refuse a channel beyond the tunnel caps: no database work, and at most
+        one log line in a while (a client can ask for thousands a second)."""
+        settings = self.rt.settings
+        on_session = sum(
+            len(c.tunnels)
+            for c in self.connections
+            if c.grant is not None and c.grant.session_id == grant.session_id
+        )
+        cap = over_cap(
+            len(connection.tunnels),
+            on_session,
+            per_connection=settings.gateway_max_tunnels_per_connection,
+            per_session=settings.gateway_max_tunnels_per_session,
+        )
+        if cap is None:
+            return
+        self.quiet.log(
+            logging.WARNING,
+            "tunnel_cap",
+            "refused a tunnel of %s from %s: the %s has as many as it may have",
+            grant.user,
+            connection.source_ip,
+            cap,
+        )
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_RESOURCE_SHORTAGE, f"Too many tunnels open on this {cap}."
+        )
+
+    async def _opening(
+        self, connection: GatewayConnection, grant: Grant, tunnel: Tunnel, host: str, port: int
+    ) -> Bridge:
+        try:
+            return await self._open_tunnel(connection, grant, tunnel, host, port)
+        except asyncssh.ChannelOpenError:
+            raise
+        except Exception as exc:
+            # The database is away (or out of file descriptors): refuse this
+            # channel, keep the connection. Not a broker bug to trace each time.
+            self.quiet.log(
+                logging.WARNING,
+                "tunnel_failed",
+                "could not open a tunnel for %s: %s",
+                connection.source_ip,
+                exc,
+            )
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_CONNECT_FAILED, "The broker cannot open your tunnel right now."
+            ) from None
+        finally:
+            # Refused or failed: untracked (registered ones are recorded as closed).
+            if not tunnel.registered:
+                tunnel.close("not_opened")
+
+    async def _open_tunnel(
+        self, connection: GatewayConnection, grant: Grant, tunnel: Tunnel, host: str, port: int
+    ) -> Bridge:
+        _gone_meanwhile(tunnel)  # the connection dropped before this task ran
+        async with self.rt.db.read_conn() as conn:
+            target = await store.target(conn, grant.session_id)
+        if target is None or not target.connectable:
+            raise asyncssh.ChannelOpenError(PROHIBITED, "Your session has ended.")
+        verdict = may_forward(host, port, target.address, target.port, self.rules)
+        if not verdict.allowed:
+            assert verdict.refusal is not None
+            await self._refused(connection, grant, host, port, verdict.refusal.value)
+            raise asyncssh.ChannelOpenError(PROHIBITED, ONLY_YOUR_DESKTOP)
+        _gone_meanwhile(tunnel)
+        assert target.address is not None and target.port is not None
+        # The stored endpoint, never the client's spelling of it.
+        address, desktop_port = target.address, target.port
+        tunnel.destination = destination(address, desktop_port)
         loop = asyncio.get_running_loop()
         try:
             await asyncio.wait_for(
@@ -215,13 +279,20 @@ class Gateway:
             )
         except (OSError, TimeoutError) as exc:
             tunnel.close("connect_failed")
-            log.info("desktop %s does not answer: %s", tunnel.destination, exc)
+            self.quiet.log(
+                logging.INFO,
+                "desktop_silent",
+                "desktop %s does not answer: %s",
+                tunnel.destination,
+                exc,
+            )
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_CONNECT_FAILED, "Your desktop does not answer."
             ) from None
+        _gone_meanwhile(tunnel)
         try:
             registered = await self._register(tunnel, target.desktop)
-        except Exception:
+        except BaseException:
             tunnel.close("broker_error")
             raise
         if not registered:
@@ -230,10 +301,12 @@ class Gateway:
         tunnel.registered = True
         self.tunnels.add(tunnel)
         self.rt.telemetry.gateway_tunnels = len(self.tunnels)
-        if tunnel.bridge.closed:  # the desktop hung up while it was being recorded
+        if tunnel.bridge.closed:
+            # The desktop hung up, or the client's connection dropped, while the
+            # tunnel was being recorded: its close went unrecorded, so record it now.
             self._closed(connection, tunnel)
             raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_CONNECT_FAILED, "Your desktop closed the connection."
+                asyncssh.OPEN_CONNECT_FAILED, "The connection closed while it was opened."
             )
         return tunnel.bridge
 
@@ -344,7 +417,13 @@ class Gateway:
             await self._heartbeat(now)
 
     async def _close_ended_sessions(self) -> None:
+        """Close the connections and tunnels of sessions that ended, and tunnels
+        whose SSH connection is gone (it dropped while they were opening)."""
+        held = [t for c in self.connections for t in c.tunnels]
+        for tunnel in strays(self.tunnels, held):
+            tunnel.close("client_disconnected")
         granted = {c.grant.session_id for c in self.connections if c.grant is not None}
+        granted.update(t.session_id for t in self.tunnels)
         if not granted:
             return
         async with self.rt.db.read_conn() as conn:
@@ -354,6 +433,9 @@ class Gateway:
                 for tunnel in list(connection.tunnels):
                     tunnel.close("session_ended")
                 connection.close()
+        for tunnel in self.tunnels:
+            if tunnel.session_id in gone:
+                tunnel.close("session_ended")
 
     def _flush_traffic(self, tunnels: TunnelRegistry | list[Tunnel]) -> None:
         up = down = 0
@@ -372,6 +454,15 @@ class Gateway:
             if busy:
                 await store.touch(conn, busy, wall)
         self._heartbeat_at = self._touched_at = now
+
+
+def _gone_meanwhile(tunnel: Tunnel) -> None:
+    """Stop opening a tunnel whose bridge closed during an await: its client's
+    connection dropped (connection_lost closed it) or its desktop hung up."""
+    if tunnel.bridge.closed:
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_CONNECT_FAILED, "The connection closed while it was opened."
+        )
 
 
 async def purge_stale_tunnels(rt: Runtime) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from broker.gateway.bridge import Bridge
@@ -111,6 +111,28 @@ def active_sessions(tunnels: Iterator[Tunnel] | list[Tunnel], since: float | Non
     return {
         t.session_id for t in tunnels if t.seen_total and (since is None or t.last_traffic > since)
     }
+
+
+def over_cap(
+    on_connection: int, on_session: int, *, per_connection: int, per_session: int
+) -> str | None:
+    """Why one more tunnel may not open, given the tunnels already open (or
+    opening) on its SSH connection and on its session in this process: "connection"
+    or "session"; None when it may. An RDP or VNC client needs a handful; each
+    tunnel holds two file descriptors, so a client opening hundreds could starve
+    the broker of them."""
+    if on_connection >= per_connection:
+        return "connection"
+    if on_session >= per_session:
+        return "session"
+    return None
+
+
+def strays(registered: Iterable[Tunnel], held: Iterable[Tunnel]) -> list[Tunnel]:
+    """Registered tunnels no live SSH connection holds: their connection is gone
+    (it dropped while they opened), so nothing else will ever close them."""
+    live = set(held)
+    return [t for t in registered if t not in live]
 
 
 def destination(address: str, port: int) -> str:

@@ -75,6 +75,8 @@ def test_hardening_settings_are_present() -> None:
             "RestrictAddressFamilies=",
         ):
             assert line in text, (unit, line)
+    # The gateway holds sockets per tunnel: systemd's default 1024 is too few.
+    assert "LimitNOFILE=65536" in (REPO / "systemd" / "vdi-broker.service").read_text()
     assert "SupplementaryGroups=libvirt" in (REPO / "systemd" / "vdi-agent.service").read_text()
 
 

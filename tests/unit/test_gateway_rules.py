@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import locale
+import logging
 
 import pytest
 
@@ -19,7 +21,17 @@ from broker.connect import (
     windows_display_locale,
 )
 from broker.gateway.slowdown import FailureDelays, delay_for, may_start
-from broker.gateway.tunnels import destination, due, idle_expired, last_traffic
+from broker.gateway.bridge import Bridge
+from broker.gateway.tunnels import (
+    Tunnel,
+    destination,
+    due,
+    idle_expired,
+    last_traffic,
+    over_cap,
+    strays,
+)
+from broker.logthrottle import LogThrottle
 from broker.net import source_key
 
 
@@ -79,6 +91,43 @@ def test_idle_tunnels_and_throttles() -> None:
     assert not idle_expired(5.0, 50.0, 60)
     assert idle_expired(5.0, 65.0, 60)
     assert due(None, 0.0, 30) and due(10.0, 40.0, 30) and not due(10.0, 39.0, 30)
+
+
+def test_tunnels_are_capped_per_connection_then_per_session() -> None:
+    caps = {"per_connection": 4, "per_session": 6}
+    assert over_cap(0, 0, **caps) is None
+    assert over_cap(3, 5, **caps) is None
+    assert over_cap(4, 4, **caps) == "connection"
+    assert over_cap(2, 6, **caps) == "session"
+
+
+def _tunnel() -> Tunnel:
+    return Tunnel("t", "s", "maria", None, "10.0.0.1:3389", Bridge(), dt.datetime.now(dt.UTC))
+
+
+def test_tunnels_no_live_connection_holds_are_strays() -> None:
+    held, lost = _tunnel(), _tunnel()
+    assert strays([held, lost], [held]) == [lost]
+    assert strays([held], [held, lost]) == []
+
+
+def test_a_log_line_a_client_can_provoke_goes_out_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    quiet = LogThrottle(logging.getLogger("test.quiet"), every_s=10, now=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="test.quiet"):
+        assert quiet.log(logging.INFO, "cap", "refused %s", "a")
+        assert not quiet.log(logging.INFO, "cap", "refused %s", "b")
+        assert not quiet.log(logging.INFO, "cap", "refused %s", "c")
+        assert quiet.log(logging.INFO, "other", "another kind")
+        now[0] = 10.0
+        assert quiet.log(logging.INFO, "cap", "refused %s", "d")
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused a",
+        "another kind",
+        "refused d (and 2 more like it held back)",
+    ]
 
 
 def test_destination_brackets_ipv6() -> None:
