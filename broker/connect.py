@@ -35,6 +35,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
+import email.utils
 import getpass
 import locale
 import os
@@ -62,6 +64,8 @@ API = "/api/v1"
 POLL_S = 2.0
 # Between reconnection attempts: doubling from 1 s up to this.
 MAX_BACKOFF_S = 30.0
+# A busy broker's Retry-After is honoured up to this.
+MAX_RETRY_AFTER_S = 300.0
 # The first connection is tried this often (waiting 1, 2, 4 s between) before
 # vdi-connect gives up; once a tunnel was up, reconnecting never gives up.
 FIRST_CONNECT_TRIES = 4
@@ -111,6 +115,16 @@ class Stop(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+class BrokerBusy(Stop):
+    """The broker (or the proxy in front of it) answered 5xx or 429: final while
+    asking for a desktop, but only a pause while reconnecting a tunnel that was up.
+    `retry_after` is the answer's Retry-After header, if any."""
+
+    def __init__(self, message: str, code: int, retry_after: str | None) -> None:
+        super().__init__(message, code)
+        self.retry_after = retry_after
 
 
 # -- pure helpers ------------------------------------------------------------------------
@@ -292,12 +306,42 @@ def unknown_pool_text(pool: str, pools: Sequence[str]) -> str:
     return text
 
 
-def error_text(response: httpx.Response) -> str:
+def broker_reason(response: httpx.Response) -> str | None:
+    """The broker's own words in an error answer; None for an answer without them
+    (a proxy's HTML error page)."""
     try:
         body = response.json()
     except ValueError:
-        return tr("The broker answered {status}.", status=response.status_code)
-    return str(body.get("message") or body.get("error") or response.status_code)
+        return None
+    if not isinstance(body, dict):
+        return None
+    reason = body.get("message") or body.get("error")
+    return str(reason) if reason else None
+
+
+def error_text(response: httpx.Response) -> str:
+    return broker_reason(response) or tr(
+        "The broker answered {status}.", status=response.status_code
+    )
+
+
+def retry_delay(attempt: int, retry_after: str | None, now: dt.datetime | None = None) -> float:
+    """Seconds to wait before reconnect attempt `attempt + 1`: what the answer's
+    Retry-After asks (seconds or an HTTP date; at least 1 s, at most
+    MAX_RETRY_AFTER_S), else the usual backoff."""
+    wanted: float | None = None
+    if retry_after:
+        seconds = ascii_int(retry_after.strip())
+        if seconds is not None:
+            wanted = float(seconds)
+        else:
+            with contextlib.suppress(TypeError, ValueError, IndexError):
+                when = email.utils.parsedate_to_datetime(retry_after)
+                if when.tzinfo is not None:
+                    wanted = (when - (now or dt.datetime.now(dt.UTC))).total_seconds()
+    if wanted is None:
+        return backoff(attempt)
+    return min(MAX_RETRY_AFTER_S, max(1.0, wanted))
 
 
 def login_problem(response: httpx.Response, portal: str) -> Stop:
@@ -412,12 +456,16 @@ class Broker:
             raise Stop(tr("Your login has expired; run vdi-connect again."), LOGIN_FAILED)
         if status == 404:
             raise Stop(error_text(response), BAD_INPUT)
-        reason = error_text(response)
-        if status in (403, 409, 503):
-            raise Stop(tr("No desktop for you right now: {reason}", reason=reason), NO_DESKTOP)
-        raise Stop(
-            tr("The broker answered {status}: {reason}", status=status, reason=reason), NO_DESKTOP
-        )
+        reason = broker_reason(response)
+        if status in (403, 409, 503) and reason:
+            text = tr("No desktop for you right now: {reason}", reason=reason)
+        elif reason:
+            text = tr("The broker answered {status}: {reason}", status=status, reason=reason)
+        else:
+            text = tr("The broker answered {status}.", status=status)
+        if status >= 500 or status == 429:
+            raise BrokerBusy(text, NO_DESKTOP, response.headers.get("retry-after"))
+        raise Stop(text, NO_DESKTOP)
 
 
 def details(answer: dict[str, Any]) -> Details | None:
@@ -677,16 +725,21 @@ async def first_connect(broker: Broker, d: Details) -> tuple[Details, Any]:
 
 
 async def reconnect(broker: Broker, session_id: str) -> tuple[Details, Any]:
+    """A new SSH connection for the session after a drop: never gives up on
+    problems that pass (the network, the gateway, a broker or proxy answering
+    5xx or 429, honouring Retry-After); only a final answer ends it (an expired
+    login: exit 1, the session ended: exit 5)."""
     attempt = 0
     while True:
         try:
             return await connect_fresh(broker, session_id)
-        except (OSError, asyncssh.Error, httpx.HTTPError) as exc:
-            delay = backoff(attempt)
+        except (OSError, asyncssh.Error, httpx.HTTPError, BrokerBusy) as exc:
+            retry_after = exc.retry_after if isinstance(exc, BrokerBusy) else None
+            delay = retry_delay(attempt, retry_after)
             say(
                 tr(
                     "Reconnecting failed ({problem}); next try in {seconds} s.",
-                    problem=exc or type(exc).__name__,
+                    problem=str(exc) or type(exc).__name__,
                     seconds=f"{delay:.0f}",
                 )
             )

@@ -45,6 +45,7 @@ from broker.store.tables import AuditEvent, Desktop, Session, Ticket
 from tests.support.accounts import PASSWORD, add_user
 from tests.support.fleet import add_pool, staff
 from tests.support.gateway import Rig, TcpProxy, echo, rig_fixture, until
+from tests.support.httpproxy import SwitchableProxy
 from tests.support.processes import VENV_BIN, clean_env, start_agent, start_broker, stop
 from tests.support.totp import oathtool_code
 
@@ -148,6 +149,7 @@ class Connect:
         path: str | None = None,
         pool: str = "Finanzen",
         lang: str | None = None,
+        base: str | None = None,
     ) -> Connect:
         """With `path`, the desktop client is looked up there; else none is started.
         With `lang`, vdi-connect runs on a desktop in that locale (LANG)."""
@@ -156,7 +158,7 @@ class Connect:
         if path:
             extra["PATH"] = path
         proc = await asyncio.create_subprocess_exec(
-            str(VENV_BIN / "vdi-connect"), stack.base, "--user", user, "--pool", pool,
+            str(VENV_BIN / "vdi-connect"), base or stack.base, "--user", user, "--pool", pool,
             "--password-stdin", *options,
             env=clean_env(extra), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -246,6 +248,43 @@ async def test_connects_forwards_and_reconnects_after_a_drop(stack: Stack) -> No
         if connect.proc.returncode is None:
             connect.proc.kill()
         await proxy.close()
+
+
+async def test_a_drop_while_the_broker_answers_errors_is_not_final(stack: Stack) -> None:
+    """The gateway drops while the proxy in front of the broker answers 502 (the
+    broker restarting), then 429 with Retry-After: vdi-connect keeps trying, as
+    told, and gets back in once the broker answers again."""
+    proxy = await TcpProxy(stack.gateway_port).start(stack.proxy_port)
+    web = await SwitchableProxy(int(stack.base.rsplit(":", 1)[1])).start()
+    connect = await Connect.start(stack, "maria", PASSWORD, code_for(stack, "maria"), base=web.base)
+    try:
+        port = int((await connect.expect(r"Tunnel open: 127\.0\.0\.1:(\d+) ")).group(1))
+        assert await echo(port, b"before") == b"before"
+
+        web.fail(502)
+        proxy.drop()
+        await connect.expect("connection to the gateway was lost")
+        await connect.expect(r"Reconnecting failed \(The broker answered 502\.\); next try in")
+        web.pass_through()
+        await connect.expect("Reconnected")
+        assert await echo(port, b"after 502") == b"after 502"
+
+        web.fail(429, retry_after="3")
+        proxy.drop()
+        await connect.expect("connection to the gateway was lost")
+        await connect.expect(r"Reconnecting failed \(The broker answered 429\.\); next try in 3 s")
+        web.pass_through()
+        await connect.expect("Reconnected")
+        assert await echo(port, b"after 429") == b"after 429"
+
+        connect.proc.send_signal(signal.SIGINT)
+        assert await connect.finish() == 0
+        assert "answered 502: " not in connect.output  # said once, not twice
+    finally:
+        if connect.proc.returncode is None:
+            connect.proc.kill()
+        await proxy.close()
+        await web.close()
 
 
 async def test_the_first_connection_is_tried_again(stack: Stack) -> None:

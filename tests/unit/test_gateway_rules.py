@@ -17,6 +17,7 @@ from broker.connect import (
     desktop_language,
     manual_hint,
     picked_pool,
+    retry_delay,
     second_factor,
     windows_display_locale,
 )
@@ -186,6 +187,16 @@ def test_choosing_the_pool() -> None:
 
 def test_reconnect_backoff_doubles_to_a_cap() -> None:
     assert [backoff(n) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_a_busy_brokers_retry_after_is_honoured_within_bounds() -> None:
+    now = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+    assert retry_delay(0, None) == backoff(0)
+    assert retry_delay(3, "garbage") == backoff(3)
+    assert retry_delay(0, "7") == 7
+    assert retry_delay(0, "0") == 1  # no busy loop
+    assert retry_delay(0, "99999") == 300
+    assert retry_delay(0, "Sat, 01 Mar 2025 12:00:20 GMT", now) == 20
 
 
 def test_asking_for_the_pool_takes_a_number_or_a_name(capsys: pytest.CaptureFixture[str]) -> None:
