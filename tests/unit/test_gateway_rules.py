@@ -21,8 +21,8 @@ from broker.connect import (
     second_factor,
     windows_display_locale,
 )
-from broker.gateway.slowdown import FailureDelays, delay_for, may_start
 from broker.gateway.bridge import Bridge
+from broker.gateway.slowdown import FailureDelays, delay_for, may_start
 from broker.gateway.tunnels import (
     Tunnel,
     destination,
