@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from broker.gateway.slowdown import MAX_AUTH_DELAY_S
 from broker.net import PRIVATE_NETWORKS
 
 # OWASP ASVS 5 / OWASP password storage cheat sheet minimum for argon2id.
@@ -117,7 +118,9 @@ class Settings(BaseSettings):
     # Delay before answering a login from a source with recent failures: this,
     # doubled per further failure, up to the maximum.
     gateway_auth_delay_s: float = Field(1.0, ge=0)
-    gateway_auth_delay_max_s: float = Field(16.0, ge=0)
+    # Counted per source and user name (see broker.gateway.slowdown); at most
+    # MAX_AUTH_DELAY_S (30 s), which vdi-connect's wait for an answer exceeds.
+    gateway_auth_delay_max_s: float = Field(16.0, ge=0, le=MAX_AUTH_DELAY_S)
     # Connections still logging in, per source (IPv4 address or IPv6 /64) and in
     # all. Beyond these a new connection is dropped before the SSH handshake.
     # Generous per source: a town hall's staff, or field workers on a mobile

@@ -57,6 +57,7 @@ from broker.cli_numbers import bounded_int
 from broker.connect_texts import GERMAN
 from broker.gateway.bridge import Bridge
 from broker.gateway.hostkey import fingerprint
+from broker.gateway.slowdown import MAX_AUTH_DELAY_S
 from broker.i18n import SUPPORTED
 from broker.numbers import ascii_int
 
@@ -77,6 +78,14 @@ LOGOUT_TIMEOUT_S = 5.0
 POOL_QUESTIONS = 3
 SSH_KEEPALIVE_S = 15.0
 SSH_KEEPALIVE_COUNT = 3
+# The gateway must have answered within this: the TCP connection and the key
+# exchange, up to showing its host key. Short, so a dead address fails fast.
+CONNECT_TIMEOUT_S = 15.0
+# Then the answer to the ticket may take this long: a gateway slows down logins
+# after failures from the same address and name, by up to MAX_AUTH_DELAY_S
+# (gateway_auth_delay_max_s may not exceed it), and a correct ticket must still
+# get in behind such a delay.
+LOGIN_WAIT_S = MAX_AUTH_DELAY_S + CONNECT_TIMEOUT_S
 
 (
     OK,
@@ -515,9 +524,11 @@ class _PinnedHostKey(asyncssh.SSHClient):
     def __init__(self, expected: str) -> None:
         self.expected = expected
         self.seen: str | None = None
+        self.shown = asyncio.Event()  # the key exchange got as far as the host key
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
         self.seen = fingerprint(key)
+        self.shown.set()
         return self.seen == self.expected
 
 
@@ -528,8 +539,8 @@ async def open_ssh(d: Details) -> asyncssh.SSHClientConnection:
             GATEWAY_PROBLEM,
         )
     pinned = _PinnedHostKey(d.fingerprint)
-    try:
-        conn, _ = await asyncssh.create_connection(
+    connecting = asyncio.ensure_future(
+        asyncssh.create_connection(
             lambda: pinned,
             d.gateway_host,
             d.gateway_port,
@@ -540,10 +551,13 @@ async def open_ssh(d: Details) -> asyncssh.SSHClientConnection:
             agent_path=None,
             preferred_auth="password",
             config=None,
-            connect_timeout=15,
+            connect_timeout=CONNECT_TIMEOUT_S + LOGIN_WAIT_S,  # the sum, as a backstop
             keepalive_interval=SSH_KEEPALIVE_S,
             keepalive_count_max=SSH_KEEPALIVE_COUNT,
         )
+    )
+    try:
+        conn, _ = await _in_time(connecting, pinned.shown)
     except asyncssh.HostKeyNotVerifiable:
         raise Stop(
             tr(
@@ -559,6 +573,30 @@ async def open_ssh(d: Details) -> asyncssh.SSHClientConnection:
         ) from None
     conn_: asyncssh.SSHClientConnection = conn
     return conn_
+
+
+async def _in_time(connecting: asyncio.Future[Any], shown: asyncio.Event) -> Any:
+    """The result of `connecting`: CONNECT_TIMEOUT_S for the gateway to show its
+    host key, then LOGIN_WAIT_S for it to let us in (asyncssh's one
+    connect_timeout would cover both, cutting off a login the gateway delays)."""
+    waiting = asyncio.ensure_future(shown.wait())
+    try:
+        await asyncio.wait(
+            {connecting, waiting}, timeout=CONNECT_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        waiting.cancel()
+    if not connecting.done() and not shown.is_set():
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await connecting
+        raise TimeoutError(tr("no answer within {seconds} s", seconds=f"{CONNECT_TIMEOUT_S:.0f}"))
+    try:
+        return await asyncio.wait_for(connecting, LOGIN_WAIT_S)
+    except TimeoutError:
+        raise TimeoutError(
+            tr("no answer to the login within {seconds} s", seconds=f"{LOGIN_WAIT_S:.0f}")
+        ) from None
 
 
 class LocalForward:
@@ -641,7 +679,22 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def check_code_option(code: str | None) -> None:
+    """`--code` takes the authenticator app's code only: a recovery code there
+    would show in the process list and the shell's history, and stay valid if
+    the login failed for another reason."""
+    if code is not None and RECOVERY_RE.fullmatch(code.strip()):
+        raise Stop(
+            tr(
+                "--code takes the six-digit code only. Enter a recovery code when asked, or on "
+                "standard input with --password-stdin: on the command line others could read it."
+            ),
+            BAD_INPUT,
+        )
+
+
 def read_secrets(args: argparse.Namespace) -> tuple[str, str]:
+    check_code_option(args.code)
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         code = args.code or sys.stdin.readline().strip()
@@ -865,7 +918,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="read the password (first line) and the code (second line) from standard input",
     )
-    parser.add_argument("--code", help="the code from your authenticator app")
+    parser.add_argument(
+        "--code", help="the six-digit code from your authenticator app (not a recovery code)"
+    )
     parser.add_argument(
         "--no-client", action="store_true", help="do not start a desktop client; print how to"
     )

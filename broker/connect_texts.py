@@ -146,6 +146,16 @@ GERMAN: dict[str, str] = {
         "Sie zurück."
     ),
     "Disconnected.": "Verbindung getrennt.",
+    "no answer within {seconds} s": "keine Antwort innerhalb von {seconds} s",
+    "no answer to the login within {seconds} s": (
+        "keine Antwort auf die Anmeldung innerhalb von {seconds} s"
+    ),
+    "--code takes the six-digit code only. Enter a recovery code when asked, or on "
+    "standard input with --password-stdin: on the command line others could read it.": (
+        "--code nimmt nur den sechsstelligen Code. Geben Sie einen Wiederherstellungscode "
+        "ein, wenn danach gefragt wird, oder über die Standardeingabe mit --password-stdin: "
+        "auf der Befehlszeile könnten andere ihn lesen."
+    ),
     "Cannot reach the broker at {url}: {problem}": (
         "Der Broker unter {url} ist nicht erreichbar: {problem}"
     ),

@@ -148,7 +148,7 @@ class Gateway:
     async def authenticate(self, username: str, ticket: str, source_ip: str | None) -> Grant | None:
         """Spend the ticket; a grant for its session if it was valid, this user's and
         the session can be connected to. Failures wait, count and are audited."""
-        delay = self.delays.delay(source_ip)
+        delay = self.delays.delay(source_ip, username)
         if delay:
             await asyncio.sleep(delay)
         now = self.rt.clock.now()
@@ -162,7 +162,7 @@ class Gateway:
                 conn, username=username, source_ip=source_ip, reason=reason, now=now
             )
         self.rt.telemetry.gateway_auth_failed()
-        self.delays.failed(source_ip)
+        self.delays.failed(source_ip, username)
         log.info("gateway login failed from %s: %s", source_ip, reason)
         return None
 

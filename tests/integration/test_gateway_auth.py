@@ -14,6 +14,7 @@ import asyncssh
 import pytest
 
 from broker.clock import FakeClock
+from broker.gateway.slowdown import SHARED_SOURCE_GRACE
 from tests.support.gateway import (
     Rig,
     echo,
@@ -106,8 +107,8 @@ async def test_failures_are_counted_audited_without_the_ticket_and_slowed(rig: R
     # 0.2 s after one failure, doubling up to 0.8 s (the rig's settings): the
     # fourth answer waited at least 0.8 s.
     assert took[3] >= 0.8
-    assert rig.gateway.delays.delay("127.0.0.1") == 0.8
-    assert rig.gateway.delays.delay("127.0.0.2") == 0  # other sources are not slowed
+    assert rig.gateway.delays.delay("127.0.0.1", "mallory") == 0.8
+    assert rig.gateway.delays.delay("127.0.0.2", "mallory") == 0  # other sources are not
     # A name OpenSSH would not send is logged as typed.
     odd = "mallory'; DROP TABLE users;--"
     with pytest.raises(asyncssh.PermissionDenied):
@@ -119,6 +120,23 @@ async def test_failures_are_counted_audited_without_the_ticket_and_slowed(rig: R
     assert {e.source_ip for e in failed} == {"127.0.0.1"}
     stored = json.dumps([[e.username, e.result, e.detail, e.user_agent] for e in failed])
     assert not any(guess in stored for guess in guesses)
+
+
+async def test_failures_from_a_shared_address_do_not_slow_down_the_others(rig: Rig) -> None:
+    """Staff behind one NAT share an address: one person's stale tickets do not
+    delay another's correct one, while many names failing from one address slow
+    the address down as a whole."""
+    maria = await rig.desktop_for("maria")
+    for _ in range(4):
+        assert not await login(rig, secrets.token_urlsafe(32), "felix")
+    assert rig.gateway.delays.delay("127.0.0.1", "felix") == 0.8
+    assert rig.gateway.delays.delay("127.0.0.1", "maria") == 0
+    assert await login(rig, maria["connect"]["ticket"], "maria")
+
+    for n in range(SHARED_SOURCE_GRACE):  # a different name each time
+        assert not await login(rig, secrets.token_urlsafe(32), f"guess{n}")
+    assert rig.gateway.delays.delay("127.0.0.1", "somebody-new") > 0
+    assert rig.gateway.delays.delay("127.0.0.2", "somebody-new") == 0
 
 
 async def test_the_login_timeout_closes_silent_connections(

@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy import func, select
 
 from agent.protocol import PowerState
-from broker.clock import SystemClock
+from broker.clock import FakeClock, SystemClock
 from broker.config import load_settings
 from broker.connect import (
     BAD_INPUT,
@@ -36,6 +36,7 @@ from broker.connect import (
     Broker,
     Stop,
     first_connect,
+    open_ssh,
     wait_ready,
 )
 from broker.hosts import service as hosts
@@ -44,7 +45,16 @@ from broker.runtime import Runtime, open_runtime
 from broker.store.tables import AuditEvent, Desktop, Session, Ticket
 from tests.support.accounts import PASSWORD, add_user
 from tests.support.fleet import add_pool, staff
-from tests.support.gateway import Rig, TcpProxy, echo, rig_fixture, until
+from tests.support.gateway import (
+    Rig,
+    TcpProxy,
+    echo,
+    gateway_rig,
+    gateway_settings,
+    rig_fixture,
+    ssh_client,
+    until,
+)
 from tests.support.httpproxy import SwitchableProxy
 from tests.support.processes import VENV_BIN, clean_env, start_agent, start_broker, stop
 from tests.support.totp import oathtool_code
@@ -562,3 +572,40 @@ async def test_a_gateway_that_stays_away_ends_with_the_gateway_code(
     async with rig.rt.db.read() as s:
         tickets = await s.scalar(select(func.count()).select_from(Ticket))
     assert tickets == FIRST_CONNECT_TRIES  # the first, and a fresh one for each retry
+
+
+async def test_a_correct_ticket_gets_in_behind_the_longest_login_delay(
+    tmp_path: Path, sqlite_url: str, clock: FakeClock
+) -> None:
+    """After a failure from the same address and name the gateway waits 16 s (its
+    default maximum) before answering the next ticket: vdi-connect waits for the
+    answer instead of giving up after its connect timeout."""
+    settings = gateway_settings(
+        tmp_path, sqlite_url, gateway_auth_delay_s=16, gateway_auth_delay_max_s=16
+    )
+    async with gateway_rig(settings, clock) as r:
+        who = await staff(r.rt, "maria")
+        r.client.headers["cookie"] = who["cookie"]
+        broker = Broker(r.client, "https://testserver/")
+        broker.csrf = who["X-CSRF-Token"]
+        d = await wait_ready(broker, await broker.request("Finanzen"), wait_s=5)
+        with pytest.raises(asyncssh.PermissionDenied):
+            await ssh_client(r.port, d.user, "a stale ticket")
+        assert r.gateway.delays.delay("127.0.0.1", d.user) == 16
+        conn = await open_ssh(d)
+        conn.close()
+        assert await r.audit("gateway_auth_failed")
+
+
+def test_a_recovery_code_on_the_command_line_is_refused() -> None:
+    """A recovery code in --code would show in ps and the shell's history: refused
+    with exit code 2 before anything is sent, the password not even read."""
+    proc = subprocess.run(
+        [str(VENV_BIN / "vdi-connect"), f"http://127.0.0.1:{free_port()}", "--user", "maria",
+         "--code", "abcde-fghjk", "--password-stdin"],
+        input="secret\n", env=clean_env(desktop_locale()), capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == BAD_INPUT, proc.stderr
+    assert "--code takes the six-digit code only" in proc.stderr
+    assert "Logging in" not in proc.stdout

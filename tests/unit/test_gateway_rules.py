@@ -7,11 +7,16 @@ import locale
 import logging
 
 import pytest
+from pydantic import ValidationError
 
+from broker.config import Settings
 from broker.connect import (
+    BAD_INPUT,
+    LOGIN_WAIT_S,
     Stop,
     ask_pool,
     backoff,
+    check_code_option,
     choose_pool,
     client_command,
     desktop_language,
@@ -22,7 +27,13 @@ from broker.connect import (
     windows_display_locale,
 )
 from broker.gateway.bridge import Bridge
-from broker.gateway.slowdown import FailureDelays, delay_for, may_start
+from broker.gateway.slowdown import (
+    MAX_AUTH_DELAY_S,
+    SHARED_SOURCE_GRACE,
+    FailureDelays,
+    delay_for,
+    may_start,
+)
 from broker.gateway.tunnels import (
     Tunnel,
     destination,
@@ -45,22 +56,35 @@ def test_delay_doubles_per_failure_up_to_the_cap() -> None:
 def test_sources_slow_down_one_by_one_and_are_forgotten() -> None:
     now = [0.0]
     delays = FailureDelays(1.0, 8.0, lambda: now[0], forget_after_s=600)
-    assert delays.delay("198.51.100.7") == 0
+    assert delays.delay("198.51.100.7", "maria") == 0
     for _ in range(3):
-        delays.failed("198.51.100.7")
-    assert delays.delay("198.51.100.7") == 4
-    assert delays.delay("198.51.100.8") == 0  # another source is not slowed
+        delays.failed("198.51.100.7", "maria")
+    assert delays.delay("198.51.100.7", "maria") == 4
+    assert delays.delay("198.51.100.8", "maria") == 0  # another source is not slowed
     now[0] += 599
-    assert delays.delay("198.51.100.7") == 4
+    assert delays.delay("198.51.100.7", "maria") == 4
     now[0] += 2
-    assert delays.delay("198.51.100.7") == 0
+    assert delays.delay("198.51.100.7", "maria") == 0
+
+
+def test_a_shared_address_slows_down_per_name_and_only_a_flood_as_a_whole() -> None:
+    delays = FailureDelays(1.0, 16.0, lambda: 0.0)
+    for _ in range(5):
+        delays.failed("198.51.100.7", "felix")
+    assert delays.delay("198.51.100.7", "felix") == 16
+    assert delays.delay("198.51.100.7", "maria") == 0  # a colleague behind the same NAT
+    for n in range(SHARED_SOURCE_GRACE):
+        delays.failed("198.51.100.7", f"name{n}")
+    # 5 + 10 failures from the address: 5 beyond the grace, whatever the name.
+    assert delays.delay("198.51.100.7", "maria") == 16
+    assert delays.delay("198.51.100.7", "fresh") == 16
 
 
 def test_memory_stays_bounded_under_a_flood_of_sources() -> None:
     delays = FailureDelays(1.0, 8.0, lambda: 0.0, max_sources=100)
     for i in range(1000):
-        delays.failed(f"203.0.113.{i % 250}")
-        delays.failed(f"2001:db8:{i:x}::1")
+        delays.failed(f"203.0.113.{i % 250}", "maria")
+        delays.failed(f"2001:db8:{i:x}::1", f"user{i}")
     assert len(delays) == 100
 
 
@@ -70,8 +94,22 @@ def test_ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() -> None:
     assert source_key("::ffff:198.51.100.7") == "198.51.100.7"
     assert source_key(None) == "unknown"
     delays = FailureDelays(1.0, 8.0, lambda: 0.0)
-    delays.failed("2001:db8:1:2::1")
-    assert delays.delay("2001:db8:1:2::abcd") == 1
+    delays.failed("2001:db8:1:2::1", "maria")
+    assert delays.delay("2001:db8:1:2::abcd", "maria") == 1
+
+
+def test_vdi_connect_waits_longer_for_a_login_than_any_gateway_delays_it() -> None:
+    assert LOGIN_WAIT_S > MAX_AUTH_DELAY_S
+    with pytest.raises(ValidationError):
+        Settings(gateway_auth_delay_max_s=MAX_AUTH_DELAY_S + 1)
+
+
+def test_a_recovery_code_is_refused_on_the_command_line() -> None:
+    check_code_option(None)
+    check_code_option("123456")
+    with pytest.raises(Stop) as stopped:
+        check_code_option("abcde-fghjk")
+    assert stopped.value.code == BAD_INPUT and "--password-stdin" in stopped.value.message
 
 
 def test_logins_under_way_are_limited_per_source_and_in_all() -> None:
