@@ -8,26 +8,19 @@ import asyncio
 import contextlib
 from http import HTTPStatus
 
+from tests.support.gateway import TcpProxy
 
-class SwitchableProxy:
-    """127.0.0.1:port in front of 127.0.0.1:target_port. `fail(502)` closes the
+
+class SwitchableProxy(TcpProxy):
+    """127.0.0.1:port in front of 127.0.0.1:target_port. `fail(502)` cuts the
     connections passed through so far (keep-alive ones too) and answers each
-    further request with that status and an HTML page, as nginx does; `pass_through()`
-    ends that."""
+    further request with that status and an HTML page, as nginx does;
+    `pass_through()` ends that."""
 
     def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = 0
+        super().__init__(target_port)
         self.failing: int | None = None
         self.retry_after: str | None = None
-        self.failed_requests = 0
-        self._server: asyncio.Server | None = None
-        self._live: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> SwitchableProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
 
     @property
     def base(self) -> str:
@@ -35,32 +28,16 @@ class SwitchableProxy:
 
     def fail(self, status: int, retry_after: str | None = None) -> None:
         self.failing, self.retry_after = status, retry_after
-        for writer in list(self._live):
-            writer.close()
+        self.drop()
 
     def pass_through(self) -> None:
         self.failing = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.failing is not None:
+        if self.failing is None:
+            await super()._serve(reader, writer)
+        else:
             await self._answer(reader, writer, self.failing)
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        self._live |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await src.read(1 << 16):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._live -= {writer, up_writer}
 
     async def _answer(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int
@@ -76,7 +53,6 @@ class SwitchableProxy:
                 0,
             )
             await reader.readexactly(length)
-        self.failed_requests += 1
         phrase = HTTPStatus(status).phrase
         body = f"<html><body><h1>{status} {phrase}</h1></body></html>".encode()
         extra = f"Retry-After: {self.retry_after}\r\n" if self.retry_after else ""
@@ -88,10 +64,3 @@ class SwitchableProxy:
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         writer.close()
-
-    async def close(self) -> None:
-        for writer in list(self._live):
-            writer.close()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
