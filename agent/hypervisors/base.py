@@ -44,11 +44,18 @@ class Desktop:
 
 def already_there(action: ActionKind, state: PowerState) -> bool:
     """Whether the action has nothing to do: the broker asks for a state, so a start
-    of a running desktop succeeds as it is (libvirt itself would refuse it)."""
+    of a running desktop succeeds as it is (libvirt itself would refuse it).
+
+    A reset is asked for so that no previous user's logon survives; a stopped
+    guest holds none, and its next boot is as clean as a reset. Failing instead
+    would keep the desktop from ever being handed out (the broker retries a
+    failed reset and hands out no desktop that still needs one)."""
     if action is ActionKind.START:
         return state in (PowerState.RUNNING, PowerState.STARTING)
     if action is ActionKind.STOP:
         return state in (PowerState.STOPPED, PowerState.STOPPING)
+    if action is ActionKind.RESET:
+        return state is PowerState.STOPPED
     return False
 
 

@@ -154,6 +154,19 @@ async def test_power_actions(node: LibvirtHypervisor) -> None:
     assert await node.perform(ActionKind.START, "fin-01") is PowerState.RUNNING
 
 
+async def test_a_reset_clears_a_paused_desktop_and_has_nothing_to_do_on_a_stopped_one(
+    node: LibvirtHypervisor,
+) -> None:
+    """The broker resets a desktop so that no previous logon survives: a paused guest
+    holds one in memory (libvirt resets it and it stays paused), a stopped one
+    does not (libvirt would refuse, and the desktop would never be handed out)."""
+    await node.perform(ActionKind.START, "spare-01")
+    await asyncio.to_thread(node._conn.lookupByName("spare-01").suspend)
+    assert await node.perform(ActionKind.RESET, "spare-01") is PowerState.PAUSED
+    await node.perform(ActionKind.STOP, "fin-01")
+    assert await node.perform(ActionKind.RESET, "fin-01") is PowerState.STOPPED
+
+
 async def test_failed_actions_say_why(node: LibvirtHypervisor) -> None:
     with pytest.raises(HypervisorError, match="reboot spare-01"):
         await node.perform(ActionKind.REBOOT, "spare-01")  # it is off

@@ -150,10 +150,14 @@ async def test_reboot_and_reset_drop_the_console_and_come_back(
     writer.close()
 
 
-async def test_reboot_of_a_stopped_desktop_fails(rdp: SimulatedHypervisor) -> None:
+async def test_reboot_of_a_stopped_desktop_fails_a_reset_has_nothing_to_do(
+    rdp: SimulatedHypervisor,
+) -> None:
     await rdp.perform(ActionKind.STOP, "sim-001")
     with pytest.raises(HypervisorError, match="not running"):
         await rdp.perform(ActionKind.REBOOT, "sim-001")
+    # A reset only has to clear a logon, and a stopped desktop holds none.
+    assert await rdp.perform(ActionKind.RESET, "sim-001") is PowerState.STOPPED
     with pytest.raises(HypervisorError, match="no desktop named"):
         await rdp.perform(ActionKind.START, "sim-999")
 
