@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
 
-from agent.protocol import Action, ActionKind, ActionResult
+from agent.protocol import Action, ActionKind, ActionResult, PowerState
 from broker.store.db import Executor
 from broker.store.tables import Desktop, Host, HostAction, table
 
@@ -72,6 +72,14 @@ async def queue(
         .values(pending_actions=_hosts.c.pending_actions + 1)
     )
     return action_id
+
+
+def may_hold_logon(power_state: str) -> bool:
+    """Whether a desktop's guest may still hold a user's logon: in every power state
+    but stopped. A paused or crashed guest keeps its memory, and one starting,
+    stopping or in a state the hypervisor cannot name may be running still; only a
+    stopped guest has certainly let go (its next boot is clean)."""
+    return power_state != PowerState.STOPPED.value
 
 
 async def reset_for_reuse(

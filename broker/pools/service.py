@@ -337,8 +337,9 @@ async def assign_desktop(
 
 async def unassign_desktop(rt: Runtime, pool: str, user: str, actor: str) -> Assignment:
     """Take a user's own desktop in a persistent pool away (not while they use it).
-    A running desktop is reset by its agent before anyone else gets it, so the
-    next owner never finds the previous one's logon."""
+    A desktop that may still hold the user's logon (any power state but stopped:
+    a paused one keeps it in memory) is reset by its agent before anyone else
+    gets it, so the next owner never finds the previous one's logon."""
     now = rt.clock.now()
     async with rt.db.write() as s:
         p = await _persistent_pool(s, pool)
@@ -354,7 +355,7 @@ async def unassign_desktop(rt: Runtime, pool: str, user: str, actor: str) -> Ass
                 code="session_open",
             )
         d.assigned_user_id = None
-        if d.power_state == "running":
+        if actions.may_hold_logon(d.power_state):
             await actions.reset_for_reuse(
                 s, now, host_id=d.host_id, desktop_id=d.id, desktop_name=d.name, reason="unassign"
             )

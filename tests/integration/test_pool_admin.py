@@ -9,6 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from agent.protocol import PowerState
 from broker.domain import PoolType, Role
 from broker.errors import Conflict, InvalidInput, NotFound
 from broker.pools import service as pools
@@ -209,6 +210,52 @@ async def test_assign_and_unassign_persistent_desktops(
     assert again.status_code == 404 and again.json()["error"] == "not_assigned"
     assert len(await events(runtime, "desktop_assigned")) == 2
     assert len(await events(runtime, "desktop_unassigned")) == 1
+
+
+async def test_a_paused_desktop_is_reset_before_its_next_owner_gets_it(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A paused VM keeps its user's logon in memory: after unassign and assign, the
+    next owner may only have it once the agent has reset it."""
+    agent = await persistent_fleet(runtime, client, desktops=1)
+    alice = await staff(runtime, "alice")
+    first = (await ask(client, alice, pool="Planung")).json()["session"]
+    await client.delete(f"/api/v1/sessions/{first['id']}", headers=alice)  # her logon stays
+    agent.set_power(first["desktop"], PowerState.PAUSED)  # e.g. storage full, virsh suspend
+    await agent.report()
+    await pools.unassign_desktop(runtime, "Planung", "alice", "test")
+    async with runtime.db.read() as s:
+        action = (await s.scalars(select(HostAction))).one()
+        assert (action.kind, action.reason) == ("reset", "unassign")
+        assert (await s.scalars(select(Desktop))).one().needs_reset
+    bob = await staff(runtime, "bob")
+    await pools.assign_desktop(runtime, "Planung", "bob", None, "test")
+    agent.set_power(first["desktop"], PowerState.RUNNING)  # resumed, alice's logon in RAM
+    await agent.report()
+    waiting = await ask(client, bob, pool="Planung")
+    assert (waiting.status_code, waiting.json()["error"]) == (503, "host_unavailable")
+    assert [a["kind"] for a in await agent.obey()] == ["reset"]
+    assert (await ask(client, bob, pool="Planung")).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("power", "reset"),
+    [(state, state is not PowerState.STOPPED) for state in PowerState],
+)
+async def test_unassign_resets_in_every_power_state_that_may_hold_a_logon(
+    runtime: Runtime, client: httpx.AsyncClient, power: PowerState, reset: bool
+) -> None:
+    agent = await persistent_fleet(runtime, client, desktops=1)
+    await staff(runtime, "maria")
+    await pools.assign_desktop(runtime, "Planung", "maria", None, "test")
+    agent.set_power("vhost01-d000", power)
+    await agent.report()
+    await pools.unassign_desktop(runtime, "Planung", "maria", "test")
+    async with runtime.db.read() as s:
+        kinds = (await s.scalars(select(HostAction.kind))).all()
+        dirty = (await s.scalars(select(Desktop.needs_reset))).one()
+    # A stopped guest holds no logon; a reset there would have nothing to do.
+    assert (kinds, dirty) == ((["reset"], True) if reset else ([], False))
 
 
 async def test_assignment_refusals_change_nothing(
