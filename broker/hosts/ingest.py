@@ -40,6 +40,7 @@ from broker.errors import (
 from broker.hosts import actions
 from broker.hosts.inventory import PoolResolver, StoredDesktop, inventory_digest, plan
 from broker.hosts.known import KnownHost
+from broker.hosts.moves import apply_moves
 from broker.hosts.store import STORE_REPORT, figures
 from broker.net import source_key
 from broker.runtime import Runtime
@@ -234,6 +235,7 @@ async def _reconcile(
             .where(_desktops.c.id == change.id)
             .values(**change.values, updated_at=now)
         )
+    await apply_moves(conn, now, reporter, the_plan.moves)
     present = (
         select(func.count())
         .select_from(_desktops)

@@ -4,7 +4,9 @@ The agent is the source of truth for what exists on the hypervisor; the broker
 is the source of truth for what is in use. So: new desktops are registered,
 vanished ones are marked missing (never deleted while a session uses them), and
 where a report would change the pool of a desktop with an open session, the
-broker's record wins and the conflict is reported for the log.
+broker's record wins and the conflict is reported for the log. An idle desktop
+that changes pool is a move (broker.hosts.moves): it leaves its owner and any
+logon on it behind.
 """
 
 from __future__ import annotations
@@ -49,10 +51,22 @@ class DesktopChange:
     values: dict[str, object]
 
 
+@dataclass(frozen=True)
+class PoolMove:
+    """An idle desktop that the report puts into another pool."""
+
+    id: int
+    name: str
+    from_pool_id: int
+    to_pool_id: int
+    power_state: str  # as reported now
+
+
 @dataclass
 class InventoryPlan:
     inserts: list[NewDesktop] = field(default_factory=list)
     updates: list[DesktopChange] = field(default_factory=list)
+    moves: list[PoolMove] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     unknown_pools: set[str] = field(default_factory=set)
 
@@ -145,6 +159,12 @@ def plan(
                 )
             else:
                 values["pool_id"] = pool_id
+                # A desktop without a pool was never handed out: getting its
+                # first pool is no move.
+                if old.pool_id is not None:
+                    out.moves.append(
+                        PoolMove(old.id, d.name, old.pool_id, pool_id, d.power_state.value)
+                    )
         if values:
             out.updates.append(DesktopChange(old.id, values))
     for old in by_name.values():

@@ -31,6 +31,7 @@ from broker.hosts.monitor import check_hosts
 from broker.pools import service as pools
 from broker.runtime import Runtime
 from broker.store.tables import AuditEvent, Desktop, Host, HostAction, Session, User
+from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, staff
 
 URL = "/api/v1/agent/report"
 
@@ -402,3 +403,80 @@ async def test_report_endpoint_answers_other_methods_and_keeps_headers(
     ok = await send(client, host_token, report(runtime, "vhost01", 1))
     assert ok.headers["x-content-type-options"] == "nosniff"
     assert ok.headers["content-type"] == "application/json"
+
+
+async def moved(agent: FakeAgent, desktop: str, pool: str) -> None:
+    """The host's administrator re-labels a VM (libvirt metadata, --pool, pool_rules)."""
+    agent.desktops[desktop] = agent.desktops[desktop].model_copy(update={"pool": pool})
+    await agent.report()
+
+
+async def test_a_persistent_desktop_moved_to_a_floating_pool_loses_owner_and_logon(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_pool(runtime, "Persoenlich", type=PoolType.PERSISTENT)
+    await add_pool(runtime, "Finanzen")
+    agent = await reporting_host(runtime, client, 1, pool="Persoenlich")
+    alice = await staff(runtime, "alice")
+    mine = (await ask(client, alice, pool="Persoenlich")).json()["session"]
+    await client.delete(f"/api/v1/sessions/{mine['id']}", headers=alice)  # her logon stays
+    await moved(agent, mine["desktop"], "Finanzen")
+    async with runtime.db.read() as s:
+        desktop = (await s.scalars(select(Desktop))).one()
+        action = (await s.scalars(select(HostAction))).one()
+        event = (
+            await s.scalars(select(AuditEvent).where(AuditEvent.event == "desktop_moved"))
+        ).one()
+    assert (desktop.assigned_user_id, desktop.needs_reset) == (None, True)
+    assert (action.kind, action.reason, action.desktop_name) == (
+        "reset",
+        "pool_move",
+        "vhost01-d000",
+    )
+    assert event.username == "alice" and event.actor == "vhost01"
+    assert event.detail == {
+        "desktop": "vhost01-d000",
+        "host": "vhost01",
+        "from_pool": "Persoenlich",
+        "to_pool": "Finanzen",
+        "reset": True,
+    }
+    # Nobody gets it with alice's logon on it; once reset, anybody may.
+    bob = await staff(runtime, "bob")
+    assert (await ask(client, bob)).json()["error"] == "capacity_full"
+    assert [a["kind"] for a in await agent.obey()] == ["reset"]
+    assert (await ask(client, bob)).json()["session"]["desktop"] == "vhost01-d000"
+
+
+async def test_a_used_floating_desktop_moved_to_a_persistent_pool_is_still_reset_first(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_pool(runtime, "Finanzen")
+    await add_pool(runtime, "Persoenlich", type=PoolType.PERSISTENT)
+    agent = await reporting_host(runtime, client, 1)
+    maria = await staff(runtime, "maria")
+    used = (await ask(client, maria)).json()["session"]
+    await client.delete(f"/api/v1/sessions/{used['id']}", headers=maria)  # its reset is queued
+    await moved(agent, used["desktop"], "Persoenlich")
+    jan = await staff(runtime, "jan")
+    waiting = await ask(client, jan, pool="Persoenlich")
+    assert waiting.json()["error"] == "capacity_full"  # maria's logon may be on it still
+    assert [a["kind"] for a in await agent.obey()] == ["reset"]  # one reset, not two
+    assert (await ask(client, jan, pool="Persoenlich")).status_code == 201
+
+
+async def test_a_stopped_desktop_moves_without_a_reset(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    await add_pool(runtime, "Persoenlich", type=PoolType.PERSISTENT)
+    await add_pool(runtime, "Finanzen")
+    agent = await reporting_host(runtime, client, 1, pool="Persoenlich", power=PowerState.STOPPED)
+    await staff(runtime, "alice")
+    await pools.assign_desktop(runtime, "Persoenlich", "alice", None, "test")
+    await moved(agent, "vhost01-d000", "Finanzen")
+    async with runtime.db.read() as s:
+        desktop = (await s.scalars(select(Desktop))).one()
+        assert (await s.scalars(select(HostAction))).all() == []
+    # A stopped guest holds no logon: the desktop is free for the next, who starts it.
+    assert (desktop.assigned_user_id, desktop.needs_reset) == (None, False)
+    assert (await ask(client, await staff(runtime, "bob"))).status_code == 202

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from agent.protocol import DesktopReport, PowerState, ProbeResult
-from broker.hosts.inventory import PoolResolver, StoredDesktop, inventory_digest, plan
+from broker.hosts.inventory import (
+    PoolMove,
+    PoolResolver,
+    StoredDesktop,
+    inventory_digest,
+    plan,
+)
 
 POOLS = {"Finanzen": 1, "Bauamt": 2}
 
@@ -98,6 +104,17 @@ def test_open_session_keeps_its_pool_and_conflicts_are_reported() -> None:
 def test_free_desktop_moves_pool_when_the_agent_says_so() -> None:
     result = plan([stored(1, "d1", pool_id=1)], [reported("d1", "Bauamt")], PoolResolver(POOLS, {}))
     assert [(c.id, c.values) for c in result.updates] == [(1, {"pool_id": 2})]
+    assert result.moves == [PoolMove(1, "d1", 1, 2, "running")]
+
+
+def test_a_desktops_first_pool_and_a_kept_pool_are_no_moves() -> None:
+    result = plan(
+        [stored(1, "d1", pool_id=None), stored(2, "d2", pool_id=1, in_use=True)],
+        [reported("d1", "Bauamt"), reported("d2", "Bauamt")],
+        PoolResolver(POOLS, {}),
+    )
+    assert [(c.id, c.values) for c in result.updates] == [(1, {"pool_id": 2})]
+    assert result.moves == []
 
 
 def test_digest_ignores_latency_and_order_but_not_state() -> None:
