@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     report_interval: float = Field(10.0, gt=0, le=3600)
     host_down_after_missed: int = Field(3, ge=1)
     host_lost_grace_s: float = Field(300.0, ge=0)
+    desktop_lost_grace_s: float = Field(
+        300.0,
+        ge=0,
+        description="a desktop missing from its host's reports this long ends its sessions",
+    )
     report_max_clock_skew_s: float = Field(300.0, gt=0)
     pending_timeout_s: float = Field(300.0, gt=0)
     schedule_grace_s: float = Field(3600.0, ge=0, description="after a telework window closes")

@@ -230,10 +230,11 @@ async def _reconcile(
             ],
         )
     for change in the_plan.updates:
+        values = dict(change.values)
+        if "missing" in values:  # how long it has been gone decides when its sessions end
+            values["missing_since"] = now if values["missing"] else None
         await conn.execute(
-            update(_desktops)
-            .where(_desktops.c.id == change.id)
-            .values(**change.values, updated_at=now)
+            update(_desktops).where(_desktops.c.id == change.id).values(**values, updated_at=now)
         )
     await apply_moves(conn, now, reporter, the_plan.moves)
     present = (

@@ -62,6 +62,12 @@ MESSAGES: dict[tuple[str, str], dict[str, str]] = {
         "de": "Nur Beschäftigte im Außendienst können im Außendienst-Modus arbeiten.",
         "en": "Only field staff can work in field mode.",
     },
+    (RefusalCode.HOST_UNAVAILABLE, "desktop_missing"): {
+        "de": "Ihr Desktop im Pool {pool} ist auf seinem Server gerade nicht zu finden. Bitte "
+        "versuchen Sie es in einigen Minuten erneut.",
+        "en": "Your desktop in pool {pool} cannot be found on its server right now. Please try "
+        "again in a few minutes.",
+    },
     (RefusalCode.HOST_UNAVAILABLE, ""): {
         "de": "Die Server des Pools {pool} sind gerade nicht erreichbar. Die IT ist informiert.",
         "en": "The servers of pool {pool} cannot be reached right now. IT has been alerted.",

@@ -9,6 +9,10 @@ Each round (one broker does it, see broker.jobs):
 - home sessions whose telework window closed `schedule_grace_s` ago end as
   `outside_schedule` (see broker.policy.schedule for why there is a grace; a
   rule added later counts its grace from when it was added);
+- sessions on a desktop missing from its host's reports for
+  `desktop_lost_grace_s` end as `desktop_lost` (as broker.hosts.monitor ends
+  the sessions of a host down for `host_lost_grace_s` as `host_lost`): the
+  desktop is gone, and its user gets a new one instead of a dead ticket;
 - floating desktops whose reset failed are reset again;
 - spare desktops are started and stopped (broker.placement.spares);
 - expired tunnel tickets are deleted, and tunnel rows of a gateway replica that
@@ -69,6 +73,7 @@ async def run_lifecycle(rt: Runtime) -> None:
         await service.end_start_timeouts(rt, conn, now, _ago(now, rt.settings.pending_timeout_s))
         await _pool_limits(rt, conn, now)
         await _schedules(rt, conn, now)
+        await _lost_desktops(rt, conn, now)
         await _retry_resets(conn, now)
         await tickets.purge_expired(conn, _ago(now, 3600))
     await purge_stale_tunnels(rt)
@@ -160,6 +165,20 @@ async def _schedules(rt: Runtime, conn: Executor, now: dt.datetime) -> None:
         await service.end_where(
             rt, conn, _sessions.c.id.in_(overdue), "outside_schedule", now, "broker"
         )
+
+
+async def _lost_desktops(rt: Runtime, conn: Executor, now: dt.datetime) -> None:
+    """End the sessions on desktops that have been missing longer than the grace.
+    The grace lets a desktop that only dropped out of a listing come back."""
+    lost = select(_desktops.c.id).where(
+        _desktops.c.missing.is_(True),
+        _desktops.c.missing_since < _ago(now, rt.settings.desktop_lost_grace_s),
+    )
+    ended = await service.end_where(
+        rt, conn, _sessions.c.desktop_id.in_(lost), "desktop_lost", now, "broker"
+    )
+    if ended:
+        log.warning("%d session(s) ended as desktop_lost", len(ended))
 
 
 async def _retry_resets(conn: Executor, now: dt.datetime) -> None:

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.engine import Row
@@ -241,9 +241,12 @@ async def _connect(
     address: str | None,
     port: int,
     now: dt.datetime,
+    missing: bool = False,
 ) -> Connect | None:
-    """Connection details with a fresh ticket, for a session whose desktop is ready."""
-    if session.state not in (SessionState.ACTIVE, SessionState.DISCONNECTED) or not address:
+    """Connection details with a fresh ticket, for a session whose desktop is ready.
+    None for a desktop missing from its host's reports: its endpoint is gone."""
+    ready = session.state in (SessionState.ACTIVE, SessionState.DISCONNECTED)
+    if not ready or not address or missing:
         return None
     settings = rt.settings
     ticket = await tickets.issue(conn, session.id, user_id, now, settings.ticket_ttl_s)
@@ -314,6 +317,12 @@ async def _try_request(
             await conn.execute(_OPEN_IN_POOL, {"user_id": user.id, "pool_id": pool.id})
         ).first()
         if existing is not None:
+            if existing.missing:
+                # No ticket for a desktop that is gone. Once it has been gone for
+                # the grace, the lifecycle ends the session and a new request
+                # gets another desktop (broker.sessions.lifecycle).
+                gone = Refuse(RefusalCode.HOST_UNAVAILABLE, {"pool": pool.name}, "desktop_missing")
+                await _refuse(conn, now, user, pool, gone, language)
             return await _reconnect(rt, conn, existing, now)
 
         me = snapshot.user_view(user)
@@ -353,15 +362,7 @@ async def _try_request(
             )
             decision = place(req, snap, policy)
         if isinstance(decision, Refuse):
-            await audit.record(
-                conn,
-                now,
-                "session_refused",
-                username=user.name,
-                result=decision.code.value,
-                detail={"pool": pool.name, "reason": decision.reason or None},
-            )
-            raise Refused(decision, language)
+            await _refuse(conn, now, user, pool, decision, language)
         if not await _lock_desktop(rt, conn, decision):
             return None
         session_id = str(uuid.uuid4())
@@ -434,6 +435,20 @@ async def _try_request(
         return Outcome("pending" if decision.start else "assigned", info, connect)
 
 
+async def _refuse(
+    conn: Executor, now: dt.datetime, user: User, pool: PoolView, refusal: Refuse, language: str
+) -> NoReturn:
+    await audit.record(
+        conn,
+        now,
+        "session_refused",
+        username=user.name,
+        result=refusal.code.value,
+        detail={"pool": pool.name, "reason": refusal.reason or None},
+    )
+    raise Refused(refusal, language)
+
+
 async def _lock_desktop(rt: Runtime, conn: Executor, decision: Assign) -> bool:
     """PostgreSQL: take the chosen desktop's row lock, skipping it if another
     transaction holds it (then place again). SQLite holds the write lock already."""
@@ -449,7 +464,7 @@ async def _reconnect(rt: Runtime, conn: Executor, row: Row[Any], now: dt.datetim
         if promoted:
             row = await _reread(conn, row.id)
     info = _info(row)
-    connect = await _connect(rt, conn, info, row.user_id, row.address, row.port, now)
+    connect = await _connect(rt, conn, info, row.user_id, row.address, row.port, now, row.missing)
     result = "pending" if row.state == SessionState.PENDING else "reconnected"
     await audit.record(
         conn,
@@ -478,7 +493,9 @@ async def get_session(rt: Runtime, user: User, session_id: str, *, admin: bool) 
         info = _info(row)
         connect = None
         if row.user_id == user.id:
-            connect = await _connect(rt, conn, info, row.user_id, row.address, row.port, now)
+            connect = await _connect(
+                rt, conn, info, row.user_id, row.address, row.port, now, row.missing
+            )
     state = info.state
     return Outcome("pending" if state == SessionState.PENDING else state, info, connect)
 

@@ -209,6 +209,9 @@ class Desktop(Base):
     probe_ok: Mapped[bool | None] = mapped_column(Boolean)
     probe_latency_s: Mapped[float | None] = mapped_column(Float)
     missing: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Since when its host's reports no longer list it: its sessions end after a
+    # grace (broker.sessions.lifecycle).
+    missing_since: Mapped[dt.datetime | None]
     # Persistent pools: the user who owns this desktop.
     assigned_user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True

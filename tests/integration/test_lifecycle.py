@@ -205,3 +205,26 @@ async def test_spare_desktops_are_started_and_surplus_stopped(
     await agent.report()
     await run_lifecycle(runtime)
     assert len(await queued(runtime, "stop")) == 2
+
+
+async def test_sessions_on_a_vanished_desktop_end_after_the_grace(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    agent = await setup(runtime, client, max_sessions=1)
+    maria = await staff(runtime, "maria")
+    lost = (await ask(client, maria)).json()["session"]["desktop"]
+    del agent.desktops[lost]  # the VM is undefined on the host
+    await agent.report()
+    grace = runtime.settings.desktop_lost_grace_s
+    clock.advance(grace - 1)
+    await agent.report()  # the host itself is fine
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).state == "active"  # it may still come back
+    clock.advance(2)
+    await run_lifecycle(runtime)
+    ended = await session(runtime)
+    assert (ended.state, ended.end_reason) == ("ended", "desktop_lost")
+    # The licence is free again, and maria gets a desktop that exists.
+    again = (await ask(client, maria)).json()
+    assert again["result"] == "assigned" and again["session"]["desktop"] != lost
+    assert again["connect"]["desktop_port"] == agent.desktops[again["session"]["desktop"]].port

@@ -142,6 +142,11 @@ async def test_inventory_changes_and_vanished_desktops(
     await send(client, host_token, report(runtime, "vhost01", 3, items=desktops(2)))
     assert await count(runtime, Desktop) == 3
     assert await count(runtime, Desktop, Desktop.missing.is_(True)) == 1
+    gone = Desktop.missing_since == clock.now()  # its sessions end a grace after
+    assert await count(runtime, Desktop, gone, Desktop.name == "d2") == 1
+    clock.advance(10)
+    await send(client, host_token, report(runtime, "vhost01", 4, items=desktops(3)))
+    assert await count(runtime, Desktop, Desktop.missing_since.isnot(None)) == 0
 
 
 async def test_usual_reports_arriving_together_are_judged_one_by_one(

@@ -293,3 +293,28 @@ async def test_locking_a_user_ends_their_desktop_sessions(
         session = (await s.scalars(select(Session))).one()
     assert (session.state, session.end_reason) == ("ended", "user_locked")
     assert (await client.get("/api/v1/me", headers=maria)).status_code == 401
+
+
+async def test_no_ticket_for_a_desktop_missing_from_its_hosts_reports(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    await add_pool(runtime)
+    agent = await reporting_host(runtime, client, 2)
+    maria = await staff(runtime, "maria")
+    mine = (await ask(client, maria)).json()["session"]
+    vm = agent.desktops.pop(mine["desktop"])  # its host no longer lists it
+    clock.advance(10)
+    await agent.report()
+    # Within the grace the session stays (the desktop may come back), but its
+    # endpoint is gone: a coded refusal, not a ticket for a dead port.
+    again = await ask(client, maria)
+    assert (again.status_code, again.json()["error"]) == (503, "host_unavailable")
+    assert "nicht zu finden" in again.json()["message"]
+    looked_up = await client.get(f"/api/v1/sessions/{mine['id']}", headers=maria)
+    assert looked_up.status_code == 200 and looked_up.json()["connect"] is None
+    # Back in the report: reconnected as before.
+    agent.desktops[vm.name] = vm
+    clock.advance(10)
+    await agent.report()
+    back = await ask(client, maria)
+    assert back.json()["result"] == "reconnected" and back.json()["connect"] is not None
