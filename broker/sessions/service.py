@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.engine import Row
@@ -111,7 +111,10 @@ _INSERT_SESSION = _sessions.insert()
 class Refused(VdiError):
     """A coded refusal; the message is in the language the client asked for."""
 
-    def __init__(self, refusal: Refuse, language: str) -> None:
+    def __init__(self, refusal: Refuse, language: str, pool: str, user: str) -> None:
+        self.refusal = refusal
+        self.pool = pool
+        self.user = user
         super().__init__(
             message(refusal, language),
             code=refusal.code.value,
@@ -292,8 +295,9 @@ async def request_session(
             if attempt == ATTEMPTS - 1:
                 raise
             continue
-        except Refused as refusal:
-            rt.telemetry.assignment(pool_name, refusal.code, time.perf_counter() - started)
+        except Refused as refused:
+            rt.telemetry.assignment(pool_name, refused.code, time.perf_counter() - started)
+            await _audit_refusal(rt, refused)
             raise
         if outcome is not None:
             elapsed = time.perf_counter() - started
@@ -322,7 +326,7 @@ async def _try_request(
                 # the grace, the lifecycle ends the session and a new request
                 # gets another desktop (broker.sessions.lifecycle).
                 gone = Refuse(RefusalCode.HOST_UNAVAILABLE, {"pool": pool.name}, "desktop_missing")
-                await _refuse(conn, now, user, pool, gone, language)
+                raise Refused(gone, language, pool.name, user.name)
             return await _reconnect(rt, conn, existing, now)
 
         me = snapshot.user_view(user)
@@ -362,7 +366,7 @@ async def _try_request(
             )
             decision = place(req, snap, policy)
         if isinstance(decision, Refuse):
-            await _refuse(conn, now, user, pool, decision, language)
+            raise Refused(decision, language, pool.name, user.name)
         if not await _lock_desktop(rt, conn, decision):
             return None
         session_id = str(uuid.uuid4())
@@ -435,18 +439,18 @@ async def _try_request(
         return Outcome("pending" if decision.start else "assigned", info, connect)
 
 
-async def _refuse(
-    conn: Executor, now: dt.datetime, user: User, pool: PoolView, refusal: Refuse, language: str
-) -> NoReturn:
-    await audit.record(
-        conn,
-        now,
-        "session_refused",
-        username=user.name,
-        result=refusal.code.value,
-        detail={"pool": pool.name, "reason": refusal.reason or None},
-    )
-    raise Refused(refusal, language)
+async def _audit_refusal(rt: Runtime, refused: Refused) -> None:
+    """Audit a refusal in a transaction of its own: the request's transaction,
+    which the refusal ends, rolls back everything written in it."""
+    async with rt.db.write_conn() as conn:
+        await audit.record(
+            conn,
+            rt.clock.now(),
+            "session_refused",
+            username=refused.user,
+            result=refused.refusal.code.value,
+            detail={"pool": refused.pool, "reason": refused.refusal.reason or None},
+        )
 
 
 async def _lock_desktop(rt: Runtime, conn: Executor, decision: Assign) -> bool:

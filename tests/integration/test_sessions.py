@@ -16,7 +16,7 @@ from broker.app import create_app
 from broker.clock import FakeClock
 from broker.domain import PoolType, WorkMode
 from broker.runtime import Runtime, open_runtime
-from broker.store.tables import Desktop, HostAction, Session
+from broker.store.tables import AuditEvent, Desktop, HostAction, Session
 from broker.users import service as users
 from tests.support.fleet import add_host, add_pool, ask, reporting_host, staff
 
@@ -182,6 +182,21 @@ async def test_refusals_are_coded_and_readable(runtime: Runtime, client: httpx.A
     bad = await client.post("/api/v1/sessions", json={"pool": ""}, headers=erna)
     assert bad.status_code == 422
     assert await count(runtime, Session) == 1
+    # Every refusal is audited, though the request's own transaction rolls back.
+    async with runtime.db.read() as s:
+        refusals = (
+            await s.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.event == "session_refused")
+                .order_by(AuditEvent.id)
+            )
+        ).all()
+    assert [(e.username, e.result, e.detail["pool"]) for e in refusals] == [
+        ("maria", "not_entitled", "Finanzen"),
+        ("maria", "not_entitled", "Finanzen"),
+        ("maria", "not_entitled", "Außendienst"),
+        ("erna", "licence_limit", "Finanzen"),
+    ]
 
 
 async def test_host_unavailable_when_the_pools_hosts_are_out(
