@@ -514,10 +514,16 @@ async def audit_show(rt: Runtime, args: argparse.Namespace) -> int:
             s, audit.AuditQuery(event=args.event, username=args.user, limit=args.limit)
         )
     rows = [audit.as_dict(e) for e in events]
+    if args.json:
+        print_json(rows)  # `detail` stays an object, as the admin API gives it
+        return 0
     for row in rows:
+        # One cell of a table: the detail as compact JSON text.
         row["detail"] = json.dumps(row["detail"], ensure_ascii=False) if row["detail"] else ""
-    emit(
-        rows, ["id", "at", "event", "result", "username", "actor", "source_ip", "detail"], args.json
+    print_table(
+        rows,
+        ["id", "at", "event", "result", "username", "actor", "source_ip", "detail"],
+        sys.stdout,
     )
     return 0
 

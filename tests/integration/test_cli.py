@@ -118,9 +118,14 @@ def test_users_pools_hosts_round_trip(env: dict[str, str]) -> None:
     assert vdi_broker("user", "reset-totp", "maria", env=env).returncode == 0
     assert db_rows(env, "SELECT totp_secret FROM users") == [(None,)]
 
-    audit = vdi_broker("audit", "--json", env=env)
-    events = [e["event"] for e in json.loads(audit.stdout)]
-    assert events[:3] == ["totp_reset", "user_unlocked", "user_locked"]
+    audit = json.loads(vdi_broker("audit", "--json", env=env).stdout)
+    assert [e["event"] for e in audit[:3]] == ["totp_reset", "user_unlocked", "user_locked"]
+    # `detail` is an object, as the admin API gives it; the table shows it as text.
+    added = next(e for e in audit if e["event"] == "host_added")
+    assert added["detail"] == {"host": "vhost01"}
+    assert all(isinstance(e["detail"], dict) for e in audit)
+    table = vdi_broker("audit", "--event", "host_added", env=env).stdout
+    assert table.splitlines()[1].endswith('{"host": "vhost01"}')
     status = vdi_broker("status", env=env)
     assert "Hosts: 1 registered, 0 up, 1 draining" in status.stdout
     # Capacity per pool at a glance: no host is up, so nothing is usable yet.
