@@ -74,7 +74,13 @@ async def list_all(rt: Runtime) -> list[dict[str, Any]]:
     fresh_since = fresh_after(now, settings.report_interval, settings.host_down_after_missed)
     async with rt.db.read() as s:
         hosts = (await s.scalars(select(Host).order_by(Host.name))).all()
-        per_host = select(Desktop.host_id, func.count()).group_by(Desktop.host_id)
+        # Missing desktops (gone from the host's reports) are kept only for their
+        # history; a host has the desktops it reports, as the fleet view counts.
+        per_host = (
+            select(Desktop.host_id, func.count())
+            .where(Desktop.missing.is_(False))
+            .group_by(Desktop.host_id)
+        )
         counts = {host_id: n for host_id, n in (await s.execute(per_host)).all()}
     return [
         {

@@ -23,8 +23,9 @@ from agent.protocol import (
     ProbeStats,
     Report,
 )
+from broker import fleet
 from broker.clock import FakeClock
-from broker.domain import PoolType, Protocol
+from broker.domain import PoolType, Protocol, Role
 from broker.hosts import actions
 from broker.hosts import service as hosts
 from broker.hosts.monitor import check_hosts
@@ -147,6 +148,26 @@ async def test_inventory_changes_and_vanished_desktops(
     clock.advance(10)
     await send(client, host_token, report(runtime, "vhost01", 4, items=desktops(3)))
     assert await count(runtime, Desktop, Desktop.missing_since.isnot(None)) == 0
+
+
+async def test_vanished_desktops_are_counted_nowhere(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    """A host that reports 2 of its 5 desktops has 2, in the host list of the CLI
+    and the admin API as in the fleet view (status, portal, metrics)."""
+    await send(client, host_token, report(runtime, "vhost01", 1, items=desktops(5)))
+    clock.advance(10)
+    await send(client, host_token, report(runtime, "vhost01", 2, items=desktops(2)))
+    assert await count(runtime, Desktop, Desktop.missing.is_(True)) == 3
+    assert [h["desktops"] for h in await hosts.list_all(runtime)] == [2]
+    state = await fleet.read(runtime)
+    assert [h.capacity for h in state.hosts.values()] == [2]
+    assert [p.usable for p in state.pools.values()] == [2]
+    admin = await staff(runtime, "ada", role=Role.ADMIN)
+    listed = await client.get("/api/v1/admin/hosts", headers=admin)
+    assert [h["desktops"] for h in listed.json()["items"]] == [2]
+    page = await client.get("/admin/hosts", headers=admin)
+    assert "0 von 2" in page.text
 
 
 async def test_usual_reports_arriving_together_are_judged_one_by_one(
