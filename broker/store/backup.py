@@ -33,4 +33,10 @@ async def backup_sqlite(db: Database, target: Path) -> Path:
         await asyncio.to_thread(_copy, db.url.database, target)
     except FileExistsError as exc:
         raise InvalidInput(f"{target} exists already; choose a new file.", code="exists") from exc
+    except OSError as exc:
+        # No such directory, no permission, a read-only file system: the
+        # operator's to fix, so their words, not a traceback.
+        raise InvalidInput(
+            f"Cannot write the backup to {target}: {exc.strerror or exc}.", code="backup_target"
+        ) from exc
     return target

@@ -92,6 +92,14 @@ def test_host_token_rotation_and_backup_from_the_cli(tmp_path: Path) -> None:
         assert conn.execute("SELECT name FROM hosts").fetchall() == [("vhost01",)]
     again = vdi_broker("db", "backup", str(target), env=env)
     assert again.returncode == 2 and "exists already" in again.stderr
+    # A directory that is not there: one line that says so, no traceback.
+    nowhere = tmp_path / "no such dir" / "backup.sqlite3"
+    lost = vdi_broker("db", "backup", str(nowhere), env=env)
+    assert lost.returncode == 2 and lost.stdout == ""
+    assert lost.stderr == (
+        f"error: Cannot write the backup to {nowhere}: No such file or directory.\n"
+    )
+    assert not nowhere.parent.exists()
 
     rotated = vdi_broker("keys", "rotate", env=env)
     assert rotated.returncode == 0 and "New current key" in rotated.stdout
