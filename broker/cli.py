@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from broker import __version__, fleet
 from broker.audit import log as audit
@@ -38,6 +40,7 @@ from broker.sessions import service as sessions
 from broker.store import migrate
 from broker.store.backup import backup_sqlite
 from broker.store.tables import Session
+from broker.store.unreachable import database_down
 from broker.users import service as users
 
 Handler = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
@@ -806,9 +809,22 @@ async def run_handler(settings: Settings, handler: Handler, args: argparse.Names
         await rt.close()
 
 
+def unreachable_message(exc: BaseException, settings: Settings | None) -> str:
+    """One line for a database that is not there: where, and what the driver said
+    (the password left out)."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    said = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    where = ""
+    if settings is not None:
+        url = make_url(settings.effective_database_url)
+        where = f" {url.render_as_string(hide_password=True)}"
+    return f"error: the database{where} is not reachable: {said}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings: Settings | None = None
     try:
         if args.command == "demo":
             from broker.demo import run_demo
@@ -839,6 +855,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        # Last: BrokenPipeError above is a ConnectionError, which counts as "down".
+        if not database_down(exc):
+            raise  # a bug: the traceback is what finds it
+        print(unreachable_message(exc, settings), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -6,15 +6,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.errors import VdiError
 from broker.middleware import SECURITY_HEADERS
+from broker.store.unreachable import DATABASE_DOWN, database_down
 
 log = logging.getLogger(__name__)
 
@@ -38,32 +38,6 @@ def database_down_response(exc: Exception) -> JSONResponse:
         {"error": "unavailable", "message": "The database is not reachable; try again shortly."},
         {"Retry-After": "5"},
     )
-
-
-# Errors that mean "the database is not there right now": SQLAlchemy's wrapped
-# ones, and what asyncpg and the OS raise when a new connection cannot be made
-# (SQLAlchemy does not wrap those) or the server is still starting.
-DATABASE_DOWN: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
-    ConnectionError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
-)
-
-
-def database_down(exc: BaseException) -> bool:
-    """Whether `exc` means the database is not there right now."""
-    if isinstance(exc, DATABASE_DOWN):
-        return True
-    if isinstance(exc, DBAPIError):
-        # A connection lost in the middle of a statement reaches us as a plain
-        # DBAPIError from SQLAlchemy's asyncpg adapter; the driver's own error
-        # is the cause of the adapter's.
-        driver = exc.orig.__cause__ if exc.orig is not None else None
-        return exc.connection_invalidated or isinstance(driver, DATABASE_DOWN)
-    return False
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -17,8 +17,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from broker.deps import client_ip_of
 from broker.errors import VdiError
 from broker.hosts import ingest
-from broker.http_errors import database_down, database_down_response, vdi_error_response
+from broker.http_errors import database_down_response, vdi_error_response
 from broker.runtime import Runtime
+from broker.store.unreachable import database_down
 
 PATH = "/api/v1/agent/report"
 

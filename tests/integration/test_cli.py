@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from broker.gateway import hostkey
+from broker.ports import free_port
 from broker.security.tokens import token_hash
 from tests.support.processes import VENV_BIN, clean_env, vdi_broker
 
@@ -246,6 +247,17 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
         result = vdi_broker("--config", str(path), "status", env=env)
         assert result.returncode == 2 and problem in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback(env: dict[str, str]) -> None:
+    """No server listens on the port: the command says where it looked, without
+    the password, and exits 2 like every other refusal."""
+    url = f"postgresql://nobody:geheim@127.0.0.1:{free_port()}/vdi"
+    result = vdi_broker("status", env={**env, "VDI_DATABASE_URL": url})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: the database postgresql+asyncpg://nobody:***@")
+    assert "is not reachable" in result.stderr and "Connect call failed" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "geheim" not in result.stderr
 
 
 @pytest.mark.parametrize("limit", ["-1", "0", "10001", str(2**64), "x"])

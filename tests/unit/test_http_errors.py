@@ -13,7 +13,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from broker.http_errors import database_down, install_error_handlers
+from broker.http_errors import install_error_handlers
+from broker.store.unreachable import database_down
 
 
 class _AdapterError(Exception):
