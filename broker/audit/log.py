@@ -16,7 +16,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broker.audit.escape import escape_detail, escape_text
@@ -88,22 +88,34 @@ class AuditQuery:
     limit: int = 50
 
 
-async def query(session: AsyncSession, q: AuditQuery) -> list[AuditEvent]:
-    """Newest first; page with `before_id` set to the last id of the previous page."""
+def statement(q: AuditQuery) -> Select[tuple[AuditEvent]]:
+    """The SELECT of query(): newest first.
+
+    Texts are compared as they are stored: escaped and cut like record() does,
+    so a filter for a name with a control character finds it, and no NUL
+    reaches PostgreSQL (which refuses one in text). User names match in any
+    case: accounts are lower case, but a login records the name as typed. Both
+    sides go through the database's lower(), the expression the index holds,
+    so the two sides fold alike on SQLite and PostgreSQL."""
     stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(q.limit)
     if q.event:
-        stmt = stmt.where(AuditEvent.event == q.event)
+        stmt = stmt.where(AuditEvent.event == _opt(q.event, 48))
     if q.result:
-        stmt = stmt.where(AuditEvent.result == q.result)
+        stmt = stmt.where(AuditEvent.result == _opt(q.result, 48))
     if q.username:
-        stmt = stmt.where(AuditEvent.username == q.username)
+        stmt = stmt.where(func.lower(AuditEvent.username) == func.lower(_opt(q.username, 128)))
     if q.since:
         stmt = stmt.where(AuditEvent.at >= q.since)
     if q.until:
         stmt = stmt.where(AuditEvent.at < q.until)
     if q.before_id is not None:
         stmt = stmt.where(AuditEvent.id < q.before_id)
-    return list((await session.scalars(stmt)).all())
+    return stmt
+
+
+async def query(session: AsyncSession, q: AuditQuery) -> list[AuditEvent]:
+    """Newest first; page with `before_id` set to the last id of the previous page."""
+    return list((await session.scalars(statement(q))).all())
 
 
 def as_dict(event: AuditEvent) -> dict[str, Any]:

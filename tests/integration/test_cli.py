@@ -127,6 +127,9 @@ def test_users_pools_hosts_round_trip(env: dict[str, str]) -> None:
     assert all(isinstance(e["detail"], dict) for e in audit)
     table = vdi_broker("audit", "--event", "host_added", env=env).stdout
     assert table.splitlines()[1].endswith('{"host": "vhost01"}')
+    # User names match in any case, as everywhere else.
+    about_maria = json.loads(vdi_broker("audit", "--user", "MARIA", "--json", env=env).stdout)
+    assert [e["event"] for e in about_maria[:3]] == ["totp_reset", "user_unlocked", "user_locked"]
     status = vdi_broker("status", env=env)
     assert "Hosts: 1 registered, 0 up, 1 draining" in status.stdout
     # Capacity per pool at a glance: no host is up, so nothing is usable yet.

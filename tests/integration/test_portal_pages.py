@@ -669,6 +669,8 @@ async def test_audit_page_filters_and_pages(
         "/admin/audit?user=user01&since=2026-03-02T10:00&until=2026-03-02T10:05"
     )
     assert "user01" in ranged.text
+    any_case = await client.get("/admin/audit?user=USER01")
+    assert len(re.findall(ROW_HEADER.format("login"), any_case.text)) == 1
     outside = await client.get("/admin/audit?user=user01&since=2026-03-02T10:02")
     assert "Keine Einträge." in outside.text
     bad = await client.get("/admin/audit?since=yesterday")
