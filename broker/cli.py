@@ -432,16 +432,32 @@ async def policy_priority_remove(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+# The kinds of policy: the `kind` of each entry in `policy list --json`, the key
+# of policies.overview() (the admin API's shape), the table's title and columns.
+POLICY_KINDS = (
+    (
+        "department_cap",
+        "departments",
+        "Department caps",
+        ["department", "remote_cap", "remote_share", "limit"],
+    ),
+    ("schedule", "schedules", "Schedules", ["id", "scope", "subject", "days", "start", "end"]),
+    ("priority_class", "priority_classes", "Priority classes", ["name", "users"]),
+)
+
+
+def policy_entries(overview: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One list of every policy, each entry with its `kind`: the shape of every
+    list command's --json (docs/design.md)."""
+    return [{"kind": kind, **row} for kind, key, _, _ in POLICY_KINDS for row in overview[key]]
+
+
 async def policy_list(rt: Runtime, args: argparse.Namespace) -> int:
     everything = await policies.overview(rt)
     if args.json:
-        print_json(everything)
+        print_json(policy_entries(everything))
         return 0
-    for title, key, columns in (
-        ("Department caps", "departments", ["department", "remote_cap", "remote_share", "limit"]),
-        ("Schedules", "schedules", ["id", "scope", "subject", "days", "start", "end"]),
-        ("Priority classes", "priority_classes", ["name", "users"]),
-    ):
+    for _, key, title, columns in POLICY_KINDS:
         print(f"{title}:")
         print_table(everything[key], columns, sys.stdout)
     return 0

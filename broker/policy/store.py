@@ -314,7 +314,8 @@ async def _classes(s: AsyncSession) -> list[dict[str, Any]]:
 
 
 async def overview(rt: Runtime) -> dict[str, list[dict[str, Any]]]:
-    """Every policy, as `vdi-broker policy list --json` and the admin API show them."""
+    """Every policy by kind, as the admin API shows them (`vdi-broker policy list
+    --json` makes one list of it)."""
     async with rt.db.read() as s:
         return {
             "departments": await _caps(s),

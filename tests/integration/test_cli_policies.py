@@ -49,6 +49,14 @@ def db_state(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
         return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in TABLES}
 
 
+def by_kind(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The entries of `policy list --json` by their kind, in their order."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        kinds.setdefault(entry["kind"], []).append(entry)
+    return kinds
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory with pools, a user and some policies, made once."""
@@ -81,22 +89,28 @@ def test_policies_round_trip(env: dict[str, str]) -> None:
     assert "exists already" in ok("policy priority add Krisenstab", env=env)
     ok("policy priority add Sozialleistungen", env=env)
 
-    listed = json.loads(ok("policy list --json", env=env))
+    entries = json.loads(ok("policy list --json", env=env))
+    # A list of objects, as every list command prints; `kind` says which policy.
+    assert isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
+    assert [e["kind"] for e in entries] == [
+        *["department_cap"] * 2, *["schedule"] * 2, *["priority_class"] * 2
+    ]  # fmt: skip
+    listed = by_kind(entries)
     assert [
         (d["department"], d["remote_cap"], d["remote_share"], d["limit"])
-        for d in listed["departments"]
+        for d in listed["department_cap"]
     ] == [
         ("Bauamt", 3, None, 3),
         ("Ordnungsamt", None, 0.5, 0),  # one member: half of one is none
     ]
     schedules = [
-        (s["scope"], s["subject"], s["days"], s["start"], s["end"]) for s in listed["schedules"]
+        (s["scope"], s["subject"], s["days"], s["start"], s["end"]) for s in listed["schedule"]
     ]
     assert schedules == [
         ("department", "Bauamt", "mon,tue,wed,thu,fri", "07:00", "18:00"),
         ("user", "maria", "sat,sun", "06:00", "22:00"),
     ]
-    assert [(c["name"], c["users"]) for c in listed["priority_classes"]] == [
+    assert [(c["name"], c["users"]) for c in listed["priority_class"]] == [
         ("Krisenstab", 1),
         ("Sozialleistungen", 0),
     ]
@@ -104,12 +118,12 @@ def test_policies_round_trip(env: dict[str, str]) -> None:
     assert "Department caps:" in table and "Schedules:" in table and "Priority classes:" in table
 
     ok("policy cap Bauamt --none", env=env)
-    ok(f"policy schedule remove {listed['schedules'][0]['id']}", env=env)
+    ok(f"policy schedule remove {listed['schedule'][0]['id']}", env=env)
     ok("policy priority remove Krisenstab", env=env)
-    after = json.loads(ok("policy list --json", env=env))
-    assert [d["department"] for d in after["departments"]] == ["Ordnungsamt"]
-    assert [s["subject"] for s in after["schedules"]] == ["maria"]
-    assert [c["name"] for c in after["priority_classes"]] == ["Sozialleistungen"]
+    after = by_kind(json.loads(ok("policy list --json", env=env)))
+    assert [d["department"] for d in after["department_cap"]] == ["Ordnungsamt"]
+    assert [s["subject"] for s in after["schedule"]] == ["maria"]
+    assert [c["name"] for c in after["priority_class"]] == ["Sozialleistungen"]
     events = json.loads(ok("audit --event policy_changed --json", env=env))
     assert [e["result"] for e in events[:3]] == [
         "priority_class_removed",
