@@ -88,7 +88,7 @@ class AuditQuery:
     limit: int = 50
 
 
-def statement(q: AuditQuery) -> Select[tuple[AuditEvent]]:
+def statement(q: AuditQuery) -> Select[AuditEvent]:
     """The SELECT of query(): newest first.
 
     Texts are compared as they are stored: escaped and cut like record() does,
