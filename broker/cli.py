@@ -39,8 +39,8 @@ from broker.security.rotation import rotate_key
 from broker.sessions import service as sessions
 from broker.store import migrate
 from broker.store.backup import backup_sqlite
+from broker.store.db_errors import database_down
 from broker.store.tables import Session
-from broker.store.unreachable import database_down
 from broker.users import service as users
 
 Handler = Callable[[Runtime, argparse.Namespace], Awaitable[int]]

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.errors import VdiError
 from broker.middleware import SECURITY_HEADERS
-from broker.store.unreachable import DATABASE_DOWN, database_down
+from broker.store.db_errors import BAD_VALUE, DATABASE_DOWN, bad_value, database_down
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,20 @@ def install_error_handlers(app: FastAPI) -> None:
         return _json(exc.status_code, {"error": code, "message": str(exc.detail)}, exc.headers)
 
     async def _db_error(_: Request, exc: Exception) -> JSONResponse:
+        if bad_value(exc):
+            # Input the checks in front let through and PostgreSQL refused; the
+            # transaction rolled back, so nothing was stored. The value itself
+            # is not logged: it may be anything a client sent.
+            log.warning("the database refused a value: %s", type(exc).__name__)
+            return _json(
+                422,
+                {"error": "invalid_request", "message": "A value in the request cannot be stored."},
+            )
         if database_down(exc):
             return database_down_response(exc)
         raise exc  # anything else stays a 500 and is logged as one
 
-    for kind in (*DATABASE_DOWN, DBAPIError):
+    for kind in (*DATABASE_DOWN, *BAD_VALUE, DBAPIError):
         app.add_exception_handler(kind, _db_error)
 
     async def _internal(_: Request, exc: Exception) -> JSONResponse:

@@ -19,7 +19,7 @@ from broker.errors import VdiError
 from broker.hosts import ingest
 from broker.http_errors import database_down_response, vdi_error_response
 from broker.runtime import Runtime
-from broker.store.unreachable import database_down
+from broker.store.db_errors import database_down
 
 PATH = "/api/v1/agent/report"
 

@@ -11,10 +11,10 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from broker.http_errors import install_error_handlers
-from broker.store.unreachable import database_down
+from broker.store.db_errors import bad_value, database_down
 
 
 class _AdapterError(Exception):
@@ -41,6 +41,27 @@ def test_classification() -> None:
     assert not database_down(IntegrityError("INSERT", {}, Exception("duplicate key")))
     assert not database_down(DBAPIError("SELECT 1", {}, _AdapterError("syntax error")))
     assert not database_down(ValueError("no"))
+
+
+def _refused_value() -> DBAPIError:
+    driver = asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00")
+    try:
+        try:
+            raise driver
+        except asyncpg.exceptions.CharacterNotInRepertoireError as exc:
+            raise _AdapterError(str(exc)) from exc
+    except _AdapterError as adapted:
+        return DBAPIError("SELECT 1", {}, adapted)
+
+
+def test_a_refused_value_is_bad_input_not_an_outage() -> None:
+    from asyncpg.exceptions._base import DataError as ArgumentError
+
+    # asyncpg's own check of an argument is an InterfaceError, which alone reads "down".
+    too_big = InterfaceError("SELECT 1", {}, ArgumentError("value out of int32 range"))
+    for exc in (_refused_value(), too_big):
+        assert bad_value(exc) and not database_down(exc)
+    assert not bad_value(_lost_mid_statement())
 
 
 @pytest.fixture

@@ -1,0 +1,67 @@
+"""What a database error means: the database is not there right now, or a
+value it cannot store.
+
+The HTTP layer answers the first with a retryable 503 and the second with a
+422 (broker.http_errors); the command line says the first in one line on
+stderr instead of a traceback (broker.cli).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import asyncpg
+from asyncpg.exceptions._base import DataError as ArgumentError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+# SQLAlchemy's wrapped errors, and what asyncpg and the OS raise when a new
+# connection cannot be made (SQLAlchemy does not wrap those) or the server is
+# still starting.
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    ConnectionError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+# What PostgreSQL refuses to store (SQLSTATE class 22: NUL in text, a number
+# beyond its column, a string longer than its column), and what asyncpg refuses
+# to send (an int beyond int4 for an int4 parameter). SQLite stores all of it,
+# so input checks made on SQLite alone can miss these; whatever reaches the
+# database anyway is bad input, not an outage. asyncpg's client-side kind is an
+# InterfaceError, which would otherwise read as "down".
+BAD_VALUE: tuple[type[Exception], ...] = (asyncpg.exceptions.DataError, ArgumentError)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, the driver error SQLAlchemy wraps, and that error's own cause."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return
+        yield seen
+        orig = getattr(seen, "orig", None)
+        seen = orig if isinstance(orig, BaseException) else seen.__cause__
+
+
+def bad_value(exc: BaseException) -> bool:
+    """Whether the database refused a value it was given, not a connection."""
+    return any(isinstance(e, BAD_VALUE) for e in _causes(exc))
+
+
+def database_down(exc: BaseException) -> bool:
+    """Whether `exc` means the database is not there right now."""
+    if bad_value(exc):
+        return False
+    if isinstance(exc, DATABASE_DOWN):
+        return True
+    if isinstance(exc, DBAPIError):
+        # A connection lost in the middle of a statement reaches us as a plain
+        # DBAPIError from SQLAlchemy's asyncpg adapter; the driver's own error
+        # is the cause of the adapter's.
+        driver = exc.orig.__cause__ if exc.orig is not None else None
+        return exc.connection_invalidated or isinstance(driver, DATABASE_DOWN)
+    return False
