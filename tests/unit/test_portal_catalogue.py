@@ -69,7 +69,10 @@ def test_error_texts_german_by_code_english_as_the_broker_says() -> None:
     from broker.placement.model import Refuse
 
     refusal = Refused(
-        Refuse(RefusalCode.LICENCE_LIMIT, params={"pool": "P", "max_sessions": 2}), "de"
+        Refuse(RefusalCode.LICENCE_LIMIT, params={"pool": "P", "max_sessions": 2}),
+        "de",
+        pool="P",
+        user="maria",
     )
     assert error_text(refusal, "de") == "Alle 2 Lizenzen des Pools P sind belegt."
 
