@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from agent.collectors.base import describe_error
 from agent.hypervisors.base import Hypervisor, HypervisorError
-from agent.protocol_base import ERROR_MAX_LENGTH
+from agent.protocol_base import ERROR_MAX_LENGTH, one_line
 from agent.state import ActionRecord, AgentState, known_result, record_result, resend
 from agent.wire import Action
 
@@ -46,7 +46,7 @@ async def execute(hypervisor: Hypervisor, state: AgentState, actions: Sequence[A
             record = ActionRecord(action.id, True, power_state=power.value)
             log.info("%s %s (action %s): now %s", action.kind, action.desktop, action.id, power)
         except HypervisorError as exc:
-            record = ActionRecord(action.id, False, error=str(exc)[:ERROR_MAX_LENGTH])
+            record = ActionRecord(action.id, False, error=one_line(str(exc), ERROR_MAX_LENGTH))
             log.warning("%s %s (action %s) failed: %s", action.kind, action.desktop, action.id, exc)
         except Exception as exc:  # a hypervisor bug must not stop the agent
             record = ActionRecord(action.id, False, error=describe_error(exc))

@@ -28,6 +28,8 @@ from agent.protocol_base import (
     MAX_INTERVAL_S,
     NAME_MAX_LENGTH,
     NAME_PATTERN,
+    has_control,
+    ip_literal,
 )
 
 HYPERVISORS = ("libvirt", "static", "simulated")
@@ -106,21 +108,25 @@ def _problems(c: AgentConfig) -> list[str]:
         problems.append("simulated_hang must be 0 to the number of simulated desktops")
     if c.simulated_latency < 0 or c.simulated_boot_delay < 0:
         problems.append("simulated latency and boot delay must not be negative")
-    if c.pool is not None and not 1 <= len(c.pool) <= LABEL_MAX_LENGTH:
-        problems.append(f"pool must be 1 to {LABEL_MAX_LENGTH} characters")
+    if c.pool is not None and (not 1 <= len(c.pool) <= LABEL_MAX_LENGTH or has_control(c.pool)):
+        problems.append(
+            f"pool must be 1 to {LABEL_MAX_LENGTH} characters, none a control character"
+        )
     if not 0 < c.interval <= MAX_INTERVAL_S:
         problems.append(f"interval must be above 0 and at most {MAX_INTERVAL_S} seconds")
     if not 0 < c.probe_timeout <= 60:
         problems.append("probe_timeout must be above 0 and at most 60 seconds")
     if c.metrics_port is not None and not 0 <= c.metrics_port <= 65535:
         problems.append("metrics_port must be 0 to 65535")
-    for key in ("metrics_address", "console_address"):
-        value = getattr(c, key)
-        try:
-            if value is not None:
-                ipaddress.ip_address(value)
-        except ValueError:
-            problems.append(f"{key} must be an IP address")
+    try:
+        ipaddress.ip_address(c.metrics_address)
+    except ValueError:
+        problems.append("metrics_address must be an IP address")
+    try:
+        if c.console_address is not None:
+            ip_literal(c.console_address)  # reported as desktops' address
+    except ValueError:
+        problems.append("console_address must be an IP address without a zone (%...)")
     if len(c.host_name) > NAME_MAX_LENGTH or not re.fullmatch(NAME_PATTERN, c.host_name):
         problems.append("host_name must be 1 to 128 characters A-Z a-z 0-9 . _ - (--host-name)")
     if c.capacity is not None and c.capacity < 0:

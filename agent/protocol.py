@@ -12,8 +12,6 @@ nothing is lost while reports cannot be delivered.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import socket
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -21,14 +19,22 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 # The enumerations and limits live in protocol_base so the agent's report loop can
 # use them without pydantic; they are re-exported here unchanged.
 from agent.protocol_base import (
+    ACTION_ID_MAX_LENGTH,
+    CONTROL_CHARACTERS,
+    ERROR_MAX_LENGTH,
+    LABEL_MAX_LENGTH,
     MAX_ACTIONS,
+    MAX_CONNECTIONS,
     MAX_DESKTOPS,
     MAX_DISKS,
+    MOUNT_MAX_LENGTH,
+    NAME_MAX_LENGTH,
     NAME_PATTERN,
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
     ActionKind,
     PowerState,
+    ip_literal,
 )
 
 __all__ = [
@@ -54,35 +60,35 @@ __all__ = [
     "ReportResponse",
 ]
 
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATTERN)]
-Label = Annotated[str, Field(min_length=1, max_length=64)]
+# Free text: any characters but control characters (protocol_base.CONTROL_CHARACTERS).
+_TEXT = f"^[^{CONTROL_CHARACTERS}]*$"
+
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN)]
+Label = Annotated[str, Field(min_length=1, max_length=LABEL_MAX_LENGTH, pattern=_TEXT)]
 Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 # Counters fit the broker's 64-bit integer columns; more is a broken agent.
 Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
-ErrorText = Annotated[str, Field(max_length=512)]
+ErrorText = Annotated[str, Field(max_length=ERROR_MAX_LENGTH, pattern=_TEXT)]
+ActionId = Annotated[str, Field(min_length=1, max_length=ACTION_ID_MAX_LENGTH, pattern=_TEXT)]
+IpLiteral = Annotated[str, AfterValidator(ip_literal)]
 
 
-def _ip_literal(value: str) -> str:
-    """Desktop endpoints are IP literals: the broker never resolves names.
-
-    Dotted-quad IPv4 in canonical form takes a C fast path (every report carries
-    one per desktop); anything else goes through `ipaddress`, which refuses
-    names and odd spellings ("127.1", "0x7f.0.0.1", "010.0.0.1") alike.
-    """
-    try:
-        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
-            return value
-    except OSError:
-        pass
-    return str(ipaddress.ip_address(value))
-
-
-IpLiteral = Annotated[str, AfterValidator(_ip_literal)]
+def _unique(kind: str, names: list[str]) -> None:
+    """A name given twice would be two contradicting entries for one thing."""
+    if len(set(names)) == len(names):
+        return
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{kind} {name} is listed more than once")
+        seen.add(name)
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Floats are finite: "Infinity" or 1e400 in a report is a broken agent, and
+    # +Inf would reach the metrics as a real value.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ProbeResult(_Model):
@@ -102,7 +108,8 @@ class DesktopReport(_Model):
     probe: ProbeResult | None = None
     # Established client connections on the console port, where the agent can see
     # them (simulated desktops, libvirt consoles on the host); None where it cannot.
-    connections: Count | None = None
+    # The broker keeps them in a 32-bit column.
+    connections: Annotated[int, Field(ge=0, le=MAX_CONNECTIONS)] | None = None
 
 
 class CollectorStatus(_Model):
@@ -123,7 +130,7 @@ class PressureStats(_Model):
 
 
 class DiskStats(_Model):
-    mount: Annotated[str, Field(max_length=256)]
+    mount: Annotated[str, Field(max_length=MOUNT_MAX_LENGTH, pattern=_TEXT)]
     total_bytes: Count
     used_bytes: Count
     free_bytes: Count
@@ -175,7 +182,7 @@ class HostMetrics(_Model):
 
 
 class ActionResult(_Model):
-    id: Annotated[str, Field(min_length=1, max_length=64)]
+    id: ActionId
     ok: bool
     error: ErrorText | None = None
     power_state: PowerState | None = None
@@ -184,7 +191,7 @@ class ActionResult(_Model):
 class Report(_Model):
     version: int = PROTOCOL_VERSION
     host: Name
-    agent_version: Annotated[str, Field(min_length=1, max_length=64)]
+    agent_version: Annotated[str, Field(min_length=1, max_length=64, pattern=_TEXT)]
     seq: Annotated[int, Field(ge=0, le=2**62)]
     created_at: dt.datetime
     interval_s: Annotated[float, Field(gt=0, le=3600)]
@@ -197,7 +204,22 @@ class Report(_Model):
     def _aware(cls, value: dt.datetime) -> dt.datetime:
         if value.tzinfo is None:
             raise ValueError("created_at needs a time zone")
-        return value.astimezone(dt.UTC)
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is year 0 in UTC
+            raise ValueError("created_at lies outside the years 1 to 9999 in UTC") from None
+
+    @field_validator("desktops")
+    @classmethod
+    def _unique_desktops(cls, value: list[DesktopReport]) -> list[DesktopReport]:
+        _unique("desktop", [d.name for d in value])
+        return value
+
+    @field_validator("action_results")
+    @classmethod
+    def _unique_results(cls, value: list[ActionResult]) -> list[ActionResult]:
+        _unique("action", [r.id for r in value])
+        return value
 
     @field_validator("version")
     @classmethod
@@ -210,7 +232,7 @@ class Report(_Model):
 class Action(_Model):
     """A power action for one desktop; delivered until its result is reported."""
 
-    id: Annotated[str, Field(min_length=1, max_length=64)]
+    id: ActionId
     kind: ActionKind
     desktop: Name
 

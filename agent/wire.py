@@ -30,6 +30,7 @@ from agent.protocol_base import (
     NAME_PATTERN,
     PROTOCOL_VERSION,
     ActionKind,
+    has_control,
 )
 
 log = logging.getLogger(__name__)
@@ -146,8 +147,12 @@ def _action(raw: Any) -> Action:
     if not isinstance(raw, Mapping):
         raise BadResponse("an action is not an object")
     action_id, kind, desktop = raw.get("id"), raw.get("kind"), raw.get("desktop")
-    if not isinstance(action_id, str) or not 1 <= len(action_id) <= ACTION_ID_MAX_LENGTH:
-        raise BadResponse("an action id is not a string of 1 to 64 characters")
+    if (
+        not isinstance(action_id, str)
+        or not 1 <= len(action_id) <= ACTION_ID_MAX_LENGTH
+        or has_control(action_id)
+    ):
+        raise BadResponse("an action id is not 1 to 64 characters without control characters")
     if not isinstance(desktop, str) or not valid_name(desktop):
         raise BadResponse(f"action {action_id}: desktop is not a valid name")
     if not isinstance(kind, str) or kind not in _ACTION_KINDS:

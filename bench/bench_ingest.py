@@ -67,7 +67,7 @@ async def _prepare(
                 await conn.execute(
                     hosts.update()
                     .where(hosts.c.id == i)
-                    .values(inventory_hash=inventory_digest(items))
+                    .values(inventory_hash=inventory_digest(items, settings.pool_rules))
                 )
                 out[name] = (token, items, HostMetrics.model_validate(host_metrics(rng)))
         return out

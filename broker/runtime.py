@@ -20,6 +20,7 @@ from broker.config import Settings
 from broker.hosts.batcher import ReportBatcher
 from broker.hosts.known import TokenCache
 from broker.hosts.store import STORE_USUAL_REPORT
+from broker.http_errors import database_down
 from broker.security.crypto import SecretBox
 from broker.sessions.host_views import HostViews
 from broker.store import migrate
@@ -61,7 +62,11 @@ class Runtime:
     def __post_init__(self) -> None:
         self.host_views = HostViews(self.settings.load_index)
         self.report_batcher = ReportBatcher(
-            lambda batch: self.db.scalar_each(STORE_USUAL_REPORT, batch)
+            lambda batch: self.db.scalar_each(STORE_USUAL_REPORT, batch),
+            # One report's bad value must not fail the other hosts' reports.
+            isolate=lambda exc: not database_down(exc),
+            # Host rows in id order, as FORGET_INVENTORIES locks them.
+            order=lambda values: values["host_id"],
         )
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -111,11 +112,18 @@ async def runtime(settings: Settings, clock: FakeClock) -> AsyncIterator[Runtime
         await rt.close()
 
 
-@pytest.fixture
-async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client for the real app (in process, over ASGI), as https://testserver."""
-    app = create_app(runtime.settings, runtime=runtime)
+@asynccontextmanager
+async def app_client(rt: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the real app of `rt` (in process, over ASGI), as
+    https://testserver, calling from 192.0.2.10."""
+    app = create_app(rt.settings, runtime=rt)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("192.0.2.10", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
             yield c
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(runtime) as c:
+        yield c

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.protocol_base import ERROR_MAX_LENGTH
+from agent.protocol_base import ERROR_MAX_LENGTH, one_line
 
 Fields = dict[str, Any]
 
@@ -52,7 +52,7 @@ class Outcome:
 def describe_error(exc: BaseException) -> str:
     """A one-line error text that fits the protocol's limit."""
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text[:ERROR_MAX_LENGTH]
+    return one_line(text, ERROR_MAX_LENGTH)
 
 
 @dataclass

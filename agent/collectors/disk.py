@@ -15,7 +15,7 @@ from typing import Protocol
 
 from agent.collectors.base import Fields
 from agent.procfs import read_kernel_file
-from agent.protocol_base import MAX_DISKS, MOUNT_MAX_LENGTH
+from agent.protocol_base import MAX_DISKS, MOUNT_MAX_LENGTH, has_control
 
 REFRESH_S = 60.0
 SECTOR_BYTES = 512  # /proc/diskstats counts 512-byte sectors whatever the device's size
@@ -105,10 +105,11 @@ class HostDisks:
 
 def real_mounts(partitions: Iterable[Partition]) -> list[Partition]:
     """Mounts of real filesystems, each device once (bind mounts repeat a device;
-    the shortest mount path names it), at most MAX_DISKS."""
+    the shortest mount path names it), at most MAX_DISKS. A mount path the report
+    cannot carry (too long, or with a control character) is left out."""
     by_device: dict[str, Partition] = {}
     for p in partitions:
-        if p.fstype in PSEUDO_FSTYPES or len(p.mount) > MOUNT_MAX_LENGTH:
+        if p.fstype in PSEUDO_FSTYPES or len(p.mount) > MOUNT_MAX_LENGTH or has_control(p.mount):
             continue
         known = by_device.get(p.device)
         if known is None or len(p.mount) < len(known.mount):

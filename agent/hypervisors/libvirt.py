@@ -18,6 +18,7 @@ driver keeps its state per connection).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import xml.etree.ElementTree as ET
@@ -33,7 +34,13 @@ from agent.hypervisors.base import (
     already_there,
 )
 from agent.hypervisors.connections import read_established
-from agent.protocol_base import LABEL_MAX_LENGTH, ActionKind, PowerState
+from agent.protocol_base import (
+    LABEL_MAX_LENGTH,
+    ActionKind,
+    PowerState,
+    has_control,
+    ip_literal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,8 @@ class DomainConsole:
     port: int | None = None
     protocol: ConsoleProtocol = ConsoleProtocol.TCP
     on_host: bool = False  # a graphics console on this host: its clients are visible
+    # What in the XML could not be used, for the log; the rest still counts.
+    problems: tuple[str, ...] = ()
 
 
 class BadMetadata(ValueError):
@@ -80,9 +89,9 @@ class BadMetadata(ValueError):
 
 def _ip(value: str) -> str:
     try:
-        return str(ipaddress.ip_address(value))
+        return ip_literal(value)
     except ValueError:
-        raise BadMetadata(f"address {value!r} is not an IP address") from None
+        raise BadMetadata(f"address {value!r} is not an IP address without a zone") from None
 
 
 def _port(value: str | None) -> int | None:
@@ -129,22 +138,16 @@ def _graphics_console(devices: ET.Element | None, any_address: str) -> DomainCon
     return DomainConsole()
 
 
-def parse_domain_xml(text: str, any_address: str = _LOOPBACK) -> DomainConsole:
-    """Pool and console endpoint of one domain; a console listening on all
-    interfaces is reported at `any_address`. Raises BadMetadata for metadata that
-    cannot be right (so the operator hears of it), never for a missing console."""
-    # libvirt's own XML for a local domain: trusted input.
-    root = ET.fromstring(text)  # noqa: S314
-    console = _graphics_console(root.find("devices"), any_address)
-    meta = root.find(f"metadata/{_METADATA_TAG}")
-    if meta is None:
-        return console
+def _metadata_pool(meta: ET.Element) -> str | None:
     pool = (meta.get("pool") or "").strip() or None
-    if pool is not None and len(pool) > LABEL_MAX_LENGTH:
-        raise BadMetadata(f"pool name is longer than {LABEL_MAX_LENGTH} characters")
-    address = meta.get("address")
-    if address is None:
-        return DomainConsole(pool, console.address, console.port, console.protocol, console.on_host)
+    if pool is not None and (len(pool) > LABEL_MAX_LENGTH or has_control(pool)):
+        raise BadMetadata(
+            f"pool name is longer than {LABEL_MAX_LENGTH} characters or holds a control character"
+        )
+    return pool
+
+
+def _metadata_endpoint(meta: ET.Element, address: str) -> DomainConsole:
     try:
         protocol = ConsoleProtocol(meta.get("protocol", ConsoleProtocol.RDP))
     except ValueError:
@@ -152,7 +155,37 @@ def parse_domain_xml(text: str, any_address: str = _LOOPBACK) -> DomainConsole:
     port = _port(meta.get("port")) or DEFAULT_PORTS.get(protocol)
     if port is None:
         raise BadMetadata("a tcp endpoint needs a port")
-    return DomainConsole(pool, _ip(address), port, protocol, on_host=False)
+    return DomainConsole(address=_ip(address), port=port, protocol=protocol, on_host=False)
+
+
+def parse_domain_xml(text: str, any_address: str = _LOOPBACK) -> DomainConsole:
+    """Pool and console endpoint of one domain; a console listening on all
+    interfaces is reported at `any_address`.
+
+    The pool (our metadata) and the endpoint (our metadata's, else the graphics
+    console's) are read apart: what cannot be right in one is left out and named
+    in `problems` (so the operator hears of it), and the other still counts. A
+    missing console is no problem."""
+    # libvirt's own XML for a local domain: trusted input.
+    root = ET.fromstring(text)  # noqa: S314
+    meta = root.find(f"metadata/{_METADATA_TAG}")
+    problems = []
+    pool = None
+    if meta is not None:
+        try:
+            pool = _metadata_pool(meta)
+        except BadMetadata as exc:
+            problems.append(f"ignoring its pool: {exc}")
+    address = meta.get("address") if meta is not None else None
+    try:
+        if meta is not None and address is not None:
+            console = _metadata_endpoint(meta, address)
+        else:
+            console = _graphics_console(root.find("devices"), any_address)
+    except BadMetadata as exc:
+        problems.append(f"ignoring its console: {exc}")
+        console = DomainConsole()
+    return dataclasses.replace(console, pool=pool, problems=tuple(problems))
 
 
 class LibvirtHypervisor:
@@ -200,9 +233,11 @@ class LibvirtHypervisor:
                 continue  # undefined between listing and asking: gone
             try:
                 console = parse_domain_xml(xml, self.console_address)
-            except (BadMetadata, ET.ParseError) as exc:
+            except ET.ParseError as exc:
                 log.warning("domain %s: ignoring its console and pool: %s", name, exc)
                 console = DomainConsole()
+            for problem in console.problems:
+                log.warning("domain %s: %s", name, problem)
             connections = None
             if console.on_host and console.port is not None:
                 if established is None:

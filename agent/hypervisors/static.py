@@ -13,7 +13,6 @@ with a clear error. Their probes still show whether they answer.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import tomllib
 from pathlib import Path
@@ -26,6 +25,8 @@ from agent.protocol_base import (
     NAME_PATTERN,
     ActionKind,
     PowerState,
+    has_control,
+    ip_literal,
 )
 
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -51,15 +52,22 @@ def _entry(index: int, raw: Any) -> Desktop:
     where = f"desktop {name}"
     try:
         protocol = ConsoleProtocol(raw.get("protocol", "rdp"))
-        address = str(ipaddress.ip_address(raw.get("address", "")))
+        address = raw.get("address", "")
+        if not isinstance(address, str):
+            raise ValueError(f"address {address!r} is not a string")
+        address = ip_literal(address)
     except ValueError as exc:
         raise StaticListError(f"{where}: {exc}") from None
     port = raw.get("port", DEFAULT_PORTS.get(protocol))
     if not isinstance(port, int) or not 1 <= port <= 65535:
         raise StaticListError(f"{where}: port must be 1 to 65535")
     pool = raw.get("pool")
-    if pool is not None and (not isinstance(pool, str) or not 1 <= len(pool) <= LABEL_MAX_LENGTH):
-        raise StaticListError(f"{where}: pool must be 1 to {LABEL_MAX_LENGTH} characters")
+    if pool is not None and (
+        not isinstance(pool, str) or not 1 <= len(pool) <= LABEL_MAX_LENGTH or has_control(pool)
+    ):
+        raise StaticListError(
+            f"{where}: pool must be 1 to {LABEL_MAX_LENGTH} characters, none a control character"
+        )
     return Desktop(name, PowerState.RUNNING, pool, address, port, protocol)
 
 

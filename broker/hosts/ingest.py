@@ -65,7 +65,9 @@ _HOST_COLUMNS = (
     _hosts.c.down_since,
 )
 _FIND_HOST = select(*_HOST_COLUMNS).where(_hosts.c.token_hash == bindparam("token_hash"))
-_HOST_BY_ID = select(*_HOST_COLUMNS).where(_hosts.c.id == bindparam("host_id"))
+# Locked: whether to reconcile is decided on the stored digest, which adding a
+# pool clears (broker.hosts.store.FORGET_INVENTORIES) in a transaction of its own.
+_HOST_BY_ID = select(*_HOST_COLUMNS).where(_hosts.c.id == bindparam("host_id")).with_for_update()
 
 _OPEN_SESSION_ON_DESKTOP = exists().where(_sessions.c.desktop_id == _desktops.c.id, SESSION_OPEN)
 _STORED_DESKTOPS = select(
@@ -139,7 +141,7 @@ async def ingest(
             f"The report's time is {skew:.0f} s off the broker's clock; check NTP on the host.",
             extra={"broker_time": now.isoformat()},
         )
-    digest = inventory_digest(report.desktops)
+    digest = inventory_digest(report.desktops, settings.pool_rules)
     presented = token_hash(token)
     values = {
         "host_id": host.id,
@@ -285,6 +287,7 @@ def _stored(row: Row[tuple[object, ...]]) -> StoredDesktop:
         probe_ok=row.probe_ok,
         missing=row.missing,
         in_use=bool(row.in_use),
+        connections=row.connections,
     )
 
 

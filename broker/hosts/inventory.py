@@ -75,9 +75,14 @@ class InventoryPlan:
         return not (self.inserts or self.updates)
 
 
-def inventory_digest(desktops: Sequence[DesktopReport]) -> str:
+def inventory_digest(desktops: Sequence[DesktopReport], pool_rules: Mapping[str, str]) -> str:
     """A digest of what matters for storage; probe latency is left out, so it is
-    stable from report to report while nothing changes."""
+    stable from report to report while nothing changes.
+
+    The pool naming rules are part of it: a broker with other rules would resolve
+    the same desktops to other pools, so its first report of each host must
+    reconcile. New pools are not (that would cost a look-up on every report);
+    adding one clears every host's stored digest instead (broker.hosts.store)."""
     rows = sorted(
         (
             d.name,
@@ -90,7 +95,8 @@ def inventory_digest(desktops: Sequence[DesktopReport]) -> str:
         )
         for d in desktops
     )
-    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+    document = [list(pool_rules.items()), rows]
+    return hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).hexdigest()
 
 
 class PoolResolver:

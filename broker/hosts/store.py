@@ -6,7 +6,7 @@ around them without importing the request handling.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 
 from agent.protocol import HostMetrics, PressureStats
 from broker.store.tables import Host, table
@@ -74,3 +74,22 @@ STORE_USUAL_REPORT = STORE_REPORT.where(
     _hosts.c.inventory_hash == bindparam("unchanged_inventory"),
     _hosts.c.down_since.is_(None),
 ).returning(_hosts.c.pending_actions)
+
+# Which pool a reported desktop belongs in was decided against the pools of the
+# time, and the usual report (above) does not decide it again while the inventory
+# digest holds. So whatever changes which pool a name resolves to (a pool added)
+# runs this in its own transaction: every host's next report, on whichever
+# replica, misses the usual path and reconciles its desktops. The rows are locked
+# in id order, as the report batcher writes them, so the two cannot deadlock.
+FORGET_INVENTORIES = (
+    update(_hosts)
+    .where(
+        _hosts.c.id.in_(
+            select(_hosts.c.id)
+            .where(_hosts.c.inventory_hash.is_not(None))
+            .order_by(_hosts.c.id)
+            .with_for_update()
+        )
+    )
+    .values(inventory_hash=None)
+)

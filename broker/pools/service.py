@@ -22,6 +22,7 @@ from broker.audit import log as audit
 from broker.domain import PoolType, Protocol
 from broker.errors import Conflict, InvalidInput, NotFound
 from broker.hosts import actions
+from broker.hosts.store import FORGET_INVENTORIES
 from broker.names import check_label, check_user_name, normalise_user_name
 from broker.runtime import Runtime
 from broker.store.tables import SESSION_OPEN, Desktop, Host, Pool, PoolEntitlement, Session, User
@@ -70,6 +71,8 @@ async def add(rt: Runtime, new: NewPool, actor: str) -> Pool:
                 PoolEntitlement(pool_id=pool.id, kind="department", value=d)
                 for d in new.departments
             )
+            # Agents may have reported desktops for this pool before it existed.
+            await s.execute(FORGET_INVENTORIES)
             await audit.record(
                 s,
                 now,

@@ -34,9 +34,21 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+# What asyncpg raises for an argument it cannot send (an int beyond int32 for an
+# INTEGER column) before the statement reaches the server. It derives from
+# asyncpg's InterfaceError, but it is a bad value, not a lost connection; asyncpg
+# does not export it under its own name.
+from asyncpg.exceptions._base import DataError as AsyncpgArgumentError
 from sqlalchemy import Select, UpdateBase, event, select
 from sqlalchemy.engine import URL, Compiled, Connection, Dialect, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+)
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -133,7 +145,7 @@ class Database:
                 # SQLAlchemy did not see this call fail, so it would pool the
                 # connection again whatever state it is in.
                 await conn.invalidate()
-                if isinstance(exc, asyncpg.PostgresError):
+                if isinstance(exc, asyncpg.PostgresError | AsyncpgArgumentError):
                     raise _wrapped(exc, plan.sql) from exc
                 raise
         return [row[0] for row in found]
@@ -182,13 +194,21 @@ class _Prepared:
         return out
 
 
-def _wrapped(exc: sqlite3.Error | asyncpg.PostgresError, sql: str) -> DBAPIError:
+def _wrapped(
+    exc: sqlite3.Error | asyncpg.PostgresError | AsyncpgArgumentError, sql: str
+) -> DBAPIError:
     """A driver's error as SQLAlchemy's kind, so callers and the HTTP error
     handlers need not know which path a statement took: a constraint is an
-    IntegrityError, anything else the server refused (locked file, shutdown,
+    IntegrityError, a value the database cannot take (NUL in text, a number out
+    of the column's range) a DataError, a value SQLite's driver cannot bind a
+    ProgrammingError, anything else the server refused (locked file, shutdown,
     deadlock) an OperationalError, which is answered 503, try again."""
     if isinstance(exc, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
         return IntegrityError(sql, None, exc)
+    if isinstance(exc, sqlite3.DataError | asyncpg.exceptions.DataError | AsyncpgArgumentError):
+        return DataError(sql, None, exc)
+    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return ProgrammingError(sql, None, exc)
     return OperationalError(sql, None, exc)
 
 

@@ -4,12 +4,15 @@ all or nothing, and the database stays usable after a failed batch."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import bindparam, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from broker.clock import FakeClock
 from broker.hosts import service as hosts
+from broker.http_errors import database_down
 from broker.runtime import Runtime
 from broker.store.db import Database
 from broker.store.tables import Host, table
@@ -95,6 +98,36 @@ async def test_a_failing_run_stores_nothing_of_its_batch(runtime: Runtime) -> No
     # The connection that failed is not handed out broken: the next batch works.
     results = await runtime.db.scalar_each(RETOKEN, [{"host_id": c, "token_hash": "e" * 64}])
     assert results == [c]
+
+
+# A host's CPU count, an INTEGER column (32-bit on PostgreSQL).
+SET_CPUS = (
+    update(_hosts)
+    .where(_hosts.c.id == bindparam("host_id"))
+    .values(cpus=bindparam("cpus"))
+    .returning(_hosts.c.id)
+)
+
+
+async def test_a_value_the_database_refuses_is_not_the_database_away(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    """Answered 500 (or kept to its own report by the report batcher), never 503
+    "database not reachable": retrying would not help, and a batch of other
+    hosts' reports must not fail with it."""
+    (a,) = await _host_ids(runtime, "vhost01")
+    refused: list[tuple[Any, dict[str, Any]]] = [
+        (RENAME, {"version": ["not", "text"]}),  # no driver sends a list as text
+    ]
+    if not runtime.db.is_sqlite:  # SQLite stores these
+        refused += [(RENAME, {"version": "1.0\x00x"}), (SET_CPUS, {"cpus": 2**31})]
+    for statement, values in refused:
+        params = {"host_id": a, "expected": None, "at": clock.now(), **values}
+        with pytest.raises(DBAPIError) as failed:
+            await runtime.db.scalar_each(statement, [params])
+        assert not database_down(failed.value), failed.value
+    # The database is fine, and says so.
+    assert await runtime.db.scalar_each(SET_CPUS, [{"host_id": a, "cpus": 8}]) == [a]
 
 
 async def _state_of(db: Database, pid: int) -> str | None:

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from agent.protocol import (
     ActionKind,
@@ -25,13 +30,17 @@ from agent.protocol import (
 )
 from broker import fleet
 from broker.clock import FakeClock
+from broker.config import Settings
 from broker.domain import PoolType, Protocol, Role
 from broker.hosts import actions
 from broker.hosts import service as hosts
 from broker.hosts.monitor import check_hosts
+from broker.hosts.store import figures
+from broker.http_errors import database_down
 from broker.pools import service as pools
-from broker.runtime import Runtime
-from broker.store.tables import AuditEvent, Desktop, Host, HostAction, Session, User
+from broker.runtime import Runtime, open_runtime
+from broker.store.tables import AuditEvent, Desktop, Host, HostAction, Pool, Session, User
+from tests.conftest import app_client, make_settings
 from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, staff
 
 URL = "/api/v1/agent/report"
@@ -296,13 +305,50 @@ async def test_oversized_report_is_413(
         lambda d: d["metrics"].update(memory_total_bytes=2**63),
         lambda d: d["metrics"]["probes"].update(probes_total=10**20),
         lambda d: d["metrics"].update(session_capacity=2**31),
+        # desktops.connections is a 32-bit column.
+        lambda d: d["desktops"][0].update(connections=2**31),
+        # An address with a zone: meaningless to the gateway, and longer than the column.
+        lambda d: d["desktops"][0].update(address="fe80::1%" + "x" * 80),
+        lambda d: d["desktops"][0].update(address="fe80::1%eth0"),
+        # UTC outside the calendar.
+        lambda d: d.update(created_at="0001-01-01T00:00:00+01:00"),
+        lambda d: d.update(created_at="9999-12-31T23:59:59-01:00"),
+        # Control characters in free text: PostgreSQL refuses NUL, labels and logs
+        # must not carry any.
+        lambda d: d.update(agent_version="1.0\u0000x"),
+        lambda d: d.update(agent_version="1.0\n"),
+        lambda d: d.update(agent_version="1.0\u009b"),
+        lambda d: d["desktops"][0].update(pool="Fin\u0000anzen"),
+        lambda d: d["metrics"].update(
+            collectors=[{"name": "cpu", "success": False, "duration_s": 0, "error": "bad\u0000"}]
+        ),
+        lambda d: d["metrics"].update(
+            collectors=[{"name": "c\tpu", "success": True, "duration_s": 0}]
+        ),
+        lambda d: d["metrics"].update(
+            disks=[{"mount": "/srv\u0000", "total_bytes": 1, "used_bytes": 1, "free_bytes": 0}]
+        ),
+        lambda d: d.update(action_results=[{"id": "a\u0000", "ok": True}]),
+        lambda d: d.update(action_results=[{"id": "a", "ok": False, "error": "x\ny"}]),
+        # Floats are finite (json.dumps writes Infinity and NaN).
+        lambda d: d["metrics"].update(load1=float("inf")),
+        lambda d: d["metrics"].update(load15=float("inf")),
+        lambda d: d["metrics"].update(load5=float("nan")),
+        lambda d: d["metrics"]["probes"].update(latency_mean_s=float("inf")),
+        lambda d: d["desktops"][0].update(probe={"ok": True, "latency_s": float("inf")}),
+        lambda d: d["metrics"].update(
+            collectors=[{"name": "cpu", "success": True, "duration_s": float("inf")}]
+        ),
+        # Contradicting entries for one thing.
+        lambda d: d["desktops"].append({**d["desktops"][0], "power_state": "stopped"}),
+        lambda d: d.update(
+            action_results=[{"id": "a", "ok": True}, {"id": "a", "ok": False, "error": "no"}]
+        ),
     ],
 )
 async def test_malformed_reports_are_422(
     runtime: Runtime, client: httpx.AsyncClient, host_token: str, mutate: Any
 ) -> None:
-    import json
-
     body = json.loads(report(runtime, "vhost01", 1).model_dump_json())
     mutate(body)
     response = await send(client, host_token, json.dumps(body).encode())
@@ -316,6 +362,179 @@ async def test_not_json_is_422(
     runtime: Runtime, client: httpx.AsyncClient, host_token: str
 ) -> None:
     assert (await send(client, host_token, b"\x00\xffnope")).status_code == 422
+
+
+async def test_a_duplicate_desktop_name_is_422_and_changes_nothing(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    assert (await send(client, host_token, report(runtime, "vhost01", 1))).status_code == 200
+    clock.advance(10)
+    # d0 twice, saying two different things; a new name twice (two INSERTs of one
+    # name would meet the table's UNIQUE(host_id, name): a 500).
+    twice = {"name": "d0", "power_state": "stopped"}
+    new = {"name": "n1", "power_state": "running"}
+    for seq, extra in ((2, [twice]), (3, [new, new])):
+        body = json.loads(report(runtime, "vhost01", seq).model_dump_json())
+        body["desktops"] += extra
+        response = await send(client, host_token, json.dumps(body).encode())
+        assert response.status_code == 422, response.text
+        assert response.json()["details"][0]["field"] == "desktops"
+    assert (await host_row(runtime)).last_seq == 1
+    async with runtime.db.read() as s:
+        rows = (await s.execute(select(Desktop.name, Desktop.power_state))).all()
+    assert sorted(rows) == [("d0", "running"), ("d1", "running"), ("d2", "running")]
+
+
+@asynccontextmanager
+async def replica(
+    settings: Settings, clock: FakeClock
+) -> AsyncIterator[tuple[Runtime, httpx.AsyncClient]]:
+    """Another broker on the same database, with a process state of its own."""
+    rt = await open_runtime(settings, clock=clock)
+    try:
+        async with app_client(rt) as c:
+            yield rt, c
+    finally:
+        await rt.close()
+
+
+async def pools_of_desktops(rt: Runtime) -> dict[str, str | None]:
+    async with rt.db.read() as s:
+        rows = (
+            await s.execute(
+                select(Desktop.name, Pool.name).outerjoin(Pool, Pool.id == Desktop.pool_id)
+            )
+        ).all()
+    return dict(rows)
+
+
+async def test_desktops_reported_before_their_pool_exists_join_it_once_it_is_added(
+    runtime: Runtime, client: httpx.AsyncClient, settings: Settings, clock: FakeClock
+) -> None:
+    token = await hosts.add(runtime, "vhost01", "test")
+    items = desktops(2, pool="NeuPool")
+    for seq in (1, 2):  # the second takes the usual path: the inventory is unchanged
+        assert (await send(client, token, report(runtime, "vhost01", seq, items=items))).is_success
+        clock.advance(10)
+    assert await pools_of_desktops(runtime) == {"d0": None, "d1": None}
+    # The pool is added on another replica (or by the CLI), while this broker
+    # keeps taking the host's reports.
+    async with replica(settings, clock) as (other, _):
+        await pools.add(other, pools.NewPool("NeuPool", PoolType.FLOATING, Protocol.RDP, 5), "t")
+    assert (await host_row(runtime)).inventory_hash is None
+    assert (await send(client, token, report(runtime, "vhost01", 3, items=items))).is_success
+    assert await pools_of_desktops(runtime) == {"d0": "NeuPool", "d1": "NeuPool"}
+    # And the usual path is back for the reports after it.
+    digest = (await host_row(runtime)).inventory_hash
+    assert digest is not None
+    clock.advance(10)
+    assert (await send(client, token, report(runtime, "vhost01", 4, items=items))).is_success
+    assert (await host_row(runtime)).inventory_hash == digest
+
+
+async def test_new_pool_naming_rules_place_desktops_at_the_next_report(
+    runtime: Runtime,
+    client: httpx.AsyncClient,
+    host_token: str,
+    tmp_path: Path,
+    db_url: str,
+    clock: FakeClock,
+) -> None:
+    items = desktops(2, pool=None)
+    assert (await send(client, host_token, report(runtime, "vhost01", 1, items=items))).is_success
+    assert await pools_of_desktops(runtime) == {"d0": None, "d1": None}
+    # A broker restarted (or a replica started) with a rule for these names.
+    ruled = make_settings(tmp_path, db_url, pool_rules={"^d[0-9]+$": "Finanzen"})
+    clock.advance(10)
+    async with replica(ruled, clock) as (_, other):
+        response = await send(other, host_token, report(runtime, "vhost01", 2, items=items))
+        assert response.is_success
+    assert await pools_of_desktops(runtime) == {"d0": "Finanzen", "d1": "Finanzen"}
+
+
+async def test_unchanged_connection_counts_are_not_written_again(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    seen = desktops(2, connections=1)
+    assert (await send(client, host_token, report(runtime, "vhost01", 1, items=seen))).is_success
+    first = clock.now()
+    clock.advance(10)
+    # d1 changes, d0 does not: only d1 is written.
+    changed = [seen[0], seen[1].model_copy(update={"connections": 2})]
+    assert (await send(client, host_token, report(runtime, "vhost01", 2, items=changed))).is_success
+    async with runtime.db.read() as s:
+        rows = dict((await s.execute(select(Desktop.name, Desktop.updated_at))).all())
+    assert rows == {"d0": first, "d1": clock.now()}
+
+
+async def test_a_bad_report_among_concurrent_ones_fails_alone(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    """NUL in the agent version: on PostgreSQL it once reached the database inside
+    a batch of usual reports and failed them all as "database not reachable"."""
+    tokens = {"vhost01": host_token}
+    for name in ("vhost02", "vhost03", "vhost04"):
+        tokens[name] = await hosts.add(runtime, name, "test")
+    for name, token in tokens.items():
+        assert (await send(client, token, report(runtime, name, 1))).is_success
+    for seq in (2, 3, 4):
+        clock.advance(10)
+        bodies = {}
+        for name in tokens:
+            body = json.loads(report(runtime, name, seq).model_dump_json())
+            if name == "vhost01":
+                body["agent_version"] = "1.0\u0000x"
+            bodies[name] = json.dumps(body).encode()
+        responses = await asyncio.gather(
+            *(send(client, tokens[name], bodies[name]) for name in tokens)
+        )
+        assert [r.status_code for r in responses] == [422, 200, 200, 200]
+    assert (await host_row(runtime)).last_seq == 1
+    for name in ("vhost02", "vhost03", "vhost04"):
+        row = await host_row(runtime, name)
+        assert (row.last_seq, row.agent_version) == (4, "0.1.0")
+
+
+async def test_a_report_the_database_refuses_fails_alone_in_its_batch(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    """Should a value the protocol lets through be one the database refuses, the
+    batch of usual reports it rides in is stored again report by report: only
+    that report fails (a list is what neither driver can send as text)."""
+    tokens = {"vhost01": host_token}
+    for name in ("vhost02", "vhost03"):
+        tokens[name] = await hosts.add(runtime, name, "test")
+    for name, token in tokens.items():
+        assert (await send(client, token, report(runtime, name, 1))).is_success
+    clock.advance(10)
+    rows = {name: await host_row(runtime, name) for name in tokens}
+    metrics = HostMetrics()
+
+    def usual(name: str, agent_version: object) -> dict[str, Any]:
+        row = rows[name]
+        return {
+            "host_id": row.id,
+            "presented_token": row.token_hash,
+            "reporting_host": name,
+            "unchanged_inventory": row.inventory_hash,
+            "inventory_hash": row.inventory_hash,
+            "seq": 2,
+            "now": clock.now(),
+            "agent_version": agent_version,
+            "metrics": metrics.model_dump_json(exclude_none=True),
+            **figures(metrics),
+        }
+
+    outcomes = await asyncio.gather(
+        runtime.report_batcher.store(usual("vhost01", "0.2.0")),
+        runtime.report_batcher.store(usual("vhost02", ["not", "text"])),
+        runtime.report_batcher.store(usual("vhost03", "0.2.0")),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == 0 and outcomes[2] == 0  # stored, no actions pending
+    assert isinstance(outcomes[1], DBAPIError) and not database_down(outcomes[1])
+    versions = {name: (await host_row(runtime, name)).agent_version for name in tokens}
+    assert versions == {"vhost01": "0.2.0", "vhost02": "0.1.0", "vhost03": "0.2.0"}
 
 
 async def test_action_round_trip_at_least_once_and_idempotent(

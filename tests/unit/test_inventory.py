@@ -121,5 +121,36 @@ def test_digest_ignores_latency_and_order_but_not_state() -> None:
     a = [reported("d1", latency=0.01), reported("d2")]
     b = [reported("d2"), reported("d1", latency=0.5)]
     c = [reported("d2"), reported("d1", ok=False)]
-    assert inventory_digest(a) == inventory_digest(b)
-    assert inventory_digest(a) != inventory_digest(c)
+    assert inventory_digest(a, {}) == inventory_digest(b, {})
+    assert inventory_digest(a, {}) != inventory_digest(c, {})
+
+
+def test_digest_changes_with_the_pool_naming_rules() -> None:
+    """Other rules put the same desktops in other pools: a broker started with
+    them must reconcile, though the agent reports what it always did."""
+    desktops = [reported("bau-07"), reported("fin-01")]
+    before = inventory_digest(desktops, {"^bau-": "Bauamt"})
+    assert inventory_digest(desktops, {"^bau-": "Bauamt"}) == before
+    assert inventory_digest(desktops, {"^bau-": "Bauamt", "^fin-": "Finanzen"}) != before
+    assert inventory_digest(desktops, {"^bau-": "Hochbau"}) != before
+    # The first rule that matches wins, so their order counts too.
+    two = {"^bau-": "Bauamt", "^bau-0": "Hochbau"}
+    swapped = {"^bau-0": "Hochbau", "^bau-": "Bauamt"}
+    assert inventory_digest(desktops, two) != inventory_digest(desktops, swapped)
+
+
+def test_unchanged_connections_are_no_update() -> None:
+    old = StoredDesktop(1, "d1", 1, "running", "10.0.0.5", 3389, True, False, False, 2)
+    same = DesktopReport(
+        name="d1",
+        pool="Finanzen",
+        power_state=PowerState.RUNNING,
+        address="10.0.0.5",
+        port=3389,
+        probe=ProbeResult(ok=True),
+        connections=2,
+    )
+    assert plan([old], [same], PoolResolver(POOLS, {})).updates == []
+    more = same.model_copy(update={"connections": 3})
+    changes = plan([old], [more], PoolResolver(POOLS, {})).updates
+    assert [(c.id, c.values) for c in changes] == [(1, {"connections": 3})]

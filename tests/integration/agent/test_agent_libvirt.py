@@ -54,6 +54,14 @@ def node_xml(console_port: int) -> str:
     <metadata><vdi:desktop xmlns:vdi="{VDI_NS}" address="not-an-ip"/></metadata>''',
         )
     }
+  {
+        dom(
+            "named-01",
+            f'''
+    <metadata><vdi:desktop xmlns:vdi="{VDI_NS}" pool="Finanzen"/></metadata>
+    <devices><graphics type="vnc" port="5902" autoport="no" listen="localhost"/></devices>''',
+        )
+    }
 </node>
 """
 
@@ -103,7 +111,7 @@ async def test_default_test_driver() -> None:
 
 async def test_listing_endpoints_and_pools(node: LibvirtHypervisor) -> None:
     desktops = await by_name(node)
-    assert set(desktops) == {"fin-01", "console-01", "spare-01", "odd-01"}
+    assert set(desktops) == {"fin-01", "console-01", "spare-01", "odd-01", "named-01"}
     fin = desktops["fin-01"]
     assert (fin.pool, fin.address, fin.port, fin.protocol) == (
         "Finanzen",
@@ -125,6 +133,18 @@ async def test_wrong_metadata_keeps_the_desktop_without_endpoint(
     odd = (await by_name(node))["odd-01"]
     assert odd.power_state is PowerState.RUNNING and odd.address is None
     assert "domain odd-01" in caplog.text and "not-an-ip" in caplog.text
+
+
+async def test_a_console_listening_on_a_host_name_keeps_the_pool(
+    node: LibvirtHypervisor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libvirt allows listen="localhost"; the agent reports IP literals only, so
+    the console is left out, and the metadata's pool still counts."""
+    named = (await by_name(node))["named-01"]
+    assert named.pool == "Finanzen"
+    assert named.address is None and named.port is None and named.connections is None
+    assert "domain named-01: ignoring its console" in caplog.text
+    assert "'localhost'" in caplog.text
 
 
 async def test_connections_on_a_host_console_are_counted(

@@ -21,7 +21,7 @@ from agent.collectors.load import LoadCollector
 from agent.collectors.memory import MemoryCollector
 from agent.collectors.network import NetworkCollector, NicCounters, totals
 from agent.collectors.pressure import MalformedPressure, PressureCollector, parse_some_avg10
-from agent.protocol import HostMetrics
+from agent.protocol import CollectorStatus, HostMetrics
 
 PSI_CPU = """some avg10=12.50 avg60=3.00 avg300=1.00 total=10701247
 full avg10=0.00 avg60=0.00 avg300=0.00 total=0
@@ -125,6 +125,17 @@ def test_real_mounts_drop_pseudo_filesystems_and_repeated_devices() -> None:
         ]
     )
     assert [m.mount for m in mounts] == ["/", "/var/lib/libvirt/images"]
+
+
+def test_real_mounts_leave_out_what_a_report_cannot_carry() -> None:
+    mounts = real_mounts(
+        [
+            Partition("/dev/sda1", "/", "ext4"),
+            Partition("/dev/sdb1", "/srv/odd\nname", "ext4"),
+            Partition("/dev/sdc1", "/" + "x" * 256, "ext4"),
+        ]
+    )
+    assert [m.mount for m in mounts] == ["/"]
 
 
 def test_real_mounts_keep_at_most_64() -> None:
@@ -268,3 +279,7 @@ def test_duration_is_measured_per_collector() -> None:
 def test_error_text_fits_the_protocol() -> None:
     assert len(describe_error(ValueError("x" * 2000))) == 512
     assert describe_error(KeyError()) == "KeyError"
+    # The broker refuses control characters in report text.
+    text = describe_error(OSError("first line\nsecond\x00\tthird\x85"))
+    assert text == "OSError: first line second  third "
+    CollectorStatus(name="x", success=False, duration_s=0, error=text)

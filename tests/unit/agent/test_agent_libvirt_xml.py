@@ -6,7 +6,7 @@ import pytest
 
 from agent.hypervisors.base import ConsoleProtocol
 from agent.hypervisors.connections import established_per_port
-from agent.hypervisors.libvirt import BadMetadata, DomainConsole, parse_domain_xml, power_state
+from agent.hypervisors.libvirt import DomainConsole, parse_domain_xml, power_state
 from agent.protocol import PowerState
 
 
@@ -79,18 +79,61 @@ def test_metadata_endpoint_defaults_to_rdp_on_3389() -> None:
 
 
 @pytest.mark.parametrize(
-    "attrs",
+    ("attrs", "wrong"),
     [
-        'address="pc.example.org"',
-        'address="10.0.0.5" port="70000"',
-        'address="10.0.0.5" protocol="ica"',
-        'address="10.0.0.5" protocol="tcp"',
-        f'pool="{"x" * 65}"',
+        ('address="pc.example.org"', "pc.example.org"),
+        ('address="fe80::5%eth0"', "fe80::5%eth0"),  # a zone means nothing to the broker
+        ('address="10.0.0.5" port="70000"', "70000"),
+        ('address="10.0.0.5" protocol="ica"', "ica"),
+        ('address="10.0.0.5" protocol="tcp"', "needs a port"),
     ],
 )
-def test_wrong_metadata_is_refused(attrs: str) -> None:
-    with pytest.raises(BadMetadata):
-        parse_domain_xml(domain(metadata=vdi(attrs)))
+def test_a_wrong_metadata_endpoint_is_no_endpoint_but_the_pool_stays(
+    attrs: str, wrong: str
+) -> None:
+    # The graphics console is no stand-in: the metadata meant another endpoint.
+    xml = domain("<graphics type='vnc' port='5901'/>", vdi(f'pool="Finanzen" {attrs}'))
+    console = parse_domain_xml(xml)
+    assert (console.pool, console.address, console.port) == ("Finanzen", None, None)
+    assert len(console.problems) == 1
+    assert console.problems[0].startswith("ignoring its console") and wrong in console.problems[0]
+
+
+@pytest.mark.parametrize("pool", ["x" * 65, "Fin&#10;anzen", "Fin&#127;anzen"])
+def test_a_wrong_pool_is_no_pool_but_the_console_stays(pool: str) -> None:
+    xml = domain("<graphics type='vnc' port='5901'/>", vdi(f'pool="{pool}"'))
+    console = parse_domain_xml(xml)
+    assert console.pool is None
+    assert (console.address, console.port, console.on_host) == ("127.0.0.1", 5901, True)
+    assert len(console.problems) == 1 and console.problems[0].startswith("ignoring its pool")
+
+
+@pytest.mark.parametrize(
+    "graphics",
+    [
+        "<graphics type='vnc' port='5902' listen='localhost'/>",
+        "<graphics type='vnc' port='5902'><listen type='address' address='vnc.host'/></graphics>",
+        "<graphics type='vnc' port='5902' listen='fe80::1%eth0'/>",
+        "<graphics type='vnc' port='0' listen='127.0.0.1'/>",
+    ],
+)
+def test_a_console_that_cannot_be_resolved_keeps_the_pool(graphics: str) -> None:
+    """libvirt allows a host name as the listen address; the agent reports IP
+    literals only. Only the console is left out, the pool still counts."""
+    console = parse_domain_xml(domain(graphics, vdi('pool="Finanzen"')))
+    assert console.pool == "Finanzen"
+    assert console.address is None and console.port is None
+    assert len(console.problems) == 1 and console.problems[0].startswith("ignoring its console")
+
+
+def test_a_wrong_graphics_element_does_not_matter_beside_a_metadata_endpoint() -> None:
+    xml = domain(
+        "<graphics type='vnc' port='5902' listen='localhost'/>",
+        vdi('pool="Bauamt" address="10.0.0.5"'),
+    )
+    assert parse_domain_xml(xml) == DomainConsole(
+        "Bauamt", "10.0.0.5", 3389, ConsoleProtocol.RDP, on_host=False
+    )
 
 
 def test_foreign_metadata_is_ignored() -> None:

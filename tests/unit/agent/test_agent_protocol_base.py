@@ -49,3 +49,44 @@ def test_string_limits_match(
 def test_interval_limit_matches() -> None:
     assert accepts(protocol.ReportResponse, interval_s=base.MAX_INTERVAL_S)
     assert not accepts(protocol.ReportResponse, interval_s=base.MAX_INTERVAL_S + 0.001)
+
+
+def test_control_characters_are_the_same_to_the_agent_and_the_protocol() -> None:
+    """The agent keeps control characters out by hand (has_control, one_line);
+    the models refuse them by pattern. Both must mean the same characters."""
+    for code in [*range(0x300), 0x2028, 0x202E, 0xFEFF, 0x10FFFF]:
+        char = chr(code)
+        assert accepts(protocol.ActionResult, id=f"a{char}b", ok=True) != base.has_control(char)
+        assert not base.has_control(base.one_line(f"a{char}b", 10))
+    assert base.has_control("\x00") and base.has_control("\x7f") and base.has_control("\x9f")
+    assert not base.has_control("Grünflächenamt – Außendienst")
+
+
+@pytest.mark.parametrize(
+    ("value", "canonical"),
+    [
+        ("10.0.0.5", "10.0.0.5"),
+        ("2001:DB8::0001", "2001:db8::1"),
+        ("127.1", None),
+        ("010.0.0.1", None),
+        ("vnc.example.org", None),
+        ("fe80::1%eth0", None),
+        ("fe80::1%" + "x" * 80, None),
+        ("10.0.0.5\x00", None),
+    ],
+)
+def test_ip_literal(value: str, canonical: str | None) -> None:
+    if canonical is None:
+        with pytest.raises(ValueError):
+            base.ip_literal(value)
+        assert not accepts(protocol.DesktopReport, name="a", power_state="running", address=value)
+    else:
+        assert base.ip_literal(value) == canonical
+        report = protocol.DesktopReport(name="a", power_state="running", address=value)
+        assert report.address == canonical
+
+
+def test_connections_limit_matches_the_column() -> None:
+    fields = {"name": "a", "power_state": "running"}
+    assert accepts(protocol.DesktopReport, **fields, connections=base.MAX_CONNECTIONS)
+    assert not accepts(protocol.DesktopReport, **fields, connections=base.MAX_CONNECTIONS + 1)

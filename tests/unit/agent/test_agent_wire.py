@@ -120,6 +120,7 @@ def test_parse_response() -> None:
         b'{"interval_s":true}',
         b'{"interval_s":5,"actions":{}}',
         b'{"interval_s":5,"actions":[{"id":"","kind":"stop","desktop":"a"}]}',
+        b'{"interval_s":5,"actions":[{"id":"a\\u0000","kind":"stop","desktop":"a"}]}',
         b'{"interval_s":5,"actions":[{"id":"x","kind":"explode","desktop":"a"}]}',
         b'{"interval_s":5,"actions":[{"id":"x","kind":"stop","desktop":"a b"}]}',
     ],
