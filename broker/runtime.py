@@ -20,11 +20,11 @@ from broker.config import Settings
 from broker.hosts.batcher import ReportBatcher
 from broker.hosts.known import TokenCache
 from broker.hosts.store import STORE_USUAL_REPORT
-from broker.http_errors import database_down
 from broker.security.crypto import SecretBox
 from broker.sessions.host_views import HostViews
 from broker.store import migrate
 from broker.store.db import Database
+from broker.store.db_errors import database_down
 from broker.telemetry import Telemetry
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from broker.clock import FakeClock
 from broker.hosts import service as hosts
-from broker.http_errors import database_down
 from broker.runtime import Runtime
 from broker.store.db import Database
+from broker.store.db_errors import database_down
 from broker.store.tables import Host, table
 from tests.support import postgres
 

@@ -36,9 +36,9 @@ from broker.hosts import actions
 from broker.hosts import service as hosts
 from broker.hosts.monitor import check_hosts
 from broker.hosts.store import figures
-from broker.http_errors import database_down
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
+from broker.store.db_errors import database_down
 from broker.store.tables import AuditEvent, Desktop, Host, HostAction, Pool, Session, User
 from tests.conftest import app_client, make_settings
 from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, staff

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.exc import DataError, OperationalError
 
 from broker.hosts.batcher import ReportBatcher
-from broker.http_errors import database_down
+from broker.store.db_errors import database_down
 
 
 class FakeStore:
