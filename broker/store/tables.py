@@ -282,10 +282,13 @@ class Session(Base):
             sqlite_where=OPEN_SESSION,
             postgresql_where=OPEN_SESSION,
         ),
+        # With the user: the cap and its gauge count people (distinct users),
+        # which the index answers alone, without reading the session rows.
         Index(
             "ix_sessions_open_department",
             "work_mode",
             "department",
+            "user_id",
             sqlite_where=OPEN_SESSION,
             postgresql_where=OPEN_SESSION,
         ),
