@@ -34,12 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-
-# What asyncpg raises for an argument it cannot send (an int beyond int32 for an
-# INTEGER column) before the statement reaches the server. It derives from
-# asyncpg's InterfaceError, but it is a bad value, not a lost connection; asyncpg
-# does not export it under its own name.
-from asyncpg.exceptions._base import DataError as AsyncpgArgumentError
 from sqlalchemy import Select, UpdateBase, event, select
 from sqlalchemy.engine import URL, Compiled, Connection, Dialect, make_url
 from sqlalchemy.exc import (
@@ -57,6 +51,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from broker.store.db_errors import ArgumentError
 from broker.store.sqlite_driver import OneTripConnection, OneTripDbapi
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -145,7 +140,7 @@ class Database:
                 # SQLAlchemy did not see this call fail, so it would pool the
                 # connection again whatever state it is in.
                 await conn.invalidate()
-                if isinstance(exc, asyncpg.PostgresError | AsyncpgArgumentError):
+                if isinstance(exc, asyncpg.PostgresError | ArgumentError):
                     raise _wrapped(exc, plan.sql) from exc
                 raise
         return [row[0] for row in found]
@@ -194,9 +189,7 @@ class _Prepared:
         return out
 
 
-def _wrapped(
-    exc: sqlite3.Error | asyncpg.PostgresError | AsyncpgArgumentError, sql: str
-) -> DBAPIError:
+def _wrapped(exc: sqlite3.Error | asyncpg.PostgresError | ArgumentError, sql: str) -> DBAPIError:
     """A driver's error as SQLAlchemy's kind, so callers and the HTTP error
     handlers need not know which path a statement took: a constraint is an
     IntegrityError, a value the database cannot take (NUL in text, a number out
@@ -205,7 +198,7 @@ def _wrapped(
     deadlock) an OperationalError, which is answered 503, try again."""
     if isinstance(exc, sqlite3.IntegrityError | asyncpg.IntegrityConstraintViolationError):
         return IntegrityError(sql, None, exc)
-    if isinstance(exc, sqlite3.DataError | asyncpg.exceptions.DataError | AsyncpgArgumentError):
+    if isinstance(exc, sqlite3.DataError | asyncpg.exceptions.DataError | ArgumentError):
         return DataError(sql, None, exc)
     if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError):
         return ProgrammingError(sql, None, exc)

@@ -11,8 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import asyncpg
-from asyncpg.exceptions._base import DataError as ArgumentError
+from asyncpg.exceptions._base import DataError as _ArgumentError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+# What asyncpg raises for an argument it cannot send (an int beyond int32 for an
+# INTEGER column) before the statement reaches the server. It derives from
+# asyncpg's InterfaceError, but it is a bad value, not a lost connection; asyncpg
+# does not export it under its own name.
+ArgumentError = _ArgumentError
 
 # SQLAlchemy's wrapped errors, and what asyncpg and the OS raise when a new
 # connection cannot be made (SQLAlchemy does not wrap those) or the server is
