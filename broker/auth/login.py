@@ -247,11 +247,11 @@ async def _refuse_disabled(
     """An account an admin has locked. Only someone who holds both factors learns
     that it is locked (423); anyone else gets the answer of a wrong factor, so a
     423 does not tell which names exist, nor a right password on its own."""
-    code_right = False
-    if user.totp_secret is not None and creds.code:
-        secret = rt.box.decrypt(user.totp_secret, totp.storage_context(user.id))
-        check = totp.check(secret, creds.code, now.timestamp(), user.totp_last_step)
-        code_right = check.verdict is totp.Verdict.ACCEPT
+    code_right = (
+        user.totp_secret is not None
+        and bool(creds.code)
+        and _check_code(rt, user, creds.code or "", now).verdict is totp.Verdict.ACCEPT
+    )
     if code_right:
         await _audit_only(rt, now, LoginResult.LOCKED, typed, client, {"reason": "disabled"})
         raise Locked("This account is locked.", code="locked")
@@ -314,9 +314,7 @@ async def _second_factor(
             return "wrong"
         await s.execute(_RECORD_SUCCESS, {"uid": user.id, "now": now})
         return "ok"
-    assert user.totp_secret is not None
-    secret = rt.box.decrypt(user.totp_secret, totp.storage_context(user.id))
-    verdict = totp.check(secret, creds.code or "", now.timestamp(), user.totp_last_step)
+    verdict = _check_code(rt, user, creds.code or "", now)
     if verdict.verdict is totp.Verdict.WRONG:
         return "wrong"
     if verdict.verdict is totp.Verdict.REPLAY:
@@ -326,6 +324,13 @@ async def _second_factor(
     # success bookkeeping rides along in the same statement.
     result = await s.execute(_SPEND_STEP, {"uid": user.id, "step": verdict.step, "now": now})
     return "ok" if result.rowcount == 1 else "replay"  # type: ignore[attr-defined]
+
+
+def _check_code(rt: Runtime, user: User, code: str, now: dt.datetime) -> totp.Check:
+    """The user's TOTP code checked against their secret; nothing is spent."""
+    assert user.totp_secret is not None
+    secret = rt.box.decrypt(user.totp_secret, totp.storage_context(user.id))
+    return totp.check(secret, code, now.timestamp(), user.totp_last_step)
 
 
 async def _fail(
