@@ -17,8 +17,9 @@ from broker.audit.retention import purge
 from broker.auth import totp
 from broker.clock import FakeClock
 from broker.runtime import Runtime
-from broker.store.tables import AuditEvent, LoginFailure, User, WebSession
+from broker.store.tables import LoginFailure, User, WebSession
 from tests.support.accounts import PASSWORD, add_user, code_now, login
+from tests.support.audit import audit_events
 from tests.support.totp import oathtool_code
 
 INVALID = {"error": "invalid_credentials", "message": "User name, password or code is wrong."}
@@ -29,14 +30,6 @@ async def user_row(rt: Runtime, name: str = "maria") -> User:
         user = await s.scalar(select(User).where(User.name == name))
     assert user is not None
     return user
-
-
-async def audit_events(rt: Runtime, event: str | None = None) -> list[AuditEvent]:
-    async with rt.db.read() as s:
-        stmt = select(AuditEvent).order_by(AuditEvent.id)
-        if event:
-            stmt = stmt.where(AuditEvent.event == event)
-        return list((await s.scalars(stmt)).all())
 
 
 async def test_login_with_password_and_oathtool_code(

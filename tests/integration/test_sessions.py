@@ -16,8 +16,9 @@ from broker.app import create_app
 from broker.clock import FakeClock
 from broker.domain import PoolType, WorkMode
 from broker.runtime import Runtime, open_runtime
-from broker.store.tables import AuditEvent, Desktop, HostAction, Session
+from broker.store.tables import Desktop, HostAction, Session
 from broker.users import service as users
+from tests.support.audit import audit_events
 from tests.support.fleet import add_host, add_pool, ask, reporting_host, staff
 
 
@@ -183,14 +184,7 @@ async def test_refusals_are_coded_and_readable(runtime: Runtime, client: httpx.A
     assert bad.status_code == 422
     assert await count(runtime, Session) == 1
     # Every refusal is audited, though the request's own transaction rolls back.
-    async with runtime.db.read() as s:
-        refusals = (
-            await s.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.event == "session_refused")
-                .order_by(AuditEvent.id)
-            )
-        ).all()
+    refusals = await audit_events(runtime, "session_refused")
     assert [(e.username, e.result, e.detail["pool"]) for e in refusals] == [
         ("maria", "not_entitled", "Finanzen"),
         ("maria", "not_entitled", "Finanzen"),

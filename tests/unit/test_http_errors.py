@@ -21,17 +21,23 @@ class _AdapterError(Exception):
     """Stands in for the adapter's own error class, which wraps the driver's."""
 
 
-def _lost_mid_statement() -> DBAPIError:
-    driver = asyncpg.exceptions.ConnectionDoesNotExistError(
-        "connection was closed in the middle of operation"
-    )
+def _adapted(driver: Exception) -> DBAPIError:
+    """`driver`'s error as SQLAlchemy's asyncpg adapter passes it on."""
     try:
         try:
             raise driver
-        except asyncpg.exceptions.ConnectionDoesNotExistError as exc:
+        except Exception as exc:
             raise _AdapterError(str(exc)) from exc
     except _AdapterError as adapted:
         return DBAPIError("SELECT 1", {}, adapted)
+
+
+def _lost_mid_statement() -> DBAPIError:
+    return _adapted(
+        asyncpg.exceptions.ConnectionDoesNotExistError(
+            "connection was closed in the middle of operation"
+        )
+    )
 
 
 def test_classification() -> None:
@@ -44,14 +50,7 @@ def test_classification() -> None:
 
 
 def _refused_value() -> DBAPIError:
-    driver = asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00")
-    try:
-        try:
-            raise driver
-        except asyncpg.exceptions.CharacterNotInRepertoireError as exc:
-            raise _AdapterError(str(exc)) from exc
-    except _AdapterError as adapted:
-        return DBAPIError("SELECT 1", {}, adapted)
+    return _adapted(asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00"))
 
 
 def test_a_refused_value_is_bad_input_not_an_outage() -> None:
