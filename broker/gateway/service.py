@@ -305,9 +305,7 @@ class Gateway:
             # The desktop hung up, or the client's connection dropped, while the
             # tunnel was being recorded: its close went unrecorded, so record it now.
             self._closed(connection, tunnel)
-            raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_CONNECT_FAILED, "The connection closed while it was opened."
-            )
+            _gone_meanwhile(tunnel)
         return tunnel.bridge
 
     async def _register(self, tunnel: Tunnel, desktop: str | None) -> bool:
