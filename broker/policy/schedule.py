@@ -36,6 +36,11 @@ class Window:
     start: dt.time
     end: dt.time
 
+    @classmethod
+    def stored(cls, days: str, start: str, end: str) -> Window:
+        """A window as a schedule row stores it ("mon,wed", "07:00", "18:00")."""
+        return cls(parse_days(days), parse_time(start), parse_time(end))
+
     @property
     def overnight(self) -> bool:
         return self.end <= self.start

@@ -50,13 +50,7 @@ async def outside_windows(
     rules: dict[tuple[str, str], _Rules] = defaultdict(_Rules)
     for w in (await conn.execute(select(_schedules))).all():
         r = rules[(w.scope, w.subject)]
-        r.windows.append(
-            schedule.Window(
-                schedule.parse_days(w.days),
-                schedule.parse_time(w.start),
-                schedule.parse_time(w.end),
-            )
-        )
+        r.windows.append(schedule.Window.stored(w.days, w.start, w.end))
         r.in_force = w.created_at if r.in_force is None else max(r.in_force, w.created_at)
     if not rules:
         return {}

@@ -31,7 +31,7 @@ from broker.placement.model import (
 )
 from broker.placement.place import rank_hosts
 from broker.policy.quota import DepartmentCap
-from broker.policy.schedule import Window, applicable, parse_days, parse_time
+from broker.policy.schedule import Window, applicable
 from broker.sessions.host_views import HostViews
 from broker.store.db import Executor
 from broker.store.tables import (
@@ -414,4 +414,4 @@ async def load_policy(
 
 
 def _window(row: Row[tuple[object, ...]]) -> Window:
-    return Window(parse_days(str(row.days)), parse_time(str(row.start)), parse_time(str(row.end)))
+    return Window.stored(str(row.days), str(row.start), str(row.end))
