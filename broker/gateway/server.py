@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
 NO_SESSIONS = "This gateway only forwards to your desktop: no shell, commands or file transfer."
 ONLY_YOUR_DESKTOP = "This gateway only forwards to your desktop."
+SESSION_ENDED = "Your session has ended."
+DESKTOP_GONE = "Your desktop's host no longer reports it; ask for a desktop again later."
 
 KEX_ALGS = [
     "mlkem768x25519-sha256",

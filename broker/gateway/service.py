@@ -34,8 +34,10 @@ from broker.gateway import hostkey, store, tickets
 from broker.gateway.bridge import Bridge
 from broker.gateway.policy import ForwardRules, may_forward
 from broker.gateway.server import (
+    DESKTOP_GONE,
     ONLY_YOUR_DESKTOP,
     PROHIBITED,
+    SESSION_ENDED,
     GatewayConnection,
     Grant,
     server_options,
@@ -260,7 +262,8 @@ class Gateway:
         async with self.rt.db.read_conn() as conn:
             target = await store.target(conn, grant.session_id)
         if target is None or not target.connectable:
-            raise asyncssh.ChannelOpenError(PROHIBITED, "Your session has ended.")
+            gone = target is not None and target.missing
+            raise asyncssh.ChannelOpenError(PROHIBITED, DESKTOP_GONE if gone else SESSION_ENDED)
         verdict = may_forward(host, port, target.address, target.port, self.rules)
         if not verdict.allowed:
             assert verdict.refusal is not None

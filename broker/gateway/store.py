@@ -47,6 +47,7 @@ _TARGET = (
         _desktops.c.name.label("desktop_name"),
         _desktops.c.address,
         _desktops.c.port,
+        _desktops.c.missing,
     )
     .select_from(_sessions)
     .join(_users, _users.c.id == _sessions.c.user_id)
@@ -87,7 +88,8 @@ _HEARTBEAT = (
 
 @dataclass(frozen=True)
 class Target:
-    """A session as the gateway sees it: whose it is, where its desktop listens."""
+    """A session as the gateway sees it: whose it is, where its desktop listens,
+    and whether its host still reports that desktop."""
 
     state: str
     user_id: int
@@ -95,10 +97,19 @@ class Target:
     desktop: str | None
     address: str | None
     port: int | None
+    missing: bool = False
 
     @property
     def connectable(self) -> bool:
-        return self.state in CONNECTABLE and bool(self.address) and bool(self.port)
+        """An open session on a desktop its host reports. A missing desktop's
+        address may belong to another machine by now (a new VM on the same
+        address), so no ticket, old or new, opens a tunnel to it."""
+        return (
+            self.state in CONNECTABLE
+            and bool(self.address)
+            and bool(self.port)
+            and not self.missing
+        )
 
 
 @dataclass(frozen=True)
@@ -120,7 +131,15 @@ async def target(conn: Executor, session_id: str) -> Target | None:
     row = (await conn.execute(_TARGET, {"session_id": session_id})).first()
     if row is None:
         return None
-    return Target(row.state, row.user_id, row.user_name, row.desktop_name, row.address, row.port)
+    return Target(
+        row.state,
+        row.user_id,
+        row.user_name,
+        row.desktop_name,
+        row.address,
+        row.port,
+        bool(row.missing),
+    )
 
 
 async def register(

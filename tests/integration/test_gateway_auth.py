@@ -20,6 +20,7 @@ from tests.support.gateway import (
     echo,
     gateway_rig,
     gateway_settings,
+    refused_locally,
     rig_fixture,
     run_ssh,
     ssh_client,
@@ -80,6 +81,21 @@ async def test_a_ticket_of_an_ended_session_is_refused(rig: Rig) -> None:
     assert not await login(rig, answer["connect"]["ticket"])
     failed = await rig.audit("gateway_auth_failed")
     assert failed[-1].result == "session_not_connectable"
+
+
+async def test_no_ticket_reaches_a_desktop_its_host_no_longer_reports(rig: Rig) -> None:
+    """The VM is undefined on its host; its address may be another machine's by now.
+    A ticket issued before that, and a connection open since then, reach nothing."""
+    answer = await rig.desktop_for("maria")
+    spare = await rig.fresh(answer)  # a second ticket, issued while the desktop was there
+    async with rig.forward(answer) as f:
+        assert await echo(f.local_port, b"before") == b"before"
+        del rig.agent.desktops[answer["session"]["desktop"]]
+        await rig.agent.report()
+        assert await refused_locally(f.local_port)  # no new tunnel on the open link
+    assert not await login(rig, spare["connect"]["ticket"])
+    failed = await rig.audit("gateway_auth_failed")
+    assert [e.result for e in failed] == ["session_not_connectable"]
 
 
 async def test_only_password_logins_are_offered(rig: Rig) -> None:
