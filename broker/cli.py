@@ -399,13 +399,7 @@ async def policy_schedule_add(rt: Runtime, args: argparse.Namespace) -> int:
         f"Schedule {schedule_id} added: {added['scope']} {added['subject']} may work from home "
         f"on {added['days']} from {added['start']} to {added['end']}."
     )
-    outside = await policies.sessions_outside_windows(rt)
-    if outside:
-        print(
-            f"{outside} open home session(s) are outside their telework windows now; "
-            f"they end {rt.settings.schedule_grace_s:g} s after their window closed or "
-            "this window was added, whichever is later."
-        )
+    await note_sessions_outside(rt)
     if scope == "department":
         await note_unknown_departments(rt, [added["subject"]])
     return 0
@@ -414,7 +408,20 @@ async def policy_schedule_add(rt: Runtime, args: argparse.Namespace) -> int:
 async def policy_schedule_remove(rt: Runtime, args: argparse.Namespace) -> int:
     removed = await policies.remove_schedule(rt, args.id, actor())
     print(f"Schedule {removed['id']} ({removed['scope']} {removed['subject']}) removed.")
+    await note_sessions_outside(rt)
     return 0
+
+
+async def note_sessions_outside(rt: Runtime) -> None:
+    """After a change of telework windows: how many open home sessions it finds
+    outside them, and when those end."""
+    outside = await policies.sessions_outside_windows(rt)
+    if outside:
+        print(
+            f"{outside} open home session(s) are outside their telework windows now; "
+            f"they end {rt.settings.schedule_grace_s:g} s after their window closed or "
+            "the windows changed, whichever is later."
+        )
 
 
 async def policy_priority_add(rt: Runtime, args: argparse.Namespace) -> int:

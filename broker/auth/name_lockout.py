@@ -16,8 +16,6 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, delete, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from broker.auth import lockout
 from broker.runtime import Runtime
@@ -56,9 +54,8 @@ async def begin_attempt(conn: Executor, rt: Runtime, name: str, now: dt.datetime
     factor is checked (see broker.auth.login._begin_attempt); a directory user's
     first success clears the row."""
     key = name_key(rt, name)
-    insert = sqlite_insert if rt.db.is_sqlite else postgresql_insert
     upsert = (
-        insert(_failures)
+        rt.db.upsert(_failures)
         .values(name_key=key, failures=1, locked_until=None, last_failure_at=now)
         .on_conflict_do_update(
             index_elements=[_failures.c.name_key],

@@ -54,8 +54,8 @@ async def set_cap(
 @router.post("/schedules", status_code=201)
 async def add_schedule(body: ScheduleBody, identity: AdminDep, rt: RuntimeDep) -> dict[str, Any]:
     """The window as stored, and `sessions_outside`: open home sessions outside
-    their windows now, which end `schedule_grace_s` after (for those the new
-    window put outside, after it was added)."""
+    their windows now, which end `schedule_grace_s` after their window closed or
+    the windows changed, whichever is later."""
     schedule_id = await store.add_schedule(
         rt, body.scope, body.subject, body.days, body.start, body.end, identity.user.name
     )
@@ -67,7 +67,10 @@ async def add_schedule(body: ScheduleBody, identity: AdminDep, rt: RuntimeDep) -
 async def remove_schedule(
     schedule_id: Annotated[int, Path(ge=1, le=MAX_INT)], identity: AdminDep, rt: RuntimeDep
 ) -> dict[str, Any]:
-    return await store.remove_schedule(rt, schedule_id, identity.user.name)
+    """The window as it was, and `sessions_outside`, as for adding one: removing a
+    window can leave sessions outside the windows that remain."""
+    removed = await store.remove_schedule(rt, schedule_id, identity.user.name)
+    return {**removed, "sessions_outside": await store.sessions_outside_windows(rt)}
 
 
 @router.put("/priority-classes/{name}")

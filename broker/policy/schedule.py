@@ -9,8 +9,8 @@ restricted by them.
 A session that is open when its window closes keeps running, so nobody loses
 unsaved work mid-sentence; the broker ends it `schedule_grace_s` after the
 close (broker.sessions.lifecycle), and new sessions are refused meanwhile. A
-rule added while a session runs outside its windows gives it the same grace,
-counted from the moment the rule came into force.
+change of the rules (a window added or removed) that finds a session outside
+its windows gives it the same grace, counted from the change (in_force_since).
 
 Window bounds are wall-clock times, but a window is the stretch of real time
 between two moments: a bound is the first moment the local clock reads it
@@ -122,6 +122,23 @@ def applicable(
     if department_windows:
         return department_windows
     return None
+
+
+def in_force_since(
+    own_windows: bool, user_changed: dt.datetime | None, department_changed: dt.datetime | None
+) -> dt.datetime | None:
+    """When the windows that govern a user came into force for them, from when the
+    user's and the department's windows last changed (added or removed).
+
+    A user's own windows replace the department's, so only their own changes
+    count. Under the department's windows the user's changes count too:
+    removing a user's last window puts them under the department's windows
+    from that moment on.
+    """
+    if own_windows:
+        return user_changed
+    changes = [t for t in (user_changed, department_changed) if t is not None]
+    return max(changes) if changes else None
 
 
 def allowed(windows: Sequence[Window] | None, local: dt.datetime) -> bool:

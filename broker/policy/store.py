@@ -24,12 +24,22 @@ from broker.policy.quota import DepartmentCap
 from broker.policy.schedule import format_days, format_time, parse_days, parse_time
 from broker.runtime import Runtime
 from broker.sessions import schedules
-from broker.store.tables import CAP_STAFF, DepartmentPolicy, PriorityClass, Schedule, User
+from broker.store.tables import (
+    CAP_STAFF,
+    DepartmentPolicy,
+    PriorityClass,
+    Schedule,
+    ScheduleChange,
+    User,
+    table,
+)
 from broker.users import service as users
 
 MAX_CAP = 100_000
 SCOPES = ("user", "department")
 EVENT = "policy_changed"
+
+_changes = table(ScheduleChange)
 
 
 # -- checking input (pure) ------------------------------------------------------------
@@ -196,14 +206,29 @@ async def add_schedule(
         row = Schedule(**asdict(spec), created_at=now)
         s.add(row)
         await s.flush()
+        await _windows_changed(rt, s, spec.scope, spec.subject, now)
         await _changed(s, now, actor, "schedule_added", {"schedule_id": row.id, **asdict(spec)})
         return row.id
 
 
+async def _windows_changed(
+    rt: Runtime, s: AsyncSession, scope: str, subject: str, now: dt.datetime
+) -> None:
+    """Note when the subject's windows changed: sessions a change puts outside
+    their windows get the grace from now (schedule.in_force_since)."""
+    await s.execute(
+        rt.db.upsert(_changes)
+        .values(scope=scope, subject=subject, changed_at=now)
+        .on_conflict_do_update(
+            index_elements=[_changes.c.scope, _changes.c.subject], set_={"changed_at": now}
+        )
+    )
+
+
 async def sessions_outside_windows(rt: Runtime) -> int:
     """How many open home sessions are outside their telework windows now: after
-    a window is added, those it leaves outside end `schedule_grace_s` later
-    (broker.sessions.lifecycle)."""
+    a window is added or removed, those it leaves outside end `schedule_grace_s`
+    later (broker.sessions.lifecycle)."""
     async with rt.db.read() as s:
         outside = await schedules.outside_windows(s, rt.clock.now(), ZoneInfo(rt.settings.timezone))
     return len(outside)
@@ -221,6 +246,7 @@ async def remove_schedule(rt: Runtime, schedule_id: int, actor: str) -> dict[str
         row = await _schedule(s, schedule_id)
         removed = _schedule_dict(row)
         await s.delete(row)
+        await _windows_changed(rt, s, row.scope, row.subject, now)
         await _changed(
             s, now, actor, "schedule_removed", {"schedule_id": row.id, **asdict(_spec_of(row))}
         )

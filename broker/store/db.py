@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Select, UpdateBase, event, select
+from sqlalchemy import Select, Table, UpdateBase, event, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Compiled, Connection, Dialect, make_url
 from sqlalchemy.exc import (
     DataError,
@@ -84,6 +85,11 @@ class Database:
         self._prepared: dict[UpdateBase, _Prepared] = {}
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False)
+
+    def upsert(self, table: Table) -> sqlite.Insert | postgresql.Insert:
+        """An INSERT into `table` in this database's dialect, which can take an
+        ON CONFLICT clause (both dialects spell it `on_conflict_do_update`)."""
+        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

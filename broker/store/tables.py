@@ -393,6 +393,19 @@ class Schedule(Base):
     created_at: Mapped[dt.datetime]
 
 
+class ScheduleChange(Base):
+    """When a user's or a department's telework windows last changed (added or
+    removed). A session that a change puts outside its windows gets the grace
+    from then on (broker.policy.schedule.in_force_since); a removed window
+    leaves no row of its own to tell when."""
+
+    __tablename__ = "schedule_changes"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    changed_at: Mapped[dt.datetime]
+
+
 class PriorityClass(Base):
     """A task area whose staff are served from the priority reserve."""
 

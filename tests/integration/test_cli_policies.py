@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import shlex
 import shutil
 import sqlite3
@@ -308,7 +309,7 @@ async def test_assignments_and_sessions_from_the_command_line(
     assert jan.json()["session"]["desktop"] == "vhost01-d001"
 
 
-async def test_adding_a_schedule_says_which_sessions_it_leaves_outside(
+async def test_changing_schedules_says_which_sessions_are_outside(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
     """The command tells the administrator how many home sessions are outside
@@ -337,6 +338,12 @@ async def test_adding_a_schedule_says_which_sessions_it_leaves_outside(
     quiet = await asyncio.to_thread(vdi_broker, *shlex.split(command), env=env)
     assert quiet.returncode == 0, quiet.stderr
     assert "1 open home session(s)" in quiet.stdout  # bernd's
+    # Removing her window puts anna back under the department's: both are outside.
+    own = re.search(r"Schedule (\d+) added", quiet.stdout)
+    assert own is not None
+    removed = await asyncio.to_thread(vdi_broker, "policy", "schedule", "remove", own[1], env=env)
+    assert removed.returncode == 0, removed.stderr
+    assert "2 open home session(s) are outside their telework windows now" in removed.stdout
 
 
 async def test_a_share_cap_says_which_staff_it_is_a_share_of(

@@ -250,6 +250,43 @@ async def test_a_new_schedule_gives_running_sessions_the_grace(
     ]
 
 
+async def test_removing_a_window_gives_the_sessions_it_leaves_outside_the_grace(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """anna's own Monday window replaced her department's Tuesdays. Removing it on
+    a Monday puts her under the Tuesdays, whose last close is days ago: she too
+    gets the grace from the removal, not an end at once. The department's
+    window is older than the grace, which is what made this go wrong."""
+    chef = await admin(runtime)
+    await add_pool(runtime)
+    agent = await fleet(runtime, client, Finanzen=4)
+    tuesdays = {"scope": "department", "subject": "Finanzen", "days": "tue"}
+    window = {"start": "07:00", "end": "18:00"}
+    added = await client.post(f"{POLICIES}/schedules", json={**tuesdays, **window}, headers=chef)
+    assert added.status_code == 201, added.text
+    mondays = {"scope": "user", "subject": "anna", "days": "mon", **window}
+    await staff(runtime, "anna")
+    own = await client.post(f"{POLICIES}/schedules", json=mondays, headers=chef)
+    assert own.status_code == 201, own.text
+    clock.advance(2 * runtime.settings.schedule_grace_s)
+    await agent.report()
+    chef = await sign_in(runtime, "chef")
+    # Monday 12:00, within her window.
+    assert (await ask(client, await sign_in(runtime, "anna"))).status_code == 201
+
+    removed = await client.delete(f"{POLICIES}/schedules/{own.json()['id']}", headers=chef)
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["sessions_outside"] == 1
+    await run_lifecycle(runtime)
+    assert await open_sessions(runtime) == 1
+    clock.advance(runtime.settings.schedule_grace_s - 60)
+    await run_lifecycle(runtime)
+    assert await open_sessions(runtime) == 1  # still within the grace
+    clock.advance(120)
+    await run_lifecycle(runtime)
+    assert await open_sessions(runtime) == 0
+
+
 async def open_sessions(rt: Runtime) -> int:
     async with rt.db.read() as s:
         return len((await s.scalars(select(Session).where(SESSION_OPEN))).all())

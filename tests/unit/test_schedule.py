@@ -12,6 +12,7 @@ from broker.policy.schedule import (
     allowed,
     applicable,
     closed_for,
+    in_force_since,
     moment,
     parse_days,
     parse_time,
@@ -67,6 +68,21 @@ def test_time_since_the_window_closed() -> None:
     assert closed_for([MON_WED], at(0, 19, 30)) == dt.timedelta(hours=1, minutes=30)
     assert closed_for([NIGHT], at(5, 7)) == dt.timedelta(hours=1)
     assert closed_for([MON_WED], at(1, 8)) == dt.timedelta(hours=14)
+
+
+def test_rules_come_into_force_with_their_last_change() -> None:
+    old, newer = at(0, 8), at(0, 9)
+    # Own windows replace the department's: only their own changes count.
+    assert in_force_since(True, old, newer) == old
+    # Under the department's windows, removing one's own last window counts too.
+    assert in_force_since(False, newer, old) == newer
+    assert in_force_since(False, old, newer) == newer
+    assert in_force_since(False, None, old) == old
+    assert in_force_since(False, None, None) is None
+    # A change gives a session outside its windows the grace from then.
+    assert closed_for([MON_WED], at(1, 10), in_force_since(False, at(1, 9), None)) == (
+        dt.timedelta(hours=1)
+    )
 
 
 def test_daylight_saving_change_uses_local_time() -> None:
