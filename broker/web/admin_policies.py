@@ -14,6 +14,7 @@ from broker.deps import RuntimeDep
 from broker.policy import store
 from broker.policy.schedule import DAYS
 from broker.pools import service as pools
+from broker.runtime import Runtime
 from broker.web.access import AdminForm, AdminPageIdentity
 from broker.web.forms import Done, outcome, share, text, texts, whole_number
 from broker.web.pages import render
@@ -76,7 +77,7 @@ async def add_schedule(request: Request, rt: RuntimeDep, posted: AdminForm) -> R
             text(form, "end"),
             posted.who.user.name,
         )
-        return Done("schedules.added")
+        return await _schedules_done(rt, "schedules.added")
 
     return await outcome(request, rt, add(), BACK)
 
@@ -87,9 +88,19 @@ async def remove_schedule(request: Request, rt: RuntimeDep, posted: AdminForm) -
         # A missing id is no schedule: the store says so.
         schedule_id = whole_number(text(posted.form, "schedule"), "schedules.title") or 0
         await store.remove_schedule(rt, schedule_id, posted.who.user.name)
-        return Done("schedules.removed")
+        return await _schedules_done(rt, "schedules.removed")
 
     return await outcome(request, rt, remove(), BACK)
+
+
+async def _schedules_done(rt: Runtime, key: str) -> Done:
+    """The notice after a change of telework windows; it names the home sessions
+    the change finds outside their windows, as the CLI and the API do."""
+    outside = await store.sessions_outside_windows(rt)
+    if not outside:
+        return Done(key)
+    minutes = f"{rt.settings.schedule_grace_s / 60:g}"
+    return Done(f"{key}_outside", {"count": outside, "minutes": minutes})
 
 
 @router.post("/reserve")

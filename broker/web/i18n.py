@@ -241,6 +241,12 @@ DE: dict[str, str] = {
     "schedules.end": "Bis",
     "schedules.added": "Das Zeitfenster ist gespeichert.",
     "schedules.removed": "Das Zeitfenster ist entfernt.",
+    "schedules.added_outside": "Das Zeitfenster ist gespeichert. {count} Telearbeitssitzung(en) "
+    "liegen jetzt außerhalb ihrer Zeiten; sie enden {minutes} Minuten nach dem Ende ihres "
+    "Zeitfensters oder nach dieser Änderung, je nachdem, was später ist.",
+    "schedules.removed_outside": "Das Zeitfenster ist entfernt. {count} Telearbeitssitzung(en) "
+    "liegen jetzt außerhalb ihrer Zeiten; sie enden {minutes} Minuten nach dem Ende ihres "
+    "Zeitfensters oder nach dieser Änderung, je nachdem, was später ist.",
     "day.mon": "Mo",
     "day.tue": "Di",
     "day.wed": "Mi",
@@ -494,6 +500,12 @@ EN: dict[str, str] = {
     "schedules.end": "Until",
     "schedules.added": "The hours are saved.",
     "schedules.removed": "The hours are removed.",
+    "schedules.added_outside": "The hours are saved. {count} home session(s) are outside "
+    "their hours now; they end {minutes} minutes after their hours ended or after this "
+    "change, whichever is later.",
+    "schedules.removed_outside": "The hours are removed. {count} home session(s) are outside "
+    "their hours now; they end {minutes} minutes after their hours ended or after this "
+    "change, whichever is later.",
     "day.mon": "Mon",
     "day.tue": "Tue",
     "day.wed": "Wed",

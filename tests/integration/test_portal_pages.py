@@ -17,7 +17,7 @@ from broker.domain import HostState, Role
 from broker.runtime import Runtime
 from broker.store.tables import Host, Session, User, WebSession
 from tests.support.accounts import PASSWORD, add_user, code_now
-from tests.support.fleet import COOKIE, FakeAgent, add_pool, reporting_host, staff
+from tests.support.fleet import COOKIE, FakeAgent, add_pool, ask, reporting_host, staff
 from tests.support.portal import (
     assert_no_inline_code,
     assert_page_headers,
@@ -640,6 +640,27 @@ async def test_admin_policies_and_bad_input_changes_nothing(
             "priority_class_removed",
         ]
     )
+
+
+async def test_a_schedule_notice_names_the_home_sessions_outside(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """As the CLI and the API do, the portal says how many home sessions a change
+    of telework windows finds outside them, and when they end."""
+    await fleet_with_desktops(runtime, client)
+    assert (await ask(client, await staff(runtime, "maria"))).status_code == 201  # Monday
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    page = "/admin/policies"
+    window = {"scope": "department", "subject": "Finanzen", "start": "07:00", "end": "18:00"}
+    response = await post_form(client, page, f"{page}/schedules", {**window, "days": ["tue"]})
+    assert response.headers["location"] == page
+    assert notice_of((await client.get(page)).text) == (
+        "Das Zeitfenster ist gespeichert. 1 Telearbeitssitzung(en) liegen jetzt außerhalb "
+        "ihrer Zeiten; sie enden 60 Minuten nach dem Ende ihres Zeitfensters oder nach "
+        "dieser Änderung, je nachdem, was später ist."
+    )
+    await post_form(client, page, f"{page}/schedules", {**window, "days": ["mon"]})
+    assert notice_of((await client.get(page)).text) == "Das Zeitfenster ist gespeichert."
 
 
 async def test_audit_page_filters_and_pages(
