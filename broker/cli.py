@@ -28,6 +28,7 @@ from broker.audit import log as audit
 from broker.auth import enrolment
 from broker.cli_numbers import bounded_int, decimal, int_or_none, whole_number
 from broker.config import ConfigFileError, Settings, load_settings
+from broker.dirs import DirectoryError
 from broker.domain import HostState, PoolType, Protocol, Role, WorkMode
 from broker.errors import InvalidInput, NotFound, VdiError
 from broker.hosts import service as hosts
@@ -39,7 +40,7 @@ from broker.security.rotation import rotate_key
 from broker.sessions import service as sessions
 from broker.store import migrate
 from broker.store.backup import backup_sqlite
-from broker.store.db_errors import database_down
+from broker.store.db_errors import database_down, login_refused
 from broker.store.tables import Session
 from broker.users import service as users
 
@@ -832,16 +833,16 @@ async def run_handler(settings: Settings, handler: Handler, args: argparse.Names
         await rt.close()
 
 
-def unreachable_message(exc: BaseException, settings: Settings | None) -> str:
-    """One line for a database that is not there: where, and what the driver said
-    (the password left out)."""
+def database_message(exc: BaseException, settings: Settings | None, what: str) -> str:
+    """One line for a database that is not there or will not let us in: where,
+    `what` happened, and what the driver said (the password left out)."""
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     said = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     where = ""
     if settings is not None:
         url = make_url(settings.effective_database_url)
         where = f" {url.render_as_string(hide_password=True)}"
-    return f"error: the database{where} is not reachable: {said}"
+    return f"error: the database{where} {what}: {said}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -867,7 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"error: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    except (KeyFileError, ConfigFileError) as exc:
+    except (KeyFileError, ConfigFileError, DirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -880,9 +881,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:
         # Last: BrokenPipeError above is a ConnectionError, which counts as "down".
+        if login_refused(exc):
+            print(database_message(exc, settings, "refused the broker's login"), file=sys.stderr)
+            return 2
         if not database_down(exc):
             raise  # a bug: the traceback is what finds it
-        print(unreachable_message(exc, settings), file=sys.stderr)
+        print(database_message(exc, settings, "is not reachable"), file=sys.stderr)
         return 2
 
 

@@ -23,6 +23,7 @@ import uvicorn
 
 from broker.auth import enrolment
 from broker.config import Settings, load_settings
+from broker.dirs import ensure_dir
 from broker.domain import PoolType, Protocol, Role, WorkMode
 from broker.gateway import hostkey
 from broker.hosts import service as hosts
@@ -218,7 +219,7 @@ def run_demo(args: argparse.Namespace) -> int:
         data_dir = env.data_dir.resolve()
     else:
         data_dir = Path("demo-data").resolve()
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_dir(data_dir, "the demo directory", mode=0o700)
     fresh_database(data_dir)
     settings = load_settings(
         None,

@@ -17,6 +17,7 @@ from broker.auth.ratelimit import SlidingWindowLimiter
 from broker.cache import TtlCache
 from broker.clock import Clock, SystemClock
 from broker.config import Settings
+from broker.dirs import ensure_dir
 from broker.hosts.batcher import ReportBatcher
 from broker.hosts.known import TokenCache
 from broker.hosts.store import STORE_USUAL_REPORT
@@ -76,7 +77,7 @@ class Runtime:
 
 
 def prepare_data_dir(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_dir(settings.data_dir, "the data directory", mode=0o700)
 
 
 async def open_runtime(

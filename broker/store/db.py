@@ -52,6 +52,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from broker.dirs import ensure_dir
 from broker.store.db_errors import ArgumentError
 from broker.store.sqlite_driver import OneTripConnection, OneTripDbapi
 
@@ -70,7 +71,7 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
             if self.url.database and self.url.database != ":memory:":
-                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+                ensure_dir(Path(self.url.database).parent, "the database's directory")
             kwargs["module"] = OneTripDbapi()
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)

@@ -71,3 +71,17 @@ def database_down(exc: BaseException) -> bool:
         driver = exc.orig.__cause__ if exc.orig is not None else None
         return exc.connection_invalidated or isinstance(driver, DATABASE_DOWN)
     return False
+
+
+# What PostgreSQL answers a connection it will not let in: no such role, a wrong
+# password, a pg_hba rule, no such database. A setting to correct, not an outage
+# to wait out, so it is not "down"; the command line says it in one line.
+LOGIN_REFUSED: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+    asyncpg.exceptions.InvalidCatalogNameError,
+)
+
+
+def login_refused(exc: BaseException) -> bool:
+    """Whether the database refused to let the broker in."""
+    return any(isinstance(e, LOGIN_REFUSED) for e in _causes(exc))

@@ -263,6 +263,41 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(env: dict[str, str]
     assert len(result.stderr.splitlines()) == 1 and "geheim" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        ("nobody_here:geheim@127.0.0.1:5432/postgres", 'role "nobody_here" does not exist'),
+        ("postgres:geheim@127.0.0.1:5432/no_such_db_here", 'database "no_such_db_here" does'),
+    ],
+)
+def test_a_database_that_refuses_the_login_is_one_line(
+    env: dict[str, str], where: str, said: str
+) -> None:
+    """The server is up but will not let the broker in: a setting to correct,
+    said in one line without the password, not a traceback."""
+    result = vdi_broker("status", env={**env, "VDI_DATABASE_URL": f"postgresql://{where}"})
+    assert result.returncode == 2 and result.stdout == ""
+    assert "refused the broker's login" in result.stderr and said in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "geheim" not in result.stderr
+
+
+def test_a_directory_that_cannot_be_made_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    """The data directory or the SQLite file's directory lies under a file."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for extra, what in (
+        ({"VDI_DATA_DIR": str(blocker / "data")}, "the data directory"),
+        (
+            {"VDI_DATABASE_URL": f"sqlite+aiosqlite:///{blocker / 'db' / 'vdi.sqlite'}"},
+            "the database's directory",
+        ),
+    ):
+        result = vdi_broker("status", env={**env, **extra})
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith(f"error: cannot create {what} {blocker}/")
+        assert "Not a directory" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
 @pytest.mark.parametrize("limit", ["-1", "0", "10001", str(2**64), "x"])
 def test_audit_limit_out_of_range_is_refused(env: dict[str, str], limit: str) -> None:
     result = vdi_broker("audit", "--limit", limit, env=env)
