@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from broker.errors import InvalidInput
@@ -16,10 +17,16 @@ from broker.store.db import Database
 
 
 def _copy(source: str, target: Path) -> None:
+    # Claims the name (never overwrites) with the mode a copy of secrets needs.
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-        src.backup(dst)
+    try:
+        with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
+            src.backup(dst)
+    except BaseException:
+        # Half a backup looks like a whole one until it is needed.
+        target.unlink(missing_ok=True)
+        raise
 
 
 async def backup_sqlite(db: Database, target: Path) -> Path:
@@ -38,5 +45,10 @@ async def backup_sqlite(db: Database, target: Path) -> Path:
         # operator's to fix, so their words, not a traceback.
         raise InvalidInput(
             f"Cannot write the backup to {target}: {exc.strerror or exc}.", code="backup_target"
+        ) from exc
+    except sqlite3.Error as exc:
+        # A full disk or a file-size limit, met half-way through the copy.
+        raise InvalidInput(
+            f"The backup to {target} failed and was removed: {exc}.", code="backup_failed"
         ) from exc
     return target

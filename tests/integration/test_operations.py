@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -17,7 +19,7 @@ from broker.runtime import Runtime
 from broker.security.crypto import SecretBox
 from broker.store.tables import AuditEvent
 from tests.support.accounts import add_user, code_now, login
-from tests.support.processes import clean_env, vdi_broker
+from tests.support.processes import VENV_BIN, clean_env, vdi_broker
 
 
 async def events(rt: Runtime, name: str | None = None) -> int:
@@ -103,3 +105,27 @@ def test_host_token_rotation_and_backup_from_the_cli(tmp_path: Path) -> None:
 
     rotated = vdi_broker("keys", "rotate", env=env)
     assert rotated.returncode == 0 and "New current key" in rotated.stdout
+
+
+def test_a_backup_that_fails_half_way_leaves_no_file(tmp_path: Path) -> None:
+    """The disk fills up during the copy (here a file-size limit of half the
+    database, set with prlimit): one line that says so, and no half a backup
+    that would look like a whole one."""
+    env = clean_env({"VDI_DATA_DIR": str(tmp_path / "data")})
+    assert vdi_broker("host", "add", "vhost01", env=env).returncode == 0
+    with closing(sqlite3.connect(tmp_path / "data" / "vdi-broker.sqlite3")) as conn:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    target = tmp_path / "backup.sqlite3"
+    failed = subprocess.run(
+        ["prlimit", f"--fsize={pages * page_size // 2}", str(VENV_BIN / "vdi-broker"),
+         "db", "backup", str(target)],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert failed.stderr.startswith(f"error: The backup to {target} failed and was removed: ")
+    assert len(failed.stderr.splitlines()) == 1
+    assert not target.exists()
+    # Without the limit the same backup works.
+    assert vdi_broker("db", "backup", str(target), env=env).returncode == 0
+    assert target.exists()
