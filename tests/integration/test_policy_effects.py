@@ -232,13 +232,7 @@ async def test_a_new_schedule_gives_running_sessions_the_grace(
     assert added.status_code == 201, added.text
     assert added.json()["sessions_outside"] == 2  # anna's and bernd's, not kurt's
 
-    await run_lifecycle(runtime)
-    assert await open_sessions(runtime) == 3
-    clock.advance(runtime.settings.schedule_grace_s - 60)
-    await run_lifecycle(runtime)
-    assert await open_sessions(runtime) == 3  # still within the grace
-    clock.advance(120)
-    await run_lifecycle(runtime)
+    await through_the_grace(runtime, clock, open_within=3)
     async with runtime.db.read() as s:
         rows = (
             await s.execute(select(User.name, Session.end_reason).join(User).order_by(User.name))
@@ -277,14 +271,20 @@ async def test_removing_a_window_gives_the_sessions_it_leaves_outside_the_grace(
     removed = await client.delete(f"{POLICIES}/schedules/{own.json()['id']}", headers=chef)
     assert removed.status_code == 200, removed.text
     assert removed.json()["sessions_outside"] == 1
-    await run_lifecycle(runtime)
-    assert await open_sessions(runtime) == 1
-    clock.advance(runtime.settings.schedule_grace_s - 60)
-    await run_lifecycle(runtime)
-    assert await open_sessions(runtime) == 1  # still within the grace
-    clock.advance(120)
-    await run_lifecycle(runtime)
+    await through_the_grace(runtime, clock, open_within=1)
     assert await open_sessions(runtime) == 0
+
+
+async def through_the_grace(rt: Runtime, clock: FakeClock, open_within: int) -> None:
+    """Run the lifecycle now and a minute before the schedule grace ends, checking
+    that `open_within` sessions stay open, then once a minute after it."""
+    await run_lifecycle(rt)
+    assert await open_sessions(rt) == open_within
+    clock.advance(rt.settings.schedule_grace_s - 60)
+    await run_lifecycle(rt)
+    assert await open_sessions(rt) == open_within
+    clock.advance(120)
+    await run_lifecycle(rt)
 
 
 async def open_sessions(rt: Runtime) -> int:
