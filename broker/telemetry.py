@@ -7,6 +7,7 @@ Prometheus expects from replicas (sum over instances in the queries).
 
 from __future__ import annotations
 
+import math
 import threading
 from bisect import bisect_left
 from collections import Counter
@@ -44,6 +45,9 @@ class Histogram:
 
 ASSIGNMENT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LAUNCH_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 240, 300)
+# What a launch that never came up counts as, at least: slower than every bucket,
+# so VdiSessionLaunchSlow sees it also where pending_timeout_s is short.
+NEVER_LAUNCHED_S = math.nextafter(LAUNCH_BUCKETS[-1], math.inf)
 
 
 class Telemetry:
@@ -70,6 +74,11 @@ class Telemetry:
     def launch(self, pool: str, seconds: float) -> None:
         with self._lock:
             self.launch_histogram(pool).observe(seconds)
+
+    def launch_timed_out(self, pool: str, waited: float) -> None:
+        """A launch given up after `waited` seconds: it counts above every bucket
+        (its wait, or just over the top bucket when it waited less)."""
+        self.launch(pool, max(waited, NEVER_LAUNCHED_S))
 
     def gateway_auth_failed(self) -> None:
         with self._lock:

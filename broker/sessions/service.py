@@ -593,7 +593,7 @@ async def end_start_timeouts(
             .where(_sessions.c.id.in_(ended))
         )
         for pool, created in rows:
-            rt.telemetry.launch(pool, (now - created).total_seconds())
+            rt.telemetry.launch_timed_out(pool, (now - created).total_seconds())
     return ended
 
 

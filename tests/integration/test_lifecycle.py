@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,9 +12,10 @@ from sqlalchemy import select, update
 
 from agent.protocol import PowerState
 from broker.clock import FakeClock
-from broker.runtime import Runtime
+from broker.runtime import Runtime, open_runtime
 from broker.sessions.lifecycle import run_lifecycle
 from broker.store.tables import Desktop, HostAction, Pool, Schedule, Session
+from tests.conftest import app_client, make_settings
 from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, staff
 from tests.support.scrape import samples, value
 
@@ -117,25 +119,34 @@ async def test_pending_timeout(
     assert (await session(runtime)).end_reason == "start_timeout"
 
 
+@pytest.mark.parametrize("timeout_s", [300.0, 60.0])
 async def test_a_launch_that_times_out_counts_as_slow_in_the_launch_histogram(
-    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+    tmp_path: Path, db_url: str, clock: FakeClock, timeout_s: float
 ) -> None:
     """Without it, a pool whose desktops never come up shows no launch at all and
-    VdiSessionLaunchSlow stays silent."""
-    await setup(runtime, client, n=1, power=PowerState.STOPPED)
-    assert (await ask(client, await staff(runtime, "maria"))).status_code == 202
-    waited = runtime.settings.pending_timeout_s + 30
-    clock.advance(waited)
-    await run_lifecycle(runtime)
-    assert (await session(runtime)).end_reason == "start_timeout"
-    found = samples((await client.get("/metrics")).text)
-    launches = "vdi_session_launch_duration_seconds"
-    assert value(found, f"{launches}_count", pool="Finanzen") == 1
-    assert value(found, f"{launches}_sum", pool="Finanzen") == pytest.approx(waited)
-    assert value(found, f"{launches}_bucket", pool="Finanzen", le="300.0") == 0  # above all
-    await run_lifecycle(runtime)  # an ended session is not counted again
-    found = samples((await client.get("/metrics")).text)
-    assert value(found, f"{launches}_count", pool="Finanzen") == 1
+    VdiSessionLaunchSlow stays silent. It counts above every bucket also when
+    pending_timeout_s is below the alert's 120 s."""
+    settings = make_settings(tmp_path, db_url, pending_timeout_s=timeout_s)
+    runtime = await open_runtime(settings, clock=clock)
+    try:
+        async with app_client(runtime) as client:
+            await setup(runtime, client, n=1, power=PowerState.STOPPED)
+            assert (await ask(client, await staff(runtime, "maria"))).status_code == 202
+            waited = timeout_s + 30
+            clock.advance(waited)
+            await run_lifecycle(runtime)
+            assert (await session(runtime)).end_reason == "start_timeout"
+            found = samples((await client.get("/metrics")).text)
+            launches = "vdi_session_launch_duration_seconds"
+            assert value(found, f"{launches}_count", pool="Finanzen") == 1
+            recorded = value(found, f"{launches}_sum", pool="Finanzen")
+            assert recorded == pytest.approx(max(waited, 300))
+            assert value(found, f"{launches}_bucket", pool="Finanzen", le="300.0") == 0
+            await run_lifecycle(runtime)  # an ended session is not counted again
+            found = samples((await client.get("/metrics")).text)
+            assert value(found, f"{launches}_count", pool="Finanzen") == 1
+    finally:
+        await runtime.close()
 
 
 async def test_outside_schedule_after_the_grace(
