@@ -13,7 +13,8 @@ Each round (one broker does it, see broker.jobs):
   `desktop_lost_grace_s` end as `desktop_lost` (as broker.hosts.monitor ends
   the sessions of a host down for `host_lost_grace_s` as `host_lost`): the
   desktop is gone, and its user gets a new one instead of a dead ticket;
-- floating desktops whose reset failed are reset again;
+- floating desktops whose reset failed are reset again, less often with each
+  failure in a row (broker.hosts.backoff);
 - spare desktops are started and stopped (broker.placement.spares);
 - expired tunnel tickets are deleted, and tunnel rows of a gateway replica that
   died (broker.gateway.service.purge_stale_tunnels).
@@ -34,7 +35,7 @@ from broker import fleet
 from broker.domain import SessionState
 from broker.gateway import tickets
 from broker.gateway.service import purge_stale_tunnels
-from broker.hosts import actions
+from broker.hosts import actions, backoff
 from broker.placement.spares import SpareCandidate, plan_spares
 from broker.runtime import Runtime
 from broker.sessions import schedules, service
@@ -182,7 +183,8 @@ async def _lost_desktops(rt: Runtime, conn: Executor, now: dt.datetime) -> None:
 
 
 async def _retry_resets(conn: Executor, now: dt.datetime) -> None:
-    """A dirty desktop with no reset on its way (the last one failed) gets another."""
+    """A dirty desktop with no reset on its way (the last one failed) gets another,
+    after a wait that grows with each failure in a row (broker.hosts.backoff)."""
     reset_queued = exists().where(
         _actions.c.desktop_id == _desktops.c.id,
         _actions.c.state == "queued",
@@ -198,7 +200,21 @@ async def _retry_resets(conn: Executor, now: dt.datetime) -> None:
             )
         )
     ).all()
+    if not rows:
+        return
+    outcomes: dict[int, list[tuple[dt.datetime, bool]]] = {d.id: [] for d in rows}
+    finished = await conn.execute(
+        select(_actions.c.desktop_id, _actions.c.finished_at, _actions.c.state).where(
+            _actions.c.desktop_id.in_(list(outcomes)),
+            _actions.c.kind == ActionKind.RESET.value,
+            _actions.c.finished_at.isnot(None),
+        )
+    )
+    for desktop_id, finished_at, state in finished:
+        outcomes[desktop_id].append((finished_at, state == "done"))
     for d in rows:
+        if not backoff.reset_due(outcomes[d.id], now):
+            continue
         await actions.queue(
             conn,
             now,

@@ -173,19 +173,31 @@ async def test_outside_schedule_after_the_grace(
     assert (await session(runtime)).end_reason == "outside_schedule"
 
 
-async def test_failed_reset_is_tried_again(runtime: Runtime, client: httpx.AsyncClient) -> None:
+async def test_failed_reset_is_tried_again_less_often_each_time(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A reset that fails is tried again after 30 s, then 60 s, and so on: a reset
+    that can never work is not queued and failed every five seconds for good."""
     from agent.protocol import ActionResult
 
     agent = await setup(runtime, client, n=1)
     me = await staff(runtime, "maria")
     sid = (await ask(client, me)).json()["session"]["id"]
     await client.delete(f"/api/v1/sessions/{sid}", headers=me)
-    action = (await agent.report())["actions"][0]
-    agent.results.append(ActionResult(id=action["id"], ok=False, error="hypervisor busy"))
-    await agent.report()
-    assert await queued(runtime, "reset") == []
-    await run_lifecycle(runtime)
-    assert len(await queued(runtime, "reset")) == 1
+    for wait in (30, 60):
+        action = (await agent.report())["actions"][0]
+        agent.results.append(ActionResult(id=action["id"], ok=False, error="hypervisor busy"))
+        await agent.report()
+        await run_lifecycle(runtime)
+        assert await queued(runtime, "reset") == []
+        clock.advance(wait - 1)
+        await agent.report()
+        await run_lifecycle(runtime)
+        assert await queued(runtime, "reset") == []  # not yet
+        clock.advance(1)
+        await agent.report()
+        await run_lifecycle(runtime)
+        assert len(await queued(runtime, "reset")) == 1
     await agent.obey()
     async with runtime.db.read() as s:
         assert (await s.scalar(select(Desktop.needs_reset))) is False
