@@ -192,6 +192,9 @@ class Settings(BaseSettings):
     timezone: str = "Europe/Berlin"
     language: Literal["de", "en"] = "de"
     audit_retention_days: int = Field(365, ge=1)
+    action_retention_days: int = Field(
+        7, ge=1, description="finished power actions (start, stop, reset) are kept this long"
+    )
     log_level: str = "INFO"
 
     load_index: LoadIndexSettings = LoadIndexSettings()

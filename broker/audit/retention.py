@@ -4,7 +4,10 @@ Audit events older than `audit_retention_days` (one year by default) are
 deleted; the purge itself is an audit event, so the log says when and how much
 was removed. Spent web sessions and enrolments go too: they are useless once
 expired, and nobody should find old session hashes in a backup. So do failed
-logins of names without an account, a day after the last one.
+logins of names without an account, a day after the last one, and finished
+power actions after `action_retention_days` (a week by default): each session
+end leaves a reset, and spare desktops a start and a stop, so the table would
+otherwise grow for as long as the broker runs.
 """
 
 from __future__ import annotations
@@ -17,7 +20,14 @@ from sqlalchemy import delete, or_
 from broker.audit import log as audit
 from broker.auth import name_lockout
 from broker.runtime import Runtime
-from broker.store.tables import AuditEvent, Enrolment, LoginFailure, WebSession, table
+from broker.store.tables import (
+    AuditEvent,
+    Enrolment,
+    HostAction,
+    LoginFailure,
+    WebSession,
+    table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +35,7 @@ _audit = table(AuditEvent)
 _web = table(WebSession)
 _enrolments = table(Enrolment)
 _failures = table(LoginFailure)
+_actions = table(HostAction)
 
 
 async def purge(rt: Runtime) -> int:
@@ -43,6 +54,9 @@ async def purge(rt: Runtime) -> int:
         await conn.execute(delete(_enrolments).where(_enrolments.c.expires_at < sessions_before))
         forget = name_lockout.forget_before(now, settings.lockout_max_delay_s)
         await conn.execute(delete(_failures).where(_failures.c.last_failure_at < forget))
+        # Queued actions stay whatever their age: they have not been done yet.
+        done_before = now - dt.timedelta(days=settings.action_retention_days)
+        await conn.execute(delete(_actions).where(_actions.c.finished_at < done_before))
         if removed:
             await audit.record(
                 conn,

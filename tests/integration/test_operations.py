@@ -10,15 +10,18 @@ from contextlib import closing
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from agent.protocol import ActionKind
 from broker.audit import log as audit
 from broker.audit.retention import purge
 from broker.clock import FakeClock
+from broker.hosts import actions
 from broker.runtime import Runtime
 from broker.security.crypto import SecretBox
-from broker.store.tables import AuditEvent
+from broker.store.tables import AuditEvent, Host, HostAction
 from tests.support.accounts import add_user, code_now, login
+from tests.support.fleet import reporting_host
 from tests.support.processes import VENV_BIN, clean_env, vdi_broker
 
 
@@ -52,6 +55,35 @@ async def test_audit_retention_keeps_a_year_and_records_the_purge(
     assert purged.detail["retention_days"] == 365
     assert await purge(runtime) == 0
     assert await events(runtime, "audit_purged") == 1  # nothing removed, nothing recorded
+
+
+async def test_finished_power_actions_are_kept_a_week(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Every session end leaves a reset action: finished ones go after
+    `action_retention_days`; one still queued stays, however old."""
+    await reporting_host(runtime, client, 1)
+    async with runtime.db.write() as s:
+        host_id = await s.scalar(select(Host.id))
+        assert host_id is not None
+        for days, state in ((30, "queued"), (8, "done"), (8, "failed"), (6, "done")):
+            when = clock.now() - dt.timedelta(days=days)
+            action_id = await actions.queue(
+                s, when, host_id=host_id, desktop_id=None, desktop_name=f"d{days}{state}",
+                kind=ActionKind.RESET, reason="recycle",
+            )  # fmt: skip
+            if state != "queued":
+                await s.execute(
+                    update(HostAction)
+                    .where(HostAction.id == action_id)
+                    .values(state=state, finished_at=when)
+                )
+    await purge(runtime)
+    async with runtime.db.read() as s:
+        kept = (
+            await s.scalars(select(HostAction.desktop_name).order_by(HostAction.desktop_name))
+        ).all()
+    assert kept == ["d30queued", "d6done"]
 
 
 async def test_key_rotation_keeps_logins_and_csrf_working(
