@@ -447,7 +447,7 @@ POLICY_KINDS = (
         "department_cap",
         "departments",
         "Department caps",
-        ["department", "remote_cap", "remote_share", "limit"],
+        ["department", "remote_cap", "remote_share", "staff", "limit"],
     ),
     ("schedule", "schedules", "Schedules", ["id", "scope", "subject", "days", "start", "end"]),
     ("priority_class", "priority_classes", "Priority classes", ["name", "users"]),

@@ -117,6 +117,9 @@ def test_policies_round_trip(env: dict[str, str]) -> None:
     ]
     table = ok("policy list", env=env)
     assert "Department caps:" in table and "Schedules:" in table and "Priority classes:" in table
+    # The office staff a share counts from, next to the limit (docs/operations.md).
+    assert re.search(r"^DEPARTMENT +REMOTE_CAP +REMOTE_SHARE +STAFF +LIMIT$", table, re.M)
+    assert re.search(r"^Ordnungsamt +- +0\.5 +1 +0$", table, re.M)
 
     ok("policy cap Bauamt --none", env=env)
     ok(f"policy schedule remove {listed['schedule'][0]['id']}", env=env)
