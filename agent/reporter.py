@@ -8,6 +8,7 @@ Authorization header and nowhere else.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -116,6 +117,16 @@ def judge(status: int, body: bytes) -> Delivery:
     return Delivery(Verdict.REJECTED, f"{status}: {hint}{said}", status)
 
 
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is rewritten or replaced (inode, modification
+    time, size); None when it cannot be looked at."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 class Reporter:
     """Sends reports. The token is read when first needed and again after the
     broker refused it, so installing a new token needs no restart."""
@@ -147,3 +158,9 @@ class Reporter:
         if answer.status in (401, 403):
             self._token = None
         return judge(answer.status, answer.body)
+
+    def token_replaced(self) -> Callable[[], bool]:
+        """A check that turns true once the token file differs from what it is now
+        (an administrator installed a new token)."""
+        before = file_stamp(self._token_file)
+        return lambda: file_stamp(self._token_file) != before

@@ -293,6 +293,7 @@ class Agent:
         delivered_any = False
         while not stop.is_set():
             started = time.monotonic()
+            wake: Callable[[], bool] | None = None
             done = await self.cycle()
             delivery, executed, seq = done.delivery, done.executed, done.seq
             if delivery.verdict is Verdict.DELIVERED:
@@ -312,10 +313,31 @@ class Agent:
                 delay = backoff_delay(failures, self.interval_s, self._backoff_cap_s, self._uniform)
                 if delivery.verdict is Verdict.REJECTED:
                     delay = max(delay, min(self._backoff_cap_s, self.interval_s * 10))
+                    if delivery.status in (None, 401, 403) and self.reporter is not None:
+                        # The token (or its file) was the trouble: a new one
+                        # installed meanwhile is tried at once, not after the wait,
+                        # during which the broker counts this host down.
+                        wake = self.reporter.token_replaced()
                 self._log_failure(delivery, seq, delay, failures)
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                await self._pause(stop, delay, wake)
+
+    async def _pause(
+        self, stop: asyncio.Event, delay: float, wake: Callable[[], bool] | None
+    ) -> None:
+        """Wait `delay` seconds or until `stop`; with `wake`, look every interval
+        (at most every second) whether to end the wait early."""
+        deadline = time.monotonic() + delay
+        step = delay if wake is None else min(self.interval_s, 1.0)
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), min(step, left))
+            if wake is not None and wake():
+                log.info("the token file changed: reporting again now")
+                return
 
 
 async def serve(config: AgentConfig) -> None:

@@ -338,7 +338,7 @@ async def host_add(rt: Runtime, args: argparse.Namespace) -> int:
     else:
         print(
             f"Host {args.name} added. Agent token (shown once; store it in the agent's "
-            f"token file with mode 0600):\n{token}"
+            f"token file, readable by the agent only: root:vdi-agent, mode 0640):\n{token}"
         )
     return 0
 
@@ -575,7 +575,8 @@ async def host_rotate_token(rt: Runtime, args: argparse.Namespace) -> int:
     else:
         print(
             f"New agent token for {args.name} (the old one no longer works; put this in the "
-            f"agent's token file, mode 0600):\n{token}"
+            f"agent's token file, root:vdi-agent, mode 0640; the agent picks it up by "
+            f"itself):\n{token}"
         )
     return 0
 

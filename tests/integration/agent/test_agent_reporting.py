@@ -177,6 +177,28 @@ async def test_a_new_token_is_picked_up_after_a_refusal(
     assert broker.authorizations[-1] == "Bearer the-new-token"
 
 
+async def test_a_new_token_is_used_at_once_not_after_the_refusal_wait(
+    broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
+) -> None:
+    """After a refusal the agent waits ten intervals (here 5 s), and the broker
+    counts the host down meanwhile; a token installed during the wait is tried
+    within an interval."""
+    broker.token = "the-new-token"
+    config = AgentConfig(
+        broker=broker.url, token_file=token_file, hypervisor="simulated", pool="Verwaltung",
+        interval=0.5, probe_timeout=0.2, host_name="vhost01", state_dir=tmp_path / "state",
+    )  # fmt: skip
+    store = StateStore(config.state_dir)
+    agent = Agent(config, sim, store.load(), store, Reporter(broker.url, token_file))
+    async with running(agent):
+        await eventually(lambda: agent.telemetry.reports_failed >= 1)
+        token_file.write_text("the-new-token\n")
+        installed = time.monotonic()
+        await eventually(lambda: len(broker.reports) >= 1, timeout_s=4)
+    assert time.monotonic() - installed < 2
+    assert broker.authorizations[-1] == "Bearer the-new-token"
+
+
 async def test_seq_conflict_moves_above_the_brokers_seq(
     broker: FakeBroker,
     new_agent: Callable[[], Agent],
