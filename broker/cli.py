@@ -40,6 +40,7 @@ from broker.security.rotation import rotate_key
 from broker.sessions import service as sessions
 from broker.store import migrate
 from broker.store.backup import backup_sqlite
+from broker.store.db import sqlite_file
 from broker.store.db_errors import database_down, login_refused
 from broker.store.tables import Session
 from broker.users import service as users
@@ -620,7 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema").add_subparsers(
         dest="db_command", required=True
     )
-    db.add_parser("upgrade", help="apply migrations").set_defaults(handler=db_upgrade)
+    db.add_parser("upgrade", help="apply migrations (creates the database)").set_defaults(
+        handler=db_upgrade, creates_database=True
+    )
     backup = db.add_parser("backup", help="online backup of the SQLite database")
     backup.add_argument("file", type=Path)
     backup.set_defaults(handler=db_backup)
@@ -827,11 +830,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def run_handler(settings: Settings, handler: Handler, args: argparse.Namespace) -> int:
+    if not getattr(args, "creates_database", False):
+        require_database(settings)
     rt = await open_runtime(settings)
     try:
         return await handler(rt, args)
     finally:
         await rt.close()
+
+
+def require_database(settings: Settings) -> None:
+    """Refuse to work on an embedded database that does not exist yet. Run without
+    the service's settings (VDI_DATA_DIR, --config), a command would otherwise
+    make a new, empty one elsewhere and report on it, back it up or rotate its
+    key as if it were the broker's. `db upgrade` creates it on purpose."""
+    path = sqlite_file(settings.effective_database_url)
+    if path is not None and not path.exists():
+        raise NotFound(
+            f"There is no database at {path}. Give the broker's settings (VDI_DATA_DIR, "
+            "--config, VDI_DATABASE_URL), or create it with 'vdi-broker db upgrade'.",
+            code="no_database",
+        )
 
 
 def database_message(exc: BaseException, settings: Settings | None, what: str) -> str:

@@ -62,6 +62,14 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 Executor = AsyncSession | AsyncConnection
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite database URL; None for another database or memory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
 class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url: URL = make_url(url)
@@ -70,8 +78,9 @@ class Database:
         # error messages and tracebacks, which end up in the journal.
         kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
         if self.is_sqlite:
-            if self.url.database and self.url.database != ":memory:":
-                ensure_dir(Path(self.url.database).parent, "the database's directory")
+            path = sqlite_file(url)
+            if path is not None:
+                ensure_dir(path.parent, "the database's directory")
             kwargs["module"] = OneTripDbapi()
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)

@@ -23,7 +23,7 @@ from broker.runtime import open_runtime
 from broker.store.tables import Desktop, HostAction
 from tests.support.fleet import staff
 from tests.support.processes import (
-    clean_env,
+    new_broker_env,
     start_agent,
     start_broker,
     stop,
@@ -39,9 +39,7 @@ class Fleet:
         self.tmp = tmp
         self.data = tmp / "data"
         # The CLI must see the broker's settings (how fresh "up" is).
-        self.env = clean_env(
-            {"VDI_DATA_DIR": str(self.data), **{f"VDI_{k.upper()}": v for k, v in FAST.items()}}
-        )
+        self.env = new_broker_env(self.data, {f"VDI_{k.upper()}": v for k, v in FAST.items()})
         self.broker: subprocess.Popen[bytes] | None = None
         self.agent: subprocess.Popen[bytes] | None = None
         self.base = ""

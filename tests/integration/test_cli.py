@@ -14,7 +14,7 @@ import pytest
 from broker.gateway import hostkey
 from broker.ports import free_port
 from broker.security.tokens import token_hash
-from tests.support.processes import VENV_BIN, clean_env, vdi_broker
+from tests.support.processes import VENV_BIN, clean_env, new_broker_env, vdi_broker
 
 GOOD_PASSWORD = "Gutes Passwort 2026!"
 ADD_POOL_P = ["pool", "add", "P", "--type", "floating", "--protocol", "rdp", "--max-sessions"]
@@ -22,7 +22,7 @@ ADD_POOL_P = ["pool", "add", "P", "--type", "floating", "--protocol", "rdp", "--
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return clean_env({"VDI_DATA_DIR": str(tmp_path / "data")})
+    return new_broker_env(tmp_path / "data")
 
 
 def db_rows(env: dict[str, str], sql: str) -> list[tuple[object, ...]]:
@@ -214,6 +214,7 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
         f'data_dir = "{tmp_path / "from-toml"}"\ntotp_issuer = "Stadt Musterhausen"\n'
     )
     env = clean_env()
+    assert vdi_broker("--config", str(config), "db", "upgrade", env=env).returncode == 0
     added = vdi_broker(
         "--config",
         str(config),
@@ -263,6 +264,30 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(env: dict[str, str]
     assert len(result.stderr.splitlines()) == 1 and "geheim" not in result.stderr
 
 
+def test_commands_refuse_a_database_that_is_not_there(tmp_path: Path) -> None:
+    """Run without the service's settings, a command used to make a new, empty
+    database elsewhere and report on it ("(none)"), back it up or rotate its
+    key. Now it says where it looked and makes nothing; `db upgrade` creates."""
+    data = tmp_path / "not-the-brokers"
+    env = clean_env({"VDI_DATA_DIR": str(data)})
+    for command in (
+        ["host", "list"],
+        ["status"],
+        ["keys", "rotate"],
+        ["db", "backup", str(tmp_path / "b")],
+    ):
+        result = vdi_broker(*command, env=env)
+        assert result.returncode == 2 and result.stdout == "", command
+        assert result.stderr == (
+            f"error: There is no database at {data / 'vdi-broker.sqlite3'}. Give the broker's "
+            "settings (VDI_DATA_DIR, --config, VDI_DATABASE_URL), or create it with "
+            "'vdi-broker db upgrade'.\n"
+        )
+    assert not data.exists() and not (tmp_path / "b").exists()
+    assert vdi_broker("db", "upgrade", env=env).returncode == 0
+    assert vdi_broker("host", "list", env=env).stdout == "(none)\n"
+
+
 @pytest.mark.parametrize(
     ("where", "said"),
     [
@@ -292,7 +317,7 @@ def test_a_directory_that_cannot_be_made_is_one_line(env: dict[str, str], tmp_pa
             "the database's directory",
         ),
     ):
-        result = vdi_broker("status", env={**env, **extra})
+        result = vdi_broker("db", "upgrade", env={**env, **extra})
         assert result.returncode == 2 and result.stdout == ""
         assert result.stderr.startswith(f"error: cannot create {what} {blocker}/")
         assert "Not a directory" in result.stderr and len(result.stderr.splitlines()) == 1

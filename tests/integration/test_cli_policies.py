@@ -23,7 +23,7 @@ from broker.policy.schedule import DAYS
 from broker.runtime import Runtime
 from broker.users import service as users
 from tests.support.fleet import add_pool, ask, reporting_host, sign_in, staff
-from tests.support.processes import clean_env, vdi_broker
+from tests.support.processes import clean_env, new_broker_env, vdi_broker
 
 GOOD_PASSWORD = "Gutes Passwort 2026!"
 TABLES = (
@@ -62,7 +62,7 @@ def by_kind(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory with pools, a user and some policies, made once."""
     data = tmp_path_factory.mktemp("template") / "data"
-    env = clean_env({"VDI_DATA_DIR": str(data)})
+    env = new_broker_env(data)
     ok(
         "user add maria --department Ordnungsamt --priority Krisenstab --password-stdin",
         env=env,

@@ -22,7 +22,7 @@ from broker.security.crypto import SecretBox
 from broker.store.tables import AuditEvent, Host, HostAction
 from tests.support.accounts import add_user, code_now, login
 from tests.support.fleet import reporting_host
-from tests.support.processes import VENV_BIN, clean_env, vdi_broker
+from tests.support.processes import VENV_BIN, new_broker_env, vdi_broker
 
 
 async def events(rt: Runtime, name: str | None = None) -> int:
@@ -109,7 +109,7 @@ async def test_key_rotation_keeps_logins_and_csrf_working(
 
 
 def test_host_token_rotation_and_backup_from_the_cli(tmp_path: Path) -> None:
-    env = clean_env({"VDI_DATA_DIR": str(tmp_path / "data")})
+    env = new_broker_env(tmp_path / "data")
     first = json.loads(vdi_broker("host", "add", "vhost01", "--json", env=env).stdout)["token"]
     second = json.loads(vdi_broker("host", "rotate-token", "vhost01", "--json", env=env).stdout)[
         "token"
@@ -143,7 +143,7 @@ def test_a_backup_that_fails_half_way_leaves_no_file(tmp_path: Path) -> None:
     """The disk fills up during the copy (here a file-size limit of half the
     database, set with prlimit): one line that says so, and no half a backup
     that would look like a whole one."""
-    env = clean_env({"VDI_DATA_DIR": str(tmp_path / "data")})
+    env = new_broker_env(tmp_path / "data")
     assert vdi_broker("host", "add", "vhost01", env=env).returncode == 0
     with closing(sqlite3.connect(tmp_path / "data" / "vdi-broker.sqlite3")) as conn:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]

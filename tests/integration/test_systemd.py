@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from broker.ports import free_port
-from tests.support.processes import REPO, VENV_BIN, clean_env, stop, vdi_broker
+from tests.support.processes import REPO, VENV_BIN, clean_env, new_broker_env, stop, vdi_broker
 
 UNITS = ("vdi-broker.service", "vdi-agent.service")
 
@@ -112,7 +112,7 @@ def test_broker_tells_systemd_it_is_ready(tmp_path: Path) -> None:
 
 def test_agent_tells_systemd_it_is_ready(tmp_path: Path) -> None:
     sock, path = notify_socket(tmp_path)
-    env = clean_env({"VDI_DATA_DIR": str(tmp_path / "data")})
+    env = new_broker_env(tmp_path / "data")
     token = json.loads(vdi_broker("host", "add", "vhost01", "--json", env=env).stdout)["token"]
     (tmp_path / "token").write_text(token)
     (tmp_path / "token").chmod(0o600)

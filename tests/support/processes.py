@@ -75,6 +75,15 @@ def vdi_broker(
     )
 
 
+def new_broker_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of `vdi-broker` commands on a new data directory, whose
+    database `db upgrade` has created (other commands refuse a missing one)."""
+    env = clean_env({"VDI_DATA_DIR": str(data_dir), **(extra or {})})
+    created = vdi_broker("db", "upgrade", env=env)
+    assert created.returncode == 0, created.stderr
+    return env
+
+
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
     if proc.poll() is None:
         proc.terminate()
