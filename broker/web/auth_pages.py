@@ -49,7 +49,9 @@ async def login_page(request: Request, rt: RuntimeDep) -> Response:
         return redirect("/desktops")
     expired = request.query_params.get("expired") == "1"
     notice = say(request, rt, "info", "login.expired") if expired else None
-    return render(request, rt, "login.html", prelogin=True, notice=notice, username="")
+    return render(
+        request, rt, "login.html", prelogin=True, notice=notice, username="", recovery_open=False
+    )
 
 
 def _credentials(username: str, password: str, code: str, recovery: str) -> str | None:
@@ -76,7 +78,7 @@ async def login_submit(request: Request, rt: RuntimeDep, client: ClientDep) -> R
     def again(status: int, notice: Notice, headers: dict[str, str] | None = None) -> Response:
         page = render(
             request, rt, "login.html", status=status, prelogin=True, notice=notice,
-            username=username[:MAX_USERNAME],
+            here="/login", username=username[:MAX_USERNAME], recovery_open=bool(recovery),
         )  # fmt: skip
         page.headers.update(headers or {})
         return page
@@ -127,7 +129,7 @@ async def _enrol_page(
     except enrolment.EnrolmentInvalid:
         return _restart(request, rt)
     return render(
-        request, rt, "enrol.html", status=status, prelogin=True, notice=notice,
+        request, rt, "enrol.html", status=status, prelogin=True, notice=notice, here="/enrol",
         secret=setup.secret, qr_svg=Markup(setup.qr_svg),  # noqa: S704 - segno's SVG of our URI
     )  # fmt: skip
 

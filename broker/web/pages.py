@@ -129,7 +129,14 @@ def _formatters(rt: Runtime, t: Translate) -> dict[str, Any]:
     return {"when": when, "age": age, "percent": percent, "zone": rt.settings.timezone}
 
 
-def _switch_url(request: Request, language: str) -> str:
+def _switch_url(request: Request, language: str, here: str | None, who: Identity | None) -> str:
+    """The page again in the other language. A page that answers a form (POST)
+    has no address of its own to load again: it names one (`here`), else the
+    switch leads to My desktops or to the login page."""
+    if here is None and request.method not in ("GET", "HEAD"):
+        here = "/desktops" if who else "/login"
+    if here is not None:
+        return f"{here}?{urlencode({'lang': language})}"
     query = {k: v for k, v in request.query_params.items() if k not in ("lang", "expired")}
     query["lang"] = language
     return f"{request.url.path}?{urlencode(query)}"
@@ -147,10 +154,12 @@ def render(
     status: int = 200,
     prelogin: bool = False,
     notice: Notice | None = None,
+    here: str | None = None,
     **context: Any,
 ) -> HTMLResponse:
     """Render a page. `prelogin` pages carry the login CSRF field; a `notice`
-    shows instead of one left by the previous form.
+    shows instead of one left by the previous form; `here` is the address that
+    shows the page again, for a page that answers a form.
 
     No page is stored by a browser or proxy (no-store): some show a secret once
     (a TOTP key, recovery codes, a ticket), the others personal data that must
@@ -167,7 +176,7 @@ def render(
         csrf_token=who.csrf_token if who else field,
         notice=notice or flash,
         path=request.url.path,
-        switch_url=_switch_url(request, other),
+        switch_url=_switch_url(request, other, here, who),
         **_formatters(rt, t),
         **context,
     )

@@ -663,6 +663,37 @@ async def test_a_schedule_notice_names_the_home_sessions_outside(
     assert notice_of((await client.get(page)).text) == "Das Zeitfenster ist gespeichert."
 
 
+async def test_the_language_switch_of_a_page_answering_a_form_leads_to_a_page(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A page shown in answer to a form (POST) has no address to load again: the
+    switch must not lead to the form's action, which answers GET with 405."""
+    enter(client, await staff(runtime, "maria"))
+    refused = await client.post("/desktops/start", data={"csrf_token": "wrong", "pool": "x"})
+    assert refused.status_code == 403
+    assert 'class="lang" href="/desktops?lang=en"' in refused.text
+    assert (await client.get("/desktops?lang=en")).status_code == 200
+    client.cookies.clear()
+    login = await log_in(client, password="wrong")
+    assert login.status_code == 401 and 'class="lang" href="/login?lang=en"' in login.text
+
+
+async def test_a_wrong_recovery_code_keeps_its_field_open(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """The recovery code field folds away behind "No phone at hand?"; when the
+    notice is about that field, the field shows."""
+    await add_user(runtime)
+    closed = await client.get("/login")
+    assert '<details class="field">' in closed.text
+    response = await log_in(client, recovery_code="abc")
+    assert response.status_code == 422
+    assert notice_of(response.text) == "Ein Wiederherstellungscode sieht so aus: abcde-fghjk."
+    assert '<details class="field" open>' in response.text
+    wrong = await log_in(client, recovery_code="abcde-fghjk")
+    assert wrong.status_code == 401 and '<details class="field" open>' in wrong.text
+
+
 async def test_audit_page_filters_and_pages(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
