@@ -3,21 +3,24 @@ reserve of each pool and the priority task areas.
 
 Checking and storing is broker.policy.store's and broker.pools.service's; this
 module turns form fields into their arguments (percentages into shares, ticked
-weekdays into a day list).
+weekdays into a day list). A refused form comes back on the page with what was
+typed in it (`typed`, by form), so an administrator corrects it instead of
+entering it all again.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from starlette.datastructures import FormData
 
-from broker.deps import RuntimeDep
+from broker.deps import Identity, RuntimeDep
 from broker.policy import store
 from broker.policy.schedule import DAYS
 from broker.pools import service as pools
 from broker.runtime import Runtime
-from broker.web.access import AdminForm, AdminPageIdentity
-from broker.web.forms import Done, outcome, share, text, texts, whole_number
-from broker.web.pages import render
+from broker.web.access import AdminForm, AdminPageIdentity, Posted
+from broker.web.forms import Again, Done, outcome, share, text, texts, whole_number
+from broker.web.pages import Notice, render
 
 router = APIRouter(prefix="/admin/policies", include_in_schema=False)
 BACK = "/admin/policies"
@@ -25,12 +28,35 @@ BACK = "/admin/policies"
 
 @router.get("")
 async def policies_page(request: Request, rt: RuntimeDep, who: AdminPageIdentity) -> Response:
+    return await _page(request, rt, who)
+
+
+async def _page(
+    request: Request,
+    rt: Runtime,
+    who: Identity,
+    *,
+    status: int = 200,
+    notice: Notice | None = None,
+    typed: dict[str, FormData] | None = None,
+) -> Response:
     overview = await store.overview(rt)
     return render(
-        request, rt, "admin/policies.html", who=who, caps=overview["departments"],
-        schedules=overview["schedules"], classes=overview["priority_classes"],
-        pools=await pools.list_all(rt), days=DAYS,
+        request, rt, "admin/policies.html", who=who, status=status, notice=notice, here=BACK,
+        caps=overview["departments"], schedules=overview["schedules"],
+        classes=overview["priority_classes"], pools=await pools.list_all(rt), days=DAYS,
+        typed=typed or {},
     )  # fmt: skip
+
+
+def _again(request: Request, rt: Runtime, posted: Posted, form: str) -> Again:
+    """The page once more, the refused form `form` filled in as it was sent."""
+
+    async def page(notice: Notice, status: int) -> Response:
+        typed = {form: posted.form}
+        return await _page(request, rt, posted.who, status=status, notice=notice, typed=typed)
+
+    return page
 
 
 @router.post("/caps")
@@ -49,7 +75,7 @@ async def set_cap(request: Request, rt: RuntimeDep, posted: AdminForm) -> Respon
         department = text(form, "department")
         return Done("caps.removed" if cap is None else "caps.saved", {"department": department})
 
-    return await outcome(request, rt, save(), BACK)
+    return await outcome(request, rt, save(), BACK, _again(request, rt, posted, "caps"))
 
 
 @router.post("/caps/remove")
@@ -79,7 +105,7 @@ async def add_schedule(request: Request, rt: RuntimeDep, posted: AdminForm) -> R
         )
         return await _schedules_done(rt, "schedules.added")
 
-    return await outcome(request, rt, add(), BACK)
+    return await outcome(request, rt, add(), BACK, _again(request, rt, posted, "schedules"))
 
 
 @router.post("/schedules/remove")
@@ -114,7 +140,7 @@ async def set_reserve(request: Request, rt: RuntimeDep, posted: AdminForm) -> Re
         saved = await pools.update(rt, pool, changes, posted.who.user.name)
         return Done("reserve.saved", {"pool": saved["name"]})
 
-    return await outcome(request, rt, save(), BACK)
+    return await outcome(request, rt, save(), BACK, _again(request, rt, posted, "reserve"))
 
 
 @router.post("/classes")
@@ -124,7 +150,7 @@ async def add_class(request: Request, rt: RuntimeDep, posted: AdminForm) -> Resp
         created = await store.add_priority_class(rt, name, posted.who.user.name)
         return Done("classes.added" if created else "classes.exists", {"name": name})
 
-    return await outcome(request, rt, add(), BACK)
+    return await outcome(request, rt, add(), BACK, _again(request, rt, posted, "classes"))
 
 
 @router.post("/classes/remove")

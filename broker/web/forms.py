@@ -3,16 +3,17 @@ service call, and answer POST-redirect-GET with a notice in the page's language.
 
 A refused action (any broker error) changes nothing and comes back as an error
 notice on the page the form was on; so does input the portal cannot even parse.
+A form people type into gives `again`: its page is then shown once more with the
+notice and what was typed, so nothing has to be entered anew.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import RedirectResponse
+from fastapi import Request, Response
 from starlette.datastructures import FormData
 
 from broker.errors import InvalidInput, VdiError
@@ -96,17 +97,28 @@ def share(value: str, label: str) -> float | None:
     return percent / 100
 
 
+# The page with the form again: the refusal's notice and its status.
+Again = Callable[[Notice, int], Awaitable[Response]]
+
+
 async def outcome(
-    request: Request, rt: Runtime, action: Awaitable[Done], back: str
-) -> RedirectResponse:
-    """Run the action; redirect to `back` with its notice or with the refusal."""
+    request: Request,
+    rt: Runtime,
+    action: Awaitable[Done],
+    back: str,
+    again: Again | None = None,
+) -> Response:
+    """Run the action; redirect to `back` with its notice. A refusal redirects
+    there too, or, given `again`, shows the form's page with what was typed."""
     t = translator(language_of(request, rt))
     try:
         done = await action
     except BadField as bad:
-        notice = Notice("error", t(bad.key, field=t(bad.label)))
+        notice, status = Notice("error", t(bad.key, field=t(bad.label))), bad.status
     except VdiError as exc:
-        notice = Notice("error", error_text(exc, language_of(request, rt)))
+        notice, status = Notice("error", error_text(exc, language_of(request, rt))), exc.status
     else:
-        notice = Notice("ok", t(done.key, **done.params))
+        return redirect_with(back, rt, Notice("ok", t(done.key, **done.params)))
+    if again is not None:
+        return await again(notice, status)
     return redirect_with(back, rt, notice)
