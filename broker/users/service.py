@@ -13,7 +13,7 @@ from broker.auth import websessions
 from broker.auth.ldap import Mapped
 from broker.auth.passwords import check_new_password
 from broker.domain import Role, WorkMode
-from broker.errors import Conflict, NotFound
+from broker.errors import Conflict, InvalidInput, NotFound
 from broker.names import check_label, check_user_name, normalise_user_name
 from broker.runtime import Runtime
 from broker.sessions.service import end_where
@@ -112,10 +112,13 @@ async def _get(s: Executor, name: str) -> User:
 async def set_locked(rt: Runtime, name: str, locked: bool, actor: str) -> User:
     """Lock or unlock a user; unlocking also clears failures. Locking logs them out
     everywhere and ends their desktop sessions (the gateway then closes their
-    tunnels): a locked account keeps no way in."""
+    tunnels): a locked account keeps no way in. Nobody locks their own account:
+    one click would shut an administrator out of the portal."""
     now = rt.clock.now()
     async with rt.db.write() as s:
         user = await _get(s, name)
+        if locked and user.name == actor:
+            raise InvalidInput("You cannot lock your own account.", code="own_account")
         user.disabled = locked
         if locked:
             await websessions.revoke_all(s, user.id, now)

@@ -576,6 +576,7 @@ SERVICE_ERRORS_DE: dict[str, str] = {
     "und Uhrzeiten wie 07:30 angeben.",
     "invalid_limit": "Die Reserve ist ein Anteil von 0 bis unter 100 %.",
     "exists": "Das gibt es bereits.",
+    "own_account": "Das eigene Konto können Sie nicht sperren.",
     "conflict": "Das wurde gleichzeitig geändert; bitte noch einmal versuchen.",
     "retry": "Der Desktop konnte gerade nicht zugewiesen werden; bitte noch einmal versuchen.",
 }

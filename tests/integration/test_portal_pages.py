@@ -741,6 +741,27 @@ async def test_a_refused_policy_form_comes_back_with_what_was_typed(
     assert await audit_events(runtime, "policy_changed") == []
 
 
+async def test_an_administrator_cannot_lock_their_own_account(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """One click on their own row would shut the administrator out of the portal
+    (only the CLI could let them in again): no button, and the form is refused."""
+    await add_user(runtime, "maria", enrol=False)
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    html = (await client.get("/admin/users")).text
+    assert html.count('action="/admin/users/lock"') == 1  # maria's row only
+    assert 'value="maria"' in html
+    response = await post_form(client, "/admin/users", "/admin/users/lock", {"user": "ada"})
+    assert response.headers["location"] == "/admin/users"
+    page = await client.get("/admin/users")
+    assert page.status_code == 200
+    assert notice_of(page.text) == "Das eigene Konto können Sie nicht sperren."
+    async with runtime.db.read() as s:
+        ada = await s.scalar(select(User).where(User.name == "ada"))
+    assert ada is not None and not ada.disabled
+    assert await audit_events(runtime, "user_locked") == []
+
+
 async def test_audit_page_filters_and_pages(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
