@@ -342,6 +342,33 @@ async def test_a_starting_desktop_shows_starting_and_refreshes_by_itself(
     await expect(page.locator("#starting")).to_have_count(0)
 
 
+async def test_without_script_a_starting_desktop_still_refreshes_by_itself(
+    rt: Runtime, agents: httpx.AsyncClient, browser: Browser, broker: tuple[str, Path, str]
+) -> None:
+    """The page says it updates itself; with script switched off it does too
+    (a refresh in <noscript>), and the copy buttons stay hidden."""
+    label = unique("Hof")
+    agent = await fleet(rt, agents, label, desktops=1, power=PowerState.STOPPED)
+    name = unique("jonas")
+    await add_user(rt, name, department=label, enrol=False)
+    context = await browser.new_context(
+        base_url=broker[0], locale="de-DE", viewport=TABLET, java_script_enabled=False
+    )
+    try:
+        watched = Watched(context, broker[0])
+        await watched.log_in_as(rt, name)
+        page = await watched.page()
+        await page.goto("/desktops")
+        await page.get_by_role("button", name="Desktop starten").click()
+        await expect(page.locator("#starting")).to_contain_text("Ihr Desktop wird gestartet.")
+        await agent.obey()
+        await expect(page.locator("#ticket")).to_be_visible(timeout=20_000)
+        await expect(page.get_by_role("button", name="Kopieren")).to_have_count(0)
+        assert watched.violations == []
+    finally:
+        await context.close()
+
+
 # -- admin ----------------------------------------------------------------------------------------
 
 

@@ -399,9 +399,13 @@ async def test_a_pending_desktop_shows_starting_until_it_runs(
     starting = await client.get(path)
     assert 'id="starting"' in starting.text and f'data-poll="/api/v1{path}"' in starting.text
     assert 'id="ticket"' not in starting.text
+    # It says it updates itself: without script, too.
+    refresh = '<noscript><meta http-equiv="refresh" content="5"></noscript>'
+    assert refresh in starting.text.split("</head>")[0]
     await agent.obey()
     ready = await client.get(path)
     assert 'id="starting"' not in ready.text and 'id="ticket"' in ready.text
+    assert "http-equiv" not in ready.text
 
 
 async def test_a_refusal_is_shown_in_the_pages_language(
