@@ -6,8 +6,6 @@ a refusal comes back in the page's language and is shown as it is.
 
 from __future__ import annotations
 
-import shlex
-
 from fastapi import APIRouter, Request, Response
 
 from broker.deps import RuntimeDep
@@ -19,6 +17,7 @@ from broker.web.access import PageIdentity, StaffForm
 from broker.web.forms import Done, outcome, text
 from broker.web.i18n import error_text
 from broker.web.pages import Notice, language_of, redirect, redirect_with, render
+from broker.web.shell import command_line
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,7 +61,7 @@ async def connect_page(
         return _not_found(request, rt, who)
     session, connect = got.session, got.connect
     url = rt.settings.effective_public_url
-    command = shlex.join(["vdi-connect", url, "--user", session.user, "--pool", session.pool])
+    command = command_line(["vdi-connect", url, "--user", session.user, "--pool", session.pool])
     return render(
         request, rt, "session.html", who=who, session=session, connect=connect,
         pending=session.state == SessionState.PENDING, vdi_connect=command,
