@@ -29,6 +29,17 @@ def vdi_error_response(exc: VdiError) -> JSONResponse:
     return _json(exc.status, exc.body(), exc.headers)
 
 
+def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own errors (no route, wrong method, ...) in the contract's shape."""
+    code = {
+        400: "invalid_request",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }.get(exc.status_code, "http_error")
+    return _json(exc.status_code, {"error": code, "message": str(exc.detail)}, exc.headers)
+
+
 def database_down_response(exc: Exception) -> JSONResponse:
     # The database is unreachable or restarting: a retryable 503, not a 500.
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
@@ -64,13 +75,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {
-            400: "invalid_request",
-            404: "not_found",
-            405: "method_not_allowed",
-            413: "payload_too_large",
-        }.get(exc.status_code, "http_error")
-        return _json(exc.status_code, {"error": code, "message": str(exc.detail)}, exc.headers)
+        return http_error_response(exc)
 
     async def _db_error(_: Request, exc: Exception) -> JSONResponse:
         if bad_value(exc):

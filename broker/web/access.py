@@ -3,7 +3,9 @@
 Pages use the API's web sessions (broker.deps.resolve_identity). Where the API
 answers 401/403 JSON, a page sends the browser to the login page (with a notice
 when its session has timed out) or shows a 403 page. A form is only processed
-with the session's CSRF token in its `csrf_token` field.
+with the session's CSRF token in its `csrf_token` field. A browser that asks for
+an address outside the API that has no page (a typo, a bookmarked /logout) gets
+the "not found" page rather than the API's JSON.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request, Response
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.auth import websessions
 from broker.auth.router import clear_session_cookie
 from broker.deps import Identity, RuntimeDep, get_runtime, resolve_identity
+from broker.http_errors import http_error_response
 from broker.web import csrf
 from broker.web.forms import read_form
 from broker.web.pages import redirect, render
@@ -92,6 +96,19 @@ StaffForm = Annotated[Posted, Depends(staff_form)]
 AdminForm = Annotated[Posted, Depends(admin_form)]
 
 
+NOT_PAGES = ("/api/", "/metrics", "/healthz", "/readyz", "/static/")
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser loading a page: GET or HEAD for HTML, outside the API and probes."""
+    path = request.url.path
+    return (
+        request.method in ("GET", "HEAD")
+        and "text/html" in request.headers.get("accept", "")
+        and not any(path == p.rstrip("/") or path.startswith(p) for p in NOT_PAGES)
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     """Answer the exceptions above as pages, not as the API's JSON."""
 
@@ -108,6 +125,17 @@ def install_handlers(app: FastAPI) -> None:
     async def _not_admin(request: Request, exc: NotAdmin) -> Response:
         rt = await get_runtime(request)
         return render(request, rt, "message.html", who=exc.who, status=403, kind="forbidden")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _no_page(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code not in (404, 405) or not _wants_page(request):
+            return http_error_response(exc)
+        rt = await get_runtime(request)
+        who = await resolve_identity(request, rt)
+        # Not the address asked for: "//elsewhere.example/x" would make the
+        # language switch a link to another site.
+        here = "/desktops" if who else "/login"
+        return render(request, rt, "message.html", who=who, status=404, kind="notfound", here=here)
 
     @app.exception_handler(FormRefused)
     async def _refused(request: Request, exc: FormRefused) -> Response:

@@ -766,6 +766,33 @@ async def test_an_administrator_cannot_lock_their_own_account(
     assert await audit_events(runtime, "user_locked") == []
 
 
+async def test_a_browser_gets_a_page_for_an_address_without_one(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A typo in the address or a bookmarked /logout showed the API's JSON; a
+    browser now gets the "not found" page, whose language switch stays on the
+    portal. The API, probes and static files keep their answers."""
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    enter(client, await staff(runtime, "maria"))
+    for path in ("/admin/hostss", "/logout", "//evil.example/x"):
+        page = await client.get(path, headers=html)
+        assert page.status_code == 404, path
+        assert_page_headers(page)
+        assert "<h1>Nicht gefunden</h1>" in page.text
+        assert 'class="lang" href="/desktops?lang=en"' in page.text
+        assert "Angemeldet als maria" in page.text
+    client.cookies.clear()
+    page = await client.get("/nope", headers=html)
+    assert page.status_code == 404 and 'class="lang" href="/login?lang=en"' in page.text
+    api = await client.get("/api/v1/nope", headers=html)
+    assert api.status_code == 404 and api.json()["error"] == "not_found"
+    assert (await client.get("/static/nope.css", headers=html)).status_code == 404
+    plain = await client.get("/nope")
+    assert plain.json()["error"] == "not_found"
+    posted = await client.post("/admin/hosts", headers=html)
+    assert posted.status_code == 405 and posted.json()["error"] == "method_not_allowed"
+
+
 async def test_audit_page_filters_and_pages(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
