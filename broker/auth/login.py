@@ -28,6 +28,9 @@ from broker.users import service as users
 
 INVALID = "invalid_credentials"
 INVALID_MESSAGE = "User name, password or code is wrong."
+# As the portal says it in German (SERVICE_ERRORS_DE["locked"]): the same words
+# for a lock that passes and for one an administrator set.
+LOCKED_MESSAGE = "This account is locked. Try again later or contact IT."
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
     if attempt.locked_s is not None:
         await _audit_only(rt, now, LoginResult.LOCKED, typed, client)
         headers = retry_after(attempt.locked_s) if attempt.locked_s > 0 else {}
-        raise Locked("This account is locked.", code="locked", headers=headers)
+        raise Locked(LOCKED_MESSAGE, code="locked", headers=headers)
     user = attempt.user
 
     from_directory = (
@@ -254,7 +257,7 @@ async def _refuse_disabled(
     )
     if code_right:
         await _audit_only(rt, now, LoginResult.LOCKED, typed, client, {"reason": "disabled"})
-        raise Locked("This account is locked.", code="locked")
+        raise Locked(LOCKED_MESSAGE, code="locked")
     await _fail(rt, attempt, now, typed, client, "account_disabled")
     raise Unauthorized(INVALID_MESSAGE, code=INVALID)
 
