@@ -627,6 +627,15 @@ async def test_admin_policies_and_bad_input_changes_nothing(
     )
     assert "Reserve ist ein Anteil" in await send("reserve", {"pool": "Finanzen", "percent": "100"})
     assert 'value="12.5"' in (await client.get(page)).text
+    # A reserve the server takes comes back in bounds the browser accepts again
+    # (a field whose value lies outside them blocks the form).
+    assert await send("reserve", {"pool": "Finanzen", "percent": "99,99"}) == (
+        "Die Reserve von Finanzen ist gespeichert."
+    )
+    field = re.search(r'<input id="reserve-1"[^>]*>', (await client.get(page)).text)
+    assert field is not None
+    bounds = dict(re.findall(r'(min|max|value)="([^"]*)"', field[0]))
+    assert float(bounds["min"]) <= float(bounds["value"]) == 99.99 <= float(bounds["max"])
 
     assert await send("classes", {"name": "Krisenstab"}) == (
         "Krisenstab ist ein vorrangiger Aufgabenbereich."
