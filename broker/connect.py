@@ -382,6 +382,15 @@ def login_problem(response: httpx.Response, portal: str) -> Stop:
     return Stop(tr("The login failed: {reason}", reason=error_text(response)), LOGIN_FAILED)
 
 
+def secure_cookie(response: httpx.Response) -> bool:
+    """Whether the answer sets a cookie marked Secure (sent back over HTTPS only)."""
+    return any(
+        part.strip().lower() == "secure"
+        for header in response.headers.get_list("set-cookie")
+        for part in header.split(";")[1:]
+    )
+
+
 def backoff(attempt: int) -> float:
     return float(min(MAX_BACKOFF_S, 2 ** min(attempt, 10)))
 
@@ -419,6 +428,17 @@ class Broker:
         )
         if response.status_code != 200:
             raise login_problem(response, self.portal)
+        if response.url.scheme == "http" and secure_cookie(response):
+            # httpx, like a browser, never sends such a cookie back over plain
+            # HTTP: every later request would be "not logged in".
+            raise Stop(
+                tr(
+                    "The broker keeps logins for HTTPS only; use its https:// address "
+                    "instead of {base}.",
+                    base=str(response.url.copy_with(path="/", query=None)).rstrip("/"),
+                ),
+                BAD_INPUT,
+            )
         self.csrf = response.json()["csrf_token"]
 
     async def logout(self) -> None:

@@ -39,6 +39,10 @@ GERMAN: dict[str, str] = {
         "Zu viele Anmeldeversuche; versuchen Sie es später erneut."
     ),
     "The login failed: {reason}": "Die Anmeldung ist fehlgeschlagen: {reason}",
+    "The broker keeps logins for HTTPS only; use its https:// address instead of {base}.": (
+        "Der Broker führt Anmeldungen nur über HTTPS; verwenden Sie statt {base} seine "
+        "https://-Adresse."
+    ),
     "Your login has expired; run vdi-connect again.": (
         "Ihre Anmeldung ist abgelaufen; starten Sie vdi-connect erneut."
     ),
