@@ -108,8 +108,15 @@ def desktop_usable(d: DesktopView) -> bool:
 
 
 def desktop_ready(d: DesktopView) -> bool:
-    """Running and its console answered the agent's last probe."""
-    return desktop_usable(d) and d.power_state == "running" and d.probe_ok is not False
+    """Running, with a console to tunnel to, which answered the agent's last probe.
+    (Without an endpoint the session would be active with nothing to connect to,
+    holding a licence until a timeout.)"""
+    return (
+        desktop_usable(d)
+        and d.power_state == "running"
+        and d.has_endpoint
+        and d.probe_ok is not False
+    )
 
 
 def desktop_startable(d: DesktopView) -> bool:

@@ -66,6 +66,9 @@ class DesktopView:
     owner_id: int | None = None  # persistent pools
     needs_reset: bool = False
     starting: bool = False  # a start action is on its way
+    # The agent reports an address and port for its console. A guest without a
+    # console (or one whose port appears only once it runs) has none.
+    has_endpoint: bool = True
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,8 @@ _DESKTOP_COLUMNS = (
     _desktops.c.missing,
     _desktops.c.assigned_user_id,
     _desktops.c.needs_reset,
+    _desktops.c.address,
+    _desktops.c.port,
 )
 
 
@@ -146,7 +148,12 @@ def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:
         _desktops.c.missing.is_(False),
         _desktops.c.needs_reset.is_(False),
         or_(
-            and_(_desktops.c.power_state == "running", _desktops.c.probe_ok.isnot(False)),
+            and_(
+                _desktops.c.power_state == "running",
+                _desktops.c.probe_ok.isnot(False),
+                _desktops.c.address.isnot(None),
+                _desktops.c.port.isnot(None),
+            ),
             and_(_desktops.c.power_state == "stopped", ~_start_queued),
         ),
         ~_open_on_desktop,
@@ -288,9 +295,7 @@ def user_view(user: User) -> UserView:
     )
 
 
-def _desktop(
-    row: Row[tuple[object, ...]], busy: bool = False, starting: bool = False
-) -> DesktopView:
+def _desktop(row: Row[*tuple[Any, ...]], busy: bool = False, starting: bool = False) -> DesktopView:
     return DesktopView(
         id=row.id,
         name=row.name,
@@ -302,6 +307,7 @@ def _desktop(
         owner_id=row.assigned_user_id,
         needs_reset=row.needs_reset,
         starting=starting,
+        has_endpoint=bool(row.address) and bool(row.port),
     )
 
 

@@ -327,3 +327,23 @@ async def test_no_ticket_for_a_desktop_missing_from_its_hosts_reports(
     await agent.report()
     back = await ask(client, maria)
     assert back.json()["result"] == "reconnected" and back.json()["connect"] is not None
+
+
+async def test_a_running_desktop_without_a_console_is_not_handed_out(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A guest with no console endpoint (libvirt's test domain has no <graphics>)
+    used to be assigned: an active session with nothing to connect to, holding a
+    licence until a timeout. It is passed over, also when it is first by name."""
+    await add_pool(runtime)
+    agent = await reporting_host(runtime, client, 2)
+    first = min(agent.desktops)
+    agent.desktops[first] = agent.desktops[first].model_copy(
+        update={"address": None, "port": None, "probe": None}
+    )
+    await agent.report()
+    got = await ask(client, await staff(runtime, "maria"))
+    assert got.status_code == 201, got.text
+    assert got.json()["session"]["desktop"] != first and got.json()["connect"] is not None
+    refused = await ask(client, await staff(runtime, "jonas"))
+    assert (refused.status_code, refused.json()["error"]) == (503, "capacity_full")

@@ -53,7 +53,7 @@ def test_ties_break_by_host_then_desktop_name() -> None:
     assert assigned(place(request(), snap, policy())).desktop_id == 8
 
 
-def test_busy_dirty_missing_and_unanswering_desktops_are_skipped() -> None:
+def test_busy_dirty_missing_unanswering_and_consoleless_desktops_are_skipped() -> None:
     snap = snapshot(
         pool(),
         [host(1)],
@@ -63,10 +63,11 @@ def test_busy_dirty_missing_and_unanswering_desktops_are_skipped() -> None:
             desktop(3, 1, missing=True),
             desktop(4, 1, probe_ok=False),
             desktop(5, 1, power_state="paused"),
-            desktop(6, 1),
+            desktop(6, 1, has_endpoint=False, probe_ok=None),  # no console: never probed
+            desktop(7, 1),
         ],
     )
-    assert assigned(place(request(), snap, policy())).desktop_id == 6
+    assert assigned(place(request(), snap, policy())).desktop_id == 7
 
 
 def test_down_draining_and_maintenance_hosts_get_nothing() -> None:
