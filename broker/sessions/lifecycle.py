@@ -4,7 +4,8 @@ Each round (one broker does it, see broker.jobs):
 - pending sessions whose desktop now runs become active; ones that waited longer
   than `pending_timeout_s` end as `start_timeout` (and count as slow launches);
 - a desktop the agent sees in use keeps its session alive (and active);
-- per pool: disconnected too long -> `disconnect_timeout`, open too long ->
+- per pool: disconnected too long, or never connected (active without a
+  tunnel or console use) that long -> `disconnect_timeout`, open too long ->
   `max_session_time`, no activity too long -> `idle_timeout`;
 - home sessions whose telework window closed `schedule_grace_s` ago end as
   `outside_schedule` (see broker.policy.schedule for why there is a grace; a
@@ -27,7 +28,7 @@ import logging
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.engine import Row
 
 from agent.protocol import ActionKind
@@ -43,6 +44,7 @@ from broker.store.db import Executor
 from broker.store.tables import (
     SESSION_OPEN,
     Desktop,
+    GatewayTunnel,
     Host,
     HostAction,
     Pool,
@@ -59,6 +61,7 @@ _hosts = table(Host)
 _pools = table(Pool)
 _users = table(User)
 _actions = table(HostAction)
+_tunnels = table(GatewayTunnel)
 _open_on_desktop = exists().where(_sessions.c.desktop_id == _desktops.c.id, SESSION_OPEN)
 
 
@@ -120,11 +123,7 @@ async def _pool_limits(rt: Runtime, conn: Executor, now: dt.datetime) -> None:
             await service.end_where(
                 rt,
                 conn,
-                and_(
-                    in_pool,
-                    _sessions.c.state == SessionState.DISCONNECTED.value,
-                    _sessions.c.disconnected_at < _ago(now, p.disconnect_timeout_s),
-                ),
+                and_(in_pool, _not_connected_since(_ago(now, p.disconnect_timeout_s))),
                 "disconnect_timeout",
                 now,
                 "broker",
@@ -154,6 +153,23 @@ async def _pool_limits(rt: Runtime, conn: Executor, now: dt.datetime) -> None:
                 now,
                 "broker",
             )
+
+
+def _not_connected_since(before: dt.datetime) -> ColumnElement[bool]:
+    """Sessions nobody has been connected to since `before`: disconnected then, or
+    active without a tunnel and with no sign of use since (an assigned desktop
+    nobody ever connected to holds a licence as much as a disconnected one)."""
+    return or_(
+        and_(
+            _sessions.c.state == SessionState.DISCONNECTED.value,
+            _sessions.c.disconnected_at < before,
+        ),
+        and_(
+            _sessions.c.state == SessionState.ACTIVE.value,
+            ~exists().where(_tunnels.c.session_id == _sessions.c.id),
+            _sessions.c.last_activity_at < before,
+        ),
+    )
 
 
 async def _schedules(rt: Runtime, conn: Executor, now: dt.datetime) -> None:

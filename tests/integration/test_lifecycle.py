@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from agent.protocol import PowerState
 from broker.clock import FakeClock
 from broker.runtime import Runtime, open_runtime
 from broker.sessions.lifecycle import run_lifecycle
-from broker.store.tables import Desktop, HostAction, Pool, Schedule, Session
+from broker.store.tables import Desktop, GatewayTunnel, HostAction, Pool, Schedule, Session
 from tests.conftest import app_client, make_settings
 from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, staff
 from tests.support.scrape import samples, value
@@ -71,6 +72,39 @@ async def test_disconnect_timeout(
     ended = await session(runtime)
     assert (ended.state, ended.end_reason) == ("ended", "disconnect_timeout")
     assert len(await queued(runtime, "reset")) == 1
+
+
+async def test_a_desktop_nobody_connects_to_is_freed_like_a_disconnected_one(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """maria asks for a desktop and never opens a tunnel: her session is active
+    from the start but holds a licence for nothing, so the pool's disconnect
+    timeout frees it. jonas's tunnel (on a live gateway) keeps his."""
+    agent = await setup(runtime, client, disconnect_timeout_s=600)
+    maria = (await ask(client, await staff(runtime, "maria"))).json()["session"]["id"]
+    jonas = (await ask(client, await staff(runtime, "jonas"))).json()["session"]["id"]
+    async with runtime.db.write() as s:
+        await s.execute(
+            insert(GatewayTunnel).values(
+                id=uuid.uuid4().hex, session_id=jonas, replica="live", destination="10.0.0.1:3389",
+                source_ip=None, opened_at=clock.now(), seen_at=clock.now(),
+            )
+        )  # fmt: skip
+
+    async def round_after(seconds: float) -> dict[str, tuple[str, str | None]]:
+        clock.advance(seconds)
+        await agent.report()
+        async with runtime.db.write() as s:
+            await s.execute(update(GatewayTunnel).values(seen_at=clock.now()))  # heartbeat
+        await run_lifecycle(runtime)
+        async with runtime.db.read() as s:
+            rows = (await s.execute(select(Session.id, Session.state, Session.end_reason))).all()
+        return {sid: (state, reason) for sid, state, reason in rows}
+
+    assert (await round_after(599))[maria] == ("active", None)
+    states = await round_after(2)
+    assert states[maria] == ("ended", "disconnect_timeout")
+    assert states[jonas] == ("active", None)
 
 
 async def test_maximum_session_time_and_idle_timeout(
