@@ -56,8 +56,10 @@ def test_rule_unit_tests_pass() -> None:
 def test_rule_unit_tests_notice_a_changed_threshold(tmp_path: Path) -> None:
     shutil.copy(RULES_TEST, tmp_path / RULES_TEST.name)
     text = RULES.read_text(encoding="utf-8")
-    assert text.count(">= 0.8\n") == 1
-    (tmp_path / RULES.name).write_text(text.replace(">= 0.8\n", ">= 0.9\n"), encoding="utf-8")
+    low = 'vdi_pool_utilization_ratio{job="vdi-broker"}) >= 0.8\n'
+    assert text.count(low) == 1
+    changed = text.replace(low, low.replace("0.8", "0.9"))
+    (tmp_path / RULES.name).write_text(changed, encoding="utf-8")
     result = promtool("test", "rules", RULES_TEST.name, cwd=tmp_path)
     assert result.returncode != 0
     assert "VdiPoolCapacityLow" in result.stdout + result.stderr
