@@ -117,14 +117,15 @@ def judge(status: int, body: bytes) -> Delivery:
     return Delivery(Verdict.REJECTED, f"{status}: {hint}{said}", status)
 
 
-def file_stamp(path: Path) -> tuple[int, int, int] | None:
+def file_stamp(path: Path) -> tuple[int, int, int, int] | None:
     """What changes when a file is rewritten or replaced (inode, modification
-    time, size); None when it cannot be looked at."""
+    time, size) or its owner or mode is corrected (change time); None when it
+    cannot be looked at."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 class Reporter:
@@ -139,10 +140,13 @@ class Reporter:
         self._token_file = token_file
         self._timeout_s = timeout_s
         self._token: Secret | None = None
+        # The token file as it was when the token in use was read.
+        self._token_stamp: tuple[int, int, int, int] | None = None
 
     async def send(self, body: bytes) -> Delivery:
         try:
             if self._token is None:
+                self._token_stamp = file_stamp(self._token_file)
                 self._token = read_token(self._token_file)
         except TokenError as exc:
             return Delivery(Verdict.REJECTED, str(exc))
@@ -160,7 +164,12 @@ class Reporter:
         return judge(answer.status, answer.body)
 
     def token_replaced(self) -> Callable[[], bool]:
-        """A check that turns true once the token file differs from what it is now
-        (an administrator installed a new token)."""
-        before = file_stamp(self._token_file)
+        """A check that turns true once the token file differs from what it was when
+        the refused token was read (an administrator installed a new token).
+
+        Compared with the file as read, not as it is at the refusal: the token is
+        kept between reports, so a new one usually lands in the file before the
+        report that the old one gets refused for (rotate, install, next report).
+        """
+        before = self._token_stamp
         return lambda: file_stamp(self._token_file) != before

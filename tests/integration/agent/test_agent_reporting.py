@@ -199,6 +199,30 @@ async def test_a_new_token_is_used_at_once_not_after_the_refusal_wait(
     assert broker.authorizations[-1] == "Bearer the-new-token"
 
 
+async def test_a_token_installed_before_the_refusal_is_used_at_once(
+    broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
+) -> None:
+    """The usual rotation: `host rotate-token`, the new token goes into the file
+    at once, and the agent's next report still carries the token it had read
+    before. The file changed before that refusal, not during the wait after it:
+    the new token is tried within an interval, not after ten (here 5 s)."""
+    broker.interval_s = 0.5
+    config = AgentConfig(
+        broker=broker.url, token_file=token_file, hypervisor="simulated", pool="Verwaltung",
+        interval=0.5, probe_timeout=0.2, host_name="vhost01", state_dir=tmp_path / "state",
+    )  # fmt: skip
+    store = StateStore(config.state_dir)
+    agent = Agent(config, sim, store.load(), store, Reporter(broker.url, token_file))
+    async with running(agent):
+        await eventually(lambda: len(broker.reports) >= 1)
+        broker.token = "the-new-token"
+        token_file.write_text("the-new-token\n")
+        await eventually(lambda: agent.telemetry.reports_failed >= 1)
+        refused = time.monotonic()
+        await eventually(lambda: broker.authorizations[-1] == "Bearer the-new-token", timeout_s=4)
+    assert time.monotonic() - refused < 2
+
+
 async def test_seq_conflict_moves_above_the_brokers_seq(
     broker: FakeBroker,
     new_agent: Callable[[], Agent],

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.protocol import ActionKind
-from agent.reporter import Secret, TokenError, Verdict, judge, read_token
+from agent.reporter import Secret, TokenError, Verdict, file_stamp, judge, read_token
 from agent.wire import Action
 
 
@@ -82,3 +82,16 @@ def test_unusable_token_files_are_refused_without_showing_them(
 def test_missing_token_file(tmp_path: Path) -> None:
     with pytest.raises(TokenError, match="cannot read"):
         read_token(tmp_path / "absent")
+
+
+def test_the_token_file_stamp_sees_a_corrected_mode(tmp_path: Path) -> None:
+    """A token file the agent cannot read (wrong owner or mode) is usually fixed
+    with chown or chmod, which leave content and modification time alone: the
+    refusal wait must end on that too."""
+    token = tmp_path / "token"
+    token.write_text("a-token\n")
+    token.chmod(0o600)
+    before = file_stamp(token)
+    token.chmod(0o640)
+    assert file_stamp(token) != before
+    assert file_stamp(tmp_path / "missing") is None
