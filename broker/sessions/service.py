@@ -543,7 +543,12 @@ async def open_sessions(rt: Runtime) -> list[SessionInfo]:
 async def promote_ready(
     rt: Runtime, conn: Executor, now: dt.datetime, session_id: str | None = None
 ) -> int:
-    """Pending sessions whose desktop is now running and answers become active."""
+    """Pending sessions whose desktop is now running and answers become active.
+
+    Their activity clock starts then: the time the user has to connect (the
+    pool's disconnect timeout for a session with no tunnel, see
+    broker.sessions.lifecycle) and the idle timeout count from the desktop
+    being ready, not from the request, however long it took to start."""
     ready = select(_desktops.c.id).where(
         _desktops.c.power_state == "running",
         _desktops.c.probe_ok.isnot(False),
@@ -552,7 +557,7 @@ async def promote_ready(
     stmt = (
         update(_sessions)
         .where(_sessions.c.state == SessionState.PENDING.value, _sessions.c.desktop_id.in_(ready))
-        .values(state=SessionState.ACTIVE.value, activated_at=now)
+        .values(state=SessionState.ACTIVE.value, activated_at=now, last_activity_at=now)
         .returning(_sessions.c.pool_id, _sessions.c.created_at)
     )
     if session_id is not None:

@@ -107,6 +107,30 @@ async def test_a_desktop_nobody_connects_to_is_freed_like_a_disconnected_one(
     assert states[jonas] == ("active", None)
 
 
+async def test_the_disconnect_timeout_of_a_slow_start_counts_from_the_desktop_ready(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """maria's desktop takes 200 s to boot (the pending timeout is 300 s), in a pool
+    that frees unconnected desktops after 120 s. The time to connect starts when
+    the desktop is ready for her, not when she asked: her session must not be
+    made active and ended as `disconnect_timeout` in the same round."""
+    agent = await setup(runtime, client, n=1, power=PowerState.STOPPED, disconnect_timeout_s=120)
+    assert (await ask(client, await staff(runtime, "maria"))).status_code == 202
+    clock.advance(200)
+    agent.set_power("vhost01-d000", PowerState.RUNNING)
+    await agent.report()
+    await run_lifecycle(runtime)
+    ready = await session(runtime)
+    assert (ready.state, ready.end_reason) == ("active", None)
+    clock.advance(119)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).state == "active"
+    clock.advance(2)
+    await run_lifecycle(runtime)
+    ended = await session(runtime)
+    assert (ended.state, ended.end_reason) == ("ended", "disconnect_timeout")
+
+
 async def test_maximum_session_time_and_idle_timeout(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
