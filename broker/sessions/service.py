@@ -549,10 +549,16 @@ async def promote_ready(
     pool's disconnect timeout for a session with no tunnel, see
     broker.sessions.lifecycle) and the idle timeout count from the desktop
     being ready, not from the request, however long it took to start."""
+    # As broker.placement.filters.desktop_ready: running, not missing, its
+    # console answered and there is one to tunnel to. A guest that comes up
+    # without an endpoint stays pending (and ends as a start that timed out)
+    # rather than become active with nothing to connect to.
     ready = select(_desktops.c.id).where(
         _desktops.c.power_state == "running",
         _desktops.c.probe_ok.isnot(False),
         _desktops.c.missing.is_(False),
+        _desktops.c.address.isnot(None),
+        _desktops.c.port.isnot(None),
     )
     stmt = (
         update(_sessions)

@@ -131,6 +131,28 @@ async def test_the_disconnect_timeout_of_a_slow_start_counts_from_the_desktop_re
     assert (ended.state, ended.end_reason) == ("ended", "disconnect_timeout")
 
 
+async def test_a_started_desktop_without_a_console_endpoint_does_not_activate(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A desktop without a console endpoint is not handed out when it runs
+    (placement's desktop_ready); one that was stopped, is started for maria and
+    comes up without one is no more ready: her session stays pending, and ends
+    as a start that timed out rather than an active session with nothing to
+    connect to."""
+    agent = await setup(runtime, client, n=1, power=PowerState.STOPPED)
+    assert (await ask(client, await staff(runtime, "maria"))).status_code == 202
+    clock.advance(30)
+    agent.desktops["vhost01-d000"] = agent.desktops["vhost01-d000"].model_copy(
+        update={"power_state": PowerState.RUNNING, "address": None, "port": None}
+    )
+    await agent.report()
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).state == "pending"
+    clock.advance(runtime.settings.pending_timeout_s)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).end_reason == "start_timeout"
+
+
 async def test_maximum_session_time_and_idle_timeout(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
