@@ -163,6 +163,8 @@ def _not_connected_since(before: dt.datetime) -> ColumnElement[bool]:
         and_(
             _sessions.c.state == SessionState.DISCONNECTED.value,
             _sessions.c.disconnected_at < before,
+            # A fresh ticket asked for since counts as a return.
+            _sessions.c.last_activity_at < before,
         ),
         and_(
             _sessions.c.state == SessionState.ACTIVE.value,

@@ -106,6 +106,11 @@ _LOCK_DESKTOP = (
     .with_for_update(skip_locked=True)
 )
 _INSERT_SESSION = _sessions.insert()
+_TOUCH = (
+    update(_sessions)
+    .where(_sessions.c.id == bindparam("session_id"))
+    .values(last_activity_at=bindparam("now"))
+)
 
 
 class Refused(VdiError):
@@ -245,14 +250,22 @@ async def _connect(
     port: int,
     now: dt.datetime,
     missing: bool = False,
+    *,
+    touch: bool = True,
 ) -> Connect | None:
     """Connection details with a fresh ticket, for a session whose desktop is ready.
-    None for a desktop missing from its host's reports: its endpoint is gone."""
+    None for a desktop missing from its host's reports: its endpoint is gone.
+
+    Asking for a ticket is use of the session: with `touch` its activity clock
+    restarts, so the disconnect timeout cannot end it in the moment between the
+    ticket and the tunnel (a new session was made `now` and needs no touch)."""
     ready = session.state in (SessionState.ACTIVE, SessionState.DISCONNECTED)
     if not ready or not address or missing:
         return None
     settings = rt.settings
     ticket = await tickets.issue(conn, session.id, user_id, now, settings.ticket_ttl_s)
+    if touch:
+        await conn.execute(_TOUCH, {"session_id": session.id, "now": now})
     return Connect(
         gateway_host=settings.effective_gateway_public_host,
         gateway_port=settings.effective_gateway_public_port,
@@ -435,7 +448,9 @@ async def _try_request(
                 "work_mode": mode.value,
             },
         )
-        connect = await _connect(rt, conn, info, user.id, desktop.address, desktop.port, now)
+        connect = await _connect(
+            rt, conn, info, user.id, desktop.address, desktop.port, now, touch=False
+        )
         return Outcome("pending" if decision.start else "assigned", info, connect)
 
 

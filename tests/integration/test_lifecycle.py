@@ -17,7 +17,7 @@ from broker.runtime import Runtime, open_runtime
 from broker.sessions.lifecycle import run_lifecycle
 from broker.store.tables import Desktop, GatewayTunnel, HostAction, Pool, Schedule, Session
 from tests.conftest import app_client, make_settings
-from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, staff
+from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, sign_in, staff
 from tests.support.scrape import samples, value
 
 
@@ -72,6 +72,27 @@ async def test_disconnect_timeout(
     ended = await session(runtime)
     assert (ended.state, ended.end_reason) == ("ended", "disconnect_timeout")
     assert len(await queued(runtime, "reset")) == 1
+
+
+async def test_asking_for_a_ticket_restarts_the_disconnect_timeout(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """maria comes back just before her disconnected session would end and gets a
+    fresh ticket: the session must not end in the seconds before her tunnel."""
+    agent = await setup(runtime, client, disconnect_timeout_s=600)
+    maria = await staff(runtime, "maria")
+    sid = (await ask(client, maria)).json()["session"]["id"]
+    await set_session(runtime, state="disconnected", disconnected_at=clock.now())
+    clock.advance(590)
+    await agent.report()
+    fresh = await client.get(f"/api/v1/sessions/{sid}", headers=await sign_in(runtime, "maria"))
+    assert fresh.json()["connect"]["ticket"]
+    clock.advance(20)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).state == "disconnected"  # 610 s after the drop
+    clock.advance(600)
+    await run_lifecycle(runtime)
+    assert (await session(runtime)).end_reason == "disconnect_timeout"
 
 
 async def test_a_desktop_nobody_connects_to_is_freed_like_a_disconnected_one(
