@@ -21,6 +21,7 @@ from broker.auth import websessions
 from broker.auth.router import clear_session_cookie
 from broker.deps import Identity, RuntimeDep, get_runtime, resolve_identity
 from broker.http_errors import http_error_response
+from broker.store.db_errors import database_down
 from broker.web import csrf
 from broker.web.forms import read_form
 from broker.web.pages import redirect, render
@@ -131,7 +132,14 @@ def install_handlers(app: FastAPI) -> None:
         if exc.status_code not in (404, 405) or not _wants_page(request):
             return http_error_response(exc)
         rt = await get_runtime(request)
-        who = await resolve_identity(request, rt)
+        try:
+            who = await resolve_identity(request, rt)
+        except Exception as exc:
+            # The page needs no login: a database that is away must not turn
+            # a typo's 404 into a 500.
+            if not database_down(exc):
+                raise
+            who = None
         # Not the address asked for: "//elsewhere.example/x" would make the
         # language switch a link to another site.
         here = "/desktops" if who else "/login"

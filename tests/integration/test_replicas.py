@@ -8,6 +8,7 @@ one replica (the advisory-lock leader) and move when it dies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -326,6 +327,7 @@ async def test_database_outage_gives_503_never_500_and_recovers(
     b, base_b = start_broker(tmp_path / "data", url, **JOBS)
     agent = pool_and_agent(tmp_path, env, base_a, licences=50, desktops=25)
     statuses: list[int] = []
+    pages: list[int] = []  # a browser's typo: the not-found page, outage or not
     assigned: dict[int, str] = {}
     try:
         until(
@@ -362,6 +364,10 @@ async def test_database_outage_gives_503_never_500_and_recovers(
                         statuses.append(r.status_code)
                         if r.request.method == "POST" and r.status_code in (200, 201):
                             assigned[who] = r.json()["session"]["id"]
+                    typo = {**people[who], "accept": "text/html"}
+                    with contextlib.suppress(httpx.HTTPError):
+                        page = await client.get(f"{base}/desktopz", headers=typo)
+                        pages.append(page.status_code)
                     await asyncio.sleep(0.02)
 
             loader = asyncio.create_task(load(time.monotonic() + 16))
@@ -372,6 +378,7 @@ async def test_database_outage_gives_503_never_500_and_recovers(
             private_pg.start()
             await loader
         assert 500 not in statuses, f"a 500 during the outage: {statuses}"
+        assert pages and set(pages) == {404}, pages
         assert -1 not in statuses, "a broker stopped answering"
         assert 503 in outage, "the outage was not noticed"
         assert set(statuses[-8:]) <= {200, 201}, statuses[-20:]  # recovered by themselves
