@@ -177,6 +177,19 @@ async def test_a_new_token_is_picked_up_after_a_refusal(
     assert broker.authorizations[-1] == "Bearer the-new-token"
 
 
+def agent_every_half_second(
+    broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
+) -> Agent:
+    """An agent reporting every 0.5 s with the usual refusal wait of ten intervals
+    (5 s): long enough to tell "at once" from "after the wait"."""
+    config = AgentConfig(
+        broker=broker.url, token_file=token_file, hypervisor="simulated", pool="Verwaltung",
+        interval=0.5, probe_timeout=0.2, host_name="vhost01", state_dir=tmp_path / "state",
+    )  # fmt: skip
+    store = StateStore(config.state_dir)
+    return Agent(config, sim, store.load(), store, Reporter(broker.url, token_file))
+
+
 async def test_a_new_token_is_used_at_once_not_after_the_refusal_wait(
     broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
 ) -> None:
@@ -184,12 +197,7 @@ async def test_a_new_token_is_used_at_once_not_after_the_refusal_wait(
     counts the host down meanwhile; a token installed during the wait is tried
     within an interval."""
     broker.token = "the-new-token"
-    config = AgentConfig(
-        broker=broker.url, token_file=token_file, hypervisor="simulated", pool="Verwaltung",
-        interval=0.5, probe_timeout=0.2, host_name="vhost01", state_dir=tmp_path / "state",
-    )  # fmt: skip
-    store = StateStore(config.state_dir)
-    agent = Agent(config, sim, store.load(), store, Reporter(broker.url, token_file))
+    agent = agent_every_half_second(broker, token_file, sim, tmp_path)
     async with running(agent):
         await eventually(lambda: agent.telemetry.reports_failed >= 1)
         token_file.write_text("the-new-token\n")
@@ -207,12 +215,7 @@ async def test_a_token_installed_before_the_refusal_is_used_at_once(
     before. The file changed before that refusal, not during the wait after it:
     the new token is tried within an interval, not after ten (here 5 s)."""
     broker.interval_s = 0.5
-    config = AgentConfig(
-        broker=broker.url, token_file=token_file, hypervisor="simulated", pool="Verwaltung",
-        interval=0.5, probe_timeout=0.2, host_name="vhost01", state_dir=tmp_path / "state",
-    )  # fmt: skip
-    store = StateStore(config.state_dir)
-    agent = Agent(config, sim, store.load(), store, Reporter(broker.url, token_file))
+    agent = agent_every_half_second(broker, token_file, sim, tmp_path)
     async with running(agent):
         await eventually(lambda: len(broker.reports) >= 1)
         broker.token = "the-new-token"
