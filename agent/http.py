@@ -124,7 +124,8 @@ async def _exchange(endpoint: Endpoint, body: bytes, headers: Mapping[str, str])
                     raise HttpError("the answer is larger than 1 MiB")
             elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
                 if not status:
-                    raise HttpError("the connection closed without an answer")
+                    closed = "the connection closed without an answer"
+                    raise HttpError(closed + _https_hint(endpoint))
                 return HttpResponse(status, bytes(received))
     finally:
         writer.close()
@@ -146,4 +147,10 @@ async def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: flo
         reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
         raise HttpError(reason) from None
     except h11.ProtocolError as exc:
-        raise HttpError(f"not a valid HTTP answer: {exc}") from None
+        raise HttpError(f"not a valid HTTP answer: {exc}{_https_hint(endpoint)}") from None
+
+
+def _https_hint(endpoint: Endpoint) -> str:
+    """For a plain-HTTP address that got no HTTP answer: the usual cause is a broker
+    that speaks HTTPS there (it terminates TLS itself, or a proxy does)."""
+    return "" if endpoint.tls else "; if the broker speaks HTTPS, give its https:// address"

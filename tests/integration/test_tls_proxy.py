@@ -3,12 +3,15 @@ reverse proxies it is told to trust."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from pathlib import Path
 
 import httpx
+import pytest
 
+from agent import http as agent_http
 from tests.support.certs import ca_and_server
 from tests.support.processes import clean_env, start_broker, stop, vdi_broker
 
@@ -31,6 +34,10 @@ def test_serve_terminates_tls(tmp_path: Path) -> None:
         except httpx.HTTPError:
             plain_ok = False
         assert not plain_ok
+        # An agent given the http:// address is told what is likely wrong.
+        with pytest.raises(agent_http.HttpError) as refused:
+            asyncio.run(agent_http.post(f"{base}/api/v1/agent/report", b"{}", {}, 10))
+        assert "if the broker speaks HTTPS, give its https:// address" in str(refused.value)
     finally:
         stop(proc)
 
