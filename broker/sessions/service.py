@@ -569,11 +569,7 @@ async def promote_ready(
     # without an endpoint stays pending (and ends as a start that timed out)
     # rather than become active with nothing to connect to.
     ready = select(_desktops.c.id).where(
-        _desktops.c.power_state == "running",
-        _desktops.c.probe_ok.isnot(False),
-        _desktops.c.missing.is_(False),
-        _desktops.c.address.isnot(None),
-        _desktops.c.port.isnot(None),
+        snapshot.RUNNING_WITH_CONSOLE, _desktops.c.missing.is_(False)
     )
     stmt = (
         update(_sessions)

@@ -140,6 +140,17 @@ _DESKTOP_COLUMNS = (
 )
 
 
+# A running desktop fit to hand out, in SQL: the power, console and probe
+# conditions of broker.placement.filters.desktop_ready. Placement's candidates
+# and the promotion of pending sessions (broker.sessions.service) both use it.
+RUNNING_WITH_CONSOLE = and_(
+    _desktops.c.power_state == "running",
+    _desktops.c.probe_ok.isnot(False),
+    _desktops.c.address.isnot(None),
+    _desktops.c.port.isnot(None),
+)
+
+
 def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:
     """The first free ready and the first free startable desktop (by name) of
     each host, for all hosts or for the hosts in the `hosts` parameter."""
@@ -148,12 +159,7 @@ def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:
         _desktops.c.missing.is_(False),
         _desktops.c.needs_reset.is_(False),
         or_(
-            and_(
-                _desktops.c.power_state == "running",
-                _desktops.c.probe_ok.isnot(False),
-                _desktops.c.address.isnot(None),
-                _desktops.c.port.isnot(None),
-            ),
+            RUNNING_WITH_CONSOLE,
             and_(_desktops.c.power_state == "stopped", ~_start_queued),
         ),
         ~_open_on_desktop,
