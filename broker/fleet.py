@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, not_, select
 
 from broker import capacity
 from broker.domain import HostState
@@ -21,7 +21,7 @@ from broker.hosts.store import FIGURES
 from broker.placement.load_index import HostLoad, LoadIndex, load_index
 from broker.policy.quota import DepartmentCap
 from broker.runtime import Runtime
-from broker.sessions.snapshot import LOGONS
+from broker.sessions.snapshot import LOGONS, RUNNING_WITH_CONSOLE
 from broker.store.tables import (
     CAP_STAFF,
     SESSION_OPEN,
@@ -59,6 +59,27 @@ _REMOTE = (
     select(_sessions.c.department, func.count(func.distinct(_sessions.c.user_id)))
     .where(SESSION_OPEN, _sessions.c.work_mode == "home", _sessions.c.department.isnot(None))
     .group_by(_sessions.c.department)
+)
+# Running, but nothing to hand out: the console did not answer the agent's last
+# probe (refused, timed out, no handshake) or there is no console endpoint.
+# Placement skips such desktops (filters.desktop_ready), so capacity must too.
+_CONSOLE_DOWN = case(
+    (and_(_desktops.c.power_state == "running", not_(RUNNING_WITH_CONSOLE)), True),
+    else_=False,
+)
+_DESKTOP_COUNTS = select(
+    _desktops.c.pool_id,
+    _desktops.c.host_id,
+    _desktops.c.power_state,
+    _desktops.c.missing,
+    _CONSOLE_DOWN,
+    func.count(),
+).group_by(
+    _desktops.c.pool_id,
+    _desktops.c.host_id,
+    _desktops.c.power_state,
+    _desktops.c.missing,
+    _CONSOLE_DOWN,
 )
 # Served by the partial index of open sessions; no join.
 _SESSION_COUNTS = (
@@ -108,8 +129,11 @@ class PoolInfo:
     for_field_work: bool
     departments: set[str]
     users: set[str]
-    desktops_per_host: dict[int, int] = field(default_factory=dict)  # not missing
+    # Desktops that can take a session: not missing, and not running without an
+    # answering console.
+    desktops_per_host: dict[int, int] = field(default_factory=dict)
     power: dict[str, int] = field(default_factory=dict)
+    unreachable: int = 0  # running on an up host, but the console does not answer
     sessions: dict[tuple[str, str], int] = field(default_factory=dict)  # (state, work_mode)
     usable: int = 0
     without_largest_host: int = 0
@@ -151,22 +175,7 @@ async def read(rt: Runtime) -> Fleet:
         host_rows = (await s.execute(_HOSTS)).all()
         pool_rows = (await s.execute(select(_pools))).all()
         ents = (await s.execute(select(_ents.c.pool_id, _ents.c.kind, _ents.c.value))).all()
-        desktop_counts = (
-            await s.execute(
-                select(
-                    _desktops.c.pool_id,
-                    _desktops.c.host_id,
-                    _desktops.c.power_state,
-                    _desktops.c.missing,
-                    func.count(),
-                ).group_by(
-                    _desktops.c.pool_id,
-                    _desktops.c.host_id,
-                    _desktops.c.power_state,
-                    _desktops.c.missing,
-                )
-            )
-        ).all()
+        desktop_counts = (await s.execute(_DESKTOP_COUNTS)).all()
         session_counts = (await s.execute(_SESSION_COUNTS, {"recent": now - recent_window})).all()
         remote = (await s.execute(_REMOTE)).all()
         policies = (await s.execute(select(_dept))).all()
@@ -212,13 +221,19 @@ async def read(rt: Runtime) -> Fleet:
             departments={v for k, v in by_pool_ents[p.id] if k == "department"},
             users={v for k, v in by_pool_ents[p.id] if k == "user"},
         )
-    for pool_id, host_id, power, missing, n in desktop_counts:
+    for pool_id, host_id, power, missing, console_down, n in desktop_counts:
         pool = pools.get(pool_id)
         if pool is None:
             continue
         key = "missing" if missing else power
         pool.power[key] = pool.power.get(key, 0) + n
-        if not missing:
+        if missing:
+            continue
+        if console_down:
+            # Only an up host's probes are current; a down host has its own alert.
+            if host_id in hosts and hosts[host_id].up:
+                pool.unreachable += n
+        else:
             pool.desktops_per_host[host_id] = pool.desktops_per_host.get(host_id, 0) + n
     for pool_id, host_id, state, work_mode, n, recent in session_counts:
         pool = pools.get(pool_id)

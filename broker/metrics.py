@@ -152,7 +152,7 @@ class BrokerCollector(Collector):
         usable = _gauge(
             "vdi_pool_capacity_sessions",
             "Sessions the pool can hold now (licences bounded by desktops on "
-            "accepting, fresh hosts)",
+            "accepting, fresh hosts, without running ones whose console does not answer)",
             ["pool"],
         )
         utilization = _gauge(
@@ -161,6 +161,13 @@ class BrokerCollector(Collector):
         without = _gauge(
             "vdi_pool_capacity_without_largest_host",
             "Usable capacity if the pool's largest host failed",
+            ["pool"],
+        )
+        unreachable = _gauge(
+            "vdi_pool_desktops_unreachable",
+            "Running desktops on reporting hosts that cannot take a session: their "
+            "console did not answer the agent's last probe, or they have no console "
+            "endpoint",
             ["pool"],
         )
         for p in pools:
@@ -173,7 +180,8 @@ class BrokerCollector(Collector):
             usable.add([p.name], p.usable)
             utilization.add([p.name], p.utilization)
             without.add([p.name], p.without_largest_host)
-        yield from (sessions, desktops, licences, usable, utilization, without)
+            unreachable.add([p.name], p.unreachable)
+        yield from (sessions, desktops, licences, usable, utilization, without, unreachable)
 
     def _departments(self) -> Iterator[Family]:
         # Named sessions in the contract, but it counts what the cap counts:

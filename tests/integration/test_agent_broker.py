@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from tests.support.processes import (
     until,
     vdi_broker,
 )
+from tests.support.scrape import samples, value
 
 FAST = {"report_interval": "1", "job_interval_s": "0.5", "host_down_after_missed": "3"}
 
@@ -141,6 +143,43 @@ def test_agent_rides_out_a_broker_outage_with_counters_intact(fleet: Fleet) -> N
     )
     assert after >= before + 3
     assert fleet.agent is not None and fleet.agent.poll() is None
+
+
+def test_a_refusing_console_is_out_of_service_until_it_answers(fleet: Fleet) -> None:
+    """The real agent probes a static list: a console that refuses connections
+    (no timeout, so the timeout counters stay quiet) leaves the pool's usable
+    capacity and shows as unreachable until it answers again."""
+    listening = socket.create_server(("127.0.0.1", 0))
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    desktops = fleet.tmp / "desktops.toml"
+    desktops.write_text(
+        "".join(
+            f'[[desktop]]\nname = "{name}"\naddress = "127.0.0.1"\nport = {port}\n'
+            'protocol = "tcp"\npool = "Finanzen"\n\n'
+            for name, port in (("pc-01", listening.getsockname()[1]), ("pc-02", closed_port))
+        )
+    )
+    try:
+        fleet.start_agent("--hypervisor", "static", "--static-desktops", str(desktops))
+
+        def pool_figures() -> tuple[float, float]:
+            found = samples(fleet.scrape())
+            return (
+                value(found, "vdi_pool_capacity_sessions", pool="Finanzen"),
+                value(found, "vdi_pool_desktops_unreachable", pool="Finanzen"),
+            )
+
+        until(lambda: pool_figures() == (1, 1), what="pc-02 counted unreachable")
+        table = [line.split() for line in fleet.cli("status").splitlines() if line]
+        header = next(row for row in table if row[0] == "POOL")
+        finanzen = next(row for row in table if row[0] == "Finanzen")
+        assert dict(zip(header, finanzen, strict=True))["UNREACHABLE"] == "1"
+        with socket.create_server(("127.0.0.1", closed_port)):  # its console starts
+            until(lambda: pool_figures() == (2, 0), what="pc-02 back in service")
+    finally:
+        listening.close()
 
 
 async def test_power_action_round_trip_through_a_session(fleet: Fleet) -> None:

@@ -134,8 +134,15 @@ def test_users_pools_hosts_round_trip(env: dict[str, str]) -> None:
     assert "Hosts: 1 registered, 0 up, 1 draining" in status.stdout
     # Capacity per pool at a glance: no host is up, so nothing is usable yet.
     rows = {line.split()[0]: line.split()[1:] for line in status.stdout.splitlines() if line}
-    assert rows["POOL"] == ["IN_USE", "USABLE", "FREE", "LICENCES", "IF_LARGEST_HOST_FAILS"]
-    assert rows["Finanzen"] == ["0", "0", "0", "40", "0"]
+    assert rows["POOL"] == [
+        "IN_USE",
+        "USABLE",
+        "FREE",
+        "UNREACHABLE",
+        "LICENCES",
+        "IF_LARGEST_HOST_FAILS",
+    ]
+    assert rows["Finanzen"] == ["0", "0", "0", "0", "40", "0"]
 
 
 @pytest.mark.parametrize(

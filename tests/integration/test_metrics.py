@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
+from agent.protocol import PowerState, ProbeResult
 from broker.app import create_app
 from broker.clock import FakeClock
 from broker.config import load_settings
@@ -19,7 +20,12 @@ from broker.net import PRIVATE_NETWORKS
 from broker.runtime import Runtime, open_runtime
 from broker.store.tables import DepartmentPolicy, Host
 from tests.conftest import make_settings
-from tests.support.artifacts import DESIGN, design_metric_names
+from tests.support.artifacts import (
+    BROKER_METRIC_ADDITIONS,
+    DESIGN,
+    OPERATIONS,
+    design_metric_names,
+)
 from tests.support.fleet import add_host, add_pool, ask, staff
 from tests.support.scrape import samples, value
 
@@ -96,9 +102,14 @@ def test_labels_are_bounded(scrape: str) -> None:
         for s in family.samples:
             assert set(s.labels) <= ALLOWED_LABELS, (s.name, s.labels)
             assert "maria" not in s.labels.values() and "felix" not in s.labels.values()
-    assert design_metric_names(DESIGN.read_text()) <= {
-        s.name for f in text_string_to_metric_families(scrape) for s in f.samples
-    } | {f.name for f in text_string_to_metric_families(scrape)}
+    exported = {s.name for f in text_string_to_metric_families(scrape) for s in f.samples} | {
+        f.name for f in text_string_to_metric_families(scrape)
+    }
+    assert design_metric_names(DESIGN.read_text()) <= exported
+    # What the broker exports beyond the design is documented for operators.
+    assert exported >= BROKER_METRIC_ADDITIONS
+    operations = OPERATIONS.read_text(encoding="utf-8")
+    assert all(f"`{name}`" in operations for name in BROKER_METRIC_ADDITIONS)
 
 
 def test_values_and_zeros(scrape: str) -> None:
@@ -182,6 +193,48 @@ async def test_a_host_in_maintenance(runtime: Runtime, client: httpx.AsyncClient
         await s.execute(update(Host).values(state="maintenance"))
     found = samples((await client.get("/metrics")).text)
     assert value(found, "vdi_host_state", host="vhost01", state="maintenance") == 1
+
+
+async def test_desktops_whose_console_fails_are_not_usable_capacity(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Placement does not hand out a running desktop whose console refused or
+    timed out on the agent's last probe, or that has no console endpoint; so the
+    capacity the alerts watch must not count it either."""
+    await add_pool(runtime, max_sessions=10)
+    stale = await add_host(runtime, client, "vhost02")
+    stale.add(1, pool="Finanzen", prefix="s")
+    stale.set_console("s000", ProbeResult(ok=False, error="refused"))
+    await stale.report()
+    clock.advance(runtime.settings.report_interval * 4)
+    agent = await add_host(runtime, client)
+    agent.add(5, pool="Finanzen")
+    agent.add(1, pool="Finanzen", power=PowerState.STOPPED, prefix="off")
+    agent.set_console("vhost01-d000", ProbeResult(ok=False, error="refused"))
+    agent.set_console("vhost01-d001", ProbeResult(ok=False, error="timeout"))
+    agent.set_console("vhost01-d002", None, endpoint=False)
+    agent.set_console("vhost01-d003", None)  # not probed yet: counts, as in placement
+    await agent.report()
+    found = samples((await client.get("/metrics")).text)
+    # d003, d004 and the stopped desktop; the silent host's desktop is not
+    # counted as unreachable: its probe is stale, and VdiHostNotReporting covers it.
+    assert value(found, "vdi_pool_capacity_sessions", pool="Finanzen") == 3
+    assert value(found, "vdi_pool_desktops_unreachable", pool="Finanzen") == 3
+    assert value(found, "vdi_pool_desktops", pool="Finanzen", power_state="running") == 6
+    # Every session the pool now gives goes to a desktop counted as usable.
+    for name in ("anna", "bernd", "carla"):
+        assert (await ask(client, await staff(runtime, name))).status_code in (201, 202)
+        # past the logon penalty of the new session (load index, DESIGN)
+        clock.advance(runtime.settings.report_interval + 1)
+        await agent.obey()
+    refused = await ask(client, await staff(runtime, "dora"))
+    assert (refused.status_code, refused.json()["error"]) == (503, "capacity_full")
+
+    agent.set_console("vhost01-d000", ProbeResult(ok=True, latency_s=0.002))
+    await agent.report()
+    found = samples((await client.get("/metrics")).text)
+    assert value(found, "vdi_pool_capacity_sessions", pool="Finanzen") == 4
+    assert value(found, "vdi_pool_desktops_unreachable", pool="Finanzen") == 2
 
 
 async def test_a_host_without_desktops_scores_full_with_capacity_0(

@@ -63,6 +63,14 @@ class FakeAgent:
     def set_power(self, name: str, power: PowerState) -> None:
         self.desktops[name] = self.desktops[name].model_copy(update={"power_state": power})
 
+    def set_console(self, name: str, probe: ProbeResult | None, *, endpoint: bool = True) -> None:
+        """What the agent's last probe of the desktop's console found; without
+        `endpoint` the desktop reports no console address at all."""
+        update: dict[str, Any] = {"probe": probe}
+        if not endpoint:
+            update.update(address=None, port=None)
+        self.desktops[name] = self.desktops[name].model_copy(update=update)
+
     async def report(self) -> dict[str, Any]:
         self.seq += 1
         report = Report(
