@@ -518,16 +518,24 @@ def capacity() -> Json:
             ),
             timeseries(
                 "Desktops by power state",
-                "Desktops of the selected pools by power state as the hypervisors report it.",
+                "Desktops of the selected pools by power state as the hypervisors report it. "
+                "The dashed line counts the running ones that cannot be handed out: their "
+                "console did not answer the agent's last probe, or they have no console "
+                "address (VdiDesktopsUnreachable).",
                 "short",
                 [
                     target(
                         "sum by (power_state) (max by (pool, power_state) "
                         f"(vdi_pool_desktops{{{POOL}}}))",
                         "{{power_state}}",
-                    )
+                    ),
+                    target(
+                        f"sum(max by (pool) (vdi_pool_desktops_unreachable{{{POOL}}}))",
+                        "running, console not answering",
+                    ),
                 ],
                 stacked=True,
+                overrides=[dashed("running, console not answering")],
             ),
             timeseries(
                 "Broker decision time",

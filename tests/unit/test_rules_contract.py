@@ -14,7 +14,9 @@ from collections import defaultdict
 import pytest
 
 from tests.support.artifacts import (
+    ALERT_ADDITIONS,
     DESIGN,
+    OPERATIONS,
     RULES,
     RULES_TEST,
     RUNBOOKS,
@@ -30,7 +32,7 @@ RUNBOOK_BASE = "https://vdi-broker.invalid/docs/runbooks.md#"
 SEVERITIES = frozenset({"critical", "warning", "info"})
 ALWAYS_FIRING = frozenset({"Watchdog"})
 
-ALERTS = sorted(design_alert_names(DESIGN.read_text(encoding="utf-8")))
+ALERTS = sorted(design_alert_names(DESIGN.read_text(encoding="utf-8")) | ALERT_ADDITIONS)
 
 
 def runbook_anchors() -> set[str]:
@@ -50,7 +52,10 @@ def rules_by_alert() -> dict[str, list[Json]]:
 
 
 def test_rules_define_exactly_the_alerts_of_the_design() -> None:
+    """The design's alerts and the documented additions, no others."""
     assert set(rules_by_alert()) == set(ALERTS)
+    operations = OPERATIONS.read_text(encoding="utf-8")
+    assert all(f"`{alert}`" in operations for alert in ALERT_ADDITIONS)
 
 
 @pytest.mark.parametrize("alert", ALERTS)
