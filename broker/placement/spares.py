@@ -31,24 +31,24 @@ class SparePlan:
 
 def plan_spares(
     spare: int,
-    free_running: Sequence[SpareCandidate],
+    ready: Sequence[SpareCandidate],
     startable: Sequence[SpareCandidate],
     starting: int,
     now: dt.datetime,
     idle_stop_s: float,
 ) -> SparePlan:
-    """What to start and stop so that `spare` free desktops run (counting those
-    already starting), stopping only desktops idle for `idle_stop_s`."""
-    missing = spare - len(free_running) - starting
+    """What to start and stop so that `spare` free desktops are `ready` to hand
+    out (counting those already starting), stopping only desktops idle for
+    `idle_stop_s`. A free desktop that is running but not ready (its console
+    does not answer, its host is drained) is no spare, and not this plan's to stop."""
+    missing = spare - len(ready) - starting
     if missing > 0:
         ranked = sorted(startable, key=lambda c: (c.host_score, c.name))
         return SparePlan(start=ranked[:missing], stop=[])
-    surplus = len(free_running) - spare
+    surplus = len(ready) - spare
     if surplus <= 0:
         return SparePlan([], [])
     idle_before = now - dt.timedelta(seconds=idle_stop_s)
-    stoppable = [
-        c for c in free_running if c.idle_since is not None and c.idle_since <= idle_before
-    ]
+    stoppable = [c for c in ready if c.idle_since is not None and c.idle_since <= idle_before]
     ranked = sorted(stoppable, key=lambda c: (-c.host_score, c.name))
     return SparePlan(start=[], stop=ranked[:surplus])

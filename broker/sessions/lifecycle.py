@@ -40,6 +40,7 @@ from broker.hosts import actions, backoff
 from broker.placement.spares import SpareCandidate, plan_spares
 from broker.runtime import Runtime
 from broker.sessions import schedules, service
+from broker.sessions.snapshot import RUNNING_WITH_CONSOLE
 from broker.store.db import Executor
 from broker.store.tables import (
     SESSION_OPEN,
@@ -247,7 +248,10 @@ async def _retry_resets(conn: Executor, now: dt.datetime) -> None:
 async def manage_spares(rt: Runtime) -> None:
     state = await fleet.read(rt)
     scores = {h.id: (h.load.index if h.load else 1.0) for h in state.hosts.values()}
-    accepting = {h.id for h in state.hosts.values() if h.accepting and h.open_sessions < h.capacity}
+    # A spare serves a logon only where placement would hand it out: on a host
+    # that takes sessions, with a console that answers.
+    serving = {h.id for h in state.hosts.values() if h.accepting}
+    with_room = {h.id for h in state.hosts.values() if h.accepting and h.open_sessions < h.capacity}
     now = rt.clock.now()
     start_queued = exists().where(
         _actions.c.desktop_id == _desktops.c.id,
@@ -272,6 +276,7 @@ async def manage_spares(rt: Runtime) -> None:
                         _desktops.c.power_state,
                         _desktops.c.idle_since,
                         start_queued.label("starting"),
+                        RUNNING_WITH_CONSOLE.label("ready"),
                     ).where(
                         _desktops.c.pool_id == pool.id,
                         _desktops.c.missing.is_(False),
@@ -287,16 +292,16 @@ async def manage_spares(rt: Runtime) -> None:
                     r.id, r.name, r.host_id, scores.get(r.host_id, 1.0), r.idle_since
                 )
 
-            running = [candidate(r) for r in rows if r.power_state == "running"]
+            ready = [candidate(r) for r in rows if r.ready and r.host_id in serving]
             startable = [
                 candidate(r)
                 for r in rows
-                if r.power_state == "stopped" and not r.starting and r.host_id in accepting
+                if r.power_state == "stopped" and not r.starting and r.host_id in with_room
             ]
             starting = sum(1 for r in rows if r.starting)
             plan = plan_spares(
                 pool.spare_desktops,
-                running,
+                ready,
                 startable,
                 starting,
                 now,

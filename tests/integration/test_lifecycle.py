@@ -11,11 +11,19 @@ import httpx
 import pytest
 from sqlalchemy import insert, select, update
 
-from agent.protocol import PowerState
+from agent.protocol import PowerState, ProbeResult
 from broker.clock import FakeClock
 from broker.runtime import Runtime, open_runtime
 from broker.sessions.lifecycle import run_lifecycle
-from broker.store.tables import Desktop, GatewayTunnel, HostAction, Pool, Schedule, Session
+from broker.store.tables import (
+    Desktop,
+    GatewayTunnel,
+    Host,
+    HostAction,
+    Pool,
+    Schedule,
+    Session,
+)
 from tests.conftest import app_client, make_settings
 from tests.support.fleet import FakeAgent, add_pool, ask, reporting_host, sign_in, staff
 from tests.support.scrape import samples, value
@@ -329,6 +337,37 @@ async def test_spare_desktops_are_started_and_surplus_stopped(
     await agent.report()
     await run_lifecycle(runtime)
     assert len(await queued(runtime, "stop")) == 2
+
+
+async def test_only_desktops_ready_to_hand_out_count_as_spares(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A spare is there for a fast logon. One whose console refuses, or one on a
+    drained host, serves none, so another is started where placement would use it."""
+    agent = await setup(runtime, client, n=2, spare_desktops=2)
+    other = await reporting_host(
+        runtime, client, 3, name="vhost02", power=PowerState.STOPPED, prefix="b"
+    )
+    await run_lifecycle(runtime)
+    assert await queued(runtime, "start") == []  # vhost01's two are the spares
+    agent.set_console("vhost01-d000", ProbeResult(ok=False, error="refused"))
+    await agent.report()
+    await run_lifecycle(runtime)
+    assert await queued(runtime, "start") == ["b000"]
+    await other.obey()
+    async with runtime.db.write() as s:
+        await s.execute(update(Host).where(Host.name == "vhost01").values(state="draining"))
+    await run_lifecycle(runtime)
+    assert await queued(runtime, "start") == ["b001"]
+    await other.obey()
+    # Nothing of the broken or drained desktops is stopped as surplus: they are
+    # not spares, and the two on vhost02 are exactly what the pool asks for.
+    clock.advance(runtime.settings.spare_idle_stop_s + 1)
+    await agent.report()
+    await other.report()
+    await run_lifecycle(runtime)
+    assert await queued(runtime, "stop") == []
+    assert await queued(runtime, "start") == []
 
 
 async def test_sessions_on_a_vanished_desktop_end_after_the_grace(
