@@ -25,6 +25,7 @@ from broker.web.pages import redirect, render
 router = APIRouter(prefix="/admin", include_in_schema=False)
 
 USERS_SHOWN = 200
+SEARCH_MAX = 64  # the longest name or department (broker.names)
 
 
 @router.get("")
@@ -97,7 +98,7 @@ async def end_session(request: Request, rt: RuntimeDep, posted: AdminForm) -> Re
 async def users_page(request: Request, rt: RuntimeDep, who: AdminPageIdentity) -> Response:
     """All users, or those whose name or department contains the search; at most
     USERS_SHOWN rows, so a large administration still gets a usable page."""
-    search = request.query_params.get("q", "").strip()
+    search = _search(request.query_params.get("q", ""))
     everyone = await users.list_all(rt)
     needle = search.lower()
     found = [u for u in everyone if needle in u.name.lower() or needle in u.department.lower()]
@@ -109,6 +110,12 @@ async def users_page(request: Request, rt: RuntimeDep, who: AdminPageIdentity) -
     )  # fmt: skip
 
 
+def _search(typed: str) -> str:
+    """The user search as used: no name or department is longer than
+    SEARCH_MAX, and a longer one must not travel on in a redirect's Location."""
+    return typed.strip()[:SEARCH_MAX].strip()
+
+
 async def _user_action(request: Request, rt: RuntimeDep, posted: AdminForm, what: str) -> Response:
     async def act() -> Done:
         name, actor = text(posted.form, "user"), posted.who.user.name
@@ -118,7 +125,7 @@ async def _user_action(request: Request, rt: RuntimeDep, posted: AdminForm, what
         user = await users.set_locked(rt, name, what == "lock", actor)
         return Done(f"user.{what}ed", {"user": user.name})
 
-    search = text(posted.form, "q")  # back to the same search
+    search = _search(text(posted.form, "q"))  # back to the same search
     back = f"/admin/users?{urlencode({'q': search})}" if search else "/admin/users"
     return await outcome(request, rt, act(), back)
 

@@ -551,6 +551,11 @@ async def test_admin_locks_unlocks_and_resets_totp(
         "max ist gesperrt und überall abgemeldet; offene Desktop-Sitzungen sind beendet."
     )
     assert "gesperrt" in page.text and "/admin/users/unlock" in page.text
+    # A search longer than any name goes no further than one could be long.
+    long = await post_form(
+        client, "/admin/users", "/admin/users/unlock", {"user": "max", "q": "b" * 100_000}
+    )
+    assert long.headers["location"] == "/admin/users?q=" + "b" * 64
     await post_form(client, "/admin/users", "/admin/users/unlock", {"user": "max"})
     await post_form(client, "/admin/users", "/admin/users/reset-totp", {"user": "maria"})
     async with runtime.db.read() as s:
