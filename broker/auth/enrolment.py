@@ -153,6 +153,23 @@ async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> 
     return codes
 
 
+async def cancel(rt: Runtime, token: str, source_ip: str | None) -> None:
+    """End an open enrolment unfinished: its token and secret stop working, so
+    the next person at a shared device cannot finish it with their own app. One
+    that is gone already (expired, used) needs nothing more."""
+    now = rt.clock.now()
+    async with rt.db.write() as s:
+        try:
+            enrolment, user = await _open(s, token, now)
+        except EnrolmentInvalid:
+            return
+        enrolment.used_at = now
+        enrolment.totp_secret = None
+        await audit.record(
+            s, now, "totp_enrolment_cancelled", username=user.name, source_ip=source_ip
+        )
+
+
 async def admin_enrol(rt: Runtime, name: str, actor: str, *, replace: bool) -> AdminEnrolment:
     """Give a user a new TOTP secret and recovery codes (the administrator hands them over)."""
     now = rt.clock.now()

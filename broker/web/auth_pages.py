@@ -183,6 +183,18 @@ async def enrol_confirm(request: Request, rt: RuntimeDep, client: ClientDep) -> 
     return page
 
 
+@router.post("/enrol/cancel")
+async def enrol_cancel(request: Request, rt: RuntimeDep, client: ClientDep) -> Response:
+    """Stop setting up: the enrolment ends, and the login page says how to go on."""
+    checked = await _enrol_form(request, rt)
+    if isinstance(checked, Response):
+        return checked
+    await enrolment.cancel(rt, checked[0], client.ip)
+    response = redirect_with("/login", rt, say(request, rt, "ok", "enrol.cancelled"))
+    cookies.clear(response, rt, ENROL_COOKIE)
+    return response
+
+
 @router.post("/enrol/renew")
 async def enrol_renew(request: Request, rt: RuntimeDep) -> Response:
     """A new secret, for when scanning the first one failed."""

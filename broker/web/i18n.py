@@ -85,6 +85,10 @@ DE: dict[str, str] = {
     "enrol.renew_hint": "Der bisherige Schlüssel gilt dann nicht mehr.",
     "enrol.renewed": "Ein neuer Schlüssel wurde erzeugt. Bitte scannen Sie den neuen QR-Code.",
     "enrol.expired": "Die Einrichtung ist abgelaufen. Bitte melden Sie sich erneut an.",
+    "enrol.cancel": "Einrichtung abbrechen",
+    "enrol.cancel_hint": "Sie können sie bei der nächsten Anmeldung nachholen.",
+    "enrol.cancelled": "Die Einrichtung wurde abgebrochen. Melden Sie sich erneut an, "
+    "wenn Sie sie fortsetzen möchten.",
     "codes.title": "Ihre Wiederherstellungscodes",
     "codes.intro": "Die App ist eingerichtet. Bewahren Sie diese zehn Codes sicher auf, "
     "etwa ausgedruckt. Jeder Code ersetzt einmal den Code der App, wenn Sie Ihr Telefon "
@@ -357,6 +361,9 @@ EN: dict[str, str] = {
     "enrol.renew_hint": "The previous key then stops working.",
     "enrol.renewed": "A new key was made. Please scan the new QR code.",
     "enrol.expired": "The set-up has expired. Please log in again.",
+    "enrol.cancel": "Cancel the set-up",
+    "enrol.cancel_hint": "You can finish it the next time you log in.",
+    "enrol.cancelled": "The set-up was cancelled. Log in again when you want to finish it.",
     "codes.title": "Your recovery codes",
     "codes.intro": "The app is set up. Keep these ten codes somewhere safe, for example "
     "printed. Each code replaces the app's code once when you do not have your phone.",

@@ -15,7 +15,7 @@ from broker.audit import log as audit
 from broker.clock import FakeClock
 from broker.domain import HostState, Role
 from broker.runtime import Runtime
-from broker.store.tables import Host, Session, User, WebSession
+from broker.store.tables import Enrolment, Host, Session, User, WebSession
 from tests.support.accounts import PASSWORD, add_user, code_now
 from tests.support.fleet import COOKIE, FakeAgent, add_pool, ask, reporting_host, staff
 from tests.support.portal import (
@@ -337,6 +337,39 @@ async def test_a_new_key_on_request_and_an_expired_enrolment(
     gone = await client.get("/enrol")
     assert gone.headers["location"] == "/login"
     assert "Einrichtung ist abgelaufen" in notice_of((await client.get("/login")).text)
+
+
+async def test_cancelling_the_set_up_ends_the_enrolment(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """On a shared device the next person must not finish someone else's set-up
+    with their own app: cancelling ends the enrolment, not only the page."""
+    await add_user(runtime, enrol=False)
+    await log_in(client)
+    page = await client.get("/enrol")
+    assert "Einrichtung abbrechen" in page.text
+    cookie = client.cookies.get("__Host-vdi_enrol")
+    assert cookie
+    cancelled = await client.post("/enrol/cancel", data={"csrf_token": csrf_of(page.text)})
+    assert cancelled.headers["location"] == "/login"
+    assert '__Host-vdi_enrol=""' in cancelled.headers["set-cookie"]
+    assert "Einrichtung wurde abgebrochen" in notice_of((await client.get("/login")).text)
+    # The old cookie, kept by whoever comes next, opens nothing.
+    client.cookies.set("__Host-vdi_enrol", cookie)
+    again = await client.get("/enrol")
+    assert again.headers["location"] == "/login"
+    async with runtime.db.read() as s:
+        enrolment = (await s.scalars(select(Enrolment))).one()
+        user = (await s.scalars(select(User))).one()
+    assert enrolment.used_at is not None and enrolment.totp_secret is None
+    assert user.totp_secret is None
+    assert await audit_events(runtime, "totp_enrolment_cancelled") == [None]
+    # Without the form's CSRF field nothing is cancelled.
+    client.cookies.clear()
+    await log_in(client)
+    kept = await client.post("/enrol/cancel", data={})
+    assert kept.status_code == 403
+    assert (await client.get("/enrol")).status_code == 200
 
 
 # -- staff: desktops, connect, log off, refusals ------------------------------------------------
