@@ -3,11 +3,10 @@
 Events (the `event` column): login (with `result`), account_locked, totp_replay,
 enrolment_started, totp_enrolled, totp_enrolment_cancelled, totp_reset,
 recovery_code_used, logout, user_added, user_locked, user_unlocked, pool_added,
-host_added, host_drained,
-host_activated, agent_report_rejected, policy_changed (`result` says which policy
-and how), pool_changed, pool_entitled, pool_revoked, desktop_assigned,
-desktop_unassigned, desktop_moved (a host reports a desktop in another pool),
-and the admin actions of later features.
+host_added, host_drained, host_activated, agent_report_rejected, policy_changed
+(`result` says which policy and how), pool_changed, pool_entitled, pool_revoked,
+desktop_assigned, desktop_unassigned, desktop_moved (a host reports a desktop in
+another pool), and the admin actions of later features.
 Times are UTC. Text from outside is escaped; secrets never get here.
 """
 
