@@ -103,6 +103,8 @@ DE: dict[str, str] = {
     "desktops.no_pools": "Für Sie ist derzeit kein Desktop-Pool freigeschaltet. Bitte "
     "wenden Sie sich an die IT.",
     "desktops.free": "{free} von {capacity} frei",
+    # "0 von 0 frei" reads like a fault of the page; this says what it means.
+    "desktops.none_usable": "Zurzeit ist hier kein Desktop verfügbar.",
     "desktops.field": "Außendienst",
     "desktops.connect": "Desktop starten",
     "desktops.reconnect": "Verbindungsdaten",
@@ -375,6 +377,7 @@ EN: dict[str, str] = {
     "desktops.pools": "Desktop pools you can use",
     "desktops.no_pools": "No desktop pool is open to you at the moment. Please contact IT.",
     "desktops.free": "{free} of {capacity} free",
+    "desktops.none_usable": "No desktop is available here at the moment.",
     "desktops.field": "Field work",
     "desktops.connect": "Start desktop",
     "desktops.reconnect": "Connection details",

@@ -375,6 +375,18 @@ async def test_cancelling_the_set_up_ends_the_enrolment(
 # -- staff: desktops, connect, log off, refusals ------------------------------------------------
 
 
+async def test_a_pool_with_nothing_usable_says_so(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """No host reports yet (or all are drained): not "0 von 0 frei"."""
+    await add_pool(runtime)
+    enter(client, await staff(runtime, "maria"))
+    desktops = await client.get("/desktops")
+    assert "Finanzen" in desktops.text
+    assert "Zurzeit ist hier kein Desktop verfügbar." in desktops.text
+    assert "von 0 frei" not in desktops.text
+
+
 async def test_start_a_desktop_connect_download_rdp_and_log_off(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
