@@ -51,9 +51,14 @@ class JobRunner:
 
     async def run_due(self) -> None:
         """One round: every job whose time has come, if we lead."""
+        was_leading = self.leading
         self.leading = await self.leader.is_leader()
         if not self.leading:
             return
+        if not was_leading:
+            # Reports were not stored through us until now (we were starting, a
+            # standby, or the database was away): see broker.hosts.monitor.
+            self.rt.jobs_since = self.rt.clock.now()
         now = time.monotonic()
         for job in self.jobs:
             if now < job.next_at:

@@ -7,6 +7,7 @@ database of their own.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from dataclasses import dataclass, field
@@ -59,6 +60,11 @@ class Runtime:
     )
     # Placement's host views, kept across requests (broker.sessions.host_views).
     host_views: HostViews = field(init=False)
+    # When this process last began to run the background jobs (broker.jobs): it
+    # took the lock at start, after the leader died, or after the database was
+    # away. Before then nobody here could store reports, so a host's silence
+    # counts only from this moment (broker.hosts.monitor). None: not tracked.
+    jobs_since: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         self.host_views = HostViews(self.settings.load_index)

@@ -5,14 +5,23 @@ broker.hosts.health); placement already avoids it from that moment. This job
 records the moment (hosts.down_since, audit `host_down`) and, once a host has
 been down for `host_lost_grace_s`, ends the sessions on it as `host_lost`, so
 their users get a new desktop elsewhere instead of waiting for a dead one.
+
+Silence counts only from when this broker took over the jobs (Runtime.jobs_since):
+while the brokers were stopped or the database was away, no report could be
+stored, and every host would look silent the moment the jobs run again. Calling
+a whole fleet down (audit, log, alert) for the broker's own outage would send
+ops to hosts that are fine; each host gets the usual window to report first.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import Row
 
 from broker.audit import log as audit
 from broker.hosts.health import fresh_after
@@ -33,16 +42,20 @@ async def check_hosts(rt: Runtime) -> None:
     # Not fresh any more: the moment placement stopped counting the host as up.
     silent_since = fresh_after(now, settings.report_interval, settings.host_down_after_missed)
     lost_before = now - dt.timedelta(seconds=settings.host_lost_grace_s)
+    judging = rt.jobs_since is None or rt.jobs_since <= silent_since
     async with rt.db.write_conn() as conn:
-        went_down = (
-            await conn.execute(
-                update(_hosts)
-                .where(_hosts.c.down_since.is_(None), _hosts.c.last_report_at < silent_since)
-                .values(down_since=now)
-                .returning(_hosts.c.name, _hosts.c.last_report_at)
-            )
-        ).all()
-        for name, last in went_down:
+        went_down: Sequence[Row[Any]] = []
+        if judging:
+            went_down = (
+                await conn.execute(
+                    update(_hosts)
+                    .where(_hosts.c.down_since.is_(None), _hosts.c.last_report_at < silent_since)
+                    .values(down_since=now)
+                    .returning(_hosts.c.name, _hosts.c.last_report_at)
+                )
+            ).all()
+        for row in went_down:
+            name, last = row.name, row.last_report_at
             log.warning("host %s is down: no report since %s", name, last.isoformat())
             await audit.record(
                 conn,

@@ -36,6 +36,8 @@ from broker.hosts import actions
 from broker.hosts import service as hosts
 from broker.hosts.monitor import check_hosts
 from broker.hosts.store import figures
+from broker.jobs import Job, JobRunner
+from broker.leader import leader_for
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
 from broker.store.db_errors import database_down
@@ -621,6 +623,42 @@ async def test_silent_host_goes_down_and_its_sessions_are_lost_after_grace(
     assert (await send(client, host_token, report(runtime, "vhost01", 2))).status_code == 200
     assert (await host_row(runtime)).down_since is None
     assert (await hosts.list_all(runtime))[0]["up"] is True
+
+
+async def test_hosts_are_not_called_down_for_the_brokers_own_outage(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    """While the brokers were stopped or the database was away, no report could be
+    stored: when the jobs run again, each host first gets its usual window to report."""
+    await send(client, host_token, report(runtime, "vhost01", 1))
+    interval = runtime.settings.report_interval
+    window = interval * runtime.settings.host_down_after_missed
+    clock.advance(window * 4)  # the outage: the agent's reports were refused meanwhile
+    runner = JobRunner(
+        runtime,
+        [Job("host health", check_hosts, 0.0)],
+        leader_for(runtime.db, runtime.settings.data_dir),
+        1.0,
+    )
+    try:
+        await runner.run_due()  # this broker runs the jobs again
+        assert runner.leading
+        clock.advance(window - 1)
+        await runner.run_due()
+        assert (await host_row(runtime)).down_since is None
+        assert await count(runtime, AuditEvent, AuditEvent.event == "host_down") == 0
+        # A host that reports within its window was never down ...
+        assert (await send(client, host_token, report(runtime, "vhost01", 2))).status_code == 200
+        clock.advance(window - 1)
+        await runner.run_due()
+        assert (await host_row(runtime)).down_since is None
+        # ... and one silent for a whole window since is, as usual.
+        clock.advance(2)
+        await runner.run_due()
+        assert (await host_row(runtime)).down_since == clock.now()
+        assert await count(runtime, AuditEvent, AuditEvent.event == "host_down") == 1
+    finally:
+        await runner.stop()
 
 
 async def test_admin_host_api(runtime: Runtime, client: httpx.AsyncClient, host_token: str) -> None:
