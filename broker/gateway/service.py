@@ -59,6 +59,7 @@ from broker.gateway.tunnels import (
 from broker.logthrottle import LogThrottle
 from broker.net import parse_networks
 from broker.runtime import Runtime
+from broker.store.db_errors import database_down
 
 log = logging.getLogger(__name__)
 
@@ -367,8 +368,18 @@ class Gateway:
         try:
             async with self.rt.db.write_conn() as conn:
                 await store.unregister(conn, self._closing(tunnel), self.rt.clock.now())
-        except Exception:
-            log.exception("could not record the close of tunnel %s; retrying", tunnel.id)
+        except Exception as exc:
+            if database_down(exc):
+                self.quiet.log(
+                    logging.WARNING,
+                    "record_database_down",
+                    "could not record the close of tunnel %s, the database is not "
+                    "reachable (%s); retrying",
+                    tunnel.id,
+                    type(getattr(exc, "orig", None) or exc).__name__,
+                )
+            else:
+                log.exception("could not record the close of tunnel %s; retrying", tunnel.id)
             self._unrecorded.add(tunnel)
 
     async def _record_unrecorded(self) -> None:
@@ -397,8 +408,19 @@ class Gateway:
             await asyncio.sleep(WATCH_INTERVAL_S)
             try:
                 await self.watch_once()
-            except Exception:
-                log.exception("gateway watcher round failed; next round in a second")
+            except Exception as exc:
+                if not database_down(exc):
+                    log.exception("gateway watcher round failed; next round in a second")
+                    continue
+                # Open tunnels keep running meanwhile; one line now and then, not
+                # a traceback a second for as long as the database is away.
+                self.quiet.log(
+                    logging.WARNING,
+                    "watch_database_down",
+                    "gateway watcher: the database is not reachable (%s); open tunnels "
+                    "keep running, ended sessions are closed once it is back",
+                    type(getattr(exc, "orig", None) or exc).__name__,
+                )
 
     async def watch_once(self) -> None:
         """One round of the watcher (public for tests)."""

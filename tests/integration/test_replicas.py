@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -463,3 +464,43 @@ async def test_200_concurrent_requests_on_two_replicas_give_exactly_50_sessions(
         assert len({r.user_id for r in rows}) == 50
     finally:
         stop(agent)
+
+
+async def test_gateway_watcher_says_a_database_outage_in_a_line_not_a_traceback_a_second(
+    tmp_path: Path, private_pg: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the database is away the watcher (once a second) cannot ask it which
+    sessions ended: a warning now and then, no traceback each round; the open
+    tunnel keeps running, and the watcher works again once the database is back."""
+    from broker.clock import FakeClock
+    from broker.domain import Role
+    from tests.support.gateway import gateway_rig, gateway_settings
+
+    settings = gateway_settings(tmp_path, private_pg.url)
+    async with gateway_rig(settings, FakeClock(dt.datetime.now(dt.UTC))) as rig:
+        answer = await rig.desktop_for("maria")
+        admin = await staff(rig.rt, "admin", department="IT", role=Role.ADMIN)
+        async with rig.forward(answer) as forward:
+            reader, writer = await asyncio.open_connection("127.0.0.1", forward.local_port)
+            writer.write(b"hello")
+            assert await reader.readexactly(5) == b"hello"
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="broker.gateway"):
+                private_pg.stop("immediate")
+                await asyncio.sleep(4)  # four watcher rounds
+                writer.write(b"still")
+                assert await reader.readexactly(5) == b"still"
+                private_pg.start()
+            ours = [r for r in caplog.records if r.name.startswith("broker.gateway")]
+            assert ours, "the outage went unsaid"
+            assert not [r for r in ours if r.exc_info], [r.getMessage() for r in ours]
+            assert len(ours) == 1, [r.getMessage() for r in ours]
+            assert "database is not reachable" in ours[0].getMessage()
+            # Back: an administrator ends the session, and the watcher hangs up.
+            sid = answer["session"]["id"]
+            deadline = time.monotonic() + 15
+            while (await rig.client.delete(f"/api/v1/sessions/{sid}", headers=admin)).is_error:
+                assert time.monotonic() < deadline, "the broker did not recover"
+                await asyncio.sleep(0.2)
+            await asyncio.wait_for(forward.proc.wait(), 10)
+            writer.close()
