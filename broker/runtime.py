@@ -22,6 +22,7 @@ from broker.dirs import ensure_dir
 from broker.hosts.batcher import ReportBatcher
 from broker.hosts.known import TokenCache
 from broker.hosts.store import STORE_USUAL_REPORT
+from broker.logthrottle import LogThrottle
 from broker.security.crypto import SecretBox
 from broker.sessions.host_views import HostViews
 from broker.store import migrate
@@ -65,6 +66,11 @@ class Runtime:
     # away. Before then nobody here could store reports, so a host's silence
     # counts only from this moment (broker.hosts.monitor). None: not tracked.
     jobs_since: dt.datetime | None = None
+    # Refused agent reports come every interval from each host affected: one log
+    # line per host and cause now and then (broker.hosts.ingest).
+    report_refusal_log: LogThrottle = field(
+        default_factory=lambda: LogThrottle(logging.getLogger("broker.hosts.ingest"), 300.0)
+    )
 
     def __post_init__(self) -> None:
         self.host_views = HostViews(self.settings.load_index)

@@ -137,6 +137,15 @@ async def ingest(
     now = rt.clock.now()
     skew = abs((report.created_at - now).total_seconds())
     if skew > settings.report_max_clock_skew_s:
+        rt.report_refusal_log.log(
+            logging.WARNING,
+            f"clock_skew:{host.name}",
+            "host %s: report refused, its clock is %.0f s off the broker's "
+            "(more than %.0f s); the host counts as down until NTP is fixed there",
+            host.name,
+            (report.created_at - now).total_seconds(),
+            settings.report_max_clock_skew_s,
+        )
         raise ClockSkew(
             f"The report's time is {skew:.0f} s off the broker's clock; check NTP on the host.",
             extra={"broker_time": now.isoformat()},
@@ -171,6 +180,16 @@ async def ingest(
             raise Unauthorized("The agent token is not valid.", code="invalid_token")
         stored = await conn.execute(STORE_REPORT, values)
         if stored.rowcount != 1:
+            rt.report_refusal_log.log(
+                logging.WARNING,
+                f"stale_seq:{host.name}",
+                "host %s: report seq %d refused, not newer than the stored seq %s; "
+                "if this repeats, a second agent reports with this host's token "
+                "(a cloned machine or copied token file)",
+                host.name,
+                report.seq,
+                row.last_seq,
+            )
             raise Conflict(
                 "This report is not newer than the last one.",
                 code="stale_seq",

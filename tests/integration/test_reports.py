@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -271,6 +272,26 @@ async def test_replayed_and_older_reports_are_409_and_change_nothing(
         before.metrics,
     )
     assert await count(runtime, Desktop, Desktop.missing.is_(True)) == 0
+
+
+async def test_refused_reports_are_said_in_the_brokers_log(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the agent heard why its reports were refused; at the broker the host
+    just went down. Now the broker's log names the host and the cause, once in a
+    while rather than every report."""
+    assert (await send(client, host_token, report(runtime, "vhost01", 5))).status_code == 200
+    with caplog.at_level(logging.WARNING, logger="broker.hosts.ingest"):
+        for _ in range(3):  # a second agent with this token, or a restored state
+            stale = await send(client, host_token, report(runtime, "vhost01", 3))
+            assert stale.status_code == 409
+            skewed = await send(client, host_token, report(runtime, "vhost01", 6, skew_s=-600))
+            assert skewed.status_code == 400
+    said = [r.getMessage() for r in caplog.records if r.name == "broker.hosts.ingest"]
+    assert len(said) == 2, said
+    assert "host vhost01: report seq 3 refused" in said[0] and "token" in said[0]
+    assert "host vhost01: report refused, its clock is -600 s off" in said[1]
+    assert "NTP" in said[1]
 
 
 @pytest.mark.parametrize("skew", [-301.0, 301.0, 86400.0])
