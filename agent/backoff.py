@@ -19,3 +19,21 @@ def backoff_delay(
     apart when a broker comes back, instead of all retrying in the same second."""
     ceiling = min(cap_s, base_s * 2.0 ** min(max(attempt - 1, 0), 32))
     return uniform(0.0, ceiling)
+
+
+def delay_after_failure(
+    attempt: int,
+    base_s: float,
+    cap_s: float = DEFAULT_CAP_S,
+    retry_after_s: float | None = None,
+    uniform: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """The wait before the next attempt. Where the broker said when to come back
+    (Retry-After on a 503 while its database is away, or a 429), that, plus up to
+    one report interval of jitter so that the hosts do not all return in the same
+    second; the exponential backoff would wait ever longer after the broker is
+    back, and the hosts count as down meanwhile. Otherwise the backoff. Both are
+    bounded by `cap_s`."""
+    if retry_after_s is not None:
+        return min(cap_s, retry_after_s + uniform(0.0, base_s))
+    return backoff_delay(attempt, base_s, cap_s, uniform)

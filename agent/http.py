@@ -28,6 +28,17 @@ _READ_SIZE = 65536
 class HttpResponse:
     status: int
     body: bytes
+    retry_after_s: float | None = None  # the answer's Retry-After, in seconds
+
+
+def retry_after(headers: list[tuple[bytes, bytes]]) -> float | None:
+    """Retry-After as whole seconds (the form the broker sends); None when absent
+    or in another form (an HTTP date), which the agent's own backoff then covers."""
+    for name, value in headers:
+        if name.lower() == b"retry-after":
+            text = value.strip()
+            return float(text) if text.isdigit() and len(text) <= 9 else None
+    return None
 
 
 class HttpError(Exception):
@@ -111,6 +122,7 @@ async def _exchange(endpoint: Endpoint, body: bytes, headers: Mapping[str, str])
         )
         await writer.drain()
         status = 0
+        wait_s: float | None = None
         received = bytearray()
         while True:
             event = conn.next_event()
@@ -118,6 +130,7 @@ async def _exchange(endpoint: Endpoint, body: bytes, headers: Mapping[str, str])
                 conn.receive_data(await reader.read(_READ_SIZE))
             elif isinstance(event, h11.Response):
                 status = event.status_code
+                wait_s = retry_after(list(event.headers))
             elif isinstance(event, h11.Data):
                 received += event.data
                 if len(received) > MAX_RESPONSE_BYTES:
@@ -126,7 +139,7 @@ async def _exchange(endpoint: Endpoint, body: bytes, headers: Mapping[str, str])
                 if not status:
                     closed = "the connection closed without an answer"
                     raise HttpError(closed + _https_hint(endpoint))
-                return HttpResponse(status, bytes(received))
+                return HttpResponse(status, bytes(received), wait_s)
     finally:
         writer.close()
 

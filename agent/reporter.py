@@ -69,6 +69,7 @@ class Delivery:
     status: int | None = None
     response: Response | None = None
     seq_hint: int | None = None  # 409: the last seq the broker has, where it says
+    retry_after_s: float | None = None  # 429, 5xx: when the broker asks to try again
 
 
 def _broker_error(body: bytes) -> tuple[str, str, dict[str, object]]:
@@ -93,15 +94,19 @@ _REJECTION_HINTS = {
 }
 
 
-def judge(status: int, body: bytes) -> Delivery:
-    """What an answer of the broker means for the agent."""
+def judge(status: int, body: bytes, retry_after_s: float | None = None) -> Delivery:
+    """What an answer of the broker means for the agent; `retry_after_s` is the
+    answer's Retry-After."""
     if 200 <= status < 300:
         try:
             return Delivery(Verdict.DELIVERED, status=status, response=parse_response(body))
         except BadResponse as exc:
             return Delivery(Verdict.UNAVAILABLE, f"gave an answer not understood: {exc}", status)
     if status == 429 or status >= 500:
-        return Delivery(Verdict.UNAVAILABLE, f"answered {status}", status)
+        asked = f" and asked to wait {retry_after_s:g} s" if retry_after_s is not None else ""
+        return Delivery(
+            Verdict.UNAVAILABLE, f"answered {status}{asked}", status, retry_after_s=retry_after_s
+        )
     code, message, raw = _broker_error(body)
     said = f" ({'; '.join(p for p in (code, message) if p)})" if code or message else ""
     if status == 409:
@@ -161,7 +166,7 @@ class Reporter:
             return Delivery(Verdict.UNAVAILABLE, str(exc))
         if answer.status in (401, 403):
             self._token = None
-        return judge(answer.status, answer.body)
+        return judge(answer.status, answer.body, answer.retry_after_s)
 
     def token_replaced(self) -> Callable[[], bool]:
         """A check that turns true once the token file differs from what it was when

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from agent import __version__, systemd
 from agent.actions import execute
-from agent.backoff import DEFAULT_CAP_S, backoff_delay
+from agent.backoff import DEFAULT_CAP_S, delay_after_failure
 from agent.collectors.base import Collector, Fields, Outcome, isolated, merge, run_isolated
 from agent.collectors.cpu import CpuCollector
 from agent.collectors.disk import DiskCollector
@@ -310,7 +310,13 @@ class Agent:
                 delay = 0.0 if executed else self.interval_s - (time.monotonic() - started)
             else:
                 failures += 1
-                delay = backoff_delay(failures, self.interval_s, self._backoff_cap_s, self._uniform)
+                delay = delay_after_failure(
+                    failures,
+                    self.interval_s,
+                    self._backoff_cap_s,
+                    delivery.retry_after_s,
+                    self._uniform,
+                )
                 if delivery.verdict is Verdict.REJECTED:
                     delay = max(delay, min(self._backoff_cap_s, self.interval_s * 10))
                     if delivery.status in (None, 401, 403) and self.reporter is not None:

@@ -33,6 +33,8 @@ class FakeBroker:
         self.reports: list[Report] = []
         self.authorizations: list[str | None] = []
         self.status = 200
+        self.retry_after: str | None = None  # the Retry-After of error answers
+        self.times: list[float] = []  # when each report request arrived (monotonic)
         self.error: dict[str, Any] = {"error": "unavailable", "message": "maintenance"}
         self.status_after_actions: int | None = None  # switch to this once actions went out
         self.forget_results = 0  # drop this many incoming results (a lost acknowledgement)
@@ -55,6 +57,7 @@ class FakeBroker:
         return f"http://127.0.0.1:{self.port}"
 
     async def _report(self, request: Request) -> JSONResponse:
+        self.times.append(time.monotonic())
         self.authorizations.append(request.headers.get("authorization"))
         if (
             self.token is not None
@@ -62,7 +65,8 @@ class FakeBroker:
         ):
             return JSONResponse({"error": "invalid_token", "message": "no"}, status_code=401)
         if self.status != 200:
-            return JSONResponse(self.error, status_code=self.status)
+            headers = {"Retry-After": self.retry_after} if self.retry_after else None
+            return JSONResponse(self.error, status_code=self.status, headers=headers)
         report = Report.model_validate_json(await request.body())
         self.reports.append(report)
         for result in report.action_results:

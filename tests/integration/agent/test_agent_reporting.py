@@ -50,11 +50,11 @@ async def sim() -> AsyncIterator[CountingSimulated]:
 @pytest.fixture
 def new_agent(
     broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
-) -> Callable[[], Agent]:
+) -> Callable[..., Agent]:
     """Makes an agent on the simulated desktops, reporting to the fake broker; each
     call is a fresh agent process on the same state directory (a restart)."""
 
-    def make() -> Agent:
+    def make(backoff_cap_s: float = 0.4) -> Agent:
         config = AgentConfig(
             broker=broker.url,
             token_file=token_file,
@@ -67,7 +67,7 @@ def new_agent(
         )
         store = StateStore(config.state_dir)
         reporter = Reporter(broker.url, token_file)
-        return Agent(config, sim, store.load(), store, reporter, backoff_cap_s=0.4)
+        return Agent(config, sim, store.load(), store, reporter, backoff_cap_s=backoff_cap_s)
 
     return make
 
@@ -144,6 +144,25 @@ async def test_broker_errors_are_retried_until_it_recovers(
         await eventually(lambda: len(broker.reports) >= 1)
     assert f"broker at {broker.url}/api/v1/agent/report answered 503, retrying in" in caplog.text
     assert broker.reports[0].seq >= 3
+
+
+async def test_the_brokers_retry_after_is_kept_not_a_growing_backoff(
+    broker: FakeBroker,
+    new_agent: Callable[..., Agent],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker answers 503 with Retry-After while its database is away. The
+    agent comes back then (plus at most one interval of jitter), neither sooner
+    nor after an ever longer backoff: hosts count as down until they report."""
+    broker.status, broker.retry_after = 503, "1"
+    async with running(new_agent(backoff_cap_s=30.0)) as agent:
+        await eventually(lambda: agent.telemetry.reports_failed >= 3)
+        broker.status = 200
+        await eventually(lambda: len(broker.reports) >= 1)
+    gaps = [later - earlier for earlier, later in zip(broker.times, broker.times[1:], strict=False)]
+    # interval 0.1 s: each wait is 1 s plus up to 0.1 s, give or take the machine
+    assert all(0.95 <= gap <= 1.6 for gap in gaps[:3]), gaps
+    assert "answered 503 and asked to wait 1 s, retrying in 1." in caplog.text
 
 
 async def test_refused_token_is_said_clearly_and_not_retried_at_once(

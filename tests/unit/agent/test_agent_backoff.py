@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from agent.backoff import backoff_delay
+from agent.backoff import backoff_delay, delay_after_failure
+from agent.http import retry_after
 
 
 def upper(lo: float, hi: float) -> float:
@@ -28,3 +29,29 @@ def test_full_jitter_spreads_between_zero_and_the_ceiling() -> None:
     assert all(0.0 <= d <= 40.0 for d in delays)
     assert min(delays) < 4.0 and max(delays) > 36.0
     assert sum(delays) / len(delays) == pytest.approx(20.0, rel=0.1)
+
+
+def lower(lo: float, hi: float) -> float:
+    return lo
+
+
+def test_retry_after_is_kept_whatever_the_attempt_with_up_to_one_interval_more() -> None:
+    assert delay_after_failure(1, 10.0, 300.0, 5.0, lower) == 5.0
+    assert delay_after_failure(9, 10.0, 300.0, 5.0, upper) == 15.0
+    assert delay_after_failure(9, 10.0, 300.0, None, upper) == 300.0  # no hint: backoff
+    assert delay_after_failure(1, 10.0, 300.0, 3600.0, lower) == 300.0  # within the cap
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ([(b"retry-after", b"5")], 5.0),
+        ([(b"content-type", b"application/json"), (b"Retry-After", b" 120 ")], 120.0),
+        ([(b"retry-after", b"Wed, 21 Oct 2026 07:28:00 GMT")], None),  # a date: own backoff
+        ([(b"retry-after", b"-1")], None),
+        ([(b"retry-after", b"9" * 40)], None),
+        ([], None),
+    ],
+)
+def test_retry_after_header(headers: list[tuple[bytes, bytes]], seconds: float | None) -> None:
+    assert retry_after(headers) == seconds
