@@ -493,4 +493,13 @@ async def purge_stale_tunnels(rt: Runtime) -> int:
     now = rt.clock.now()
     stale_s = STALE_AFTER_INTERVALS * rt.settings.gateway_activity_interval_s
     async with rt.db.write_conn() as conn:
-        return await store.purge_stale(conn, now - dt.timedelta(seconds=stale_s), now)
+        count = await store.purge_stale(conn, now - dt.timedelta(seconds=stale_s), now)
+    if count:
+        # Said here too, not only in the audit: the journal is where ops look
+        # after a replica died (audit event tunnels_lost has the replicas).
+        log.warning(
+            "%d tunnel(s) of a broker replica that stopped without closing them were "
+            "cleared; sessions with no tunnel left are disconnected",
+            count,
+        )
+    return count

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 import uuid
 from pathlib import Path
@@ -182,7 +183,7 @@ async def _tunnel_rows(rig: Rig, n: int) -> bool:
 
 
 async def test_tunnels_of_a_dead_replica_are_cleaned_up(
-    tmp_path: Path, db_url: str, clock: FakeClock
+    tmp_path: Path, db_url: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A replica died with a tunnel open: its row is not marked alive any more. After
     four activity intervals the lifecycle job deletes it and the session becomes
@@ -203,7 +204,9 @@ async def test_tunnels_of_a_dead_replica_are_cleaned_up(
                         destination="127.0.0.1:1", source_ip=None, opened_at=now, seen_at=seen,
                     )
                 )  # fmt: skip
-        assert await purge_stale_tunnels(r.rt) == 1
+        with caplog.at_level(logging.WARNING, logger="broker.gateway.service"):
+            assert await purge_stale_tunnels(r.rt) == 1
+        assert "1 tunnel(s) of a broker replica that stopped" in caplog.text
         assert await r.state(dead) == "disconnected"
         assert await r.state(alive) == "active"
         lost = await r.audit("tunnels_lost")
