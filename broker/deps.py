@@ -36,11 +36,15 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def client_ip_of(request: Request) -> str | None:
-    """The caller's address, believing X-Forwarded-For only from trusted proxies."""
+    """The caller's address, believing X-Forwarded-For only from trusted proxies.
+
+    Every X-Forwarded-For line counts, in order, as one list (RFC 9110, 5.3): a
+    proxy may add its hop as a line of its own (HAProxy's `option forwardfor`)
+    instead of appending it to the client's, and the first line alone is then
+    whatever the client wrote."""
     peer = request.client.host if request.client else None
-    return client_ip(
-        peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
-    )
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    return client_ip(peer, forwarded or None, request.app.state.trusted_proxies)
 
 
 async def get_client(request: Request) -> Client:

@@ -26,6 +26,7 @@ from tests.support.artifacts import (
     OPERATIONS,
     design_metric_names,
 )
+from tests.support.audit import audit_events
 from tests.support.fleet import add_host, add_pool, ask, staff
 from tests.support.scrape import samples, value
 
@@ -329,6 +330,38 @@ async def test_metrics_are_served_to_the_monitoring_network_only(tmp_path: Path)
             assert refused.status_code == 403, (peer, forwarded)
             assert refused.json()["error"] == "forbidden"
             assert "vdi_" not in refused.text
+    finally:
+        await rt.close()
+
+
+async def test_a_hop_the_client_sent_on_a_line_of_its_own_is_not_believed(
+    tmp_path: Path,
+) -> None:
+    """A proxy may add its hop as an X-Forwarded-For line of its own (HAProxy's
+    `option forwardfor`) after the line the client sent. All lines are one list:
+    the client's line alone would let anybody pass for the monitoring network,
+    and give each login a made-up address for the audit and the rate limit."""
+    settings = make_settings(
+        tmp_path,
+        f"sqlite+aiosqlite:///{tmp_path / 'vdi.sqlite3'}",
+        metrics_networks=["10.20.0.0/24"],
+        trusted_proxies=["10.0.0.1/32"],
+    )
+    rt = await open_runtime(settings)
+    app = create_app(settings, runtime=rt)
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 50000))
+    two_lines = [("X-Forwarded-For", "10.20.0.9"), ("X-Forwarded-For", "203.0.113.7")]
+    body = {"username": "nobody", "password": "whatever!", "code": "123456"}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://broker") as c:
+            refused = await c.get("/metrics", headers=two_lines)
+            assert refused.status_code == 403
+            assert "vdi_" not in refused.text
+            one_line = {"X-Forwarded-For": "10.20.0.9, 203.0.113.7"}
+            assert (await c.get("/metrics", headers=one_line)).status_code == 403
+            forged = [("X-Forwarded-For", "198.51.100.1"), ("X-Forwarded-For", "203.0.113.7")]
+            await c.post("/api/v1/auth/login", json=body, headers=forged)
+        assert [e.source_ip for e in await audit_events(rt, "login")] == ["203.0.113.7"]
     finally:
         await rt.close()
 
