@@ -44,14 +44,29 @@ async def home() -> Response:
 
 
 @router.get("/login")
-async def login_page(request: Request, rt: RuntimeDep) -> Response:
+async def login_page(request: Request, rt: RuntimeDep, client: ClientDep) -> Response:
     if await resolve_identity(request, rt) is not None:
         return redirect("/desktops")
     expired = request.query_params.get("expired") == "1"
     notice = say(request, rt, "info", "login.expired") if expired else None
-    return render(
+    page = render(
         request, rt, "login.html", prelogin=True, notice=notice, username="", recovery_open=False
     )
+    await _end_left_enrolment(request, rt, page, client)
+    return page
+
+
+async def _end_left_enrolment(
+    request: Request, rt: Runtime, response: Response, client: login_flow.Client
+) -> None:
+    """A browser back at the login page with an enrolment cookie left the set-up
+    without finishing or cancelling it (a link, the back button, the address bar).
+    That enrolment ends here: else whoever uses the browser next could open
+    /enrol and bind their own app to the account within the enrolment's life."""
+    token = cookies.read(request, rt, ENROL_COOKIE)
+    if token:
+        await enrolment.cancel(rt, token, client.ip)
+        cookies.clear(response, rt, ENROL_COOKIE)
 
 
 def _credentials(username: str, password: str, code: str, recovery: str) -> str | None:

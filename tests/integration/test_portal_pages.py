@@ -372,6 +372,33 @@ async def test_cancelling_the_set_up_ends_the_enrolment(
     assert (await client.get("/enrol")).status_code == 200
 
 
+async def test_a_set_up_left_for_the_login_page_ends_there(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Someone who leaves the set-up without cancelling it (a link, the back
+    button) and is back at the login page must not leave it to the next person
+    at the browser, who could otherwise open /enrol within the enrolment's life
+    and bind their own app to the account."""
+    await add_user(runtime, enrol=False)
+    await log_in(client)
+    assert (await client.get("/enrol")).status_code == 200
+    cookie = client.cookies.get("__Host-vdi_enrol")
+    assert cookie
+    left = await client.get("/login")
+    assert left.status_code == 200
+    assert '__Host-vdi_enrol=""' in left.headers["set-cookie"]
+    # The next person, even with the old cookie kept, gets nothing to finish.
+    client.cookies.set("__Host-vdi_enrol", cookie)
+    again = await client.get("/enrol")
+    assert again.headers["location"] == "/login"
+    async with runtime.db.read() as s:
+        enrolment = (await s.scalars(select(Enrolment))).one()
+        user = (await s.scalars(select(User))).one()
+    assert enrolment.used_at is not None and enrolment.totp_secret is None
+    assert user.totp_secret is None
+    assert await audit_events(runtime, "totp_enrolment_cancelled") == [None]
+
+
 # -- staff: desktops, connect, log off, refusals ------------------------------------------------
 
 
