@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from broker.audit import log as audit
@@ -18,7 +18,7 @@ from broker.names import check_label, check_user_name, normalise_user_name
 from broker.runtime import Runtime
 from broker.sessions.service import end_where
 from broker.store.db import Executor
-from broker.store.tables import RecoveryCode, Session, User, table
+from broker.store.tables import Enrolment, RecoveryCode, Session, User, table
 
 
 @dataclass(frozen=True)
@@ -133,12 +133,19 @@ async def set_locked(rt: Runtime, name: str, locked: bool, actor: str) -> User:
 
 
 async def reset_totp(rt: Runtime, name: str, actor: str) -> User:
-    """Forget the user's TOTP secret and recovery codes; the next login enrols again."""
+    """Forget the user's TOTP secret and recovery codes; the next login enrols again.
+    Enrolments opened before are ended too: one left unfinished would otherwise be
+    usable again, now that the account has no secret, by whoever holds its token."""
     now = rt.clock.now()
     async with rt.db.write() as s:
         user = await _get(s, name)
         user.totp_secret = None
         await s.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+        await s.execute(
+            update(Enrolment)
+            .where(Enrolment.user_id == user.id, Enrolment.used_at.is_(None))
+            .values(used_at=now, totp_secret=None)
+        )
         await websessions.revoke_all(s, user.id, now)
         await audit.record(s, now, "totp_reset", username=user.name, actor=actor)
     return user

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from broker.auth import enrolment
 from broker.clock import FakeClock
 from broker.runtime import Runtime
 from broker.store.tables import RecoveryCode, User
@@ -133,3 +134,16 @@ async def test_admin_reset_forces_re_enrolment(runtime: Runtime, client: httpx.A
     response = await login(client, "maria", PASSWORD, code_now(runtime, secret or ""))
     assert response.status_code == 403
     assert response.json()["error"] == "totp_enrollment_required"
+
+
+async def test_an_admin_reset_does_not_revive_an_old_enrolment(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """An enrolment left unfinished is dead while the account has a secret; after a
+    reset the account has none again, and that old token must not come back."""
+    token = await start_enrolment(runtime, client)  # left unfinished
+    await enrolment.admin_enrol(runtime, "maria", "admin", replace=False)
+    await users.reset_totp(runtime, "maria", "admin")
+    revived = await client.post("/api/v1/auth/totp/enroll", json={"enrolment_token": token})
+    assert revived.status_code == 401, revived.text
+    assert revived.json()["error"] == "enrolment_invalid"
