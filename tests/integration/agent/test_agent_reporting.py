@@ -132,6 +132,39 @@ async def test_backoff_while_the_broker_is_away_loses_no_count(
     assert after.metrics.probes.timeouts_total == after.seq
 
 
+async def test_after_a_long_outage_the_agent_reports_within_three_intervals(
+    broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
+) -> None:
+    """With the real cap and the longest jitter: the waits stop growing at three
+    intervals, so the host is back at the broker soon after the broker is; before,
+    they doubled up to five minutes and the broker counted a healthy host down
+    (VdiHostNotReporting) long after its own restart."""
+    config = AgentConfig(
+        broker=broker.url,
+        token_file=token_file,
+        hypervisor="simulated",
+        interval=0.1,
+        probe_timeout=0.2,
+        host_name="vhost01",
+        state_dir=tmp_path / "state",
+    )
+    store = StateStore(config.state_dir)
+    reporter = Reporter(broker.url, token_file)
+    agent = Agent(config, sim, store.load(), store, reporter, uniform=lambda lo, hi: hi)
+    async with running(agent):
+        await eventually(lambda: len(broker.reports) >= 1)
+        await broker.stop()
+        before = broker.reports[-1].seq
+        await eventually(lambda: agent.telemetry.reports_failed >= 6)
+        await broker.start()  # same port
+        back = time.monotonic()
+        await eventually(lambda: broker.reports[-1].seq > before)
+        waited = time.monotonic() - back
+    # Three intervals (0.3 s) plus a cycle's collecting and probing; the doubling
+    # waits would have been 3.2 s here.
+    assert waited < 1.5, waited
+
+
 async def test_broker_errors_are_retried_until_it_recovers(
     broker: FakeBroker,
     new_agent: Callable[[], Agent],

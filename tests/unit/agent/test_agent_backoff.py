@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agent.backoff import backoff_delay, delay_after_failure
+from agent.backoff import away_cap, backoff_delay, delay_after_failure
 from agent.http import retry_after
 
 
@@ -31,6 +31,15 @@ def test_full_jitter_spreads_between_zero_and_the_ceiling() -> None:
     assert sum(delays) / len(delays) == pytest.approx(20.0, rel=0.1)
 
 
+def test_while_the_broker_is_away_the_wait_stays_within_three_intervals() -> None:
+    # The broker counts a host down after three missed intervals: an agent that
+    # waited minutes after the broker came back would keep a healthy host down.
+    cap = away_cap(10.0)
+    assert cap == 30.0
+    assert [backoff_delay(n, 10.0, cap, upper) for n in range(1, 8)] == [10.0, 20.0] + [30.0] * 5
+    assert away_cap(600.0) == 300.0  # a very long interval keeps the overall cap
+
+
 def lower(lo: float, hi: float) -> float:
     return lo
 
@@ -38,7 +47,7 @@ def lower(lo: float, hi: float) -> float:
 def test_retry_after_is_kept_whatever_the_attempt_with_up_to_one_interval_more() -> None:
     assert delay_after_failure(1, 10.0, 300.0, 5.0, lower) == 5.0
     assert delay_after_failure(9, 10.0, 300.0, 5.0, upper) == 15.0
-    assert delay_after_failure(9, 10.0, 300.0, None, upper) == 300.0  # no hint: backoff
+    assert delay_after_failure(9, 10.0, 300.0, None, upper) == 30.0  # no hint: backoff
     assert delay_after_failure(1, 10.0, 300.0, 3600.0, lower) == 300.0  # within the cap
 
 
