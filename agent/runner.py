@@ -21,7 +21,7 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from agent import __version__, systemd
@@ -35,7 +35,11 @@ from agent.collectors.memory import MemoryCollector
 from agent.collectors.network import NetworkCollector
 from agent.collectors.pressure import PressureCollector
 from agent.collectors.probes import (
+    ProbeError,
     ProbeOutcome,
+    endpoint,
+    failure_changes,
+    log_failure_changes,
     log_timeout_changes,
     probe_all,
     probe_stats,
@@ -158,6 +162,7 @@ class Agent:
         self._saved_at = time.monotonic()
         self._warned_names: set[str] = set()
         self._timing_out: frozenset[str] = frozenset()  # desktops whose probes time out
+        self._failing: Mapping[str, ProbeError] = {}  # consoles failing otherwise
 
     # -- collecting ---------------------------------------------------------------
 
@@ -196,6 +201,12 @@ class Agent:
         changes = timeout_changes(self._timing_out, (d.name for d in desktops), probes)
         self._timing_out = changes.timing_out
         log_timeout_changes(changes, self.config.probe_timeout)
+        failures = failure_changes(self._failing, (d.name for d in desktops), probes)
+        self._failing = failures.failing
+        log_failure_changes(
+            failures,
+            {d.name: endpoint(d.address, d.port) for d in desktops if d.address and d.port},
+        )
         outcomes += [listed, run.outcome()]
         metrics = merge(outcomes)
         metrics["probes"] = probe_stats(totals, latency_mean)

@@ -155,6 +155,71 @@ def log_timeout_changes(changes: TimeoutChanges, timeout_s: float) -> None:
         log.info("console probe no longer times out but fails for: %s", _names(failing))
 
 
+@dataclass(frozen=True)
+class FailureChanges:
+    """How the desktops whose console probes fail other than by a timeout (refused,
+    unreachable, no RDP or VNC handshake) changed in one round."""
+
+    failing: Mapping[str, ProbeError]  # after this round
+    started: tuple[tuple[str, ProbeError], ...]  # newly failing, or failing otherwise
+    ended: tuple[str, ...]  # answering again
+
+
+def failure_changes(
+    before: Mapping[str, ProbeError],
+    listed: Iterable[str],
+    outcomes: Mapping[str, ProbeOutcome],
+) -> FailureChanges:
+    """Like timeout_changes, for the failures that are not timeouts: the broker
+    takes these desktops out of service just the same (VdiDesktopsUnreachable),
+    but no timeout counter shows them. A desktop that turns to timing out is the
+    timeout log's news and is dropped here without a line."""
+    listed = set(listed)
+    now: dict[str, ProbeError] = {
+        name: o.error
+        for name, o in outcomes.items()
+        if not o.ok and o.error is not None and o.error != "timeout"
+    }
+    kept = {name: e for name, e in before.items() if name in listed and name not in outcomes}
+    return FailureChanges(
+        failing={**kept, **now},
+        started=tuple((name, e) for name, e in sorted(now.items()) if before.get(name) != e),
+        ended=tuple(name for name in sorted(before) if name in outcomes and outcomes[name].ok),
+    )
+
+
+_FAILURE_WORDS: dict[ProbeError, str] = {
+    "refused": "refused the connection",
+    "unreachable": "is unreachable",
+    "error": "gave no RDP or VNC answer",
+}
+
+
+def log_failure_changes(changes: FailureChanges, endpoints: Mapping[str, str]) -> None:
+    """Name in the journal, with the address probed, the desktops whose console
+    began to fail (the runbook of VdiDesktopsUnreachable sends ops here) or
+    answers again; one line per kind of change, not one per round."""
+    for error, words in _FAILURE_WORDS.items():
+        names = [
+            f"{name} ({endpoints.get(name, 'no address')})"
+            for name, e in changes.started
+            if e == error
+        ]
+        if names:
+            log.warning("console %s for %d desktop(s): %s", words, len(names), _names(names))
+    if changes.ended:
+        log.info(
+            "console probe answers again for %d desktop(s): %s",
+            len(changes.ended),
+            _names(changes.ended),
+        )
+
+
+def endpoint(address: str, port: int) -> str:
+    """ADDRESS:PORT as ops would type it, an IPv6 address in brackets."""
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
 def _bytes_needed(protocol: ConsoleProtocol, received: bytes) -> int:
     """How many bytes of the server's answer complete the handshake."""
     if protocol is ConsoleProtocol.VNC:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -88,3 +89,38 @@ async def test_the_journal_names_desktops_whose_probes_start_and_stop_timing_out
         await sim.close()
     said = [(r.levelno, r.getMessage()) for r in caplog.records if "sim-00" in r.getMessage()]
     assert len(said) == 1 and said[0][0] == logging.INFO and "sim-001" in said[0][1]
+
+
+async def test_the_journal_names_desktops_whose_console_refuses_and_where(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/runbooks.md (VdiDesktopsUnreachable) has ops try the refusing console
+    with nc from the host: the journal must say which desktop, at which address,
+    once when it starts refusing and once when it answers again."""
+    caplog.set_level(logging.INFO, logger="agent")
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    hypervisor = StaticHypervisor(
+        [Desktop("pc-bauamt-02", PowerState.RUNNING, None, "127.0.0.1", port)]
+    )
+    agent = Agent(AgentConfig(hypervisor="static", probe_timeout=0.5), hypervisor, AgentState())
+    for _ in range(3):
+        await agent.collect()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "pc-bauamt" in r.getMessage()]
+    assert said == [
+        (
+            logging.WARNING,
+            f"console refused the connection for 1 desktop(s): pc-bauamt-02 (127.0.0.1:{port})",
+        )
+    ]
+    caplog.clear()
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+    try:
+        for _ in range(2):
+            await agent.collect()
+    finally:
+        server.close()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if "pc-bauamt" in r.getMessage()]
+    assert said == [(logging.INFO, "console probe answers again for 1 desktop(s): pc-bauamt-02")]

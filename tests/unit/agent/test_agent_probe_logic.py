@@ -10,6 +10,7 @@ from agent.collectors.probes import (
     ProbeOutcome,
     ProbeTotals,
     classify,
+    failure_changes,
     probe_stats,
     tally,
     timeout_changes,
@@ -64,6 +65,7 @@ def test_report_forms_match_the_protocol() -> None:
 TIMEOUT = ProbeOutcome(ok=False, error="timeout")
 REFUSED = ProbeOutcome(ok=False, error="refused")
 ANSWERS = ProbeOutcome(ok=True, latency_s=0.01)
+HANDSHAKE = ProbeOutcome(ok=False, error="error")
 
 
 def test_timeout_changes_name_each_change_once() -> None:
@@ -83,3 +85,25 @@ def test_a_desktop_not_probed_keeps_its_standing_until_it_is_gone() -> None:
     assert (unprobed.timing_out, unprobed.started, unprobed.ended) == (before, (), ())
     gone = timeout_changes(before, ["a"], {})
     assert gone.timing_out == {"a"} and gone.ended == ()
+
+
+def test_failure_changes_name_refusals_once_and_leave_timeouts_alone() -> None:
+    """A refusing console takes its desktop out of service (VdiDesktopsUnreachable)
+    without moving a timeout counter: the journal must name it all the same."""
+    first = failure_changes({}, ["a", "b", "c"], {"a": REFUSED, "b": TIMEOUT, "c": ANSWERS})
+    assert (first.failing, first.started, first.ended) == (
+        {"a": "refused"},
+        (("a", "refused"),),
+        (),
+    )
+    again = failure_changes(first.failing, ["a", "b", "c"], {"a": REFUSED, "c": HANDSHAKE})
+    assert again.failing == {"a": "refused", "c": "error"}
+    assert again.started == (("c", "error"),) and again.ended == ()
+    back = failure_changes(again.failing, ["a", "c"], {"a": ANSWERS, "c": TIMEOUT})
+    assert (back.failing, back.started, back.ended) == ({}, (), ("a",))
+
+
+def test_a_failing_desktop_not_probed_keeps_its_standing_until_it_is_gone() -> None:
+    unprobed = failure_changes({"a": "refused"}, ["a"], {})
+    assert (unprobed.failing, unprobed.started, unprobed.ended) == ({"a": "refused"}, (), ())
+    assert failure_changes({"a": "refused"}, [], {}).failing == {}
