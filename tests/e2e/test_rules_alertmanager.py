@@ -7,6 +7,7 @@ starts it (no clustering, its own port and storage) and posts alerts to it.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 import time
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
-from tests.support.artifacts import ALERTMANAGER_CONFIG
-from tests.support.monitoring import running_alertmanager
+from tests.support.artifacts import ALERTMANAGER_CONFIG, load_yaml
+from tests.support.monitoring import WebhookReceiver, running_alertmanager
+from tests.support.processes import until
 
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
 
@@ -114,3 +117,34 @@ def test_warnings_are_inhibited_only_by_the_critical_of_their_family(alertmanage
             break
         time.sleep(0.2)
     assert seen == expected
+
+
+@pytest.mark.slow
+def test_the_watchdog_reaches_the_dead_mans_switch_every_minute(tmp_path: Path) -> None:
+    """docs/runbooks.md: the dead man's switch expects the Watchdog every minute.
+    Alertmanager re-sends only at a group_interval tick, and only when the last
+    send is repeat_interval old; a send lags its tick a little, so with both at 1m
+    the next tick finds it just short of a minute old and the Watchdog came every
+    two minutes, enough for a switch set as the runbook says to raise a false
+    alarm. The example's intervals, as written, with a local receiver."""
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    with WebhookReceiver() as webhook:
+        for receiver in config["receivers"]:
+            for hook in receiver["webhook_configs"]:
+                hook["url"] = f"{webhook.url}/{receiver['name']}"
+        path = tmp_path / "alertmanager.yml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        with running_alertmanager(path, tmp_path) as tool:
+            watchdog = alert("Watchdog", "info")
+            httpx.post(f"{tool.url}/api/v2/alerts", json=[watchdog], timeout=5).raise_for_status()
+            arrivals: list[float] = []
+
+            def three_arrived() -> bool:
+                if len(webhook.posts()) > len(arrivals):
+                    arrivals.append(time.monotonic())
+                return len(arrivals) >= 3
+
+            until(three_arrived, timeout=150, what="three Watchdog notifications", step=0.1)
+    assert {path for path, _ in webhook.posts()} == {"/deadman"}
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert all(gap < 75 for gap in gaps), gaps
