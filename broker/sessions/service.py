@@ -179,6 +179,9 @@ class SessionInfo:
     created_at: dt.datetime
     activated_at: dt.datetime | None
     ended_at: dt.datetime | None
+    # Since when nobody is connected (state disconnected): how long a session has
+    # held its licence unused, which ops weigh when licences run out.
+    disconnected_at: dt.datetime | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -194,6 +197,7 @@ class SessionInfo:
             "created_at": self.created_at.isoformat(),
             "activated_at": self.activated_at.isoformat() if self.activated_at else None,
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "disconnected_at": (self.disconnected_at.isoformat() if self.disconnected_at else None),
         }
 
     def admin_dict(self) -> dict[str, Any]:
@@ -238,6 +242,7 @@ def _info(row: Row[Any]) -> SessionInfo:
         created_at=row.created_at,
         activated_at=row.activated_at,
         ended_at=row.ended_at,
+        disconnected_at=row.disconnected_at if row.state == "disconnected" else None,
     )
 
 

@@ -17,10 +17,12 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from broker.domain import PoolType, WorkMode
 from broker.policy.schedule import DAYS
 from broker.runtime import Runtime
+from broker.store.tables import Session
 from broker.users import service as users
 from tests.support.fleet import add_pool, ask, reporting_host, sign_in, staff
 from tests.support.processes import clean_env, new_broker_env, vdi_broker
@@ -285,7 +287,15 @@ async def test_assignments_and_sessions_from_the_command_line(
         (session["id"], "maria", "Planung", "active", "vhost01-d001", "vhost01")
     ]
     assert {"work_mode", "team", "created_at"} <= set(rows[0])
+    assert rows[0]["disconnected_at"] is None
     assert "vhost01-d001" in (await cli("session list")).stdout
+    # Since when a disconnected session holds its licence unused (the runbook of
+    # VdiLicenceLimitReached asks).
+    dropped = runtime.clock.now()
+    async with runtime.db.write() as s:
+        await s.execute(update(Session).values(state="disconnected", disconnected_at=dropped))
+    row = json.loads((await cli("session list --json")).stdout)[0]
+    assert (row["state"], row["disconnected_at"]) == ("disconnected", dropped.isoformat())
 
     busy = await cli("pool unassign Planung --user maria")
     assert busy.returncode == 2 and "open session" in busy.stderr
