@@ -339,6 +339,20 @@ async def test_a_new_key_on_request_and_an_expired_enrolment(
     assert "Einrichtung ist abgelaufen" in notice_of((await client.get("/login")).text)
 
 
+async def assert_enrolment_ended(runtime: Runtime, client: httpx.AsyncClient, cookie: str) -> None:
+    """The next person at the browser, even with the old enrolment cookie kept,
+    gets nothing to finish; the enrolment is ended, audited, and bound no app."""
+    client.cookies.set("__Host-vdi_enrol", cookie)
+    again = await client.get("/enrol")
+    assert again.headers["location"] == "/login"
+    async with runtime.db.read() as s:
+        enrolment = (await s.scalars(select(Enrolment))).one()
+        user = (await s.scalars(select(User))).one()
+    assert enrolment.used_at is not None and enrolment.totp_secret is None
+    assert user.totp_secret is None
+    assert await audit_events(runtime, "totp_enrolment_cancelled") == [None]
+
+
 async def test_cancelling_the_set_up_ends_the_enrolment(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
@@ -354,16 +368,7 @@ async def test_cancelling_the_set_up_ends_the_enrolment(
     assert cancelled.headers["location"] == "/login"
     assert '__Host-vdi_enrol=""' in cancelled.headers["set-cookie"]
     assert "Einrichtung wurde abgebrochen" in notice_of((await client.get("/login")).text)
-    # The old cookie, kept by whoever comes next, opens nothing.
-    client.cookies.set("__Host-vdi_enrol", cookie)
-    again = await client.get("/enrol")
-    assert again.headers["location"] == "/login"
-    async with runtime.db.read() as s:
-        enrolment = (await s.scalars(select(Enrolment))).one()
-        user = (await s.scalars(select(User))).one()
-    assert enrolment.used_at is not None and enrolment.totp_secret is None
-    assert user.totp_secret is None
-    assert await audit_events(runtime, "totp_enrolment_cancelled") == [None]
+    await assert_enrolment_ended(runtime, client, cookie)
     # Without the form's CSRF field nothing is cancelled.
     client.cookies.clear()
     await log_in(client)
@@ -387,16 +392,7 @@ async def test_a_set_up_left_for_the_login_page_ends_there(
     left = await client.get("/login")
     assert left.status_code == 200
     assert '__Host-vdi_enrol=""' in left.headers["set-cookie"]
-    # The next person, even with the old cookie kept, gets nothing to finish.
-    client.cookies.set("__Host-vdi_enrol", cookie)
-    again = await client.get("/enrol")
-    assert again.headers["location"] == "/login"
-    async with runtime.db.read() as s:
-        enrolment = (await s.scalars(select(Enrolment))).one()
-        user = (await s.scalars(select(User))).one()
-    assert enrolment.used_at is not None and enrolment.totp_secret is None
-    assert user.totp_secret is None
-    assert await audit_events(runtime, "totp_enrolment_cancelled") == [None]
+    await assert_enrolment_ended(runtime, client, cookie)
 
 
 # -- staff: desktops, connect, log off, refusals ------------------------------------------------

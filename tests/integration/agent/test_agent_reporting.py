@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from agent_fake_broker import TOKEN, FakeBroker, eventually
 
+from agent.backoff import DEFAULT_CAP_S
 from agent.config import AgentConfig
 from agent.hypervisors.base import ConsoleProtocol
 from agent.hypervisors.simulated import SimulatedHypervisor
@@ -54,7 +56,9 @@ def new_agent(
     """Makes an agent on the simulated desktops, reporting to the fake broker; each
     call is a fresh agent process on the same state directory (a restart)."""
 
-    def make(backoff_cap_s: float = 0.4) -> Agent:
+    def make(
+        backoff_cap_s: float = 0.4, uniform: Callable[[float, float], float] = random.uniform
+    ) -> Agent:
         config = AgentConfig(
             broker=broker.url,
             token_file=token_file,
@@ -67,7 +71,9 @@ def new_agent(
         )
         store = StateStore(config.state_dir)
         reporter = Reporter(broker.url, token_file)
-        return Agent(config, sim, store.load(), store, reporter, backoff_cap_s=backoff_cap_s)
+        return Agent(
+            config, sim, store.load(), store, reporter, backoff_cap_s=backoff_cap_s, uniform=uniform
+        )
 
     return make
 
@@ -133,24 +139,13 @@ async def test_backoff_while_the_broker_is_away_loses_no_count(
 
 
 async def test_after_a_long_outage_the_agent_reports_within_three_intervals(
-    broker: FakeBroker, token_file: Path, sim: CountingSimulated, tmp_path: Path
+    broker: FakeBroker, new_agent: Callable[..., Agent]
 ) -> None:
     """With the real cap and the longest jitter: the waits stop growing at three
     intervals, so the host is back at the broker soon after the broker is; before,
     they doubled up to five minutes and the broker counted a healthy host down
     (VdiHostNotReporting) long after its own restart."""
-    config = AgentConfig(
-        broker=broker.url,
-        token_file=token_file,
-        hypervisor="simulated",
-        interval=0.1,
-        probe_timeout=0.2,
-        host_name="vhost01",
-        state_dir=tmp_path / "state",
-    )
-    store = StateStore(config.state_dir)
-    reporter = Reporter(broker.url, token_file)
-    agent = Agent(config, sim, store.load(), store, reporter, uniform=lambda lo, hi: hi)
+    agent = new_agent(backoff_cap_s=DEFAULT_CAP_S, uniform=lambda lo, hi: hi)
     async with running(agent):
         await eventually(lambda: len(broker.reports) >= 1)
         await broker.stop()
