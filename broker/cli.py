@@ -510,7 +510,7 @@ async def status(rt: Runtime, args: argparse.Namespace) -> int:
             "in_use": p.open_sessions,
             "usable": p.usable,
             "free": p.free,
-            "unreachable": p.unreachable,
+            "out_of_service": p.out_of_service,
             "licences": p.max_sessions,
             "if_largest_host_fails": p.without_largest_host,
         }

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, not_, select
 
+from agent.protocol import ActionKind
 from broker import capacity
 from broker.domain import HostState
 from broker.hosts.health import fresh_after, is_up
@@ -28,6 +29,7 @@ from broker.store.tables import (
     DepartmentPolicy,
     Desktop,
     Host,
+    HostAction,
     Pool,
     PoolEntitlement,
     Session,
@@ -42,6 +44,7 @@ _sessions = table(Session)
 _users = table(User)
 _dept = table(DepartmentPolicy)
 _ents = table(PoolEntitlement)
+_actions = table(HostAction)
 
 _HOSTS = select(
     _hosts.c.id,
@@ -60,11 +63,29 @@ _REMOTE = (
     .where(SESSION_OPEN, _sessions.c.work_mode == "home", _sessions.c.department.isnot(None))
     .group_by(_sessions.c.department)
 )
-# Running, but nothing to hand out: the console did not answer the agent's last
-# probe (refused, timed out, no handshake) or there is no console endpoint.
-# Placement skips such desktops (filters.desktop_ready), so capacity must too.
-_CONSOLE_DOWN = case(
+# The last reset of a desktop that waits for one, if it has finished: 'failed'
+# until a reset works (then needs_reset is cleared). Read only for the few
+# desktops that wait for a reset.
+_LAST_RESET = (
+    select(_actions.c.state)
+    .where(
+        _actions.c.desktop_id == _desktops.c.id,
+        _actions.c.kind == ActionKind.RESET.value,
+        _actions.c.finished_at.isnot(None),
+    )
+    .order_by(_actions.c.finished_at.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+# Nothing to hand out, and not about to be: running with a console that did not
+# answer the agent's last probe (refused, timed out, no handshake) or without a
+# console endpoint; or waiting for a reset that failed (a broken guest, a
+# desktop from a static list in a floating pool). Placement skips such desktops
+# (filters.desktop_ready, desktop_usable), so capacity must too. A reset on its
+# way for the first time is a matter of seconds and does not count.
+_OUT_OF_SERVICE = case(
     (and_(_desktops.c.power_state == "running", not_(RUNNING_WITH_CONSOLE)), True),
+    (and_(_desktops.c.needs_reset.is_(True), _LAST_RESET == "failed"), True),
     else_=False,
 )
 _DESKTOP_COUNTS = select(
@@ -72,14 +93,14 @@ _DESKTOP_COUNTS = select(
     _desktops.c.host_id,
     _desktops.c.power_state,
     _desktops.c.missing,
-    _CONSOLE_DOWN,
+    _OUT_OF_SERVICE,
     func.count(),
 ).group_by(
     _desktops.c.pool_id,
     _desktops.c.host_id,
     _desktops.c.power_state,
     _desktops.c.missing,
-    _CONSOLE_DOWN,
+    _OUT_OF_SERVICE,
 )
 # Served by the partial index of open sessions; no join.
 _SESSION_COUNTS = (
@@ -129,11 +150,10 @@ class PoolInfo:
     for_field_work: bool
     departments: set[str]
     users: set[str]
-    # Desktops that can take a session: not missing, and not running without an
-    # answering console.
+    # Desktops that can take a session: not missing, not out of service.
     desktops_per_host: dict[int, int] = field(default_factory=dict)
     power: dict[str, int] = field(default_factory=dict)
-    unreachable: int = 0  # running on an up host, but the console does not answer
+    out_of_service: int = 0  # on an up host, but nothing to hand out (see _OUT_OF_SERVICE)
     sessions: dict[tuple[str, str], int] = field(default_factory=dict)  # (state, work_mode)
     usable: int = 0
     without_largest_host: int = 0
@@ -221,7 +241,7 @@ async def read(rt: Runtime) -> Fleet:
             departments={v for k, v in by_pool_ents[p.id] if k == "department"},
             users={v for k, v in by_pool_ents[p.id] if k == "user"},
         )
-    for pool_id, host_id, power, missing, console_down, n in desktop_counts:
+    for pool_id, host_id, power, missing, out_of_service, n in desktop_counts:
         pool = pools.get(pool_id)
         if pool is None:
             continue
@@ -229,10 +249,10 @@ async def read(rt: Runtime) -> Fleet:
         pool.power[key] = pool.power.get(key, 0) + n
         if missing:
             continue
-        if console_down:
-            # Only an up host's probes are current; a down host has its own alert.
+        if out_of_service:
+            # Only an up host's reports are current; a down host has its own alert.
             if host_id in hosts and hosts[host_id].up:
-                pool.unreachable += n
+                pool.out_of_service += n
         else:
             pool.desktops_per_host[host_id] = pool.desktops_per_host.get(host_id, 0) + n
     for pool_id, host_id, state, work_mode, n, recent in session_counts:

@@ -152,7 +152,7 @@ class BrokerCollector(Collector):
         usable = _gauge(
             "vdi_pool_capacity_sessions",
             "Sessions the pool can hold now (licences bounded by desktops on "
-            "accepting, fresh hosts, without running ones whose console does not answer)",
+            "accepting, fresh hosts, less those out of service)",
             ["pool"],
         )
         utilization = _gauge(
@@ -163,11 +163,11 @@ class BrokerCollector(Collector):
             "Usable capacity if the pool's largest host failed",
             ["pool"],
         )
-        unreachable = _gauge(
-            "vdi_pool_desktops_unreachable",
-            "Running desktops on reporting hosts that cannot take a session: their "
-            "console did not answer the agent's last probe, or they have no console "
-            "endpoint",
+        out_of_service = _gauge(
+            "vdi_pool_desktops_out_of_service",
+            "Desktops on reporting hosts that cannot take a session: running with a "
+            "console that did not answer the agent's last probe or without a console "
+            "endpoint, or waiting for a reset that failed",
             ["pool"],
         )
         for p in pools:
@@ -180,8 +180,8 @@ class BrokerCollector(Collector):
             usable.add([p.name], p.usable)
             utilization.add([p.name], p.utilization)
             without.add([p.name], p.without_largest_host)
-            unreachable.add([p.name], p.unreachable)
-        yield from (sessions, desktops, licences, usable, utilization, without, unreachable)
+            out_of_service.add([p.name], p.out_of_service)
+        yield from (sessions, desktops, licences, usable, utilization, without, out_of_service)
 
     def _departments(self) -> Iterator[Family]:
         # Named sessions in the contract, but it counts what the cap counts:

@@ -39,6 +39,8 @@ class Finished:
     desktop_id: int | None
     reason: str
     ok: bool
+    desktop_name: str = ""
+    error: str | None = None  # the agent's words, when it failed
 
 
 async def queue(
@@ -129,7 +131,13 @@ async def record_results(
     by_id = {r.id: r for r in results}
     rows = (
         await s.execute(
-            select(_actions.c.id, _actions.c.kind, _actions.c.desktop_id, _actions.c.reason).where(
+            select(
+                _actions.c.id,
+                _actions.c.kind,
+                _actions.c.desktop_id,
+                _actions.c.desktop_name,
+                _actions.c.reason,
+            ).where(
                 _actions.c.host_id == host_id,
                 _actions.c.state == "queued",
                 _actions.c.id.in_(list(by_id)),
@@ -148,7 +156,17 @@ async def record_results(
                 finished_at=now,
             )
         )
-        finished.append(Finished(row.id, row.kind, row.desktop_id, row.reason, result.ok))
+        finished.append(
+            Finished(
+                row.id,
+                row.kind,
+                row.desktop_id,
+                row.reason,
+                result.ok,
+                row.desktop_name,
+                None if result.ok else (result.error or "")[:200] or None,
+            )
+        )
     if finished:
         await s.execute(
             update(_hosts)

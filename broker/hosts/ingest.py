@@ -208,14 +208,19 @@ async def ingest(
     if was_down:
         log.warning("host %s reports again", host.name)
     for f in finished:
-        log.log(
-            logging.INFO if f.ok else logging.WARNING,
-            "host %s: action %s (%s) %s",
-            host.name,
-            f.kind,
-            f.reason,
-            "done" if f.ok else "failed",
-        )
+        if f.ok:
+            log.info("host %s: %s of %s (%s) done", host.name, f.kind, f.desktop_name, f.reason)
+        else:
+            # Named with the agent's reason: a desktop whose reset fails stays out of
+            # service (vdi_pool_desktops_out_of_service) until one works.
+            log.warning(
+                "host %s: %s of %s (%s) failed: %s",
+                host.name,
+                f.kind,
+                f.desktop_name,
+                f.reason,
+                f.error or "no reason given",
+            )
     return ReportResponse(actions=out, interval_s=settings.report_interval)
 
 

@@ -519,9 +519,9 @@ def capacity() -> Json:
             timeseries(
                 "Desktops by power state",
                 "Desktops of the selected pools by power state as the hypervisors report it. "
-                "The dashed line counts the running ones that cannot be handed out: their "
-                "console did not answer the agent's last probe, or they have no console "
-                "address (VdiDesktopsUnreachable).",
+                "The dashed line counts those out of service, which cannot be handed out: "
+                "their console did not answer the agent's last probe, they have no console "
+                "address, or their reset failed (VdiDesktopsOutOfService).",
                 "short",
                 [
                     target(
@@ -530,12 +530,12 @@ def capacity() -> Json:
                         "{{power_state}}",
                     ),
                     target(
-                        f"sum(max by (pool) (vdi_pool_desktops_unreachable{{{POOL}}}))",
-                        "running, console not answering",
+                        f"sum(max by (pool) (vdi_pool_desktops_out_of_service{{{POOL}}}))",
+                        "out of service",
                     ),
                 ],
                 stacked=True,
-                overrides=[dashed("running, console not answering")],
+                overrides=[dashed("out of service")],
             ),
             timeseries(
                 "Broker decision time",

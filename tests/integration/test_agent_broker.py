@@ -148,7 +148,7 @@ def test_agent_rides_out_a_broker_outage_with_counters_intact(fleet: Fleet) -> N
 def test_a_refusing_console_is_out_of_service_until_it_answers(fleet: Fleet) -> None:
     """The real agent probes a static list: a console that refuses connections
     (no timeout, so the timeout counters stay quiet) leaves the pool's usable
-    capacity and shows as unreachable until it answers again."""
+    capacity and shows as out of service until it answers again."""
     listening = socket.create_server(("127.0.0.1", 0))
     closed = socket.create_server(("127.0.0.1", 0))
     closed_port = closed.getsockname()[1]
@@ -168,14 +168,14 @@ def test_a_refusing_console_is_out_of_service_until_it_answers(fleet: Fleet) -> 
             found = samples(fleet.scrape())
             return (
                 value(found, "vdi_pool_capacity_sessions", pool="Finanzen"),
-                value(found, "vdi_pool_desktops_unreachable", pool="Finanzen"),
+                value(found, "vdi_pool_desktops_out_of_service", pool="Finanzen"),
             )
 
-        until(lambda: pool_figures() == (1, 1), what="pc-02 counted unreachable")
+        until(lambda: pool_figures() == (1, 1), what="pc-02 counted out of service")
         table = [line.split() for line in fleet.cli("status").splitlines() if line]
         header = next(row for row in table if row[0] == "POOL")
         finanzen = next(row for row in table if row[0] == "Finanzen")
-        assert dict(zip(header, finanzen, strict=True))["UNREACHABLE"] == "1"
+        assert dict(zip(header, finanzen, strict=True))["OUT_OF_SERVICE"] == "1"
         with socket.create_server(("127.0.0.1", closed_port)):  # its console starts
             until(lambda: pool_figures() == (2, 0), what="pc-02 back in service")
     finally:

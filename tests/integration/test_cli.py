@@ -138,7 +138,7 @@ def test_users_pools_hosts_round_trip(env: dict[str, str]) -> None:
         "IN_USE",
         "USABLE",
         "FREE",
-        "UNREACHABLE",
+        "OUT_OF_SERVICE",
         "LICENCES",
         "IF_LARGEST_HOST_FAILS",
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -282,21 +283,37 @@ async def test_outside_schedule_after_the_grace(
     assert (await session(runtime)).end_reason == "outside_schedule"
 
 
+async def pool_capacity(client: httpx.AsyncClient) -> tuple[float, float]:
+    """The pool's usable capacity and desktops out of service, as /metrics says."""
+    found = samples((await client.get("/metrics")).text)
+    return (
+        value(found, "vdi_pool_capacity_sessions", pool="Finanzen"),
+        value(found, "vdi_pool_desktops_out_of_service", pool="Finanzen"),
+    )
+
+
 async def test_failed_reset_is_tried_again_less_often_each_time(
-    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A reset that fails is tried again after 30 s, then 60 s, and so on: a reset
-    that can never work is not queued and failed every five seconds for good."""
+    that can never work is not queued and failed every five seconds for good.
+    Meanwhile the desktop is out of service, which capacity and the journal say."""
     from agent.protocol import ActionResult
 
     agent = await setup(runtime, client, n=1)
     me = await staff(runtime, "maria")
     sid = (await ask(client, me)).json()["session"]["id"]
     await client.delete(f"/api/v1/sessions/{sid}", headers=me)
+    assert await pool_capacity(client) == (1, 0)  # a first reset is a matter of seconds
     for wait in (30, 60):
         action = (await agent.report())["actions"][0]
         agent.results.append(ActionResult(id=action["id"], ok=False, error="hypervisor busy"))
-        await agent.report()
+        with caplog.at_level(logging.WARNING, logger="broker.hosts.ingest"):
+            await agent.report()
+        assert "host vhost01: reset of vhost01-d000 (recycle) failed: hypervisor busy" in (
+            caplog.text
+        )
+        assert await pool_capacity(client) == (0, 1)
         await run_lifecycle(runtime)
         assert await queued(runtime, "reset") == []
         clock.advance(wait - 1)
@@ -307,9 +324,11 @@ async def test_failed_reset_is_tried_again_less_often_each_time(
         await agent.report()
         await run_lifecycle(runtime)
         assert len(await queued(runtime, "reset")) == 1
+        assert await pool_capacity(client) == (0, 1)  # the retry is not a success yet
     await agent.obey()
     async with runtime.db.read() as s:
         assert (await s.scalar(select(Desktop.needs_reset))) is False
+    assert await pool_capacity(client) == (1, 0)
 
 
 async def test_spare_desktops_are_started_and_surplus_stopped(

@@ -218,9 +218,9 @@ async def test_desktops_whose_console_fails_are_not_usable_capacity(
     await agent.report()
     found = samples((await client.get("/metrics")).text)
     # d003, d004 and the stopped desktop; the silent host's desktop is not
-    # counted as unreachable: its probe is stale, and VdiHostNotReporting covers it.
+    # counted as out of service: its probe is stale, and VdiHostNotReporting covers it.
     assert value(found, "vdi_pool_capacity_sessions", pool="Finanzen") == 3
-    assert value(found, "vdi_pool_desktops_unreachable", pool="Finanzen") == 3
+    assert value(found, "vdi_pool_desktops_out_of_service", pool="Finanzen") == 3
     assert value(found, "vdi_pool_desktops", pool="Finanzen", power_state="running") == 6
     # Every session the pool now gives goes to a desktop counted as usable.
     for name in ("anna", "bernd", "carla"):
@@ -235,7 +235,7 @@ async def test_desktops_whose_console_fails_are_not_usable_capacity(
     await agent.report()
     found = samples((await client.get("/metrics")).text)
     assert value(found, "vdi_pool_capacity_sessions", pool="Finanzen") == 4
-    assert value(found, "vdi_pool_desktops_unreachable", pool="Finanzen") == 2
+    assert value(found, "vdi_pool_desktops_out_of_service", pool="Finanzen") == 2
 
 
 async def test_a_host_without_desktops_scores_full_with_capacity_0(

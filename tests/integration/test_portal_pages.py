@@ -589,7 +589,7 @@ async def test_admin_pools_and_sessions_pages_and_ending_a_session(
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)
     assert cells[1:4] == ["4", "1", "2"]  # licences, in use, usable
     assert "50 %" in cells[5]
-    assert ">Unreachable<" in pools.text and cells[7] == "0"  # every console answers
+    assert ">Out of service<" in pools.text and cells[7] == "0"  # every console answers
     sessions = await client.get("/admin/sessions")
     assert "felix" in sessions.text and "telework" in sessions.text  # English: remembered
     async with runtime.db.read() as s:

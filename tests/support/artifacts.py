@@ -52,8 +52,8 @@ AGENT_METRIC_NAMES = frozenset(
 
 # What the broker exports and alerts on beyond docs/design.md, which stays a copy
 # of the shared design; docs/operations.md (section 6) documents each of them.
-BROKER_METRIC_ADDITIONS = frozenset({"vdi_pool_desktops_unreachable"})
-ALERT_ADDITIONS = frozenset({"VdiDesktopsUnreachable"})
+BROKER_METRIC_ADDITIONS = frozenset({"vdi_pool_desktops_out_of_service"})
+ALERT_ADDITIONS = frozenset({"VdiDesktopsOutOfService"})
 
 # Series Prometheus itself adds for every scrape target.
 SCRAPE_METRIC_NAMES = frozenset({"up"})

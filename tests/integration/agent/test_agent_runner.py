@@ -94,7 +94,7 @@ async def test_the_journal_names_desktops_whose_probes_start_and_stop_timing_out
 async def test_the_journal_names_desktops_whose_console_refuses_and_where(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """docs/runbooks.md (VdiDesktopsUnreachable) has ops try the refusing console
+    """docs/runbooks.md (VdiDesktopsOutOfService) has ops try the refusing console
     with nc from the host: the journal must say which desktop, at which address,
     once when it starts refusing and once when it answers again."""
     caplog.set_level(logging.INFO, logger="agent")
