@@ -85,7 +85,9 @@ _LAST_RESET = (
 # way for the first time is a matter of seconds and does not count.
 _OUT_OF_SERVICE = case(
     (and_(_desktops.c.power_state == "running", not_(RUNNING_WITH_CONSOLE)), True),
-    (and_(_desktops.c.needs_reset.is_(True), _LAST_RESET == "failed"), True),
+    # The reset history is looked at in THEN, not WHEN: a CASE evaluates its
+    # result only for the rows that match, the few waiting for a reset.
+    (_desktops.c.needs_reset.is_(True), func.coalesce(_LAST_RESET == "failed", False)),
     else_=False,
 )
 _DESKTOP_COUNTS = select(
