@@ -64,6 +64,10 @@ from agent.wire import ReportHeader, build_report, desktop_entry, encode_report,
 
 log = logging.getLogger(__name__)
 
+# While reports keep failing the same way, the journal gets a line at most this
+# often (the attempt count in it says how many went by).
+FAILURE_LOG_EVERY_S = 60.0
+
 # How often the probe counters are written at the most (see agent.state): every
 # report at the usual intervals, every few seconds when reports come fast.
 SAVE_EVERY_S = 10.0
@@ -163,6 +167,8 @@ class Agent:
         self._warned_names: set[str] = set()
         self._timing_out: frozenset[str] = frozenset()  # desktops whose probes time out
         self._failing: Mapping[str, ProbeError] = {}  # consoles failing otherwise
+        # The last report failure logged, and when (monotonic): see _log_failure.
+        self._failure_said: tuple[tuple[Verdict, int | None, str], float] | None = None
 
     # -- collecting ---------------------------------------------------------------
 
@@ -282,7 +288,16 @@ class Agent:
         return Cycle(report["seq"], delivery, executed)
 
     def _log_failure(self, delivery: Delivery, seq: int, delay: float, attempt: int) -> None:
+        """Say why a report failed: at once for a new kind of failure, then at most
+        every FAILURE_LOG_EVERY_S while it stays the same, so a long broker outage
+        is a few lines in the journal rather than one every attempt."""
         assert self.reporter is not None
+        key = (delivery.verdict, delivery.status, delivery.reason)
+        now = time.monotonic()
+        said = self._failure_said
+        if said is not None and said[0] == key and now - said[1] < FAILURE_LOG_EVERY_S:
+            return
+        self._failure_said = (key, now)
         url = self.reporter.url
         retry = f"retrying in {_seconds(delay)} (attempt {attempt})"
         if delivery.status is None and delivery.verdict is Verdict.REJECTED:
@@ -315,6 +330,7 @@ class Agent:
                 )
                 if failures:
                     log.info("broker reachable again after %d failed attempts", failures)
+                self._failure_said = None
                 log.log(level, "report %d delivered, %d actions", seq, actions)
                 failures = 0
                 delivered_any = True
