@@ -258,6 +258,17 @@ async def manage_spares(rt: Runtime) -> None:
         _actions.c.state == "queued",
         _actions.c.kind == ActionKind.START.value,
     )
+    # Started, but the guest has not answered yet: its RDP or VNC service comes up
+    # a minute or so after the power. Such a desktop is on its way, like one whose
+    # start is queued; counted as missing, each round would start more for as long
+    # as guests boot. It gets the wait a pending session gets (pending_timeout_s);
+    # still silent after that, it is out of service and a replacement starts.
+    booting = exists().where(
+        _actions.c.desktop_id == _desktops.c.id,
+        _actions.c.state == "done",
+        _actions.c.kind == ActionKind.START.value,
+        _actions.c.finished_at > _ago(now, rt.settings.pending_timeout_s),
+    )
     async with rt.db.write_conn() as conn:
         pools = (
             await conn.execute(
@@ -277,6 +288,7 @@ async def manage_spares(rt: Runtime) -> None:
                         _desktops.c.idle_since,
                         start_queued.label("starting"),
                         RUNNING_WITH_CONSOLE.label("ready"),
+                        booting.label("booting"),
                     ).where(
                         _desktops.c.pool_id == pool.id,
                         _desktops.c.missing.is_(False),
@@ -298,7 +310,11 @@ async def manage_spares(rt: Runtime) -> None:
                 for r in rows
                 if r.power_state == "stopped" and not r.starting and r.host_id in with_room
             ]
-            starting = sum(1 for r in rows if r.starting)
+            starting = sum(
+                1
+                for r in rows
+                if r.starting or (r.booting and r.power_state == "running" and not r.ready)
+            )
             plan = plan_spares(
                 pool.spare_desktops,
                 ready,

@@ -389,6 +389,34 @@ async def test_only_desktops_ready_to_hand_out_count_as_spares(
     assert await queued(runtime, "start") == []
 
 
+async def test_a_spare_still_booting_is_on_its_way_not_missing(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A guest's RDP service answers only a minute or so after the start: until
+    then the started spare is on its way, as a queued start is. Counted as missing,
+    every lifecycle round would start more desktops for as long as guests boot (a
+    boot storm). Only one still silent after pending_timeout_s is given up on."""
+    agent = await setup(runtime, client, n=6, power=PowerState.STOPPED, spare_desktops=2)
+    for name in list(agent.desktops):
+        agent.set_console(name, ProbeResult(ok=False, error="refused"))  # booting
+    await run_lifecycle(runtime)
+    first = sorted(await queued(runtime, "start"))
+    assert len(first) == 2
+    await agent.obey()  # running now, consoles not answering yet
+    for _ in range(3):
+        clock.advance(runtime.settings.job_interval_s)
+        await agent.report()
+        await run_lifecycle(runtime)
+        assert await queued(runtime, "start") == []
+    # One guest came up; the other never does: after the wait a session would get
+    # (pending_timeout_s), a replacement is started for it, and only for it.
+    agent.set_console(first[0], ProbeResult(ok=True, latency_s=0.002))
+    clock.advance(runtime.settings.pending_timeout_s)
+    await agent.report()
+    await run_lifecycle(runtime)
+    assert len(await queued(runtime, "start")) == 1
+
+
 async def test_sessions_on_a_vanished_desktop_end_after_the_grace(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
