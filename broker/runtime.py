@@ -66,6 +66,10 @@ class Runtime:
     # away. Before then nobody here could store reports, so a host's silence
     # counts only from this moment (broker.hosts.monitor). None: not tracked.
     jobs_since: dt.datetime | None = None
+    # When the last host check that got through began (broker.hosts.monitor): a
+    # gap of a whole down-window means the rounds hung or failed meanwhile, an
+    # outage that the jobs lock outlived; silence then counts anew, as after a lead.
+    hosts_checked_at: dt.datetime | None = None
     # Refused agent reports come every interval from each host affected: one log
     # line per host and cause now and then (broker.hosts.ingest).
     report_refusal_log: LogThrottle = field(

@@ -6,7 +6,8 @@ records the moment (hosts.down_since, audit `host_down`) and, once a host has
 been down for `host_lost_grace_s`, ends the sessions on it as `host_lost`, so
 their users get a new desktop elsewhere instead of waiting for a dead one.
 
-Silence counts only from when this broker took over the jobs (Runtime.jobs_since):
+Silence counts only from when this broker took over the jobs (Runtime.jobs_since),
+or from the end of a gap of a whole window without a round that got through:
 while the brokers were stopped or the database was away, no report could be
 stored, and every host would look silent the moment the jobs run again. Calling
 a whole fleet down (audit, log, alert) for the broker's own outage would send
@@ -42,6 +43,13 @@ async def check_hosts(rt: Runtime) -> None:
     # Not fresh any more: the moment placement stopped counting the host as up.
     silent_since = fresh_after(now, settings.report_interval, settings.host_down_after_missed)
     lost_before = now - dt.timedelta(seconds=settings.host_lost_grace_s)
+    last = rt.hosts_checked_at
+    if last is not None and last < silent_since - dt.timedelta(seconds=settings.job_interval_s):
+        # No round got through for a whole window (and a round's own interval,
+        # which may be the longer), though we kept the jobs lock: a partition that
+        # left its connection open, a locked SQLite file. The reports could not
+        # be stored either.
+        rt.jobs_since = now
     judging = rt.jobs_since is None or rt.jobs_since <= silent_since
     async with rt.db.write_conn() as conn:
         went_down: Sequence[Row[Any]] = []
@@ -74,3 +82,4 @@ async def check_hosts(rt: Runtime) -> None:
         )
         if lost:
             log.warning("%d session(s) ended as host_lost", len(lost))
+    rt.hosts_checked_at = now

@@ -682,6 +682,70 @@ async def test_hosts_are_not_called_down_for_the_brokers_own_outage(
         await runner.stop()
 
 
+async def test_hosts_are_not_called_down_after_an_outage_the_jobs_lock_outlived(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    """The jobs lock need not be lost with the database: a network partition or a
+    locked SQLite file hangs or fails the rounds while the leader keeps its lock
+    (PostgreSQL's session or the lock file). Reports could not be stored either,
+    so after such a gap each host gets its window too, as after a new lead."""
+    interval = runtime.settings.report_interval
+    window = interval * runtime.settings.host_down_after_missed
+    runner = JobRunner(
+        runtime,
+        [Job("host health", check_hosts, 0.0)],
+        leader_for(runtime.db, runtime.settings.data_dir),
+        1.0,
+    )
+    try:
+        for seq in (1, 2, 3):  # leading and watching as usual
+            sent = await send(client, host_token, report(runtime, "vhost01", seq))
+            assert sent.status_code == 200
+            await runner.run_due()
+            clock.advance(interval)
+        assert runner.leading
+        clock.advance(window * 4)  # no round got through, nor any report
+        await runner.run_due()
+        assert runner.leading  # the lock was kept all along
+        assert (await host_row(runtime)).down_since is None
+        assert await count(runtime, AuditEvent, AuditEvent.event == "host_down") == 0
+        # Rounds get through again: a host silent for its window since is down.
+        step = runtime.settings.job_interval_s
+        for _ in range(int(window // step) - 1):
+            clock.advance(step)
+            await runner.run_due()
+            assert (await host_row(runtime)).down_since is None
+        clock.advance(step)
+        await runner.run_due()
+        assert (await host_row(runtime)).down_since == clock.now()
+    finally:
+        await runner.stop()
+
+
+async def test_hosts_go_down_where_the_rounds_are_further_apart_than_the_window(
+    tmp_path: Path, db_url: str, clock: FakeClock
+) -> None:
+    """A report interval of 1 s makes the down-window (3 s) shorter than the jobs'
+    own interval (5 s): rounds that simply follow each other are no outage."""
+    rt = await open_runtime(make_settings(tmp_path, db_url, report_interval=1.0), clock=clock)
+    runner = JobRunner(
+        rt, [Job("host health", check_hosts, 0.0)], leader_for(rt.db, rt.settings.data_dir), 1.0
+    )
+    try:
+        await pools.add(rt, pools.NewPool("Finanzen", PoolType.FLOATING, Protocol.RDP, 10), "t")
+        token = await hosts.add(rt, "vhost01", "test")
+        async with app_client(rt) as client:
+            assert (await send(client, token, report(rt, "vhost01", 1))).status_code == 200
+        for _ in range(3):
+            await runner.run_due()
+            clock.advance(rt.settings.job_interval_s)
+        await runner.run_due()
+        assert (await host_row(rt)).down_since is not None
+    finally:
+        await runner.stop()
+        await rt.close()
+
+
 async def test_admin_host_api(runtime: Runtime, client: httpx.AsyncClient, host_token: str) -> None:
     from broker.domain import Role
     from tests.support.accounts import add_user, code_now, login
