@@ -171,7 +171,7 @@ def failure_changes(
     outcomes: Mapping[str, ProbeOutcome],
 ) -> FailureChanges:
     """Like timeout_changes, for the failures that are not timeouts: the broker
-    takes these desktops out of service just the same (VdiDesktopsUnreachable),
+    takes these desktops out of service just the same (VdiDesktopsOutOfService),
     but no timeout counter shows them. A desktop that turns to timing out is the
     timeout log's news and is dropped here without a line."""
     listed = set(listed)
@@ -197,7 +197,7 @@ _FAILURE_WORDS: dict[ProbeError, str] = {
 
 def log_failure_changes(changes: FailureChanges, endpoints: Mapping[str, str]) -> None:
     """Name in the journal, with the address probed, the desktops whose console
-    began to fail (the runbook of VdiDesktopsUnreachable sends ops here) or
+    began to fail (the runbook of VdiDesktopsOutOfService sends ops here) or
     answers again; one line per kind of change, not one per round."""
     for error, words in _FAILURE_WORDS.items():
         names = [

@@ -88,7 +88,7 @@ def test_a_desktop_not_probed_keeps_its_standing_until_it_is_gone() -> None:
 
 
 def test_failure_changes_name_refusals_once_and_leave_timeouts_alone() -> None:
-    """A refusing console takes its desktop out of service (VdiDesktopsUnreachable)
+    """A refusing console takes its desktop out of service (VdiDesktopsOutOfService)
     without moving a timeout counter: the journal must name it all the same."""
     first = failure_changes({}, ["a", "b", "c"], {"a": REFUSED, "b": TIMEOUT, "c": ANSWERS})
     assert (first.failing, first.started, first.ended) == (
