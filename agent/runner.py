@@ -2,12 +2,13 @@
 
 One cycle: run the host collectors (each isolated), list the desktops, probe the
 running ones, build the report with the next seq (reserved on disk before it is
-sent), send it, execute the actions in the answer (their results go with the next report,
-sent at once) and wait the interval the broker asked for. While the broker is
-away the loop keeps collecting with exponential backoff (never beyond three
-intervals, so a host is not counted down long after the broker is back); counters are
-cumulative and action results stay in the state until delivered, so an outage
-loses nothing.
+sent), send it, execute the actions in the answer (their results go with the
+next report, sent at once) and wait the interval the broker asked for. While
+the broker is away the loop keeps collecting and tries again after the wait
+the broker asked for (Retry-After), or else with exponential backoff never
+beyond three intervals, so a host is not counted down long after the broker is
+back (agent.backoff). Counters are cumulative and action results stay in the
+state until delivered, so an outage loses nothing.
 """
 
 from __future__ import annotations
