@@ -646,6 +646,16 @@ async def test_silent_host_goes_down_and_its_sessions_are_lost_after_grace(
     assert (await hosts.list_all(runtime))[0]["up"] is True
 
 
+def host_health_runner(runtime: Runtime) -> JobRunner:
+    """The job runner of a broker with only the host health job, due every round."""
+    return JobRunner(
+        runtime,
+        [Job("host health", check_hosts, 0.0)],
+        leader_for(runtime.db, runtime.settings.data_dir),
+        1.0,
+    )
+
+
 async def test_hosts_are_not_called_down_for_the_brokers_own_outage(
     runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
 ) -> None:
@@ -655,12 +665,7 @@ async def test_hosts_are_not_called_down_for_the_brokers_own_outage(
     interval = runtime.settings.report_interval
     window = interval * runtime.settings.host_down_after_missed
     clock.advance(window * 4)  # the outage: the agent's reports were refused meanwhile
-    runner = JobRunner(
-        runtime,
-        [Job("host health", check_hosts, 0.0)],
-        leader_for(runtime.db, runtime.settings.data_dir),
-        1.0,
-    )
+    runner = host_health_runner(runtime)
     try:
         await runner.run_due()  # this broker runs the jobs again
         assert runner.leading
@@ -691,12 +696,7 @@ async def test_hosts_are_not_called_down_after_an_outage_the_jobs_lock_outlived(
     so after such a gap each host gets its window too, as after a new lead."""
     interval = runtime.settings.report_interval
     window = interval * runtime.settings.host_down_after_missed
-    runner = JobRunner(
-        runtime,
-        [Job("host health", check_hosts, 0.0)],
-        leader_for(runtime.db, runtime.settings.data_dir),
-        1.0,
-    )
+    runner = host_health_runner(runtime)
     try:
         for seq in (1, 2, 3):  # leading and watching as usual
             sent = await send(client, host_token, report(runtime, "vhost01", seq))
