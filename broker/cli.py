@@ -21,7 +21,6 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from broker import __version__, fleet
 from broker.audit import log as audit
@@ -41,7 +40,7 @@ from broker.sessions import service as sessions
 from broker.store import migrate
 from broker.store.backup import backup_sqlite
 from broker.store.db import sqlite_file
-from broker.store.db_errors import database_down, login_refused
+from broker.store.db_errors import database_down, driver_error, login_refused
 from broker.store.tables import Session
 from broker.users import service as users
 
@@ -857,7 +856,7 @@ def require_database(settings: Settings) -> None:
 def database_message(exc: BaseException, settings: Settings | None, what: str) -> str:
     """One line for a database that is not there or will not let us in: where,
     `what` happened, and what the driver said (the password left out)."""
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    cause = driver_error(exc)
     said = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     where = ""
     if settings is not None:

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.errors import VdiError
 from broker.middleware import SECURITY_HEADERS
-from broker.store.db_errors import BAD_VALUE, DATABASE_DOWN, bad_value, database_down
+from broker.store.db_errors import BAD_VALUE, DATABASE_DOWN, bad_value, database_down, driver_error
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
 
 def database_down_response(exc: Exception) -> JSONResponse:
     # The database is unreachable or restarting: a retryable 503, not a 500.
-    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc
-    log.warning("database unavailable: %s", type(cause).__name__)
+    log.warning("database unavailable: %s", type(driver_error(exc)).__name__)
     return _json(
         503,
         {"error": "unavailable", "message": "The database is not reachable; try again shortly."},

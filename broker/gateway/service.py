@@ -59,7 +59,7 @@ from broker.gateway.tunnels import (
 from broker.logthrottle import LogThrottle
 from broker.net import parse_networks
 from broker.runtime import Runtime
-from broker.store.db_errors import database_down
+from broker.store.db_errors import database_down, driver_error
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +376,7 @@ class Gateway:
                     "could not record the close of tunnel %s, the database is not "
                     "reachable (%s); retrying",
                     tunnel.id,
-                    type(getattr(exc, "orig", None) or exc).__name__,
+                    type(driver_error(exc)).__name__,
                 )
             else:
                 log.exception("could not record the close of tunnel %s; retrying", tunnel.id)
@@ -419,7 +419,7 @@ class Gateway:
                     "watch_database_down",
                     "gateway watcher: the database is not reachable (%s); open tunnels "
                     "keep running, ended sessions are closed once it is back",
-                    type(getattr(exc, "orig", None) or exc).__name__,
+                    type(driver_error(exc)).__name__,
                 )
 
     async def watch_once(self) -> None:

@@ -53,6 +53,14 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         seen = orig if isinstance(orig, BaseException) else seen.__cause__
 
 
+def driver_error(exc: BaseException) -> BaseException:
+    """The driver's own error that SQLAlchemy wraps, else `exc`: what to name in
+    a log line or a message."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return exc.orig
+    return exc
+
+
 def bad_value(exc: BaseException) -> bool:
     """Whether the database refused a value it was given, not a connection."""
     return any(isinstance(e, BAD_VALUE) for e in _causes(exc))
