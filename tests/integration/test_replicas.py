@@ -24,13 +24,14 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from broker.clock import SystemClock
+from broker.clock import FakeClock, SystemClock
 from broker.config import load_settings
+from broker.domain import Role
 from broker.runtime import open_runtime
 from broker.store.tables import AuditEvent, Session
 from tests.support.accounts import PASSWORD, add_user
 from tests.support.fleet import staff
-from tests.support.gateway import echo, ssh_forward
+from tests.support.gateway import echo, gateway_rig, gateway_settings, ssh_forward
 from tests.support.processes import (
     clean_env,
     free_port,
@@ -472,10 +473,6 @@ async def test_gateway_watcher_says_a_database_outage_in_a_line_not_a_traceback_
     """While the database is away the watcher (once a second) cannot ask it which
     sessions ended: a warning now and then, no traceback each round; the open
     tunnel keeps running, and the watcher works again once the database is back."""
-    from broker.clock import FakeClock
-    from broker.domain import Role
-    from tests.support.gateway import gateway_rig, gateway_settings
-
     settings = gateway_settings(tmp_path, private_pg.url)
     async with gateway_rig(settings, FakeClock(dt.datetime.now(dt.UTC))) as rig:
         answer = await rig.desktop_for("maria")
