@@ -755,6 +755,15 @@ async def fresh_details(broker: Broker, session_id: str) -> Details:
     return d
 
 
+def connection_problem(exc: BaseException) -> str:
+    """What went wrong with a connection attempt, for the person to read. The
+    gateway's reason for a pause on its side (its database is away) comes in
+    English; it is said in the person's language."""
+    if isinstance(exc, asyncssh.ServiceNotAvailable):
+        return tr("the broker cannot check tickets right now")
+    return str(exc) or type(exc).__name__
+
+
 async def connect_fresh(broker: Broker, session_id: str) -> tuple[Details, Any]:
     """A fresh ticket for the session, and an SSH connection with it."""
     d = await fresh_details(broker, session_id)
@@ -772,7 +781,7 @@ async def first_connect(broker: Broker, d: Details) -> tuple[Details, Any]:
             return d, await open_ssh(d)
         except (OSError, asyncssh.Error) as exc:
             attempt += 1
-            problem = str(exc) or type(exc).__name__
+            problem = connection_problem(exc)
             if attempt >= FIRST_CONNECT_TRIES:
                 raise Stop(
                     tr(
@@ -812,7 +821,7 @@ async def reconnect(broker: Broker, session_id: str) -> tuple[Details, Any]:
             say(
                 tr(
                     "Reconnecting failed ({problem}); next try in {seconds} s.",
-                    problem=str(exc) or type(exc).__name__,
+                    problem=connection_problem(exc),
                     seconds=f"{delay:.0f}",
                 )
             )

@@ -139,6 +139,7 @@ GERMAN: dict[str, str] = {
     "The connection to the gateway was lost; reconnecting ...": (
         "Die Verbindung zum Gateway ist abgerissen; verbinde neu ..."
     ),
+    "the broker cannot check tickets right now": ("der Broker kann Tickets gerade nicht prüfen"),
     "Reconnecting failed ({problem}); next try in {seconds} s.": (
         "Neu verbinden fehlgeschlagen ({problem}); nächster Versuch in {seconds} s."
     ),

@@ -26,6 +26,7 @@ from asyncssh import ChannelOpenError
 
 from broker.config import Settings
 from broker.net import source_key
+from broker.store.db_errors import database_down, driver_error
 
 if TYPE_CHECKING:
     from broker.gateway.bridge import Bridge
@@ -39,6 +40,9 @@ NO_SESSIONS = "This gateway only forwards to your desktop: no shell, commands or
 ONLY_YOUR_DESKTOP = "This gateway only forwards to your desktop."
 SESSION_ENDED = "Your session has ended."
 DESKTOP_GONE = "Your desktop's host no longer reports it; ask for a desktop again later."
+# Sent as the reason of the disconnect (OpenSSH prints it; vdi-connect says it in
+# the user's language and tries again).
+CANNOT_CHECK = "The broker cannot check tickets right now; try again in a minute."
 
 KEX_ALGS = [
     "mlkem768x25519-sha256",
@@ -166,11 +170,21 @@ class GatewayConnection(asyncssh.SSHServer):
     async def validate_password(self, username: str, password: str) -> bool:
         try:
             grant = await self.gateway.authenticate(username, password, self.source_ip)
-        except Exception:
-            # Not the user's fault (the database is away): no failure is counted,
-            # and asyncssh closes the connection.
-            log.exception("gateway login from %s could not be checked", self.source_ip)
-            raise
+        except Exception as exc:
+            # Not the user's fault: no failure is counted. The client is told why
+            # it is sent away, not just cut off.
+            if not database_down(exc):
+                log.exception("gateway login from %s could not be checked", self.source_ip)
+                raise
+            # A line now and then, not a traceback per attempt of every client.
+            self.gateway.quiet.log(
+                logging.WARNING,
+                "login_database_down",
+                "gateway login from %s not checked, the database is not reachable (%s)",
+                self.source_ip,
+                type(driver_error(exc)).__name__,
+            )
+            raise asyncssh.ServiceNotAvailable(CANNOT_CHECK) from None
         if grant is None:
             return False
         self.grant = grant

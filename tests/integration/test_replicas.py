@@ -27,11 +27,12 @@ from sqlalchemy import func, select
 from broker.clock import FakeClock, SystemClock
 from broker.config import load_settings
 from broker.domain import Role
+from broker.gateway.server import CANNOT_CHECK
 from broker.runtime import open_runtime
 from broker.store.tables import AuditEvent, Session
 from tests.support.accounts import PASSWORD, add_user
 from tests.support.fleet import staff
-from tests.support.gateway import echo, gateway_rig, gateway_settings, ssh_forward
+from tests.support.gateway import echo, gateway_rig, gateway_settings, run_ssh, ssh_forward
 from tests.support.processes import (
     clean_env,
     free_port,
@@ -501,3 +502,33 @@ async def test_gateway_watcher_says_a_database_outage_in_a_line_not_a_traceback_
                 await asyncio.sleep(0.2)
             await asyncio.wait_for(forward.proc.wait(), 10)
             writer.close()
+
+
+async def test_an_ssh_login_while_the_database_is_away_is_told_why(
+    tmp_path: Path, private_pg: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The gateway cannot check a ticket without the database. The real OpenSSH
+    client is told so in the disconnect (not just cut off), the journal gets a
+    line, not a traceback per attempt, and the ticket, not spent, works once the
+    database is back."""
+    settings = gateway_settings(tmp_path, private_pg.url)
+    async with gateway_rig(settings, FakeClock(dt.datetime.now(dt.UTC))) as rig:
+        answer = await rig.desktop_for("maria")
+        ticket = answer["connect"]["ticket"]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="broker.gateway"):
+            private_pg.stop("immediate")
+            tries = [
+                await run_ssh(ticket, rig.port, "maria", "maria@127.0.0.1", "true")
+                for _ in range(2)
+            ]
+            private_pg.start()
+        for done in tries:
+            assert done.returncode != 0
+            assert CANNOT_CHECK in done.stderr, done.stderr
+        ours = [r for r in caplog.records if r.name.startswith("broker.gateway")]
+        assert not [r for r in ours if r.exc_info], [r.getMessage() for r in ours]
+        assert len(ours) == 1, [r.getMessage() for r in ours]
+        assert "database is not reachable" in ours[0].getMessage()
+        async with rig.forward(answer) as forward:
+            assert await echo(forward.local_port, b"back") == b"back"

@@ -8,11 +8,13 @@ import string
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import httpx
 import pytest
 
 from broker import connect
 from broker.connect import (
+    connection_problem,
     ended_text,
     login_problem,
     manual_hint,
@@ -93,6 +95,17 @@ def test_a_german_desktop_gets_german_words_with_their_values() -> None:
     assert unknown_pool_text("Bauhoff", ["Bauhof", "Finanzen"]) == (
         "Es gibt keinen Pool Bauhoff. Pools, die Sie nutzen dürfen: Bauhof, Finanzen"
     )
+
+
+@pytest.mark.usefixtures("german")
+def test_a_gateway_that_cannot_check_tickets_is_said_in_the_persons_language() -> None:
+    paused = asyncssh.ServiceNotAvailable("The broker cannot check tickets right now; ...")
+    assert connection_problem(paused) == "der Broker kann Tickets gerade nicht prüfen"
+    # Anything else is shown as the library or the gateway put it.
+    assert connection_problem(ConnectionRefusedError(111, "Connection refused")) == (
+        "[Errno 111] Connection refused"
+    )
+    assert connection_problem(TimeoutError()) == "TimeoutError"
 
 
 def test_an_unknown_pool_is_answered_with_the_pools_one_may_use() -> None:
