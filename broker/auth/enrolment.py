@@ -84,6 +84,18 @@ async def _open(s: AsyncSession, token: str, now: dt.datetime) -> tuple[Enrolmen
     return enrolment, user
 
 
+async def _end(s: AsyncSession, enrolment_id: int, now: dt.datetime) -> bool:
+    """Mark an enrolment used and drop its secret, unless another request did
+    first; True if this one did. Confirm and cancel both end an enrolment, and
+    the one that ends it decides: on PostgreSQL both may have read it open."""
+    ended = await s.execute(
+        update(Enrolment)
+        .where(Enrolment.id == enrolment_id, Enrolment.used_at.is_(None))
+        .values(used_at=now, totp_secret=None)
+    )
+    return bool(ended.rowcount == 1)  # type: ignore[attr-defined]
+
+
 async def create_secret(rt: Runtime, token: str, *, reuse: bool = False) -> Setup:
     """Make (or make again) the secret of an open enrolment and show it.
 
@@ -135,8 +147,8 @@ async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> 
             )
             if activated.rowcount != 1:  # type: ignore[attr-defined]
                 raise EnrolmentInvalid("This account was enrolled meanwhile; log in again.")
-            enrolment.used_at = now
-            enrolment.totp_secret = None
+            if not await _end(s, enrolment.id, now):
+                raise EnrolmentInvalid("This enrolment was cancelled; log in again.")
             codes = await recovery.replace_codes(s, rt.box, user.id)
             await audit.record(
                 s,
@@ -163,8 +175,8 @@ async def cancel(rt: Runtime, token: str, source_ip: str | None) -> None:
             enrolment, user = await _open(s, token, now)
         except EnrolmentInvalid:
             return
-        enrolment.used_at = now
-        enrolment.totp_secret = None
+        if not await _end(s, enrolment.id, now):
+            return  # confirmed (or cancelled) meanwhile
         await audit.record(
             s, now, "totp_enrolment_cancelled", username=user.name, source_ip=source_ip
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -14,6 +15,7 @@ from broker.runtime import Runtime
 from broker.store.tables import RecoveryCode, User
 from broker.users import service as users
 from tests.support.accounts import PASSWORD, add_user, code_now, login
+from tests.support.audit import audit_events
 from tests.support.totp import oathtool_code
 
 
@@ -147,3 +149,37 @@ async def test_an_admin_reset_does_not_revive_an_old_enrolment(
     revived = await client.post("/api/v1/auth/totp/enroll", json={"enrolment_token": token})
     assert revived.status_code == 401, revived.text
     assert revived.json()["error"] == "enrolment_invalid"
+
+
+async def test_a_confirm_and_a_cancel_of_one_enrolment_do_not_both_win(runtime: Runtime) -> None:
+    """Sent at the same moment (a double click, two tabs), either the set-up is
+    confirmed and nothing is cancelled, or it is cancelled and the account stays
+    without a secret: never an account enrolled by an enrolment audited as
+    cancelled. On PostgreSQL both used to pass the check of the enrolment before
+    either wrote it."""
+    for i in range(6):
+        name = f"race{i}"
+        await users.add(runtime, users.NewUser(name, "Finanzen"), PASSWORD, "test")
+        async with runtime.db.write() as s:
+            user_id = (await s.scalars(select(User.id).where(User.name == name))).one()
+            token = enrolment.start(s, user_id, runtime.clock.now(), 600)
+        setup = await enrolment.create_secret(runtime, token)
+        code = code_now(runtime, setup.secret)
+        confirmed, cancelled = await asyncio.gather(
+            enrolment.confirm(runtime, token, code, None),
+            enrolment.cancel(runtime, token, None),
+            return_exceptions=True,
+        )
+        assert cancelled is None
+        async with runtime.db.read() as s:
+            secret = (await s.scalars(select(User.totp_secret).where(User.name == name))).one()
+        cancel_audits = [
+            e for e in await audit_events(runtime, "totp_enrolment_cancelled") if e.username == name
+        ]
+        if isinstance(confirmed, list):
+            assert secret is not None
+            assert cancel_audits == [], f"attempt {i}: confirmed and cancelled"
+        else:
+            assert isinstance(confirmed, enrolment.EnrolmentInvalid), confirmed
+            assert secret is None
+            assert len(cancel_audits) == 1
