@@ -119,6 +119,47 @@ def test_warnings_are_inhibited_only_by_the_critical_of_their_family(alertmanage
     assert seen == expected
 
 
+def local_receivers(webhook: WebhookReceiver, tmp_path: Path) -> Path:
+    """The example configuration as written, its receivers posting to `webhook`
+    (the URL path names the receiver)."""
+    config = load_yaml(ALERTMANAGER_CONFIG)
+    for receiver in config["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            hook["url"] = f"{webhook.url}/{receiver['name']}"
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_a_second_silent_host_pages_without_waiting_for_the_first_hosts_page(
+    tmp_path: Path,
+) -> None:
+    """Grouped by alert name only, the page for a second host that goes silent
+    after the first one's page waited for that page's next group_interval tick
+    (5 minutes). Each host is its own group: it pages after group_wait (30 s)."""
+    group_wait = 30
+    with (
+        WebhookReceiver() as webhook,
+        running_alertmanager(local_receivers(webhook, tmp_path), tmp_path) as tool,
+    ):
+
+        def paged_hosts() -> set[str]:
+            return {a["labels"]["host"] for path, _, a in webhook.alerts() if path == "/pager"}
+
+        def post(host: str) -> None:
+            silent = alert("VdiHostNotReporting", "critical", host=host)
+            httpx.post(f"{tool.url}/api/v2/alerts", json=[silent], timeout=5).raise_for_status()
+
+        post("vhost01")
+        until(lambda: paged_hosts() == {"vhost01"}, group_wait + 15, "the first page")
+        post("vhost01")  # still firing, as Prometheus re-sends it
+        post("vhost02")
+        until(lambda: "vhost02" in paged_hosts(), group_wait + 20, "the second host's page")
+    pages = [a["labels"]["host"] for path, _, a in webhook.alerts() if path == "/pager"]
+    assert sorted(pages) == ["vhost01", "vhost02"], pages
+
+
 @pytest.mark.slow
 def test_the_watchdog_reaches_the_dead_mans_switch_every_minute(tmp_path: Path) -> None:
     """docs/runbooks.md: the dead man's switch expects the Watchdog every minute.
@@ -127,24 +168,20 @@ def test_the_watchdog_reaches_the_dead_mans_switch_every_minute(tmp_path: Path) 
     the next tick finds it just short of a minute old and the Watchdog came every
     two minutes, enough for a switch set as the runbook says to raise a false
     alarm. The example's intervals, as written, with a local receiver."""
-    config = load_yaml(ALERTMANAGER_CONFIG)
-    with WebhookReceiver() as webhook:
-        for receiver in config["receivers"]:
-            for hook in receiver["webhook_configs"]:
-                hook["url"] = f"{webhook.url}/{receiver['name']}"
-        path = tmp_path / "alertmanager.yml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        with running_alertmanager(path, tmp_path) as tool:
-            watchdog = alert("Watchdog", "info")
-            httpx.post(f"{tool.url}/api/v2/alerts", json=[watchdog], timeout=5).raise_for_status()
-            arrivals: list[float] = []
+    with (
+        WebhookReceiver() as webhook,
+        running_alertmanager(local_receivers(webhook, tmp_path), tmp_path) as tool,
+    ):
+        watchdog = alert("Watchdog", "info")
+        httpx.post(f"{tool.url}/api/v2/alerts", json=[watchdog], timeout=5).raise_for_status()
+        arrivals: list[float] = []
 
-            def three_arrived() -> bool:
-                if len(webhook.posts()) > len(arrivals):
-                    arrivals.append(time.monotonic())
-                return len(arrivals) >= 3
+        def three_arrived() -> bool:
+            if len(webhook.posts()) > len(arrivals):
+                arrivals.append(time.monotonic())
+            return len(arrivals) >= 3
 
-            until(three_arrived, timeout=150, what="three Watchdog notifications", step=0.1)
+        until(three_arrived, timeout=150, what="three Watchdog notifications", step=0.1)
     assert {path for path, _ in webhook.posts()} == {"/deadman"}
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     assert all(gap < 75 for gap in gaps), gaps
