@@ -30,6 +30,7 @@ from broker.policy.router import router as policy_router
 from broker.pools.router import router as pools_router
 from broker.runtime import Runtime, open_runtime
 from broker.sessions.router import router as sessions_router
+from broker.store.checkpoint import Checkpointer
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,16 @@ def create_app(
         app.state.jobs = jobs
         if settings.jobs_enabled:
             jobs.start()
+        checkpointer = None
+        if rt.db.is_sqlite:
+            checkpointer = Checkpointer(rt.db, settings.sqlite_checkpoint_interval_s)
+            checkpointer.start()
+        app.state.checkpointer = checkpointer
         try:
             yield
         finally:
+            if checkpointer is not None:
+                await checkpointer.stop()
             await jobs.stop()
             if gateway is not None:
                 await gateway.stop()

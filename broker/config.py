@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     schedule_grace_s: float = Field(3600.0, ge=0, description="after a telework window closes")
     spare_idle_stop_s: float = Field(900.0, ge=0, description="idle time before a spare stops")
     job_interval_s: float = Field(5.0, gt=0)
+    sqlite_checkpoint_interval_s: float = Field(
+        1.0, gt=0, description="SQLite: how often the log is copied back, off the request path"
+    )
     jobs_enabled: bool = True
 
     # Desktops whose agent names no pool go to the pool of the first rule whose

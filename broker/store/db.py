@@ -57,6 +57,10 @@ from broker.store.db_errors import ArgumentError
 from broker.store.sqlite_driver import OneTripConnection, OneTripDbapi
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Log pages after which a commit checkpoints by itself: about 40 MB at SQLite's
+# 4 KiB page, SQLite's default being 1,000. The serving process checkpoints in
+# the background every second (broker.store.checkpoint), far below this.
+SQLITE_AUTOCHECKPOINT_PAGES = 10_000
 
 # What helpers that only run statements accept: an ORM session or a Core connection.
 Executor = AsyncSession | AsyncConnection
@@ -231,6 +235,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_AUTOCHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
