@@ -8,6 +8,7 @@ stderr instead of a traceback (broker.cli).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 
 import asyncpg
@@ -66,9 +67,22 @@ def bad_value(exc: BaseException) -> bool:
     return any(isinstance(e, BAD_VALUE) for e in _causes(exc))
 
 
+def sqlite_statement_error(exc: BaseException) -> bool:
+    """Whether SQLite could not run the statement itself (no such table or
+    column, a syntax error): a bug, or a schema behind the code. SQLite raises
+    the same OperationalError for that as for a locked or unreadable file; its
+    result code, SQLITE_ERROR, tells them apart (PostgreSQL's own kind for
+    these, a ProgrammingError, is not "down" anyway)."""
+    # Errors of Python's own module (a parameter it cannot bind) carry no code.
+    codes = (
+        getattr(e, "sqlite_errorcode", None) for e in _causes(exc) if isinstance(e, sqlite3.Error)
+    )
+    return any(code is not None and code & 0xFF == sqlite3.SQLITE_ERROR for code in codes)
+
+
 def database_down(exc: BaseException) -> bool:
     """Whether `exc` means the database is not there right now."""
-    if bad_value(exc):
+    if bad_value(exc) or sqlite_statement_error(exc):
         return False
     if isinstance(exc, DATABASE_DOWN):
         return True

@@ -170,3 +170,21 @@ async def test_errors_name_the_statement_not_its_parameters(runtime: Runtime) ->
             )
     assert "[SQL:" in str(failed.value)
     assert "geheim-42" not in str(failed.value)
+
+
+async def test_a_statement_the_database_cannot_run_is_not_the_database_away(
+    runtime: Runtime,
+) -> None:
+    """A missing table or column, or a syntax error, is a bug (or a schema behind
+    the code): a traceback finds it, not a 503 or a gateway's "cannot check
+    tickets" with a log line that names only the error's class. PostgreSQL says
+    these with a ProgrammingError; SQLite with an OperationalError, the class it
+    also uses for a locked or unreadable file."""
+    for sql in ("SELECT * FROM no_such_table", "SELECT no_such_column FROM hosts", "SELEC 1"):
+        with pytest.raises(DBAPIError) as failed:
+            async with runtime.db.read_conn() as conn:
+                await conn.execute(text(sql))
+        assert not database_down(failed.value), failed.value
+    # A database that is there says so.
+    async with runtime.db.read_conn() as conn:
+        assert await conn.scalar(text("SELECT 1")) == 1
