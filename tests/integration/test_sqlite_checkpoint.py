@@ -7,11 +7,14 @@ import asyncio
 import time
 from pathlib import Path
 
+from sqlalchemy import text
+
 from broker.app import create_app
 from broker.audit import log as audit
 from broker.clock import FakeClock
 from broker.runtime import Runtime, open_runtime
 from broker.store.checkpoint import Checkpointer
+from broker.store.db import SQLITE_AUTOCHECKPOINT_PAGES
 from tests.conftest import make_settings
 
 PAD = "x" * 2000
@@ -60,5 +63,21 @@ async def test_the_serving_process_checkpoints_every_interval(
             assert checkpointer.last.copied_frames == checkpointer.last.log_frames
         # It stops with the app.
         assert checkpointer._task is None
+    finally:
+        await rt.close()
+
+
+async def test_every_connection_keeps_a_larger_automatic_checkpoint_as_a_safety_net(
+    sqlite_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The safety net for processes without the task: every connection keeps the
+    automatic checkpoint, at SQLITE_AUTOCHECKPOINT_PAGES instead of SQLite's
+    1,000 (0 would turn it off and let the log grow without bound)."""
+    rt = await open_runtime(make_settings(tmp_path, sqlite_url), clock=clock)
+    try:
+        for read in (rt.db.read_conn, rt.db.write_conn):
+            async with read() as conn:
+                pages = await conn.scalar(text("PRAGMA wal_autocheckpoint"))
+            assert pages == SQLITE_AUTOCHECKPOINT_PAGES
     finally:
         await rt.close()
