@@ -84,6 +84,25 @@ async def _open(s: AsyncSession, token: str, now: dt.datetime) -> tuple[Enrolmen
     return enrolment, user
 
 
+async def _count_attempt(s: AsyncSession, enrolment_id: int) -> bool:
+    """Count a confirmation before its code is checked, unless the enrolment has
+    had its tries; True if counted. One conditional UPDATE, as at the login
+    (broker.auth.login._begin_attempt): codes sent in parallel wait for each
+    other's count (PostgreSQL holds the row), so they get no more tries than
+    codes sent in turn. A right code's count does not matter: it ends the
+    enrolment."""
+    counted = await s.execute(
+        update(Enrolment)
+        .where(
+            Enrolment.id == enrolment_id,
+            Enrolment.used_at.is_(None),
+            Enrolment.attempts < MAX_CONFIRM_ATTEMPTS,
+        )
+        .values(attempts=Enrolment.attempts + 1)
+    )
+    return bool(counted.rowcount == 1)  # type: ignore[attr-defined]
+
+
 async def _end(s: AsyncSession, enrolment_id: int, now: dt.datetime) -> bool:
     """Mark an enrolment used and drop its secret, unless another request did
     first; True if this one did. Confirm and cancel both end an enrolment, and
@@ -129,11 +148,12 @@ async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> 
         enrolment, user = await _open(s, token, now)
         if enrolment.totp_secret is None:
             raise Conflict("Create the secret first.", code="enrolment_not_started")
+        if not await _count_attempt(s, enrolment.id):
+            raise EnrolmentInvalid("Too many wrong codes; log in again.")
         secret = rt.box.decrypt(enrolment.totp_secret, _enrolment_context(enrolment.id))
         verdict = totp.check(secret, code, now.timestamp(), None)
         if verdict.verdict is not totp.Verdict.ACCEPT or verdict.step is None:
-            enrolment.attempts += 1
-            wrong = True
+            wrong = True  # the attempt counted above stays counted
         else:
             wrong = False
             step = max(verdict.step, user.totp_last_step or verdict.step)

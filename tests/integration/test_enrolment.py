@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from broker.auth import enrolment
@@ -183,3 +184,30 @@ async def test_a_confirm_and_a_cancel_of_one_enrolment_do_not_both_win(runtime: 
             assert isinstance(confirmed, enrolment.EnrolmentInvalid), confirmed
             assert secret is None
             assert len(cancel_audits) == 1
+
+
+async def test_parallel_wrong_codes_get_no_more_tries_than_one_after_another(
+    runtime: Runtime,
+) -> None:
+    """Each confirmation counts before its code is checked, in one conditional
+    UPDATE: codes sent all at once (on PostgreSQL, each request read the count
+    before any wrote it back) get the same five tries as codes sent in turn."""
+    await users.add(runtime, users.NewUser("maria", "Finanzen"), PASSWORD, "test")
+    async with runtime.db.write() as s:
+        user_id = (await s.scalars(select(User.id).where(User.name == "maria"))).one()
+        token = enrolment.start(s, user_id, runtime.clock.now(), 600)
+    setup = await enrolment.create_secret(runtime, token)
+    right = code_now(runtime, setup.secret)
+    wrong = [f"{n:06d}" for n in range(12) if f"{n:06d}" != right][:10]
+    answers = await asyncio.gather(
+        *(enrolment.confirm(runtime, token, code, None) for code in wrong), return_exceptions=True
+    )
+    tried = [a for a in answers if getattr(a, "code", None) == "invalid_code"]
+    refused = [a for a in answers if isinstance(a, enrolment.EnrolmentInvalid)]
+    assert len(tried) == enrolment.MAX_CONFIRM_ATTEMPTS, answers
+    assert len(refused) == len(wrong) - enrolment.MAX_CONFIRM_ATTEMPTS, answers
+    # The enrolment is spent: not even the right code opens it now.
+    with pytest.raises(enrolment.EnrolmentInvalid):
+        await enrolment.confirm(runtime, token, right, None)
+    async with runtime.db.read() as s:
+        assert (await s.scalar(select(User.totp_secret).where(User.id == user_id))) is None
