@@ -38,6 +38,7 @@ from agent.protocol import PowerState
 from broker.clock import SystemClock
 from broker.config import load_settings
 from broker.domain import Role
+from broker.ports import free_port
 from broker.runtime import Runtime, open_runtime
 from broker.sessions import service
 from broker.store.tables import User, WebSession
@@ -535,3 +536,74 @@ async def test_after_the_idle_timeout_the_login_page_says_why(rt: Runtime, germa
     )
     await page.goto("/login")
     await expect(page.get_by_role("status")).to_have_count(0)
+
+
+# -- a phone ----------------------------------------------------------------------------------
+
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def gateway_broker(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[str, Runtime]]:
+    """A broker with its SSH gateway, so the connect page shows the host key."""
+    data = tmp_path_factory.mktemp("portal-gateway") / "data"
+    db_url = f"sqlite+aiosqlite:///{data.parent / 'vdi.sqlite3'}"
+    proc, base = start_broker(
+        data,
+        db_url,
+        cookie_secure="false",
+        report_interval="600",
+        gateway_enabled="true",
+        gateway_port=str(free_port()),
+    )
+    try:
+        settings = load_settings(None, data_dir=data, database_url=db_url, gateway_enabled=False)
+        runtime = await open_runtime(settings, clock=SystemClock())
+        try:
+            yield base, runtime
+        finally:
+            await runtime.close()
+    finally:
+        stop(proc)
+
+
+async def test_on_a_phone_the_connect_page_fits_and_the_session_can_be_ended(
+    browser: Browser, gateway_broker: tuple[str, Runtime], screenshots: Path
+) -> None:
+    """A field worker's phone: the gateway's host key fingerprint (one long word)
+    must wrap, else the page is wider than the screen, the phone zooms out and
+    the buttons below it are hard to reach."""
+    base, rt = gateway_broker
+    label = unique("Forst")
+    async with httpx.AsyncClient(base_url=base) as agents:
+        await fleet(rt, agents, label)
+    name = unique("felix")
+    await add_user(rt, name, department=label)
+    context = await browser.new_context(
+        base_url=base, locale="de-DE", viewport=PHONE, is_mobile=True, has_touch=True
+    )
+    watched = Watched(context, base)
+    try:
+        await watched.log_in_as(rt, name)
+        page = await watched.page()
+        await page.goto("/desktops")
+        await (
+            page.locator("li.pool", has_text=label)
+            .get_by_role("button", name="Desktop starten")
+            .click()
+        )
+        await expect(page.locator("#fingerprint")).to_contain_text("SHA256:")
+        await page.screenshot(path=screenshots / "connect-phone.png", full_page=True)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"the connect page is {width} px wide on a phone"
+        box = await page.locator("#fingerprint").bounding_box()
+        assert box is not None and box["x"] + box["width"] <= PHONE["width"]
+
+        await page.get_by_role("button", name="Sitzung beenden").click(timeout=5000)
+        await expect(page).to_have_url("/desktops")
+        await expect(page.get_by_text("Sie haben keine offene Sitzung.")).to_be_visible()
+    finally:
+        await context.close()
+    assert watched.violations == [], watched.violations
