@@ -267,10 +267,20 @@ async def read(rt: Runtime) -> Fleet:
             host.sessions[state] = host.sessions.get(state, 0) + n
             host.logons += int(recent or 0)
     accepting = {h.id for h in hosts.values() if h.accepting}
+    # Sessions going on on up hosts that take no new ones (drained, in
+    # maintenance): their desktops are in use, and not among the accepting
+    # hosts' desktops that usable capacity counts.
+    held: dict[int, int] = defaultdict(int)
+    for pool_id, host_id, _state, _work_mode, n, _recent in session_counts:
+        host = hosts.get(host_id) if host_id is not None else None
+        if host is not None and host.up and not host.accepting:
+            held[pool_id] += n
     for pool in pools.values():
-        pool.usable = capacity.usable(pool.max_sessions, pool.desktops_per_host, accepting)
+        pool.usable = capacity.usable(
+            pool.max_sessions, pool.desktops_per_host, accepting, held[pool.id]
+        )
         pool.without_largest_host = capacity.without_largest_host(
-            pool.max_sessions, pool.desktops_per_host, accepting
+            pool.max_sessions, pool.desktops_per_host, accepting, held[pool.id]
         )
     for host in hosts.values():
         if host.up:

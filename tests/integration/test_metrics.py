@@ -12,10 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from agent.protocol import PowerState, ProbeResult
+from broker import fleet
 from broker.app import create_app
 from broker.clock import FakeClock
 from broker.config import load_settings
-from broker.domain import WorkMode
+from broker.domain import HostState, WorkMode
+from broker.hosts import service as hosts
 from broker.net import PRIVATE_NETWORKS
 from broker.runtime import Runtime, open_runtime
 from broker.store.tables import DepartmentPolicy, Host
@@ -236,6 +238,46 @@ async def test_desktops_whose_console_fails_are_not_usable_capacity(
     found = samples((await client.get("/metrics")).text)
     assert value(found, "vdi_pool_capacity_sessions", pool="Finanzen") == 4
     assert value(found, "vdi_pool_desktops_out_of_service", pool="Finanzen") == 2
+
+
+async def test_sessions_on_a_draining_host_do_not_hide_free_desktops(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A drained host keeps its sessions, and their desktops stay in use there:
+    they hold licences but take none of the desktops on the hosts that still
+    take sessions. Counted against those alone, `status` showed 0 free and
+    VdiPoolCapacityExhausted fired while desktops were free and handed out."""
+    await add_pool(runtime, max_sessions=10)
+    first = await add_host(runtime, client, "vhost01")
+    first.add(2, pool="Finanzen")
+    await first.report()
+    second = await add_host(runtime, client, "vhost02")
+    second.add(3, pool="Finanzen")
+    await second.report()
+    await hosts.set_state(runtime, "vhost02", HostState.DRAINING, "test")
+    for name in ("anna", "bernd"):
+        assert (await ask(client, await staff(runtime, name))).status_code == 201
+        clock.advance(runtime.settings.report_interval + 1)
+        await first.report()
+        await second.report()
+    await hosts.set_state(runtime, "vhost02", HostState.ACTIVE, "test")
+    await hosts.set_state(runtime, "vhost01", HostState.DRAINING, "test")
+
+    found = samples((await client.get("/metrics")).text)
+    # Two sessions on vhost01, three free desktops on vhost02.
+    assert value(found, "vdi_pool_capacity_sessions", pool="Finanzen") == 5
+    assert value(found, "vdi_pool_utilization_ratio", pool="Finanzen") == 0.4
+    (pool,) = (await fleet.read(runtime)).pools.values()
+    assert pool.free == 3
+    for name in ("carla", "dora", "emil"):
+        assert (await ask(client, await staff(runtime, name))).status_code == 201
+        clock.advance(runtime.settings.report_interval + 1)
+        await first.report()
+        await second.report()
+    found = samples((await client.get("/metrics")).text)
+    assert value(found, "vdi_pool_utilization_ratio", pool="Finanzen") == 1
+    refused = await ask(client, await staff(runtime, "fritz"))
+    assert (refused.status_code, refused.json()["error"]) == (503, "capacity_full")
 
 
 async def test_a_host_without_desktops_scores_full_with_capacity_0(
