@@ -565,7 +565,10 @@ async def db_backup(rt: Runtime, args: argparse.Namespace) -> int:
 async def keys_rotate(rt: Runtime, args: argparse.Namespace) -> int:
     key_id, moved = await rotate_key(rt, actor())
     print(f"New current key {key_id}; {moved} TOTP secret(s) re-encrypted.")
-    print(f"Copy {rt.settings.key_file} to every broker replica, then restart them.")
+    print(
+        f"Copy {rt.settings.key_file} to every other broker replica now; until then their"
+        " logins answer 503. Running brokers read the file again by themselves."
+    )
     return 0
 
 

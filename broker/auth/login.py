@@ -22,6 +22,7 @@ from broker.errors import Forbidden, Locked, RateLimited, Unauthorized
 from broker.names import USER_NAME_RE, normalise_user_name
 from broker.net import source_key
 from broker.runtime import Runtime
+from broker.security.crypto import KeyMissing
 from broker.store.db import Executor
 from broker.store.tables import User, table
 from broker.users import service as users
@@ -112,24 +113,28 @@ async def login(rt: Runtime, creds: Credentials, client: Client) -> LoggedIn:
             extra={"enrolment_token": token, "expires_in": rt.settings.enrolment_token_ttl_s},
         )
 
-    async with rt.db.write_conn() as s:
-        second = await _second_factor(rt, s, user, creds, now)
-        if second == "ok":
-            web = await websessions.create(
-                s, rt.box, user.id, now, source_ip=client.ip, user_agent=client.user_agent
-            )
-            await _record_login(
-                s,
-                now,
-                LoginResult.SUCCESS,
-                typed,
-                client,
-                {"factor": "recovery" if creds.recovery_code else "totp"},
-            )
-            if creds.recovery_code:
-                await audit.record(
-                    s, now, "recovery_code_used", username=user.name, source_ip=client.ip
+    try:
+        async with rt.db.write_conn() as s:
+            second = await _second_factor(rt, s, user, creds, now)
+            if second == "ok":
+                web = await websessions.create(
+                    s, rt.box, user.id, now, source_ip=client.ip, user_agent=client.user_agent
                 )
+                await _record_login(
+                    s,
+                    now,
+                    LoginResult.SUCCESS,
+                    typed,
+                    client,
+                    {"factor": "recovery" if creds.recovery_code else "totp"},
+                )
+                if creds.recovery_code:
+                    await audit.record(
+                        s, now, "recovery_code_used", username=user.name, source_ip=client.ip
+                    )
+    except KeyMissing:
+        await _code_unchecked(rt, user, now, typed, client)
+        raise
     if second != "ok":
         reason = "totp_replay" if second == "replay" else "wrong_code"
         await _fail(rt, attempt, now, typed, client, reason)
@@ -396,6 +401,27 @@ async def _record_login(
         user_agent=client.user_agent,
         detail=detail,
     )
+
+
+async def _code_unchecked(
+    rt: Runtime, user: User, now: dt.datetime, typed: str, client: Client
+) -> None:
+    """The code could not be checked: this broker lacks the key its secret is
+    under (broker.security.crypto.KeyMissing). Not a wrong factor: the attempt
+    counted in advance is taken back, as the password was right, so waiting
+    users do not lock themselves out; the attempt is audited."""
+    async with rt.db.write_conn() as s:
+        await s.execute(_RESET_FAILURES, {"uid": user.id})
+        await audit.record(
+            s,
+            now,
+            "login",
+            result="unavailable",
+            username=typed,
+            source_ip=client.ip,
+            user_agent=client.user_agent,
+            detail={"reason": "key_missing"},
+        )
 
 
 async def _audit_only(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -21,8 +22,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from broker.errors import Unavailable
 from broker.security.files import KeyFileError as KeyFileError  # re-exported
 from broker.security.files import create_private, ensure_private
+
+log = logging.getLogger(__name__)
 
 FORMAT = "v1"
 NONCE_BYTES = 12
@@ -30,6 +34,14 @@ NONCE_BYTES = 12
 
 class DecryptionError(Exception):
     """A ciphertext could not be decrypted with any known key."""
+
+
+class KeyMissing(DecryptionError, Unavailable):
+    """A ciphertext under a key this broker's key file does not hold: the file
+    was not copied here after `vdi-broker keys rotate` on another replica. Not
+    the user's fault, and over once the file is in place: a 503."""
+
+    code = "key_unavailable"
 
 
 @dataclass(frozen=True)
@@ -71,9 +83,20 @@ def add_key(path: Path) -> str:
 
 
 class SecretBox:
-    """Encrypts small secrets (TOTP seeds) with AES-256-GCM bound to a context."""
+    """Encrypts small secrets (TOTP seeds) with AES-256-GCM bound to a context.
 
-    def __init__(self, keys: list[tuple[str, bytes]]) -> None:
+    Built from a key file, it reads the file again when it meets a ciphertext
+    under a key it does not know and the file has changed since: after
+    `vdi-broker keys rotate` (which re-encrypts every secret under a new key) a
+    running broker goes on without a restart."""
+
+    def __init__(self, keys: list[tuple[str, bytes]], path: Path | None = None) -> None:
+        self._use(keys)
+        self._path = path
+        self._stamp = _stamp(path) if path is not None else None
+        self._missing_said: set[str] = set()  # key ids logged as missing
+
+    def _use(self, keys: list[tuple[str, bytes]]) -> None:
         if not keys:
             raise KeyFileError("no keys")
         self._keys = [_make_key(key_id, master) for key_id, master in keys]
@@ -85,21 +108,35 @@ class SecretBox:
             if not create:
                 raise KeyFileError(f"key file {path} does not exist")
             create_key_file(path)
-        ensure_private(path, "key file")
-        keys: list[tuple[str, bytes]] = []
-        for number, raw in enumerate(path.read_text().splitlines(), start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
+        return cls(_read_keys(path), path)
+
+    def _key(self, key_id: str) -> _Key:
+        """The key named `key_id`, after reading the key file again if it is
+        unknown and the file changed."""
+        key = self._by_id.get(key_id)
+        problem = ""
+        if key is None and self._path is not None and _stamp(self._path) != self._stamp:
             try:
-                key_id, encoded = line.split()
-                master = base64.b64decode(encoded, validate=True)
-            except ValueError as exc:
-                raise KeyFileError(f"{path}:{number}: expected 'KEY_ID BASE64_KEY'") from exc
-            if len(master) < 32:
-                raise KeyFileError(f"{path}:{number}: key shorter than 256 bits")
-            keys.append((key_id, master))
-        return cls(keys)
+                keys = _read_keys(self._path)
+            except KeyFileError as exc:  # half copied, or readable by others: keep ours
+                problem = f" ({exc})"
+            else:
+                self._stamp = _stamp(self._path)
+                self._use(keys)
+                key = self._by_id.get(key_id)
+        if key is None:
+            if key_id not in self._missing_said:
+                self._missing_said.add(key_id)
+                log.error(
+                    "a stored secret is encrypted under key %s, which the key file %s does "
+                    "not hold%s; copy the key file from the broker where `vdi-broker keys "
+                    "rotate` ran (logins of users enrolled under it fail until then)",
+                    key_id,
+                    self._path,
+                    problem,
+                )
+            raise KeyMissing("The broker cannot check codes right now; try again later.")
+        return key
 
     @property
     def current_key_id(self) -> str:
@@ -115,12 +152,12 @@ class SecretBox:
     def decrypt(self, ciphertext: str, context: str) -> str:
         try:
             fmt, key_id, blob = ciphertext.split(".", 2)
-            key = self._by_id[key_id]
             raw = base64.urlsafe_b64decode(blob)
-        except (ValueError, KeyError) as exc:
-            raise DecryptionError("unknown ciphertext format or key") from exc
+        except ValueError as exc:
+            raise DecryptionError("unknown ciphertext format") from exc
         if fmt != FORMAT:
             raise DecryptionError(f"unknown ciphertext format {fmt}")
+        key = self._key(key_id)
         try:
             plain = key.aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
         except InvalidTag as exc:
@@ -137,3 +174,31 @@ class SecretBox:
     def keyed_hashes(self, value: str) -> list[str]:
         """The hash under every known key, for look-ups that survive a key rotation."""
         return [hmac.new(k.mac_key, value.encode(), hashlib.sha256).hexdigest() for k in self._keys]
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells a changed key file: inode, size, and the times of its last
+    write and of its last change (a chmod or chown to fix access counts too)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read_keys(path: Path) -> list[tuple[str, bytes]]:
+    ensure_private(path, "key file")
+    keys: list[tuple[str, bytes]] = []
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            key_id, encoded = line.split()
+            master = base64.b64decode(encoded, validate=True)
+        except ValueError as exc:
+            raise KeyFileError(f"{path}:{number}: expected 'KEY_ID BASE64_KEY'") from exc
+        if len(master) < 32:
+            raise KeyFileError(f"{path}:{number}: key shorter than 256 bits")
+        keys.append((key_id, master))
+    return keys

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import shutil
 import sqlite3
 import subprocess
 from contextlib import closing
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select, update
 
 from agent.protocol import ActionKind
@@ -17,9 +20,9 @@ from broker.audit import log as audit
 from broker.audit.retention import purge
 from broker.clock import FakeClock
 from broker.hosts import actions
-from broker.runtime import Runtime
+from broker.runtime import Runtime, open_runtime
 from broker.security.crypto import SecretBox
-from broker.store.tables import AuditEvent, Host, HostAction
+from broker.store.tables import AuditEvent, Host, HostAction, User
 from tests.support.accounts import add_user, code_now, login
 from tests.support.fleet import reporting_host
 from tests.support.processes import VENV_BIN, new_broker_env, vdi_broker
@@ -106,6 +109,69 @@ async def test_key_rotation_keeps_logins_and_csrf_working(
     again = await login(client, "maria", code=code_now(runtime, secret or ""))
     assert again.status_code == 200
     assert await events(runtime, "key_rotated") == 1
+
+
+async def test_a_running_broker_reads_the_key_file_again_after_a_rotation(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """`vdi-broker keys rotate` runs in a process of its own and re-encrypts every
+    TOTP secret under the new key. The serving broker, which read the key file
+    at start, used to answer every login with a 500 until it was restarted."""
+    from broker.security.rotation import rotate_key
+
+    secret = await add_user(runtime)
+    cli = await open_runtime(runtime.settings, clock=clock)  # as `vdi-broker keys rotate`
+    try:
+        key_id, _ = await rotate_key(cli, "admin")
+    finally:
+        await cli.close()
+    again = await login(client, "maria", code=code_now(runtime, secret or ""))
+    assert again.status_code == 200, again.text
+    assert runtime.box.current_key_id == key_id  # new secrets go under the new key
+
+
+async def test_a_replica_without_the_new_key_answers_503_until_the_file_is_copied(
+    runtime: Runtime,
+    client: httpx.AsyncClient,
+    clock: FakeClock,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another replica rotated the keys; this one's key file lacks the new key
+    until the operator copies it. Its logins are a 503 that says to try later
+    (not a 500), the journal says what to do, and once the file is in place
+    logins work without a restart."""
+    from broker.security.rotation import rotate_key
+
+    secret = await add_user(runtime)
+    other_data = tmp_path / "other-replica"
+    other_data.mkdir(mode=0o700)
+    shutil.copy2(runtime.settings.key_file, other_data / runtime.settings.key_file.name)
+    other_settings = runtime.settings.model_copy(update={"data_dir": other_data})
+    other = await open_runtime(other_settings, clock=clock)
+    try:
+        key_id, _ = await rotate_key(other, "admin")
+    finally:
+        await other.close()
+    with caplog.at_level(logging.ERROR, logger="broker.security.crypto"):
+        refused = await login(client, "maria", code=code_now(runtime, secret or ""))
+        await login(client, "maria", code=code_now(runtime, secret or ""))
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"] == "key_unavailable"
+    said = [r.getMessage() for r in caplog.records if r.name == "broker.security.crypto"]
+    assert len(said) == 1, said  # once, not per login
+    assert key_id in said[0] and "copy the key file" in said[0]
+    # Not a wrong factor: no failures counted towards a lock-out, and audited.
+    async with runtime.db.read() as s:
+        user = (await s.scalars(select(User).where(User.name == "maria"))).one()
+        audited = (
+            await s.scalars(select(AuditEvent.result).where(AuditEvent.event == "login"))
+        ).all()
+    assert user.failed_logins == 0
+    assert audited.count("unavailable") == 2
+    shutil.copy2(other_settings.key_file, runtime.settings.key_file)
+    clock.advance(30)
+    assert (await login(client, "maria", code=code_now(runtime, secret or ""))).status_code == 200
 
 
 def test_host_token_rotation_and_backup_from_the_cli(tmp_path: Path) -> None:
