@@ -80,6 +80,8 @@ def licence(snap: Snapshot) -> Refuse | None:
 
 def priority_reserve(req: Request, snap: Snapshot, policy: Policy) -> Refuse | None:
     """Above (1 - reserve) of the usable capacity only priority staff are served."""
+    if snap.pool.priority_reserve <= 0:
+        return None  # the capacity need not be counted
     capacity = usable_capacity(snap)
     is_priority = priority.is_priority(req.user.priority_class, policy.priority_classes)
     if priority.reserve_blocks(
@@ -135,6 +137,15 @@ def desktop_free_for(d: DesktopView, pool: PoolView, user_id: int) -> bool:
 
 def usable_capacity(snap: Snapshot) -> int:
     """Sessions the pool can hold now: its licences, bounded by its desktops on
-    accepting hosts (busy ones included: they hold a session)."""
-    desktops = sum(h.pool_desktops for h in snap.hosts.values() if host_accepting(h))
+    accepting hosts (busy ones included: they hold a session), plus the sessions
+    going on on up hosts that take no new ones (draining): the rule of the
+    capacity gauges (broker.capacity.usable), which also leave out desktops out
+    of service."""
+    # broker.capacity.usable's sum in one pass: it runs for many requests.
+    desktops = 0
+    for h in snap.hosts.values():
+        if h.accepting:
+            desktops += h.pool_desktops
+        elif h.up:
+            desktops += h.pool_sessions
     return min(snap.pool.max_sessions, desktops)

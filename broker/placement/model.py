@@ -48,6 +48,7 @@ class HostView:
     capacity: int
     team_sessions: Mapping[str, int] = field(default_factory=dict)
     pool_desktops: int = 0  # the requested pool's desktops here (missing ones not counted)
+    pool_sessions: int = 0  # the requested pool's open sessions here
 
     @property
     def accepting(self) -> bool:

@@ -40,14 +40,16 @@ class HostViews:
         row: tuple[int, str, str, bool, float | None, int | None, int | None, int, int, int],
         pool_id: int,
         pool_desktops: int,
+        pool_sessions: int,
         team: str | None,
         team_sessions: int,
     ) -> HostView:
         """The view of a host from its row (id, name, state, up, cpu ratio,
         memory total, memory available, capacity, open sessions, logons), the
-        requested pool's desktops on it and the asking team's sessions there."""
+        requested pool's desktops and sessions on it and the asking team's
+        sessions there."""
         host_id = row[0]
-        figures = (row, pool_desktops, team_sessions)
+        figures = (row, pool_desktops, pool_sessions, team_sessions)
         slot = (host_id, pool_id, team)
         kept = self._views.get(slot)
         if kept is not None and kept[0] == figures:
@@ -66,6 +68,7 @@ class HostViews:
             capacity=capacity,
             team_sessions={team: team_sessions} if team else _NO_TEAM,
             pool_desktops=pool_desktops,
+            pool_sessions=pool_sessions,
         )
         if kept is None and len(self._views) >= self.max_entries:
             self._views.clear()

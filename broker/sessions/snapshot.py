@@ -357,10 +357,16 @@ async def build_snapshot(
     for row in host_rows:
         host_id = row[0]
         pool_desktops = desktops_per_host.get(host_id, 0)
+        pool_sessions = row[_VIEW_COLUMNS]
         hosts[host_id] = views.view(
-            row[:_VIEW_COLUMNS], pool.id, pool_desktops, user.team, team.get(host_id, 0)
+            row[:_VIEW_COLUMNS],
+            pool.id,
+            pool_desktops,
+            pool_sessions,
+            user.team,
+            team.get(host_id, 0),
         )
-        room[host_id] = pool_desktops > row[_VIEW_COLUMNS]
+        room[host_id] = pool_desktops > pool_sessions
     persistent = pool.type is PoolType.PERSISTENT
     params: dict[str, Any] = {"pool_id": pool.id}
     if not complete:

@@ -356,3 +356,33 @@ async def test_entitlement_by_user_name(runtime: Runtime, client: httpx.AsyncCli
     sid = session.json()["session"]["id"]
     assert (await client.delete(f"/api/v1/sessions/{sid}", headers=maria)).status_code == 200
     assert refused(await ask(client, maria, pool="Bauakten")) == "not_entitled"
+
+
+async def test_sessions_on_a_drained_host_do_not_use_up_the_reserve_of_the_others(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Three sessions run on vhost01, which is then drained for maintenance;
+    vhost02's four desktops are free. With a 25 % reserve staff used to be
+    refused: the three sessions were counted against vhost02's four desktops
+    alone. They hold desktops of their own, as the capacity gauges count them."""
+    chef = await admin(runtime)
+    await add_pool(runtime, max_sessions=8)
+    for name, prefix in (("vhost01", "a-"), ("vhost02", "b-")):
+        agent = await add_host(runtime, client, name)
+        agent.add(4, pool="Finanzen", prefix=prefix)
+        await agent.report()
+    hosts = "/api/v1/admin/hosts"
+    assert (await client.post(f"{hosts}/vhost02/drain", headers=chef)).status_code == 200
+    for name in ("a", "b", "c"):
+        placed = await ask(client, await staff(runtime, name))
+        assert placed.status_code == 201 and placed.json()["session"]["host"] == "vhost01"
+    assert (await client.post(f"{hosts}/vhost02/activate", headers=chef)).status_code == 200
+    assert (await client.post(f"{hosts}/vhost01/drain", headers=chef)).status_code == 200
+    patched = await client.patch(f"{POOLS}/Finanzen", json={"priority_reserve": 0.25}, headers=chef)
+    assert patched.status_code == 200
+    # Capacity 4 free + 3 held = 7; the reserve starts at floor(0.75 * 7) = 5.
+    for name in ("d", "e"):
+        placed = await ask(client, await staff(runtime, name))
+        assert placed.status_code == 201, placed.text
+        assert placed.json()["session"]["host"] == "vhost02"
+    assert refused(await ask(client, await staff(runtime, "f"))) == "capacity_full"

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from broker.domain import HostState, PoolType, RefusalCode, WorkMode
+from broker.placement import filters
 from broker.placement.model import Assign, Refuse
 from broker.placement.place import place
 from broker.placement.refusals import message
@@ -254,6 +255,27 @@ def test_priority_reserve_keeps_the_last_places_for_priority_staff() -> None:
     # An unknown class is not a priority class.
     other = user(priority_class="Kantine")
     assert refused(place(request(other), snap, rules)).reason == "priority_reserve"
+
+
+def test_sessions_on_a_draining_host_do_not_eat_the_reserve_of_the_others() -> None:
+    """Host 1 is drained with 6 sessions still on it; host 2 has 10 desktops, 2 in
+    use. Counting the 8 open sessions against host 2's 10 desktops alone put the
+    pool at 80 %, and a 25 % reserve refused staff with 8 desktops free. The
+    sessions on the drained host hold desktops of their own."""
+    p = pool(max_sessions=20, priority_reserve=0.25, open_sessions=8)
+    hosts = [
+        host(1, state=HostState.DRAINING, sessions=6, pool_desktops=6, pool_sessions=6),
+        host(2, sessions=2, pool_desktops=10, pool_sessions=2),
+    ]
+    desktops = [desktop(i, 1, busy=True) for i in range(1, 7)]
+    desktops += [desktop(i, 2, busy=i <= 8) for i in range(7, 17)]
+    snap = snapshot(p, hosts, desktops)
+    assert filters.usable_capacity(snap) == 16
+    decision = assigned(place(request(), snap, policy()))
+    assert decision.host_id == 2
+    # A host that is down holds nothing it could give back: only up hosts count.
+    hosts[0] = host(1, state=HostState.DRAINING, up=False, pool_desktops=6, pool_sessions=6)
+    assert filters.usable_capacity(snapshot(p, hosts, desktops)) == 10
 
 
 def test_critical_team_members_are_spread_over_hosts() -> None:
