@@ -756,11 +756,17 @@ async def fresh_details(broker: Broker, session_id: str) -> Details:
 
 
 def connection_problem(exc: BaseException) -> str:
-    """What went wrong with a connection attempt, for the person to read. The
-    gateway's reason for a pause on its side (its database is away) comes in
-    English; it is said in the person's language."""
+    """What went wrong with a connection attempt, for the person to read, in
+    their language where we know the kind: the gateway's reason for a pause on
+    its side (its database is away) comes in English, and httpx names a
+    timeout by its class."""
     if isinstance(exc, asyncssh.ServiceNotAvailable):
         return tr("the broker cannot check tickets right now")
+    # httpx names these by class only ("ReadTimeout"), in English.
+    if isinstance(exc, httpx.TimeoutException):
+        return tr("the broker did not answer in time")
+    if isinstance(exc, httpx.ConnectError):
+        return tr("the broker cannot be reached")
     return str(exc) or type(exc).__name__
 
 

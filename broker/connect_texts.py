@@ -139,7 +139,9 @@ GERMAN: dict[str, str] = {
     "The connection to the gateway was lost; reconnecting ...": (
         "Die Verbindung zum Gateway ist abgerissen; verbinde neu ..."
     ),
-    "the broker cannot check tickets right now": ("der Broker kann Tickets gerade nicht prüfen"),
+    "the broker cannot check tickets right now": "der Broker kann Tickets gerade nicht prüfen",
+    "the broker did not answer in time": "der Broker hat nicht rechtzeitig geantwortet",
+    "the broker cannot be reached": "der Broker ist nicht erreichbar",
     "Reconnecting failed ({problem}); next try in {seconds} s.": (
         "Neu verbinden fehlgeschlagen ({problem}); nächster Versuch in {seconds} s."
     ),

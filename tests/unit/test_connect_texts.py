@@ -98,14 +98,21 @@ def test_a_german_desktop_gets_german_words_with_their_values() -> None:
 
 
 @pytest.mark.usefixtures("german")
-def test_a_gateway_that_cannot_check_tickets_is_said_in_the_persons_language() -> None:
+def test_connection_problems_are_said_in_the_persons_language() -> None:
     paused = asyncssh.ServiceNotAvailable("The broker cannot check tickets right now; ...")
     assert connection_problem(paused) == "der Broker kann Tickets gerade nicht prüfen"
-    # Anything else is shown as the library or the gateway put it.
+    # Errors of the operating system are shown as it put them.
     assert connection_problem(ConnectionRefusedError(111, "Connection refused")) == (
         "[Errno 111] Connection refused"
     )
     assert connection_problem(TimeoutError()) == "TimeoutError"
+    # httpx names these by class only, in English.
+    assert connection_problem(httpx.ReadTimeout("")) == (
+        "der Broker hat nicht rechtzeitig geantwortet"
+    )
+    assert connection_problem(httpx.ConnectError("[Errno 111] Connection refused")) == (
+        "der Broker ist nicht erreichbar"
+    )
 
 
 def test_an_unknown_pool_is_answered_with_the_pools_one_may_use() -> None:
