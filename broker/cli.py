@@ -240,7 +240,7 @@ async def pool_add(rt: Runtime, args: argparse.Namespace) -> int:
         ),
         actor(),
     )
-    print(f"Pool {pool.name} added: {pool.type}, {pool.protocol}, {pool.max_sessions} licences.")
+    print(f"Pool {pool.name} added: {pool.type}, {pool.protocol}, {licences(pool.max_sessions)}.")
     await note_unknown_departments(rt, departments)
     if not departments:
         print(
@@ -269,13 +269,17 @@ async def pool_list(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def licences(n: int) -> str:
+    return f"{n} licence" if n == 1 else f"{n} licences"
+
+
 def describe_pool(pool: dict[str, Any]) -> str:
     def seconds(value: int | None) -> str:
         return "none" if value is None else f"{value} s"
 
     spare = "unmanaged" if pool["spare_desktops"] is None else pool["spare_desktops"]
     return (
-        f"Pool {pool['name']}: {pool['max_sessions']} licences, priority reserve "
+        f"Pool {pool['name']}: {licences(pool['max_sessions'])}, priority reserve "
         f"{pool['priority_reserve']:g}, spare desktops {spare}, disconnect timeout "
         f"{seconds(pool['disconnect_timeout_s'])}, maximum session time "
         f"{seconds(pool['max_session_s'])}, idle timeout {seconds(pool['idle_timeout_s'])}, "
@@ -697,7 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
     padd.add_argument("--departments", metavar="A,B", help="entitled departments")
     padd.add_argument("--field", action="store_true", help="a pool for field workers")
     padd.set_defaults(handler=pool_add)
-    plist = pool.add_parser("list", help="list pools with licences in use")
+    plist = pool.add_parser(
+        "list", help="list pools with their licence limits (`status` shows them in use)"
+    )
     plist.add_argument("--json", action="store_true", help=JSON_HELP)
     plist.set_defaults(handler=pool_list)
     pset = pool.add_parser("set", help="change a pool's settings")

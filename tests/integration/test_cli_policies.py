@@ -172,6 +172,8 @@ def test_pool_settings_and_entitlements_round_trip(env: dict[str, str]) -> None:
         env=env,
     )
     assert "20 licences" in out and "idle timeout 1800 s" in out
+    assert "Pool Finanzen: 1 licence," in ok("pool set Finanzen --max-sessions 1", env=env)
+    ok("pool set Finanzen --max-sessions 20", env=env)
     ok("pool set Finanzen --spare none --idle-timeout none --no-field", env=env)
     pool = next(p for p in json.loads(ok("pool list --json", env=env)) if p["name"] == "Finanzen")
     assert {
