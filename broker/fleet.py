@@ -257,6 +257,10 @@ async def read(rt: Runtime) -> Fleet:
                 pool.out_of_service += n
         else:
             pool.desktops_per_host[host_id] = pool.desktops_per_host.get(host_id, 0) + n
+    # Sessions going on on up hosts that take no new ones (drained, in
+    # maintenance): their desktops are in use, and not among the accepting
+    # hosts' desktops that usable capacity counts.
+    held: dict[int, int] = defaultdict(int)
     for pool_id, host_id, state, work_mode, n, recent in session_counts:
         pool = pools.get(pool_id)
         if pool is not None:
@@ -266,15 +270,9 @@ async def read(rt: Runtime) -> Fleet:
         if host is not None:
             host.sessions[state] = host.sessions.get(state, 0) + n
             host.logons += int(recent or 0)
+            if host.up and not host.accepting:
+                held[pool_id] += n
     accepting = {h.id for h in hosts.values() if h.accepting}
-    # Sessions going on on up hosts that take no new ones (drained, in
-    # maintenance): their desktops are in use, and not among the accepting
-    # hosts' desktops that usable capacity counts.
-    held: dict[int, int] = defaultdict(int)
-    for pool_id, host_id, _state, _work_mode, n, _recent in session_counts:
-        host = hosts.get(host_id) if host_id is not None else None
-        if host is not None and host.up and not host.accepting:
-            held[pool_id] += n
     for pool in pools.values():
         pool.usable = capacity.usable(
             pool.max_sessions, pool.desktops_per_host, accepting, held[pool.id]
