@@ -115,13 +115,16 @@ class SecretBox:
         unknown and the file changed."""
         key = self._by_id.get(key_id)
         problem = ""
-        if key is None and self._path is not None and _stamp(self._path) != self._stamp:
+        path = self._path
+        stamp = _stamp(path) if key is None and path is not None else None
+        if path is not None and stamp is not None and stamp != self._stamp:
             try:
-                keys = _read_keys(self._path)
+                keys = _read_keys(path)
             except KeyFileError as exc:  # half copied, or readable by others: keep ours
                 problem = f" ({exc})"
             else:
-                self._stamp = _stamp(self._path)
+                # The stamp from before the read: a change during it is read next time.
+                self._stamp = stamp
                 self._use(keys)
                 key = self._by_id.get(key_id)
         if key is None:
