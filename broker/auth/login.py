@@ -385,12 +385,13 @@ async def _fail(
 async def _record_login(
     s: Executor,
     now: dt.datetime,
-    result: LoginResult,
+    result: LoginResult | str,
     typed: str,
     client: Client,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """The audit event of one login attempt: result, name as typed, where from."""
+    """The audit event of one login attempt: result, name as typed, where from.
+    The result is a LoginResult, or one the audit alone knows ('unavailable')."""
     await audit.record(
         s,
         now,
@@ -412,16 +413,7 @@ async def _code_unchecked(
     users do not lock themselves out; the attempt is audited."""
     async with rt.db.write_conn() as s:
         await s.execute(_RESET_FAILURES, {"uid": user.id})
-        await audit.record(
-            s,
-            now,
-            "login",
-            result="unavailable",
-            username=typed,
-            source_ip=client.ip,
-            user_agent=client.user_agent,
-            detail={"reason": "key_missing"},
-        )
+        await _record_login(s, now, "unavailable", typed, client, {"reason": "key_missing"})
 
 
 async def _audit_only(
