@@ -152,6 +152,17 @@ async def test_an_admin_reset_does_not_revive_an_old_enrolment(
     assert revived.json()["error"] == "enrolment_invalid"
 
 
+async def open_enrolment(runtime: Runtime, name: str) -> tuple[int, str, str]:
+    """A user without TOTP and an open enrolment with its secret made, as after a
+    right password and the set-up page: (user id, enrolment token, secret)."""
+    await users.add(runtime, users.NewUser(name, "Finanzen"), PASSWORD, "test")
+    async with runtime.db.write() as s:
+        user_id = (await s.scalars(select(User.id).where(User.name == name))).one()
+        token = enrolment.start(s, user_id, runtime.clock.now(), 600)
+    setup = await enrolment.create_secret(runtime, token)
+    return user_id, token, setup.secret
+
+
 async def test_a_confirm_and_a_cancel_of_one_enrolment_do_not_both_win(runtime: Runtime) -> None:
     """Sent at the same moment (a double click, two tabs), either the set-up is
     confirmed and nothing is cancelled, or it is cancelled and the account stays
@@ -160,12 +171,8 @@ async def test_a_confirm_and_a_cancel_of_one_enrolment_do_not_both_win(runtime: 
     either wrote it."""
     for i in range(6):
         name = f"race{i}"
-        await users.add(runtime, users.NewUser(name, "Finanzen"), PASSWORD, "test")
-        async with runtime.db.write() as s:
-            user_id = (await s.scalars(select(User.id).where(User.name == name))).one()
-            token = enrolment.start(s, user_id, runtime.clock.now(), 600)
-        setup = await enrolment.create_secret(runtime, token)
-        code = code_now(runtime, setup.secret)
+        _, token, secret = await open_enrolment(runtime, name)
+        code = code_now(runtime, secret)
         confirmed, cancelled = await asyncio.gather(
             enrolment.confirm(runtime, token, code, None),
             enrolment.cancel(runtime, token, None),
@@ -173,16 +180,16 @@ async def test_a_confirm_and_a_cancel_of_one_enrolment_do_not_both_win(runtime: 
         )
         assert cancelled is None
         async with runtime.db.read() as s:
-            secret = (await s.scalars(select(User.totp_secret).where(User.name == name))).one()
+            stored = (await s.scalars(select(User.totp_secret).where(User.name == name))).one()
         cancel_audits = [
             e for e in await audit_events(runtime, "totp_enrolment_cancelled") if e.username == name
         ]
         if isinstance(confirmed, list):
-            assert secret is not None
+            assert stored is not None
             assert cancel_audits == [], f"attempt {i}: confirmed and cancelled"
         else:
             assert isinstance(confirmed, enrolment.EnrolmentInvalid), confirmed
-            assert secret is None
+            assert stored is None
             assert len(cancel_audits) == 1
 
 
@@ -192,12 +199,8 @@ async def test_parallel_wrong_codes_get_no_more_tries_than_one_after_another(
     """Each confirmation counts before its code is checked, in one conditional
     UPDATE: codes sent all at once (on PostgreSQL, each request read the count
     before any wrote it back) get the same five tries as codes sent in turn."""
-    await users.add(runtime, users.NewUser("maria", "Finanzen"), PASSWORD, "test")
-    async with runtime.db.write() as s:
-        user_id = (await s.scalars(select(User.id).where(User.name == "maria"))).one()
-        token = enrolment.start(s, user_id, runtime.clock.now(), 600)
-    setup = await enrolment.create_secret(runtime, token)
-    right = code_now(runtime, setup.secret)
+    user_id, token, secret = await open_enrolment(runtime, "maria")
+    right = code_now(runtime, secret)
     wrong = [f"{n:06d}" for n in range(12) if f"{n:06d}" != right][:10]
     answers = await asyncio.gather(
         *(enrolment.confirm(runtime, token, code, None) for code in wrong), return_exceptions=True
