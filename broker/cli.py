@@ -316,7 +316,8 @@ async def pool_entitle(rt: Runtime, args: argparse.Namespace) -> int:
 
 async def pool_revoke(rt: Runtime, args: argparse.Namespace) -> int:
     kind, value = subject(args)
-    print(describe_entitlements(await pools.revoke(rt, args.name, kind, value, actor())))
+    revoked = await pools.revoke(rt, args.name, kind, value, actor(), open_to_all=args.open_to_all)
+    print(describe_entitlements(revoked))
     return 0
 
 
@@ -731,14 +732,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-field", dest="field", action="store_const", const=False, help="not a field pool"
     )
     pset.set_defaults(handler=pool_set, **{f.name: pools.UNSET for f in fields(pools.PoolChanges)})
-    for name, handler, what in (
-        ("entitle", pool_entitle, "open a pool to a department or a user"),
-        ("revoke", pool_revoke, "close a pool to a department or a user"),
-    ):
-        p = pool.add_parser(name, help=what)
-        p.add_argument("name")
-        add_subject(p)
-        p.set_defaults(handler=handler)
+    pentitle = pool.add_parser("entitle", help="open a pool to a department or a user")
+    pentitle.add_argument("name")
+    add_subject(pentitle)
+    pentitle.set_defaults(handler=pool_entitle)
+    prevoke = pool.add_parser("revoke", help="close a pool to a department or a user")
+    prevoke.add_argument("name")
+    add_subject(prevoke)
+    prevoke.add_argument(
+        "--open-to-all",
+        action="store_true",
+        help="allow revoking the last entitlement, which opens the pool to everybody",
+    )
+    prevoke.set_defaults(handler=pool_revoke)
     passign = pool.add_parser("assign", help="give a user a desktop of a persistent pool")
     passign.add_argument("name")
     passign.add_argument("--user", required=True, metavar="U", help="the user")

@@ -63,9 +63,14 @@ async def entitle(
 
 @router.delete("/{name}/entitlements/{kind}/{value}")
 async def revoke(
-    name: str, kind: str, value: str, identity: AdminDep, rt: RuntimeDep
+    name: str,
+    kind: str,
+    value: str,
+    identity: AdminDep,
+    rt: RuntimeDep,
+    open_to_all: bool = False,
 ) -> dict[str, Any]:
-    return await service.revoke(rt, name, kind, value, identity.user.name)
+    return await service.revoke(rt, name, kind, value, identity.user.name, open_to_all=open_to_all)
 
 
 @router.post("/{name}/assignments", status_code=201)

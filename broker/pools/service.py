@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, TypeGuard
 
-from sqlalchemy import case, exists, select
+from sqlalchemy import case, exists, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -236,31 +236,62 @@ async def entitle(rt: Runtime, pool: str, kind: str, value: str, actor: str) -> 
         raise Conflict(f"Pool {pool} is open to {kind} {value} already.", code="exists") from exc
 
 
-async def revoke(rt: Runtime, pool: str, kind: str, value: str, actor: str) -> dict[str, Any]:
-    """Close a pool to a department or a user. Open sessions keep running. When
-    the last entitlement goes, the pool is open to everybody."""
+async def revoke(
+    rt: Runtime, pool: str, kind: str, value: str, actor: str, *, open_to_all: bool = False
+) -> dict[str, Any]:
+    """Close a pool to a department or a user. Open sessions keep running.
+
+    A pool without entitlements is open to everybody, so taking away the last
+    one opens the pool rather than closing it: that is refused unless
+    `open_to_all` says it is meant."""
     value = normalise_user_name(value) if _check_kind(kind) == "user" else value.strip()
     now = rt.clock.now()
     async with rt.db.write() as s:
-        p = await _pool(s, pool)
+        # Locked (PostgreSQL), so two admins revoking the last two entitlements at
+        # once cannot each see the other's as remaining.
+        p = await _pool(s, pool, lock=True)
         ent = await _entitlement(s, p.id, kind, value)
         if ent is None:
             raise NotFound(
                 f"Pool {p.name} has no entitlement for {kind} {value!r}.",
                 code="unknown_entitlement",
             )
+        remaining = await s.scalar(
+            select(func.count())
+            .select_from(PoolEntitlement)
+            .where(PoolEntitlement.pool_id == p.id, PoolEntitlement.id != ent.id)
+        )
+        if not remaining and not open_to_all:
+            raise Conflict(
+                f"{kind.capitalize()} {value} is the last entitlement of pool {p.name}; "
+                "without it the pool is open to everybody. Entitle who should use it "
+                "first, or confirm that everybody may (vdi-broker pool revoke "
+                "--open-to-all; in the admin API open_to_all=true).",
+                code="last_entitlement",
+            )
         await s.delete(ent)
-        return await _entitlements_changed(s, now, "pool_revoked", actor, p, kind, value)
+        return await _entitlements_changed(
+            s, now, "pool_revoked", actor, p, kind, value, opened_to_all=not remaining
+        )
 
 
 async def _entitlements_changed(
-    s: AsyncSession, now: dt.datetime, event: str, actor: str, p: Pool, kind: str, value: str
+    s: AsyncSession,
+    now: dt.datetime,
+    event: str,
+    actor: str,
+    p: Pool,
+    kind: str,
+    value: str,
+    *,
+    opened_to_all: bool = False,
 ) -> dict[str, Any]:
     """Store, audit and show an entitlement change made in `s`."""
     await s.flush()
-    await audit.record(
-        s, now, event, actor=actor, detail={"pool": p.name, "kind": kind, "value": value}
-    )
+    detail: dict[str, Any] = {"pool": p.name, "kind": kind, "value": value}
+    if opened_to_all:
+        detail["open_to_everybody"] = True
+    await audit.record(s, now, event, actor=actor, detail=detail)
     return await _pool_dict(s, p)
 
 

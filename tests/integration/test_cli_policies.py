@@ -202,7 +202,16 @@ def test_pool_settings_and_entitlements_round_trip(env: dict[str, str]) -> None:
     pool = next(p for p in json.loads(ok("pool list --json", env=env)) if p["name"] == "Finanzen")
     assert (pool["departments"], pool["users"]) == (["Bauamt"], ["maria"])
     ok("pool revoke Finanzen --user maria", env=env)
-    last = ok("pool revoke Finanzen --department Bauamt", env=env)
+    # Without its last entitlement the pool would be open to everybody, the
+    # opposite of closing it: that takes a word of its own.
+    data = Path(env["VDI_DATA_DIR"])
+    before = db_state(data)
+    refused = vdi_broker("pool", "revoke", "Finanzen", "--department", "Bauamt", env=env)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "last entitlement of pool Finanzen" in refused.stderr
+    assert "--open-to-all" in refused.stderr
+    assert db_state(data) == before
+    last = ok("pool revoke Finanzen --department Bauamt --open-to-all", env=env)
     assert "open to everybody" in last
 
 

@@ -150,11 +150,22 @@ async def test_entitlements_by_department_and_user(
     assert missing.status_code == 404 and missing.json()["error"] == "unknown_entitlement"
     bad_kind = await client.delete(f"{URL}/Finanzen/entitlements/team/A", headers=chef)
     assert bad_kind.status_code == 422
-    # The last one gone, the pool is open to everybody again.
-    last = await client.delete(f"{URL}/Finanzen/entitlements/department/Kämmerei", headers=chef)
+    # The last one gone, the pool is open to everybody again: only when asked for.
+    last_url = f"{URL}/Finanzen/entitlements/department/Kämmerei"
+    kept = await pool_row(runtime)
+    for query in ("", "?open_to_all=false", "?open_to_all=maybe"):
+        refused = await client.delete(last_url + query, headers=chef)
+        assert refused.status_code in (409, 422), query
+        if refused.status_code == 409:
+            assert refused.json()["error"] == "last_entitlement"
+            assert "open to everybody" in refused.json()["message"]
+        assert await pool_row(runtime) == kept, query
+    last = await client.delete(last_url + "?open_to_all=true", headers=chef)
+    assert last.status_code == 200, last.text
     assert (last.json()["departments"], last.json()["users"]) == ([], [])
     assert [d["value"] for d in await events(runtime, "pool_entitled")] == ["Kämmerei", "maria"]  # type: ignore[index]
-    assert len(await events(runtime, "pool_revoked")) == 2
+    revoked_events = await events(runtime, "pool_revoked")
+    assert [d.get("open_to_everybody") for d in revoked_events] == [None, True]  # type: ignore[union-attr]
 
 
 async def persistent_fleet(rt: Runtime, client: httpx.AsyncClient, desktops: int = 3) -> FakeAgent:
