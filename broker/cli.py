@@ -258,6 +258,7 @@ async def pool_list(rt: Runtime, args: argparse.Namespace) -> int:
             "type",
             "protocol",
             "max_sessions",
+            "open_sessions",
             "priority_reserve",
             "spare_desktops",
             "field",
@@ -302,7 +303,16 @@ async def pool_set(rt: Runtime, args: argparse.Namespace) -> int:
     changes = pools.PoolChanges(
         **{f.name: getattr(args, f.name) for f in fields(pools.PoolChanges)}
     )
-    print(describe_pool(await pools.update(rt, args.name, changes, actor())))
+    pool = await pools.update(rt, args.name, changes, actor())
+    print(describe_pool(pool))
+    over = pool["open_sessions"] - pool["max_sessions"]
+    if changes.max_sessions is not pools.UNSET and over > 0:
+        print(
+            f"Note: {pool['open_sessions']} sessions are open in pool {pool['name']}, "
+            f"{over} more than the new limit. They keep running; new sessions start "
+            "again once fewer than the limit are open (`vdi-broker session list`).",
+            file=sys.stderr,
+        )
     return 0
 
 

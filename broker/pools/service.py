@@ -522,12 +522,14 @@ async def _pool(s: AsyncSession, name: str, *, lock: bool = False) -> Pool:
     return pool
 
 
-def _as_dict(p: Pool, ents: list[PoolEntitlement]) -> dict[str, Any]:
+def _as_dict(p: Pool, ents: list[PoolEntitlement], open_sessions: int) -> dict[str, Any]:
     return {
         "name": p.name,
         "type": p.type,
         "protocol": p.protocol,
         "max_sessions": p.max_sessions,
+        # Licences in use; above max_sessions after the limit was lowered.
+        "open_sessions": open_sessions,
         "field": p.field,
         "priority_reserve": p.priority_reserve,
         "spare_desktops": p.spare_desktops,
@@ -539,16 +541,23 @@ def _as_dict(p: Pool, ents: list[PoolEntitlement]) -> dict[str, Any]:
     }
 
 
+_OPEN_PER_POOL = select(Session.pool_id, func.count()).where(SESSION_OPEN).group_by(Session.pool_id)
+
+
 async def _pool_dict(s: AsyncSession, p: Pool) -> dict[str, Any]:
     ents = (await s.scalars(select(PoolEntitlement).where(PoolEntitlement.pool_id == p.id))).all()
-    return _as_dict(p, list(ents))
+    open_sessions = await s.scalar(
+        select(func.count()).select_from(Session).where(Session.pool_id == p.id, SESSION_OPEN)
+    )
+    return _as_dict(p, list(ents), open_sessions or 0)
 
 
 async def list_all(rt: Runtime) -> list[dict[str, Any]]:
     async with rt.db.read() as s:
         pools = (await s.scalars(select(Pool).order_by(Pool.name))).all()
         ents = (await s.scalars(select(PoolEntitlement))).all()
+        open_sessions = {pool_id: n for pool_id, n in (await s.execute(_OPEN_PER_POOL)).all()}
     by_pool: dict[int, list[PoolEntitlement]] = {}
     for e in ents:
         by_pool.setdefault(e.pool_id, []).append(e)
-    return [_as_dict(p, by_pool.get(p.id, [])) for p in pools]
+    return [_as_dict(p, by_pool.get(p.id, []), open_sessions.get(p.id, 0)) for p in pools]

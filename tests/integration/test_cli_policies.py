@@ -332,6 +332,21 @@ async def test_assignments_and_sessions_from_the_command_line(
     jan = await ask(client, await sign_in(runtime, "jan"), pool="Planung")
     assert jan.json()["session"]["desktop"] == "vhost01-d001"
 
+    # A limit lowered below the licences in use: said, and nobody is thrown out.
+    lowered = await cli("pool set Planung --max-sessions 1")
+    assert lowered.returncode == 0, lowered.stderr
+    assert "Pool Planung: 1 licence," in lowered.stdout
+    assert "3 sessions are open in pool Planung, 2 more than the new limit" in lowered.stderr
+    listed_pool = next(p for p in json.loads((await cli("pool list --json")).stdout))
+    assert (listed_pool["max_sessions"], listed_pool["open_sessions"]) == (1, 3)
+    assert len(json.loads((await cli("session list --json")).stdout)) == 3
+    raised = await cli("pool set Planung --max-sessions 5")
+    assert raised.returncode == 0 and raised.stderr == ""
+    other = await cli("pool set Planung --max-sessions 1 --spare 0")
+    assert other.returncode == 0 and "2 more than" in other.stderr
+    quiet = await cli("pool set Planung --spare 1")
+    assert quiet.returncode == 0 and quiet.stderr == ""  # the limit was not touched
+
 
 async def test_changing_schedules_says_which_sessions_are_outside(
     runtime: Runtime, client: httpx.AsyncClient
