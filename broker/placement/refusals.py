@@ -75,6 +75,18 @@ MESSAGES: dict[tuple[str, str], dict[str, str]] = {
 }
 
 
+# Not a refusal (the pool does not exist: 404 unknown_pool), but said to the same
+# people, in the same languages.
+UNKNOWN_POOL = {
+    "de": "Es gibt keinen Pool {pool}.",  # as vdi-connect says it
+    "en": "There is no pool {pool}.",
+}
+
+
+def unknown_pool(pool: str, language: str) -> str:
+    return UNKNOWN_POOL.get(language, UNKNOWN_POOL["de"]).format(pool=pool)
+
+
 def message(refusal: Refuse, language: str) -> str:
     params: dict[str, Any] = {"pool": "", **refusal.params}
     count = params.get("limit", params.get("max_sessions"))

@@ -35,7 +35,7 @@ from broker.hosts import actions
 from broker.placement.filters import entitlement
 from broker.placement.model import Assign, PoolView, Refuse, Request
 from broker.placement.place import could_do_better, place
-from broker.placement.refusals import message
+from broker.placement.refusals import message, unknown_pool
 from broker.runtime import Runtime
 from broker.sessions import snapshot
 from broker.store.db import Executor
@@ -333,7 +333,7 @@ async def _try_request(
     async with rt.db.write_conn() as conn:
         found = await snapshot.find_pool(conn, pool_name, lock=not rt.db.is_sqlite)
         if found is None:
-            raise NotFound(f"There is no pool {pool_name!r}.", code="unknown_pool")
+            raise NotFound(unknown_pool(pool_name, language), code="unknown_pool")
         pool = found.view
         existing = (
             await conn.execute(_OPEN_IN_POOL, {"user_id": user.id, "pool_id": pool.id})

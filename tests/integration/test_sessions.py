@@ -173,6 +173,12 @@ async def test_refusals_are_coded_and_readable(runtime: Runtime, client: httpx.A
     assert field_pool.json()["error"] == "not_entitled"
     unknown = await ask(client, maria, pool="Gibtsnicht")
     assert unknown.status_code == 404
+    assert unknown.json() == {
+        "error": "unknown_pool",
+        "message": "Es gibt keinen Pool Gibtsnicht.",
+    }
+    unknown_en = await ask(client, maria, pool="Gibtsnicht", headers={"accept-language": "en"})
+    assert unknown_en.json()["message"] == "There is no pool Gibtsnicht."
 
     kurt = await staff(runtime, "kurt", department="Bauamt")
     assert (await ask(client, kurt)).status_code == 201
