@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from agent.protocol import PowerState
 from broker.audit import log as audit
 from broker.clock import FakeClock
-from broker.domain import HostState, Role
+from broker.domain import HostState, Role, WorkMode
 from broker.runtime import Runtime
 from broker.store.tables import Enrolment, Host, Session, User, WebSession
 from tests.support.accounts import PASSWORD, add_user, code_now
@@ -410,6 +410,17 @@ async def test_a_pool_with_nothing_usable_says_so(
     assert "von 0 frei" not in desktops.text
 
 
+async def test_the_field_pool_tag_stands_apart_from_the_free_count(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """The templates trim whitespace around their tags: the tag once touched
+    the text before it ("2 von 2 freiAußendienst" to a screen reader)."""
+    await add_pool(runtime, "Bauhof", field=True)
+    enter(client, await staff(runtime, "jan", work_mode=WorkMode.FIELD))
+    desktops = await client.get("/desktops")
+    assert re.search(r"verfügbar\.\s+<span class=\"tag\">Außendienst</span>", desktops.text)
+
+
 async def test_start_a_desktop_connect_download_rdp_and_log_off(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
@@ -496,7 +507,7 @@ async def test_a_refusal_is_shown_in_the_pages_language(
     assert notice_of(page.text) == "The only licence of pool Finanzen is in use."
     unknown = await client.post("/desktops/start", data={"csrf_token": csrf_of(html), "pool": "X"})
     assert unknown.status_code == 303
-    assert "There is no pool 'X'." in notice_of((await client.get("/desktops")).text)
+    assert notice_of((await client.get("/desktops")).text) == "There is no pool X."
 
 
 async def test_sessions_of_others_are_not_found(
