@@ -51,8 +51,8 @@ import asyncssh
 import httpx
 
 from broker import __version__
-from broker.auth.recovery import CODE_RE as RECOVERY_RE
-from broker.auth.totp import CODE_RE as TOTP_RE
+from broker.auth.code_formats import RECOVERY_CODE_RE as RECOVERY_RE
+from broker.auth.code_formats import TOTP_CODE_RE as TOTP_RE
 from broker.cli_numbers import bounded_int
 from broker.connect_texts import GERMAN
 from broker.gateway.bridge import Bridge

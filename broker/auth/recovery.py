@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import secrets
 
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from broker.auth.code_formats import RECOVERY_ALPHABET, RECOVERY_GROUP
 from broker.security.crypto import SecretBox
 from broker.store.db import Executor
 from broker.store.tables import RecoveryCode
 
 COUNT = 10
-_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off paper
-_GROUP = 5
-_CLASS = "".join(sorted(set(_ALPHABET + _ALPHABET.upper())))
-# Typed with or without the dash, in either case. No flags: pydantic reuses the pattern.
-CODE_RE = re.compile(rf"[{_CLASS}]{{{_GROUP}}}-?[{_CLASS}]{{{_GROUP}}}")
 
 
 def new_code() -> str:
-    chars = "".join(secrets.choice(_ALPHABET) for _ in range(2 * _GROUP))
-    return f"{chars[:_GROUP]}-{chars[_GROUP:]}"
+    chars = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(2 * RECOVERY_GROUP))
+    return f"{chars[:RECOVERY_GROUP]}-{chars[RECOVERY_GROUP:]}"
 
 
 def normalise(code: str) -> str:

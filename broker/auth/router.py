@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from broker.audit import log as audit
 from broker.auth import enrolment, websessions
 from broker.auth import login as login_flow
-from broker.auth.recovery import CODE_RE as RECOVERY_RE
-from broker.auth.totp import CODE_RE as TOTP_RE
+from broker.auth.code_formats import RECOVERY_CODE_RE as RECOVERY_RE
+from broker.auth.code_formats import TOTP_CODE_RE as TOTP_RE
 from broker.deps import ClientDep, Identity, IdentityDep, RuntimeDep
 from broker.runtime import Runtime
 from broker.security.tokens import token_hash

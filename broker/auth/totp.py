@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import secrets
 from dataclasses import dataclass
 from enum import Enum
@@ -27,13 +26,12 @@ from urllib.parse import quote, urlencode
 
 import pyotp
 
+from broker.auth.code_formats import TOTP_CODE_RE
+
 STEP_SECONDS = 30
 DIGITS = 6
 SECRET_BYTES = 20  # 160 bits, RFC 4226's recommended length for SHA1
 ACCEPTED_PAST_STEPS = 1
-
-# pyotp would accept other Unicode digits; we only take ASCII 0-9.
-CODE_RE = re.compile(r"[0-9]{6}")
 
 
 class Verdict(Enum):
@@ -64,7 +62,7 @@ def code_at_step(secret: str, step: int, *, digits: int = DIGITS, digest: str = 
 
 
 def is_well_formed(code: str) -> bool:
-    return CODE_RE.fullmatch(code) is not None
+    return TOTP_CODE_RE.fullmatch(code) is not None
 
 
 def check(secret: str, code: str, unix_time: float, last_step: int | None) -> Check:

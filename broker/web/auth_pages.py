@@ -17,7 +17,7 @@ from starlette.datastructures import FormData
 
 from broker.auth import enrolment, totp
 from broker.auth import login as login_flow
-from broker.auth.recovery import CODE_RE as RECOVERY_CODE_RE
+from broker.auth.code_formats import RECOVERY_CODE_RE
 from broker.auth.router import begin_session, end_session
 from broker.deps import ClientDep, RuntimeDep, resolve_identity
 from broker.errors import Forbidden, Unauthorized, VdiError
