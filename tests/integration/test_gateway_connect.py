@@ -170,7 +170,7 @@ class Connect:
         proc = await asyncio.create_subprocess_exec(
             str(VENV_BIN / "vdi-connect"), base or stack.base, "--user", user, "--pool", pool,
             "--password-stdin", *options,
-            env=clean_env(extra), stdin=asyncio.subprocess.PIPE,
+            env=clean_env({**extra, **DIAGNOSE}), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         assert proc.stdin is not None
@@ -200,13 +200,27 @@ class Connect:
 
     async def finish(self, timeout: float = 20) -> int:
         assert self.proc.stdout is not None
-        rest = await asyncio.wait_for(self.proc.stdout.read(), timeout)
+        try:
+            rest = await asyncio.wait_for(self.proc.stdout.read(), timeout)
+        except TimeoutError:
+            # Where it hangs: faulthandler (DIAGNOSE) prints every thread's stack.
+            self.proc.send_signal(signal.SIGABRT)
+            rest = await asyncio.wait_for(self.proc.stdout.read(), timeout)
+            raise AssertionError(
+                "still running:\n" + self.output + rest.decode(errors="replace")
+            ) from None
         self.lines.append(rest.decode())
         return await asyncio.wait_for(self.proc.wait(), timeout)
 
     @property
     def output(self) -> str:
         return "".join(self.lines)
+
+
+# vdi-connect prints the stacks of all its threads on SIGABRT: what a test that
+# finds it hanging shows (this suite once saw five such hangs after Ctrl-C, on a
+# machine that had just booted, and none since).
+DIAGNOSE = {"PYTHONFAULTHANDLER": "1"}
 
 
 def code_for(stack: Stack, user: str, offset_s: int = 0) -> str:
@@ -370,6 +384,10 @@ class Terminal:
                 os.close(self.fd)
                 return os.waitstatus_to_exitcode(status)
             await asyncio.sleep(0.1)
+        os.kill(self.pid, signal.SIGABRT)  # the stacks, as in Connect.finish
+        await asyncio.sleep(1)
+        with contextlib.suppress(OSError):
+            self.seen += os.read(self.fd, 65536).decode(errors="replace")
         raise AssertionError(f"still running:\n{self.seen}")
 
 
@@ -380,7 +398,7 @@ async def test_asks_on_the_terminal_which_pool(stack: Stack) -> None:
         await add_pool(rt, "Außendienst", departments=["Finanzen"])
     proxy = await TcpProxy(stack.gateway_port).start(stack.proxy_port)
     argv = [str(VENV_BIN / "vdi-connect"), stack.base, "--user", "maria", "--no-client"]
-    term = Terminal(argv, clean_env(desktop_locale()))
+    term = Terminal(argv, clean_env({**desktop_locale(), **DIAGNOSE}))
     try:
         await term.expect("Password for maria:")
         term.send(PASSWORD)
