@@ -185,6 +185,7 @@ DE: dict[str, str] = {
     "pool.floating": "wechselnd",
     "pool.persistent": "persönlich",
     "pool.open_to_all": "alle",
+    "pool.users": "Benutzer: {names}",
     # Admin: sessions
     "sessions.title": "Offene Sitzungen",
     "sessions.none": "Es gibt keine offene Sitzung.",
@@ -453,6 +454,7 @@ EN: dict[str, str] = {
     "pool.floating": "floating",
     "pool.persistent": "persistent",
     "pool.open_to_all": "all",
+    "pool.users": "users: {names}",
     "sessions.title": "Open sessions",
     "sessions.none": "There is no open session.",
     "sessions.on_host": "on {host}",

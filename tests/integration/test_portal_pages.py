@@ -14,6 +14,7 @@ from agent.protocol import PowerState
 from broker.audit import log as audit
 from broker.clock import FakeClock
 from broker.domain import HostState, Role, WorkMode
+from broker.pools import service as pool_service
 from broker.runtime import Runtime
 from broker.store.tables import Enrolment, Host, Session, User, WebSession
 from tests.support.accounts import PASSWORD, add_user, code_now
@@ -610,6 +611,29 @@ async def test_admin_pools_and_sessions_pages_and_ending_a_session(
     assert notice_of(page.text) == "The session of felix in pool Finanzen has ended."
     async with runtime.db.read() as s:
         assert await s.scalar(select(Session.end_reason)) == "admin_end"
+
+
+async def test_admin_pools_page_names_entitled_users(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A pool open to single users only is not open to all: the page said "all"
+    for it, as it looked at departments alone."""
+    await add_pool(runtime, "Bauakten", departments=["Bauamt"])
+    await add_pool(runtime, "Offen")
+    await add_user(runtime, "maria")
+    await pool_service.entitle(runtime, "Bauakten", "user", "maria", "test")
+    await pool_service.revoke(runtime, "Bauakten", "department", "Bauamt", "test")
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+
+    def entitled(page: httpx.Response, pool: str) -> str:
+        row = re.search(ROW_HEADER.format(pool) + "(.*?)</tr>", page.text, re.S)
+        assert row, pool
+        return str(re.findall(r"<td[^>]*>(.*?)</td>", row.group(1), re.S)[-1])
+
+    for language, everybody, users in (("en", "all", "users"), ("de", "alle", "Benutzer")):
+        page = await client.get(f"/admin/pools?lang={language}")
+        assert entitled(page, "Offen") == everybody
+        assert entitled(page, "Bauakten") == f"{users}: maria"
 
 
 async def test_admin_locks_unlocks_and_resets_totp(
