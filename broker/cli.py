@@ -307,10 +307,16 @@ async def pool_set(rt: Runtime, args: argparse.Namespace) -> int:
     print(describe_pool(pool))
     over = pool["open_sessions"] - pool["max_sessions"]
     if changes.max_sessions is not pools.UNSET and over > 0:
+        # A limit of 0 switches the pool off: it never gets below that.
+        until = (
+            "the pool takes no new sessions while its limit is 0"
+            if pool["max_sessions"] == 0
+            else "new sessions start again once fewer than the limit are open"
+        )
         print(
             f"Note: {pool['open_sessions']} sessions are open in pool {pool['name']}, "
-            f"{over} more than the new limit. They keep running; new sessions start "
-            "again once fewer than the limit are open (`vdi-broker session list`).",
+            f"{over} more than the new limit. They keep running; {until} "
+            "(`vdi-broker session list`).",
             file=sys.stderr,
         )
     return 0

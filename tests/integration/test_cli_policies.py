@@ -346,6 +346,11 @@ async def test_assignments_and_sessions_from_the_command_line(
     assert other.returncode == 0 and "2 more than" in other.stderr
     quiet = await cli("pool set Planung --spare 1")
     assert quiet.returncode == 0 and quiet.stderr == ""  # the limit was not touched
+    # Switched off on purpose: no session will ever be "fewer than 0".
+    off = await cli("pool set Planung --max-sessions 0")
+    assert off.returncode == 0 and "3 more than the new limit" in off.stderr
+    assert "once fewer than the limit" not in off.stderr
+    assert "takes no new sessions" in off.stderr
 
 
 async def test_changing_schedules_says_which_sessions_are_outside(
