@@ -18,7 +18,9 @@ STATUS = {"assigned": 201, "reconnected": 200, "pending": 202}
 
 
 class SessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Pool names are stored without surrounding whitespace (broker.names), and
+    # the CLI strips what it is given: so does the API.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     pool: str = Field(min_length=1, max_length=64)
     work_mode: WorkMode | None = None
 

@@ -179,6 +179,11 @@ async def test_refusals_are_coded_and_readable(runtime: Runtime, client: httpx.A
     }
     unknown_en = await ask(client, maria, pool="Gibtsnicht", headers={"accept-language": "en"})
     assert unknown_en.json()["message"] == "There is no pool Gibtsnicht."
+    # A pool name as copied, with a space around it, is the pool's name.
+    padded = await ask(client, maria, pool=" Außendienst\n")
+    assert (padded.status_code, padded.json()["error"]) == (403, "not_entitled")
+    blank = await ask(client, maria, pool="  ")
+    assert (blank.status_code, blank.json()["error"]) == (422, "invalid_request")
 
     kurt = await staff(runtime, "kurt", department="Bauamt")
     assert (await ask(client, kurt)).status_code == 201
@@ -195,6 +200,7 @@ async def test_refusals_are_coded_and_readable(runtime: Runtime, client: httpx.A
         ("maria", "not_entitled", "Finanzen"),
         ("maria", "not_entitled", "Finanzen"),
         ("maria", "not_entitled", "Außendienst"),
+        ("maria", "not_entitled", "Außendienst"),  # the name with spaces around it
         ("erna", "licence_limit", "Finanzen"),
     ]
 
