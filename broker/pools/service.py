@@ -266,7 +266,8 @@ async def revoke(
                 f"{kind.capitalize()} {value} is the last entitlement of pool {p.name}; "
                 "without it the pool is open to everybody. Entitle who should use it "
                 "first, or confirm that everybody may (vdi-broker pool revoke "
-                "--open-to-all; in the admin API open_to_all=true).",
+                "--open-to-all; in the admin API open_to_all=true). To close the pool "
+                "to everybody, set its limit to 0 (pool set --max-sessions 0).",
                 code="last_entitlement",
             )
         await s.delete(ent)

@@ -210,6 +210,7 @@ def test_pool_settings_and_entitlements_round_trip(env: dict[str, str]) -> None:
     assert refused.returncode == 2 and refused.stdout == ""
     assert "last entitlement of pool Finanzen" in refused.stderr
     assert "--open-to-all" in refused.stderr
+    assert "--max-sessions 0" in refused.stderr  # how to close it instead
     assert db_state(data) == before
     last = ok("pool revoke Finanzen --department Bauamt --open-to-all", env=env)
     assert "open to everybody" in last
