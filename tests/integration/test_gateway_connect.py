@@ -170,7 +170,8 @@ class Connect:
         proc = await asyncio.create_subprocess_exec(
             str(VENV_BIN / "vdi-connect"), base or stack.base, "--user", user, "--pool", pool,
             "--password-stdin", *options,
-            env=clean_env({**extra, **DIAGNOSE}), stdin=asyncio.subprocess.PIPE,
+            env=clean_env({**extra, **DIAGNOSE}), preexec_fn=ctrl_c_as_at_a_terminal,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         assert proc.stdin is not None
@@ -218,9 +219,18 @@ class Connect:
 
 
 # vdi-connect prints the stacks of all its threads on SIGABRT: what a test that
-# finds it hanging shows (this suite once saw five such hangs after Ctrl-C, on a
-# machine that had just booted, and none since).
+# finds it hanging shows.
 DIAGNOSE = {"PYTHONFAULTHANDLER": "1"}
+
+
+def ctrl_c_as_at_a_terminal() -> None:
+    """In the child, before exec: Ctrl-C (SIGINT) as a terminal delivers it.
+
+    A test run started in the background (`cmd &` in a script, nohup) ignores
+    SIGINT, and an ignored signal stays ignored across fork and exec. Python
+    then installs no KeyboardInterrupt handler, so vdi-connect, which honours
+    that as programs should, kept running after the tests' Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def code_for(stack: Stack, user: str, offset_s: int = 0) -> str:
@@ -353,6 +363,7 @@ class Terminal:
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: become vdi-connect
             try:
+                ctrl_c_as_at_a_terminal()
                 os.execve(argv[0], argv, env)
             finally:
                 os._exit(127)
