@@ -6,23 +6,43 @@ from collections.abc import Mapping
 
 
 def usable(
-    max_sessions: int, desktops_per_host: Mapping[int, int], accepting: set[int], held: int = 0
+    max_sessions: int,
+    desktops_per_host: Mapping[int, int],
+    accepting: set[int],
+    held: Mapping[int, int] | None = None,
 ) -> int:
     """The licence limit bounded by the pool's desktops on hosts that take sessions,
-    plus the `held` ones in use on up hosts that take no new sessions (draining,
-    maintenance): those sessions go on, and count as sessions, on desktops the
-    accepting hosts' figure leaves out."""
-    return min(max_sessions, sum(n for h, n in desktops_per_host.items() if h in accepting) + held)
+    plus the ones in use on up hosts that take no new sessions (draining,
+    maintenance; `held`, by host): those sessions go on, and count as sessions,
+    on desktops the accepting hosts' figure leaves out."""
+    return min(max_sessions, sum(_shares(desktops_per_host, accepting, held)))
 
 
 def without_largest_host(
-    max_sessions: int, desktops_per_host: Mapping[int, int], accepting: set[int], held: int = 0
+    max_sessions: int,
+    desktops_per_host: Mapping[int, int],
+    accepting: set[int],
+    held: Mapping[int, int] | None = None,
 ) -> int:
-    """Usable capacity if the accepting host with most of the pool's desktops failed."""
-    counts = [n for h, n in desktops_per_host.items() if h in accepting]
-    if not counts:
+    """Usable capacity if the host with the largest share of it failed. A drained
+    host's share is the desktops its sessions hold there: if it fails, they go
+    too, so draining a host never makes a pool look more redundant."""
+    shares = _shares(desktops_per_host, accepting, held)
+    if not shares:
         return 0
-    return min(max_sessions, sum(counts) - max(counts) + held)
+    return min(max_sessions, sum(shares) - max(shares))
+
+
+def _shares(
+    desktops_per_host: Mapping[int, int], accepting: set[int], held: Mapping[int, int] | None
+) -> list[int]:
+    """Each host's part of the usable capacity: desktops if it takes sessions,
+    else those its open sessions hold."""
+    shares = {h: n for h, n in desktops_per_host.items() if h in accepting}
+    for h, n in (held or {}).items():
+        if h not in accepting:
+            shares[h] = shares.get(h, 0) + n
+    return list(shares.values())
 
 
 def utilization(sessions: int, capacity: int) -> float:

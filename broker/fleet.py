@@ -260,7 +260,7 @@ async def read(rt: Runtime) -> Fleet:
     # Sessions going on on up hosts that take no new ones (drained, in
     # maintenance): their desktops are in use, and not among the accepting
     # hosts' desktops that usable capacity counts.
-    held: dict[int, int] = defaultdict(int)
+    held: dict[int, dict[int, int]] = defaultdict(dict)  # pool -> host -> sessions
     for pool_id, host_id, state, work_mode, n, recent in session_counts:
         pool = pools.get(pool_id)
         if pool is not None:
@@ -271,7 +271,8 @@ async def read(rt: Runtime) -> Fleet:
             host.sessions[state] = host.sessions.get(state, 0) + n
             host.logons += int(recent or 0)
             if host.up and not host.accepting:
-                held[pool_id] += n
+                on_host = held[pool_id]
+                on_host[host.id] = on_host.get(host.id, 0) + n
     accepting = {h.id for h in hosts.values() if h.accepting}
     for pool in pools.values():
         pool.usable = capacity.usable(

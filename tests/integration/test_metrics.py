@@ -280,6 +280,37 @@ async def test_sessions_on_a_draining_host_do_not_hide_free_desktops(
     assert (refused.status_code, refused.json()["error"]) == (503, "capacity_full")
 
 
+async def test_draining_the_largest_host_does_not_make_the_pool_redundant(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A drained host keeps its sessions: if it fails, they are lost like any
+    other host's. With 3 sessions on a host drained later and 2 free desktops on
+    the other, losing the drained host leaves room for 2, not 3; counted only
+    among the accepting hosts, the drain raised the figure from 2 to 3 and
+    VdiPoolNoHostRedundancy (and `status`) understated the risk."""
+    await add_pool(runtime, max_sessions=10)
+    first = await add_host(runtime, client, "vhost01")
+    first.add(2, pool="Finanzen")
+    await first.report()
+    second = await add_host(runtime, client, "vhost02")
+    second.add(3, pool="Finanzen")
+    await second.report()
+    await hosts.set_state(runtime, "vhost01", HostState.DRAINING, "test")
+    for name in ("anna", "bernd", "carla"):
+        assert (await ask(client, await staff(runtime, name))).status_code == 201
+        clock.advance(runtime.settings.report_interval + 1)
+        await first.report()
+        await second.report()
+    await hosts.set_state(runtime, "vhost01", HostState.ACTIVE, "test")
+    found = samples((await client.get("/metrics")).text)
+    assert value(found, "vdi_pool_capacity_without_largest_host", pool="Finanzen") == 2
+
+    await hosts.set_state(runtime, "vhost02", HostState.DRAINING, "test")
+    found = samples((await client.get("/metrics")).text)
+    assert value(found, "vdi_pool_capacity_sessions", pool="Finanzen") == 5
+    assert value(found, "vdi_pool_capacity_without_largest_host", pool="Finanzen") == 2
+
+
 async def test_a_host_without_desktops_scores_full_with_capacity_0(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
