@@ -243,6 +243,7 @@ async def read(rt: Runtime) -> Fleet:
             departments={v for k, v in by_pool_ents[p.id] if k == "department"},
             users={v for k, v in by_pool_ents[p.id] if k == "user"},
         )
+    stopped: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for pool_id, host_id, power, missing, out_of_service, n in desktop_counts:
         pool = pools.get(pool_id)
         if pool is None:
@@ -257,15 +258,19 @@ async def read(rt: Runtime) -> Fleet:
                 pool.out_of_service += n
         else:
             pool.desktops_per_host[host_id] = pool.desktops_per_host.get(host_id, 0) + n
+            if power == "stopped":
+                stopped[pool_id][host_id] += n
     # Sessions going on on up hosts that take no new ones (drained, in
     # maintenance): their desktops are in use, and not among the accepting
     # hosts' desktops that usable capacity counts.
     held: dict[int, dict[int, int]] = defaultdict(dict)  # pool -> host -> sessions
+    on_pool_host: dict[tuple[int, int], int] = defaultdict(int)
     for pool_id, host_id, state, work_mode, n, recent in session_counts:
         pool = pools.get(pool_id)
         if pool is not None:
             key = (state, work_mode)
             pool.sessions[key] = pool.sessions.get(key, 0) + n
+        on_pool_host[(pool_id, host_id)] += n
         host = hosts.get(host_id) if host_id is not None else None
         if host is not None:
             host.sessions[state] = host.sessions.get(state, 0) + n
@@ -273,6 +278,21 @@ async def read(rt: Runtime) -> Fleet:
             if host.up and not host.accepting:
                 on_host = held[pool_id]
                 on_host[host.id] = on_host.get(host.id, 0) + n
+    # A host runs at most its session capacity (the agent's --capacity, the
+    # resource ceiling): placement hands out its running desktops, but starts a
+    # stopped one only while the host's sessions are below that capacity. So of
+    # a pool's stopped desktops there, only as many count as the capacity leaves
+    # once the pool's running desktops there are in use.
+    for pool_id, per_host in stopped.items():
+        pool = pools[pool_id]
+        for host_id, n in per_host.items():
+            host = hosts.get(host_id)
+            if host is None:
+                continue
+            running = pool.desktops_per_host[host_id] - n
+            others = host.open_sessions - on_pool_host[(pool_id, host_id)]
+            startable = max(0, host.capacity - others - running)
+            pool.desktops_per_host[host_id] = running + min(n, startable)
     accepting = {h.id for h in hosts.values() if h.accepting}
     for pool in pools.values():
         pool.usable = capacity.usable(

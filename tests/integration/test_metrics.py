@@ -311,6 +311,31 @@ async def test_draining_the_largest_host_does_not_make_the_pool_redundant(
     assert value(found, "vdi_pool_capacity_without_largest_host", pool="Finanzen") == 2
 
 
+async def test_a_hosts_resource_ceiling_bounds_the_pools_usable_capacity(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """A host with 4 stopped desktops whose agent says it can run 2 at once
+    (`vdi-agent --capacity 2`): placement starts no third one and refuses with
+    capacity_full. Counted by desktops, the pool showed 2 of 4 in use, so
+    VdiPoolCapacityLow and VdiPoolCapacityExhausted stayed quiet while staff
+    were refused."""
+    await add_pool(runtime, max_sessions=10)
+    agent = await add_host(runtime, client, "vhost01")
+    agent.capacity = 2
+    agent.add(4, pool="Finanzen", power=PowerState.STOPPED)
+    await agent.report()
+    found = samples((await client.get("/metrics")).text)
+    assert value(found, "vdi_pool_capacity_sessions", pool="Finanzen") == 2
+    for name in ("anna", "bernd"):
+        assert (await ask(client, await staff(runtime, name))).status_code == 202
+        await agent.obey()
+    refused = await ask(client, await staff(runtime, "carla"))
+    assert (refused.status_code, refused.json()["error"]) == (503, "capacity_full")
+    found = samples((await client.get("/metrics")).text)
+    assert value(found, "vdi_pool_capacity_sessions", pool="Finanzen") == 2
+    assert value(found, "vdi_pool_utilization_ratio", pool="Finanzen") == 1
+
+
 async def test_a_host_without_desktops_scores_full_with_capacity_0(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:

@@ -37,6 +37,7 @@ class FakeAgent:
         self.desktops: dict[str, DesktopReport] = {}
         self.results: list[ActionResult] = []
         self.cpu = 0.2
+        self.capacity: int | None = None  # the agent's --capacity
 
     def add(
         self,
@@ -90,6 +91,7 @@ class FakeAgent:
                 probes=ProbeStats(
                     probes_total=10 * self.seq, timeouts_total=self.seq // 2, latency_mean_s=0.004
                 ),
+                session_capacity=self.capacity,
             ),
             desktops=list(self.desktops.values()),
             action_results=self.results,
