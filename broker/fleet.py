@@ -215,7 +215,12 @@ async def read(rt: Runtime) -> Fleet:
             )
 
     hosts: dict[int, HostInfo] = {}
+    # Hosts whose agent sets a session capacity (--capacity) below what their
+    # desktops would allow: the only ones where it can bound a pool (below).
+    limited: set[int] = set()
     for h in host_rows:
+        if h.session_capacity is not None:
+            limited.add(h.id)
         cap = h.session_capacity if h.session_capacity is not None else h.desktop_count
         hosts[h.id] = HostInfo(
             id=h.id,
@@ -258,7 +263,7 @@ async def read(rt: Runtime) -> Fleet:
                 pool.out_of_service += n
         else:
             pool.desktops_per_host[host_id] = pool.desktops_per_host.get(host_id, 0) + n
-            if power == "stopped":
+            if power == "stopped" and host_id in limited:
                 stopped[pool_id][host_id] += n
     # Sessions going on on up hosts that take no new ones (drained, in
     # maintenance): their desktops are in use, and not among the accepting
@@ -270,7 +275,8 @@ async def read(rt: Runtime) -> Fleet:
         if pool is not None:
             key = (state, work_mode)
             pool.sessions[key] = pool.sessions.get(key, 0) + n
-        on_pool_host[(pool_id, host_id)] += n
+        if host_id in limited:
+            on_pool_host[(pool_id, host_id)] += n
         host = hosts.get(host_id) if host_id is not None else None
         if host is not None:
             host.sessions[state] = host.sessions.get(state, 0) + n
