@@ -29,7 +29,7 @@ from tests.support.artifacts import (
     design_metric_names,
 )
 from tests.support.audit import audit_events
-from tests.support.fleet import add_host, add_pool, ask, staff
+from tests.support.fleet import FakeAgent, add_host, add_pool, ask, staff
 from tests.support.scrape import samples, value
 
 ALLOWED_LABELS = {
@@ -240,6 +240,35 @@ async def test_desktops_whose_console_fails_are_not_usable_capacity(
     assert value(found, "vdi_pool_desktops_out_of_service", pool="Finanzen") == 2
 
 
+async def finanzen_on_two_hosts(
+    rt: Runtime, client: httpx.AsyncClient
+) -> tuple[FakeAgent, FakeAgent]:
+    """Pool Finanzen (10 licences) with 2 desktops on vhost01 and 3 on vhost02."""
+    await add_pool(rt, max_sessions=10)
+    first = await add_host(rt, client, "vhost01")
+    first.add(2, pool="Finanzen")
+    await first.report()
+    second = await add_host(rt, client, "vhost02")
+    second.add(3, pool="Finanzen")
+    await second.report()
+    return first, second
+
+
+async def desktops_for(
+    rt: Runtime,
+    client: httpx.AsyncClient,
+    clock: FakeClock,
+    names: list[str],
+    *agents: FakeAgent,
+) -> None:
+    """Each user gets a desktop, and the agents report a report interval later."""
+    for name in names:
+        assert (await ask(client, await staff(rt, name))).status_code == 201
+        clock.advance(rt.settings.report_interval + 1)
+        for agent in agents:
+            await agent.report()
+
+
 async def test_sessions_on_a_draining_host_do_not_hide_free_desktops(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
@@ -247,19 +276,9 @@ async def test_sessions_on_a_draining_host_do_not_hide_free_desktops(
     they hold licences but take none of the desktops on the hosts that still
     take sessions. Counted against those alone, `status` showed 0 free and
     VdiPoolCapacityExhausted fired while desktops were free and handed out."""
-    await add_pool(runtime, max_sessions=10)
-    first = await add_host(runtime, client, "vhost01")
-    first.add(2, pool="Finanzen")
-    await first.report()
-    second = await add_host(runtime, client, "vhost02")
-    second.add(3, pool="Finanzen")
-    await second.report()
+    first, second = await finanzen_on_two_hosts(runtime, client)
     await hosts.set_state(runtime, "vhost02", HostState.DRAINING, "test")
-    for name in ("anna", "bernd"):
-        assert (await ask(client, await staff(runtime, name))).status_code == 201
-        clock.advance(runtime.settings.report_interval + 1)
-        await first.report()
-        await second.report()
+    await desktops_for(runtime, client, clock, ["anna", "bernd"], first, second)
     await hosts.set_state(runtime, "vhost02", HostState.ACTIVE, "test")
     await hosts.set_state(runtime, "vhost01", HostState.DRAINING, "test")
 
@@ -269,11 +288,7 @@ async def test_sessions_on_a_draining_host_do_not_hide_free_desktops(
     assert value(found, "vdi_pool_utilization_ratio", pool="Finanzen") == 0.4
     (pool,) = (await fleet.read(runtime)).pools.values()
     assert pool.free == 3
-    for name in ("carla", "dora", "emil"):
-        assert (await ask(client, await staff(runtime, name))).status_code == 201
-        clock.advance(runtime.settings.report_interval + 1)
-        await first.report()
-        await second.report()
+    await desktops_for(runtime, client, clock, ["carla", "dora", "emil"], first, second)
     found = samples((await client.get("/metrics")).text)
     assert value(found, "vdi_pool_utilization_ratio", pool="Finanzen") == 1
     refused = await ask(client, await staff(runtime, "fritz"))
@@ -288,19 +303,9 @@ async def test_draining_the_largest_host_does_not_make_the_pool_redundant(
     the other, losing the drained host leaves room for 2, not 3; counted only
     among the accepting hosts, the drain raised the figure from 2 to 3 and
     VdiPoolNoHostRedundancy (and `status`) understated the risk."""
-    await add_pool(runtime, max_sessions=10)
-    first = await add_host(runtime, client, "vhost01")
-    first.add(2, pool="Finanzen")
-    await first.report()
-    second = await add_host(runtime, client, "vhost02")
-    second.add(3, pool="Finanzen")
-    await second.report()
+    first, second = await finanzen_on_two_hosts(runtime, client)
     await hosts.set_state(runtime, "vhost01", HostState.DRAINING, "test")
-    for name in ("anna", "bernd", "carla"):
-        assert (await ask(client, await staff(runtime, name))).status_code == 201
-        clock.advance(runtime.settings.report_interval + 1)
-        await first.report()
-        await second.report()
+    await desktops_for(runtime, client, clock, ["anna", "bernd", "carla"], first, second)
     await hosts.set_state(runtime, "vhost01", HostState.ACTIVE, "test")
     found = samples((await client.get("/metrics")).text)
     assert value(found, "vdi_pool_capacity_without_largest_host", pool="Finanzen") == 2
