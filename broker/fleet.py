@@ -215,8 +215,8 @@ async def read(rt: Runtime) -> Fleet:
             )
 
     hosts: dict[int, HostInfo] = {}
-    # Hosts whose agent sets a session capacity (--capacity) below what their
-    # desktops would allow: the only ones where it can bound a pool (below).
+    # Hosts whose agent sets a session capacity (--capacity): the only ones where
+    # it can bound a pool (below); without it a host's capacity is its desktops.
     limited: set[int] = set()
     for h in host_rows:
         if h.session_capacity is not None:
@@ -248,7 +248,7 @@ async def read(rt: Runtime) -> Fleet:
             departments={v for k, v in by_pool_ents[p.id] if k == "department"},
             users={v for k, v in by_pool_ents[p.id] if k == "user"},
         )
-    stopped: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    stopped: dict[tuple[int, int], int] = defaultdict(int)  # (pool, limited host)
     for pool_id, host_id, power, missing, out_of_service, n in desktop_counts:
         pool = pools.get(pool_id)
         if pool is None:
@@ -264,7 +264,7 @@ async def read(rt: Runtime) -> Fleet:
         else:
             pool.desktops_per_host[host_id] = pool.desktops_per_host.get(host_id, 0) + n
             if power == "stopped" and host_id in limited:
-                stopped[pool_id][host_id] += n
+                stopped[(pool_id, host_id)] += n
     # Sessions going on on up hosts that take no new ones (drained, in
     # maintenance): their desktops are in use, and not among the accepting
     # hosts' desktops that usable capacity counts.
@@ -289,16 +289,12 @@ async def read(rt: Runtime) -> Fleet:
     # stopped one only while the host's sessions are below that capacity. So of
     # a pool's stopped desktops there, only as many count as the capacity leaves
     # once the pool's running desktops there are in use.
-    for pool_id, per_host in stopped.items():
-        pool = pools[pool_id]
-        for host_id, n in per_host.items():
-            host = hosts.get(host_id)
-            if host is None:
-                continue
-            running = pool.desktops_per_host[host_id] - n
-            others = host.open_sessions - on_pool_host[(pool_id, host_id)]
-            startable = max(0, host.capacity - others - running)
-            pool.desktops_per_host[host_id] = running + min(n, startable)
+    for (pool_id, host_id), n in stopped.items():
+        pool, host = pools[pool_id], hosts[host_id]
+        running = pool.desktops_per_host[host_id] - n
+        others = host.open_sessions - on_pool_host[(pool_id, host_id)]
+        startable = max(0, host.capacity - others - running)
+        pool.desktops_per_host[host_id] = running + min(n, startable)
     accepting = {h.id for h in hosts.values() if h.accepting}
     for pool in pools.values():
         pool.usable = capacity.usable(
