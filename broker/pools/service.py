@@ -545,19 +545,22 @@ def _as_dict(p: Pool, ents: list[PoolEntitlement], open_sessions: int) -> dict[s
 _OPEN_PER_POOL = select(Session.pool_id, func.count()).where(SESSION_OPEN).group_by(Session.pool_id)
 
 
+async def _open_sessions(s: AsyncSession, pool_id: int | None = None) -> dict[int, int]:
+    """Open sessions (licences in use) per pool: of one pool, or of all."""
+    query = _OPEN_PER_POOL if pool_id is None else _OPEN_PER_POOL.where(Session.pool_id == pool_id)
+    return {pid: n for pid, n in (await s.execute(query)).all()}
+
+
 async def _pool_dict(s: AsyncSession, p: Pool) -> dict[str, Any]:
     ents = (await s.scalars(select(PoolEntitlement).where(PoolEntitlement.pool_id == p.id))).all()
-    open_sessions = await s.scalar(
-        select(func.count()).select_from(Session).where(Session.pool_id == p.id, SESSION_OPEN)
-    )
-    return _as_dict(p, list(ents), open_sessions or 0)
+    return _as_dict(p, list(ents), (await _open_sessions(s, p.id)).get(p.id, 0))
 
 
 async def list_all(rt: Runtime) -> list[dict[str, Any]]:
     async with rt.db.read() as s:
         pools = (await s.scalars(select(Pool).order_by(Pool.name))).all()
         ents = (await s.scalars(select(PoolEntitlement))).all()
-        open_sessions = {pool_id: n for pool_id, n in (await s.execute(_OPEN_PER_POOL)).all()}
+        open_sessions = await _open_sessions(s)
     by_pool: dict[int, list[PoolEntitlement]] = {}
     for e in ents:
         by_pool.setdefault(e.pool_id, []).append(e)
