@@ -45,6 +45,15 @@ def _shares(
     return list(shares.values())
 
 
+def countable_desktops(running: int, stopped: int, host_capacity: int, other_sessions: int) -> int:
+    """A host's desktops of one pool that can hold a session now: the running ones,
+    and of the stopped ones only as many as the host's session capacity (the
+    agent's --capacity, its resource ceiling) leaves room to start, once the
+    other pools' sessions there and this pool's running desktops are counted.
+    Placement starts a stopped desktop only while the host is below it."""
+    return running + min(stopped, max(0, host_capacity - other_sessions - running))
+
+
 def utilization(sessions: int, capacity: int) -> float:
     """Sessions over usable capacity; a pool without capacity counts as full."""
     if capacity <= 0:

@@ -284,17 +284,16 @@ async def read(rt: Runtime) -> Fleet:
             if host.up and not host.accepting:
                 on_host = held[pool_id]
                 on_host[host.id] = on_host.get(host.id, 0) + n
-    # A host runs at most its session capacity (the agent's --capacity, the
-    # resource ceiling): placement hands out its running desktops, but starts a
-    # stopped one only while the host's sessions are below that capacity. So of
-    # a pool's stopped desktops there, only as many count as the capacity leaves
-    # once the pool's running desktops there are in use.
+    # Stopped desktops count only as far as the host's session capacity lets
+    # placement start them (capacity.countable_desktops), as the priority
+    # reserve counts them too (broker.placement.filters.usable_capacity).
     for (pool_id, host_id), n in stopped.items():
         pool, host = pools[pool_id], hosts[host_id]
         running = pool.desktops_per_host[host_id] - n
         others = host.open_sessions - on_pool_host[(pool_id, host_id)]
-        startable = max(0, host.capacity - others - running)
-        pool.desktops_per_host[host_id] = running + min(n, startable)
+        pool.desktops_per_host[host_id] = capacity.countable_desktops(
+            running, n, host.capacity, others
+        )
     accepting = {h.id for h in hosts.values() if h.accepting}
     for pool in pools.values():
         pool.usable = capacity.usable(
