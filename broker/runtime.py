@@ -23,6 +23,7 @@ from broker.hosts.batcher import ReportBatcher
 from broker.hosts.known import TokenCache
 from broker.hosts.store import STORE_USUAL_REPORT
 from broker.logthrottle import LogThrottle
+from broker.placement.model import PoolDesktops
 from broker.security.crypto import SecretBox
 from broker.sessions.host_views import HostViews
 from broker.store import migrate
@@ -56,7 +57,7 @@ class Runtime:
     report_tokens: TokenCache = field(default_factory=TokenCache)
     report_batcher: ReportBatcher = field(init=False)
     # pool id -> desktops per host, for placement's capacity estimates.
-    pool_desktops: TtlCache[int, dict[int, int]] = field(
+    pool_desktops: TtlCache[int, dict[int, PoolDesktops]] = field(
         default_factory=lambda: TtlCache(POOL_DESKTOPS_TTL_S)
     )
     # Placement's host views, kept across requests (broker.sessions.host_views).

@@ -7,6 +7,7 @@ scheduler filters were the model: small, named, testable on their own.
 
 from __future__ import annotations
 
+from broker.capacity import countable_desktops
 from broker.domain import PoolType, RefusalCode, WorkMode
 from broker.placement.model import (
     DesktopView,
@@ -137,15 +138,18 @@ def desktop_free_for(d: DesktopView, pool: PoolView, user_id: int) -> bool:
 
 def usable_capacity(snap: Snapshot) -> int:
     """Sessions the pool can hold now: its licences, bounded by its desktops on
-    accepting hosts (busy ones included: they hold a session), plus the sessions
-    going on on up hosts that take no new ones (draining): the rule of the
-    capacity gauges (broker.capacity.usable), which also leave out desktops out
-    of service."""
+    accepting hosts (busy ones included: they hold a session; stopped ones as far
+    as the host's session capacity lets them start), plus the sessions going on
+    on up hosts that take no new ones (draining): the rule of the capacity
+    gauges (broker.capacity.usable), which also leave out desktops out of
+    service."""
     # broker.capacity.usable's sum in one pass: it runs for many requests.
     desktops = 0
     for h in snap.hosts.values():
         if h.accepting:
-            desktops += h.pool_desktops
+            running = h.pool_desktops - h.pool_stopped
+            others = h.sessions - h.pool_sessions
+            desktops += countable_desktops(running, h.pool_stopped, h.capacity, others)
         elif h.up:
             desktops += h.pool_sessions
     return min(snap.pool.max_sessions, desktops)

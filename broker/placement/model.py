@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from broker.config import LoadIndexSettings
@@ -37,6 +37,13 @@ class PoolView:
     open_sessions: int = 0  # licences in use
 
 
+class PoolDesktops(NamedTuple):
+    """A pool's desktops on one host (missing ones not counted)."""
+
+    total: int
+    stopped: int
+
+
 @dataclass(frozen=True)
 class HostView:
     id: int
@@ -48,6 +55,7 @@ class HostView:
     capacity: int
     team_sessions: Mapping[str, int] = field(default_factory=dict)
     pool_desktops: int = 0  # the requested pool's desktops here (missing ones not counted)
+    pool_stopped: int = 0  # of those, the ones powered off
     pool_sessions: int = 0  # the requested pool's open sessions here
 
     @property

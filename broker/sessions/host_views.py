@@ -17,7 +17,7 @@ from types import MappingProxyType
 from broker.config import LoadIndexSettings
 from broker.domain import HostState
 from broker.placement.load_index import combine, parts
-from broker.placement.model import HostView
+from broker.placement.model import HostView, PoolDesktops
 
 _STATES = {s.value: s for s in HostState}
 # Shared by every view of a requester without a team, so read-only.
@@ -39,7 +39,7 @@ class HostViews:
         self,
         row: tuple[int, str, str, bool, float | None, int | None, int | None, int, int, int],
         pool_id: int,
-        pool_desktops: int,
+        pool_desktops: PoolDesktops,
         pool_sessions: int,
         team: str | None,
         team_sessions: int,
@@ -67,7 +67,8 @@ class HostViews:
             sessions=sessions,
             capacity=capacity,
             team_sessions={team: team_sessions} if team else _NO_TEAM,
-            pool_desktops=pool_desktops,
+            pool_desktops=pool_desktops.total,
+            pool_stopped=pool_desktops.stopped,
             pool_sessions=pool_sessions,
         )
         if kept is None and len(self._views) >= self.max_entries:

@@ -24,6 +24,7 @@ from broker.placement.model import (
     DesktopView,
     HostView,
     Policy,
+    PoolDesktops,
     PoolView,
     Request,
     Snapshot,
@@ -95,10 +96,15 @@ _HOST_SESSIONS = (
 # Desktops per host change only with an agent's inventory; placement uses them
 # for capacity estimates only, so a process reuses them briefly (Runtime).
 _POOL_DESKTOPS = (
-    select(_desktops.c.host_id, func.count().label("n"))
+    select(
+        _desktops.c.host_id,
+        func.count().label("n"),
+        func.sum(case((_desktops.c.power_state == "stopped", 1), else_=0)).label("stopped"),
+    )
     .where(_desktops.c.pool_id == bindparam("pool_id"), _desktops.c.missing.is_(False))
     .group_by(_desktops.c.host_id)
 )
+_NO_DESKTOPS = PoolDesktops(0, 0)
 # What placement needs per host, in one read: the host's figures, its open
 # sessions and logons, and the pool's sessions on it.
 _HOSTS = select(
@@ -317,9 +323,9 @@ def _desktop(row: Row[*tuple[Any, ...]], busy: bool = False, starting: bool = Fa
     )
 
 
-async def pool_desktops_per_host(conn: Executor, pool_id: int) -> dict[int, int]:
+async def pool_desktops_per_host(conn: Executor, pool_id: int) -> dict[int, PoolDesktops]:
     rows = (await conn.execute(_POOL_DESKTOPS, {"pool_id": pool_id})).all()
-    return {host_id: n for host_id, n in rows}
+    return {host_id: PoolDesktops(n, int(stopped)) for host_id, n, stopped in rows}
 
 
 async def build_snapshot(
@@ -330,7 +336,7 @@ async def build_snapshot(
     policy: Policy,
     *,
     complete: bool,
-    desktops_per_host: Mapping[int, int],
+    desktops_per_host: Mapping[int, PoolDesktops],
     views: HostViews,
 ) -> Snapshot:
     """The snapshot for one request. Unless `complete`, desktops are read only for
@@ -356,7 +362,7 @@ async def build_snapshot(
     room: dict[int, bool] = {}
     for row in host_rows:
         host_id = row[0]
-        pool_desktops = desktops_per_host.get(host_id, 0)
+        pool_desktops = desktops_per_host.get(host_id, _NO_DESKTOPS)
         pool_sessions = row[_VIEW_COLUMNS]
         hosts[host_id] = views.view(
             row[:_VIEW_COLUMNS],
@@ -366,7 +372,7 @@ async def build_snapshot(
             user.team,
             team.get(host_id, 0),
         )
-        room[host_id] = pool_desktops > pool_sessions
+        room[host_id] = pool_desktops.total > pool_sessions
     persistent = pool.type is PoolType.PERSISTENT
     params: dict[str, Any] = {"pool_id": pool.id}
     if not complete:

@@ -12,6 +12,7 @@ import re
 import httpx
 from sqlalchemy import select
 
+from agent.protocol import PowerState
 from broker.clock import FakeClock
 from broker.domain import PoolType, Role, WorkMode
 from broker.runtime import Runtime
@@ -314,6 +315,37 @@ async def test_priority_reserve_keeps_room_for_priority_classes(
     # Without a reserve, the rest of the pool is everybody's again.
     await client.patch(f"{POOLS}/Finanzen", json={"priority_reserve": 0}, headers=chef)
     assert (await ask(client, await sign_in(runtime, "c"))).status_code == 201
+
+
+async def test_the_reserve_counts_only_the_desktops_a_full_host_can_still_start(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """The host's agent says it runs at most 4 sessions (`--capacity 4`); its 8
+    desktops are stopped. Once 2 are in use, only 2 more can start: the pool
+    holds 4, and a 50 % reserve keeps those 2 for the crisis team. Counting all
+    8 desktops put the pool at 25 % and served everybody until the host was full."""
+    chef = await admin(runtime)
+    await add_pool(runtime, max_sessions=10)
+    agent = await add_host(runtime, client, "vhost01")
+    agent.capacity = 4
+    agent.add(8, pool="Finanzen", power=PowerState.STOPPED)
+    await agent.report()
+    patched = await client.patch(f"{POOLS}/Finanzen", json={"priority_reserve": 0.5}, headers=chef)
+    assert patched.status_code == 200
+    declared = await client.put(f"{POLICIES}/priority-classes/Krisenstab", headers=chef)
+    assert declared.status_code == 201
+    for name in ("a", "b"):
+        assert (await ask(client, await staff(runtime, name))).status_code == 202
+        await agent.obey()
+    # The two desktops run and their logons are over: the host is not busy by
+    # its logon load, only 2 of its 4 sessions are taken.
+    await run_lifecycle(runtime)
+    clock.advance(runtime.settings.report_interval + 1)
+    await agent.report()
+    ordinary = await ask(client, await staff(runtime, "c"))
+    assert (ordinary.status_code, refused(ordinary)) == (503, "capacity_full")
+    olaf = await staff(runtime, "olaf", department="Ordnungsamt", priority_class="Krisenstab")
+    assert (await ask(client, olaf)).status_code == 202
 
 
 async def test_an_assigned_persistent_desktop_is_the_users(

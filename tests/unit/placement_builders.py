@@ -84,6 +84,9 @@ def snapshot(
             **{
                 **h.__dict__,
                 "pool_desktops": sum(1 for d in by_host.get(h.id, []) if not d.missing),
+                "pool_stopped": sum(
+                    1 for d in by_host.get(h.id, []) if not d.missing and d.power_state == "stopped"
+                ),
             }
         )
         for h in hosts

@@ -257,6 +257,22 @@ def test_priority_reserve_keeps_the_last_places_for_priority_staff() -> None:
     assert refused(place(request(other), snap, rules)).reason == "priority_reserve"
 
 
+def test_the_reserve_counts_stopped_desktops_only_as_far_as_their_host_can_start_them() -> None:
+    """The host runs at most 4 sessions (the agent's --capacity): 2 are in use,
+    so of its 6 stopped desktops only 2 can still start, and the pool holds 4,
+    not 8. Counting all 8 let staff without priority take the last 2 places a
+    50 % reserve keeps for the crisis team."""
+    p = pool(max_sessions=10, priority_reserve=0.5, open_sessions=2)
+    desktops = [desktop(i, 1, busy=True) for i in (1, 2)]
+    desktops += [desktop(i, 1, power_state="stopped") for i in range(3, 9)]
+    snap = snapshot(p, [host(1, sessions=2, capacity=4, pool_sessions=2)], desktops)
+    assert filters.usable_capacity(snap) == 4
+    rules = policy(priority_classes=frozenset({"Krisenstab"}))
+    assert refused(place(request(), snap, rules)).reason == "priority_reserve"
+    crisis = assigned(place(request(user(priority_class="Krisenstab")), snap, rules))
+    assert crisis.start
+
+
 def test_sessions_on_a_draining_host_do_not_eat_the_reserve_of_the_others() -> None:
     """Host 1 is drained with 6 sessions still on it; host 2 has 10 desktops, 2 in
     use. Counting the 8 open sessions against host 2's 10 desktops alone put the
