@@ -104,7 +104,7 @@ def redirect_with(url: str, rt: Runtime, notice: Notice) -> RedirectResponse:
 # -- formatting helpers for templates ------------------------------------------------
 
 
-def _formatters(rt: Runtime, t: Translate) -> dict[str, Any]:
+def _formatters(rt: Runtime, t: Translate, language: str) -> dict[str, Any]:
     zone = ZoneInfo(rt.settings.timezone)
     now = rt.clock.now()
 
@@ -126,7 +126,19 @@ def _formatters(rt: Runtime, t: Translate) -> dict[str, Any]:
     def percent(ratio: float) -> str:
         return f"{round(ratio * 100)} %"
 
-    return {"when": when, "age": age, "percent": percent, "zone": rt.settings.timezone}
+    def share(ratio: float) -> str:
+        """A share someone typed, as a percentage to two places at most, written
+        as the page's language writes it: "12,5 %" in German, "12.5 %" in English."""
+        number = f"{ratio * 100:.2f}".rstrip("0").rstrip(".")
+        return f"{number.replace('.', ',') if language == 'de' else number} %"
+
+    return {
+        "when": when,
+        "age": age,
+        "percent": percent,
+        "share": share,
+        "zone": rt.settings.timezone,
+    }
 
 
 def _switch_url(request: Request, language: str, here: str | None, who: Identity | None) -> str:
@@ -177,7 +189,7 @@ def render(
         notice=notice or flash,
         path=request.url.path,
         switch_url=_switch_url(request, other, here, who),
-        **_formatters(rt, t),
+        **_formatters(rt, t, language),
         **context,
     )
     response = HTMLResponse(html, status_code=status)

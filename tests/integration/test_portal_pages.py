@@ -698,7 +698,7 @@ async def test_admin_policies_and_bad_input_changes_nothing(
         "caps", {"department": "Finanzen", "max_sessions": "2", "percent": "10"}
     )
     html = (await client.get(page)).text
-    assert "3 Sitzungen" in html and "50.0 % der Beschäftigten" in html
+    assert "3 Sitzungen" in html and "50 % der Beschäftigten" in html
     assert (
         await send("caps/remove", {"department": "Bauhof"}) == "Bauhof hat keine Obergrenze mehr."
     )
@@ -767,6 +767,27 @@ async def test_admin_policies_and_bad_input_changes_nothing(
             "priority_class_removed",
         ]
     )
+
+
+async def test_a_cap_share_is_written_as_the_pages_language_writes_numbers(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A share typed as "12,5" shows as "12,5 %" on the German page and "12.5 %"
+    on the English one, a whole one without a decimal place, and a small one is
+    not rounded away ("0,25 %", not "0.2 %")."""
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    page = "/admin/policies"
+    for department, percent in (("Finanzen", "12,5"), ("Bauhof", "50"), ("Kasse", "0.25")):
+        data = {"department": department, "percent": percent}
+        assert (await post_form(client, page, f"{page}/caps", data)).status_code == 303
+    german = (await client.get(page)).text
+    assert "12,5 % der Beschäftigten" in german
+    assert "50 % der Beschäftigten" in german
+    assert "0,25 % der Beschäftigten" in german
+    english = (await client.get(f"{page}?lang=en")).text
+    assert "12.5 % of the staff" in english
+    assert "50 % of the staff" in english
+    assert "0.25 % of the staff" in english
 
 
 async def test_a_schedule_notice_names_the_home_sessions_outside(
