@@ -27,7 +27,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# As people read them (the portal's day names, refusals); DAYS are the codes.
 DAYS_DE = ("Mo", "Di", "Mi", "Do", "Fr", "Sa", "So")
+DAYS_EN = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,9 @@ class Window:
             yield moment(day, self.start, zone), moment(end_day, self.end, zone)
 
     def describe(self, german: bool = False) -> str:
-        names = DAYS_DE if german else DAYS
-        days = ",".join(names[d] for d in sorted(self.days))
+        """For people: "Mo, Mi 07:00-18:00" or "Mon, Wed 07:00-18:00"."""
+        names = DAYS_DE if german else DAYS_EN
+        days = ", ".join(names[d] for d in sorted(self.days))
         return f"{days} {self.start:%H:%M}-{self.end:%H:%M}"
 
 

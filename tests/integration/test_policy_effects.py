@@ -202,7 +202,7 @@ async def test_schedules_allow_home_work_only_in_their_windows(
     await agent.report()
     late = await ask(client, await sign_in(runtime, "bernd"))
     assert refused(late) == "outside_schedule"
-    assert "Mo,Mi 07:00-18:00" in late.json()["message"]
+    assert "Mo, Mi 07:00-18:00" in late.json()["message"]
 
     # Tuesday 10:00: olaf's window; not the department's. Field work is not restricted.
     clock.advance(15 * HOUR)

@@ -14,6 +14,7 @@ from agent.protocol import PowerState
 from broker.audit import log as audit
 from broker.clock import FakeClock
 from broker.domain import HostState, Role, WorkMode
+from broker.policy import store as policy_store
 from broker.pools import service as pool_service
 from broker.runtime import Runtime
 from broker.store.tables import Enrolment, Host, Session, User, WebSession
@@ -509,6 +510,26 @@ async def test_a_refusal_is_shown_in_the_pages_language(
     unknown = await client.post("/desktops/start", data={"csrf_token": csrf_of(html), "pool": "X"})
     assert unknown.status_code == 303
     assert notice_of((await client.get("/desktops")).text) == "There is no pool X."
+
+
+async def test_an_outside_hours_refusal_names_days_as_the_policies_page_does(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """The allowed hours in the refusal use the day names of the policies page
+    ("Tue, Thu"), not the stored codes ("tue,thu"), in either language."""
+    await fleet_with_desktops(runtime, client)
+    enter(client, await staff(runtime, "maria"))  # on a Monday
+    await policy_store.add_schedule(runtime, "user", "maria", "tue,thu", "07:00", "18:00", "ada")
+    html = (await client.get("/desktops?lang=en")).text
+    await client.post("/desktops/start", data={"csrf_token": csrf_of(html), "pool": "Finanzen"})
+    assert notice_of((await client.get("/desktops")).text) == (
+        "Your telework agreement does not allow access now. Allowed: Tue, Thu 07:00-18:00."
+    )
+    html = (await client.get("/desktops?lang=de")).text
+    await client.post("/desktops/start", data={"csrf_token": csrf_of(html), "pool": "Finanzen"})
+    assert notice_of((await client.get("/desktops")).text) == (
+        "Ihre Telearbeitsvereinbarung erlaubt jetzt keinen Zugang. Erlaubt: Di, Do 07:00-18:00."
+    )
 
 
 async def test_sessions_of_others_are_not_found(

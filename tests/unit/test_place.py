@@ -236,7 +236,9 @@ def test_outside_schedule_names_the_allowed_windows() -> None:
     tuesday = MONDAY_10 + dt.timedelta(days=1)
     r = refused(place(request(now=tuesday), snap, policy(windows=windows)))
     assert r.code is RefusalCode.OUTSIDE_SCHEDULE
-    assert message(r, "de").endswith("Erlaubt: Mo,Mi 07:00-18:00.")
+    # The day names of the portal's policies page, not the stored codes ("mon,wed").
+    assert message(r, "de").endswith("Erlaubt: Mo, Mi 07:00-18:00.")
+    assert message(r, "en").endswith("Allowed: Mon, Wed 07:00-18:00.")
     assert assigned(place(request(), snap, policy(windows=windows)))
     field_worker = user(work_mode=WorkMode.FIELD)
     assert assigned(place(request(field_worker, now=tuesday), snap, policy(windows=windows)))
