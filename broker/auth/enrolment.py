@@ -28,7 +28,14 @@ MAX_CONFIRM_ATTEMPTS = 5
 
 
 class EnrolmentInvalid(VdiError):
+    """The enrolment cannot go on: log in again. `reason` says why, for the
+    portal's words ("expired", "too_many_codes")."""
+
     status, code = 401, "enrolment_invalid"
+
+    def __init__(self, message: str, reason: str = "expired") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ async def _open(s: AsyncSession, token: str, now: dt.datetime) -> tuple[Enrolmen
     if enrolment.used_at is not None or enrolment.expires_at <= now:
         raise EnrolmentInvalid("This enrolment has expired; log in again.")
     if enrolment.attempts >= MAX_CONFIRM_ATTEMPTS:
-        raise EnrolmentInvalid("Too many wrong codes; log in again.")
+        raise EnrolmentInvalid("Too many wrong codes; log in again.", "too_many_codes")
     if user.totp_secret is not None or user.disabled:
         raise EnrolmentInvalid("This account cannot be enrolled now; log in again.")
     return enrolment, user
@@ -149,7 +156,7 @@ async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> 
         if enrolment.totp_secret is None:
             raise Conflict("Create the secret first.", code="enrolment_not_started")
         if not await _count_attempt(s, enrolment.id):
-            raise EnrolmentInvalid("Too many wrong codes; log in again.")
+            raise EnrolmentInvalid("Too many wrong codes; log in again.", "too_many_codes")
         secret = rt.box.decrypt(enrolment.totp_secret, _enrolment_context(enrolment.id))
         verdict = totp.check(secret, code, now.timestamp(), None)
         if verdict.verdict is not totp.Verdict.ACCEPT or verdict.step is None:

@@ -141,17 +141,20 @@ async def _enrol_page(
     """The enrolment page with the secret made before (or a first one)."""
     try:
         setup = await enrolment.create_secret(rt, token, reuse=True)
-    except enrolment.EnrolmentInvalid:
-        return _restart(request, rt)
+    except enrolment.EnrolmentInvalid as gone:
+        return _restart(request, rt, gone)
     return render(
         request, rt, "enrol.html", status=status, prelogin=True, notice=notice, here="/enrol",
         secret=setup.secret, qr_svg=Markup(setup.qr_svg),  # noqa: S704 - segno's SVG of our URI
     )  # fmt: skip
 
 
-def _restart(request: Request, rt: Runtime) -> Response:
-    """The enrolment is gone (expired, used, too many wrong codes): log in again."""
-    response = redirect_with("/login", rt, say(request, rt, "error", "enrol.expired"))
+def _restart(request: Request, rt: Runtime, gone: enrolment.EnrolmentInvalid) -> Response:
+    """The enrolment is gone (expired, used, too many wrong codes): log in again.
+    Wrong codes are said as such: a phone whose clock is off makes them, and
+    "expired" would send its owner to try the same again."""
+    key = "enrol.too_many_codes" if gone.reason == "too_many_codes" else "enrol.expired"
+    response = redirect_with("/login", rt, say(request, rt, "error", key))
     cookies.clear(response, rt, ENROL_COOKIE)
     return response
 
@@ -186,8 +189,8 @@ async def enrol_confirm(request: Request, rt: RuntimeDep, client: ClientDep) -> 
     token, form = checked
     try:
         codes = await enrolment.confirm(rt, token, text(form, "code"), client.ip)
-    except enrolment.EnrolmentInvalid:
-        return _restart(request, rt)
+    except enrolment.EnrolmentInvalid as gone:
+        return _restart(request, rt, gone)
     except VdiError as exc:
         notice = Notice("error", error_text(exc, language_of(request, rt)))
         page = await _enrol_page(request, rt, token, exc.status, notice)
@@ -218,6 +221,6 @@ async def enrol_renew(request: Request, rt: RuntimeDep) -> Response:
         return checked
     try:
         await enrolment.create_secret(rt, checked[0])
-    except enrolment.EnrolmentInvalid:
-        return _restart(request, rt)
+    except enrolment.EnrolmentInvalid as gone:
+        return _restart(request, rt, gone)
     return redirect_with("/enrol", rt, say(request, rt, "ok", "enrol.renewed"))

@@ -85,6 +85,8 @@ DE: dict[str, str] = {
     "enrol.renew_hint": "Der bisherige Schlüssel gilt dann nicht mehr.",
     "enrol.renewed": "Ein neuer Schlüssel wurde erzeugt. Bitte scannen Sie den neuen QR-Code.",
     "enrol.expired": "Die Einrichtung ist abgelaufen. Bitte melden Sie sich erneut an.",
+    "enrol.too_many_codes": "Zu viele falsche Codes. Prüfen Sie, ob die Uhrzeit Ihres "
+    "Telefons stimmt, und melden Sie sich erneut an.",
     "enrol.cancel": "Einrichtung abbrechen",
     "enrol.cancel_hint": "Sie können sie bei der nächsten Anmeldung nachholen.",
     "enrol.cancelled": "Die Einrichtung wurde abgebrochen. Melden Sie sich erneut an, "
@@ -364,6 +366,8 @@ EN: dict[str, str] = {
     "enrol.renew_hint": "The previous key then stops working.",
     "enrol.renewed": "A new key was made. Please scan the new QR code.",
     "enrol.expired": "The set-up has expired. Please log in again.",
+    "enrol.too_many_codes": "Too many wrong codes. Check that the time on your phone is "
+    "right, then log in again.",
     "enrol.cancel": "Cancel the set-up",
     "enrol.cancel_hint": "You can finish it the next time you log in.",
     "enrol.cancelled": "The set-up was cancelled. Log in again when you want to finish it.",

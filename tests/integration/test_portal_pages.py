@@ -341,6 +341,24 @@ async def test_a_new_key_on_request_and_an_expired_enrolment(
     assert "Einrichtung ist abgelaufen" in notice_of((await client.get("/login")).text)
 
 
+async def test_too_many_wrong_codes_at_set_up_are_said_as_such(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Five wrong codes end the set-up. The login page said it had expired,
+    which sends someone whose phone clock is off to try the same again."""
+    await add_user(runtime, enrol=False)
+    await log_in(client)
+    token = csrf_of((await client.get("/enrol")).text)
+    for _ in range(4):
+        wrong = await client.post("/enrol", data={"csrf_token": token, "code": "000000"})
+        assert wrong.status_code == 422
+    ended = await client.post("/enrol", data={"csrf_token": token, "code": "000000"})
+    assert ended.headers["location"] == "/login"
+    notice = notice_of((await client.get("/login")).text)
+    assert "Zu viele falsche Codes" in notice and "Uhrzeit Ihres Telefons" in notice
+    assert "abgelaufen" not in notice
+
+
 async def assert_enrolment_ended(runtime: Runtime, client: httpx.AsyncClient, cookie: str) -> None:
     """The next person at the browser, even with the old enrolment cookie kept,
     gets nothing to finish; the enrolment is ended, audited, and bound no app."""
