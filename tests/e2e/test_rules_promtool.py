@@ -8,6 +8,7 @@ purpose to prove that rules_test.yml notices.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -75,6 +76,41 @@ def test_example_prometheus_config_is_valid_with_the_rules_next_to_it(tmp_path: 
     assert jobs == {"vdi-broker", "vdi-agent"}
     assert config["rule_files"] == ["rules.yml"]
     assert config["alerting"]["alertmanagers"]
+
+
+# Agent target address to the `host` label the example's relabelling must give it.
+AGENT_HOSTS = {
+    "vhost01.example.org:9101": "vhost01",
+    "vhost02:9101": "vhost02",
+    "10.0.0.5:9101": "10.0.0.5",
+    "[::1]:9101": "::1",
+    "[2001:db8::5]:9101": "2001:db8::5",
+}
+
+
+def test_example_agent_job_labels_names_short_and_addresses_whole(tmp_path: Path) -> None:
+    """The agent job's relabelling, run by promtool's service discovery on the
+    example config with more targets (nothing is scraped): a DNS name gives its
+    first label, an IP address stays whole (not host="10" or host="["), and a
+    `host` label set on the target is kept."""
+    config = load_yaml(PROMETHEUS_CONFIG)
+    (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "vdi-agent"]
+    committed = [target for group in job["static_configs"] for target in group["targets"]]
+    job["static_configs"] = [
+        {"targets": committed + list(AGENT_HOSTS)},
+        {"targets": ["192.0.2.7:9101"], "labels": {"host": "vhost07"}},
+    ]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    result = promtool("check", "service-discovery", "--timeout=2s", path, "vdi-agent")
+    assert_ok(result)
+    hosts = {t["labels"]["__address__"]: t["labels"].get("host") for t in json.loads(result.stdout)}
+    assert hosts == {
+        **{target: target.split(".")[0] for target in committed},
+        **AGENT_HOSTS,
+        "192.0.2.7:9101": "vhost07",
+    }
+    assert {hosts[target] for target in committed} == {"vhost01", "vhost02"}
 
 
 def test_rules_with_shortened_for_stay_valid(tmp_path: Path) -> None:
