@@ -73,13 +73,18 @@ def alert(name: str, severity: str, **labels: str) -> dict[str, object]:
     }
 
 
-def test_warnings_are_inhibited_only_by_the_critical_of_their_family(alertmanager: str) -> None:
+def test_warnings_are_inhibited_only_by_the_alert_that_covers_them(alertmanager: str) -> None:
+    """A pool's or host's warning waits while a critical of its family fires for
+    the same pool or host, and a licence-bound pool's VdiPoolCapacityLow while
+    VdiLicenceLimitReached fires for it (that pool never pages as exhausted)."""
     alerts = [
         alert("VdiPoolCapacityExhausted", "critical", pool="Finanzen"),
         alert("VdiPoolCapacityLow", "warning", pool="Finanzen"),
         alert("VdiPoolNoHostRedundancy", "warning", pool="Finanzen"),
         alert("VdiLicenceLimitReached", "warning", pool="Finanzen"),
         alert("VdiPoolCapacityLow", "warning", pool="Bauhof"),
+        alert("VdiLicenceLimitReached", "warning", pool="Schule"),
+        alert("VdiPoolCapacityLow", "warning", pool="Schule", reason="licences"),
         alert("VdiHostNotReporting", "critical", host="vhost01"),
         alert("VdiHostOverloaded", "warning", host="vhost01"),
         alert("VdiDesktopProbeTimeouts", "warning", host="vhost01"),
@@ -93,6 +98,8 @@ def test_warnings_are_inhibited_only_by_the_critical_of_their_family(alertmanage
         ("VdiPoolNoHostRedundancy", "Finanzen"): True,
         ("VdiLicenceLimitReached", "Finanzen"): False,
         ("VdiPoolCapacityLow", "Bauhof"): False,
+        ("VdiLicenceLimitReached", "Schule"): False,
+        ("VdiPoolCapacityLow", "Schule"): True,
         ("VdiHostOverloaded", "vhost01"): True,
         ("VdiDesktopProbeTimeouts", "vhost01"): True,
         ("VdiHostOverloaded", "vhost02"): False,

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.support.artifacts import (
@@ -54,12 +55,16 @@ def test_rule_unit_tests_pass() -> None:
     assert "SUCCESS" in result.stdout
 
 
-def test_rule_unit_tests_notice_a_changed_threshold(tmp_path: Path) -> None:
+@pytest.mark.parametrize("which", [0, 1], ids=["desktops-bound", "licence-bound"])
+def test_rule_unit_tests_notice_a_changed_threshold(tmp_path: Path, which: int) -> None:
+    """VdiPoolCapacityLow has a rule for pools bound by their desktops and one
+    for pools bound by their licences: each one's threshold is tested."""
     shutil.copy(RULES_TEST, tmp_path / RULES_TEST.name)
     text = RULES.read_text(encoding="utf-8")
     low = 'vdi_pool_utilization_ratio{job="vdi-broker"}) >= 0.8\n'
-    assert text.count(low) == 1
-    changed = text.replace(low, low.replace("0.8", "0.9"))
+    assert text.count(low) == 2
+    start = text.index(low, text.index(low) + 1) if which else text.index(low)
+    changed = text[:start] + low.replace("0.8", "0.9") + text[start + len(low) :]
     (tmp_path / RULES.name).write_text(changed, encoding="utf-8")
     result = promtool("test", "rules", RULES_TEST.name, cwd=tmp_path)
     assert result.returncode != 0
