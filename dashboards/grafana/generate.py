@@ -762,7 +762,8 @@ def access() -> Json:
     return dashboard(
         "vdi-access",
         "VDI access and security",
-        "Logins by result, lockouts, TOTP replays and the SSH tunnel gateway.",
+        "Logins by result, logins refused for locked accounts, TOTP replays and the SSH "
+        "tunnel gateway.",
         [],
         [
             timeseries(
@@ -789,9 +790,12 @@ def access() -> Json:
                 steps=thresholds((None, "green"), (20, "red")),
             ),
             timeseries(
-                "Lockouts",
-                "Login attempts refused because the account is locked, per minute. Many of "
-                "them for one account usually mean someone guesses its password.",
+                "Logins refused: account locked",
+                "Login attempts per minute refused because the account was locked at the "
+                "time (result locked): for a while after repeated failures, or by an admin. "
+                "It counts refused attempts, not lock-outs: one locked account tried again "
+                "and again counts every try. A steady stream usually means someone keeps "
+                "guessing passwords; the audit log names the accounts.",
                 "cpm",
                 [target(logins_per_minute('result="locked"'), "locked")],
                 width=8,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import re
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from tests.support.artifacts import (
     DASHBOARDS,
     GRAFANA_DIR,
+    RUNBOOKS,
     Json,
     known_metric_names,
     load_dashboard,
@@ -148,6 +150,41 @@ def test_utilisation_thresholds_are_the_alert_thresholds() -> None:
         (0.8, "orange"),
         (0.95, "red"),
     ]
+
+
+def test_the_panel_of_locked_logins_says_it_counts_refused_logins() -> None:
+    """vdi_logins_total{result="locked"} counts login attempts refused while an
+    account is locked, every retry again; titled "Lockouts" it was read as the
+    number of accounts that got locked."""
+    board = load_dashboard("vdi-access.json")
+    (panel,) = [
+        p for p in panels(board) if any('result="locked"' in t["expr"] for t in p["targets"])
+    ]
+    assert panel["title"] == "Logins refused: account locked"
+    assert "not lock-outs" in panel["description"]
+
+
+# Italic words in the runbooks that are not panel titles.
+RUNBOOK_ITALICS_NOT_PANELS = frozenset({"critical", "warning", "info", "Alerts", "VDI capacity"})
+
+
+def test_panels_the_runbooks_name_exist() -> None:
+    """The runbooks name panels in italics (*Failed logins*), possibly wrapped
+    over lines or shortened before a parenthesis (*Pressure*): each must still
+    be a panel title, so a renamed panel does not leave ops looking for it."""
+    text = RUNBOOKS.read_text(encoding="utf-8")
+    named = {
+        " ".join(span.split())
+        for span in re.findall(r"(?<![*\w])\*([^*\s][^*]*?)\*(?![*\w])", text)
+    }
+    titles = {panel["title"] for name in DASHBOARDS for panel in panels(load_dashboard(name))}
+    missing = {
+        span
+        for span in named - RUNBOOK_ITALICS_NOT_PANELS
+        if not any(title == span or title.startswith(f"{span} (") for title in titles)
+    }
+    assert len(named) > 20
+    assert not missing, sorted(missing)
 
 
 def test_committed_json_is_the_generator_output() -> None:
