@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.artifacts import ALERTMANAGER_CONFIG, load_yaml
+from tests.support.artifacts import ALERTMANAGER_CONFIG, RULES_TEST, load_yaml
 from tests.support.monitoring import WebhookReceiver, running_alertmanager
 from tests.support.processes import until
 
@@ -124,6 +125,66 @@ def test_warnings_are_inhibited_only_by_the_alert_that_covers_them(alertmanager:
             break
         time.sleep(0.2)
     assert seen == expected
+
+
+# Labels of the alerts that say how, not what about: the same for every pool or
+# host (severity, the broker's job) or a variant of one rule (reason).
+NOT_GROUPED = frozenset({"severity", "reason", "job"})
+
+
+def test_group_by_has_every_label_that_names_what_an_alert_is_about() -> None:
+    """The labels the rules' promtool tests expect on firing alerts (pool, host,
+    department, instance) are all grouped by, on every route that sets group_by:
+    otherwise two departments at their limit, or two broker replicas down, come
+    as one notification, the second one only at the first's next tick."""
+    labels = {
+        name
+        for case in load_yaml(RULES_TEST)["tests"]
+        for check in case.get("alert_rule_test", [])
+        for expected in check["exp_alerts"]
+        for name in expected["exp_labels"]
+    }
+    about = labels - NOT_GROUPED
+    assert about >= {"pool", "host", "department", "instance"}
+    route = load_yaml(ALERTMANAGER_CONFIG)["route"]
+    for node in [route, *route.get("routes", [])]:
+        if "group_by" in node:
+            assert set(node["group_by"]) == about | {"alertname"}, node.get("receiver")
+
+
+def test_each_department_and_broker_replica_is_its_own_group(alertmanager: str) -> None:
+    """Alertmanager with the example config puts alerts of one name but for
+    different departments, or different replicas, in groups of their own."""
+    alerts = [
+        alert("VdiDepartmentLimitReached", "info", department="Finanzen"),
+        alert("VdiDepartmentLimitReached", "info", department="Bauamt"),
+        alert("VdiBrokerDown", "critical", instance="broker-1:8000", job="vdi-broker"),
+        alert("VdiBrokerDown", "critical", instance="broker-2:8000", job="vdi-broker"),
+    ]
+    httpx.post(f"{alertmanager}/api/v2/alerts", json=alerts, timeout=5).raise_for_status()
+
+    def groups() -> list[tuple[str, str, int]]:
+        response = httpx.get(f"{alertmanager}/api/v2/alerts/groups", timeout=5)
+        response.raise_for_status()
+        return sorted(
+            (
+                group["labels"]["alertname"],
+                group["labels"].get("department") or group["labels"].get("instance", ""),
+                len(group["alerts"]),
+            )
+            for group in response.json()
+        )
+
+    expected = [
+        ("VdiBrokerDown", "broker-1:8000", 1),
+        ("VdiBrokerDown", "broker-2:8000", 1),
+        ("VdiDepartmentLimitReached", "Bauamt", 1),
+        ("VdiDepartmentLimitReached", "Finanzen", 1),
+    ]
+    # The dispatcher groups posted alerts asynchronously: poll.
+    with suppress(AssertionError):
+        until(lambda: groups() == expected, timeout=15, what="one group per department and replica")
+    assert groups() == expected
 
 
 def local_receivers(webhook: WebhookReceiver, tmp_path: Path) -> Path:
