@@ -401,7 +401,8 @@ def capacity() -> Json:
                 "Pool utilisation now",
                 "Sessions divided by the capacity usable now (licence limit, bounded by "
                 "desktops on active, reporting hosts). Orange from 80% (VdiPoolCapacityLow), "
-                "red from 95% (VdiPoolCapacityExhausted).",
+                "red from 95% (VdiPoolCapacityExhausted, or VdiLicenceLimitReached where "
+                "the licence limit binds).",
                 [target(f"max by (pool) (vdi_pool_utilization_ratio{{{POOL}}})", "{{pool}}")],
                 steps=UTILISATION_STEPS,
             ),

@@ -171,8 +171,9 @@ def host_port(url: str) -> str:
 def prometheus_config(brokers: list[str], agents: dict[str, str], alertmanager: str) -> Json:
     """Like prometheus.example.yml, on loopback and fast.
 
-    The example derives an agent's `host` label from the target's DNS name; here
-    every target is 127.0.0.1, so each static target carries its label instead.
+    The example derives an agent's `host` label from the target's address; here
+    every target is 127.0.0.1, so each static target carries its label instead
+    (which the example's relabelling keeps).
     """
     return {
         "global": {
