@@ -100,6 +100,8 @@ class StaticHypervisor:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise StaticListError(f"cannot read {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise StaticListError(f"{path} is not UTF-8 text (byte {exc.start})") from None
         try:
             return cls(parse_static_list(text))
         except StaticListError as exc:

@@ -67,6 +67,30 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert bad_url.returncode == 2 and "not an http(s) URL" in bad_url.stderr
 
 
+def test_files_that_are_not_utf8_are_named_without_a_traceback(tmp_path: Path) -> None:
+    """A desktop list or settings file saved in Latin-1 (an umlaut in a pool name,
+    written on a Windows desktop) is a mistake to name, not a crash to dump."""
+    latin1 = tmp_path / "desktops.toml"
+    latin1.write_bytes('[[desktop]]\nname = "pc-01"\npool = "Bürgerbüro"\n'.encode("latin-1"))
+    static = subprocess.run(
+        [VDI_AGENT, "once", "--hypervisor", "static", "--static-desktops", str(latin1),
+         "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert static.returncode == 1, static.stderr
+    assert f"{latin1} is not UTF-8 text" in static.stderr
+    assert "Traceback" not in static.stderr
+    settings = tmp_path / "agent.toml"
+    settings.write_bytes('pool = "Bürgerbüro"\n'.encode("latin-1"))
+    config = subprocess.run(
+        [VDI_AGENT, "once", "--config", str(settings)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert config.returncode == 2, config.stderr
+    assert f"{settings} is not UTF-8 text" in config.stderr
+    assert "Traceback" not in config.stderr
+
+
 async def test_run_reports_serves_metrics_and_stops_cleanly(
     broker: FakeBroker, tmp_path: Path
 ) -> None:
