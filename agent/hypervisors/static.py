@@ -76,6 +76,14 @@ def parse_static_list(text: str) -> list[Desktop]:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StaticListError(f"not valid TOML: {exc}") from None
+    # Anything beside [[desktop]] is a slip ([[desktops]], [[Desktop]], a key above
+    # the first table) that would otherwise list no desktops at all, and the broker
+    # would mark every desktop this agent reported before as missing.
+    unknown = set(document) - {"desktop"}
+    if unknown:
+        raise StaticListError(
+            f"unknown keys {', '.join(sorted(unknown))}: each desktop is a [[desktop]] table"
+        )
     entries = document.get("desktop", [])
     if not isinstance(entries, list):
         raise StaticListError("'desktop' must be an array of tables ([[desktop]])")

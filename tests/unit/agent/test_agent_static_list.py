@@ -55,6 +55,8 @@ def test_empty_file_has_no_desktops() -> None:
         ('[[desktop]]\nname = "a"\naddress = "10.0.0.1"\ncolour = "red"', "unknown keys colour"),
         ('[[desktop]]\nname = "a"\naddress = "10.0.0.1"\n' * 2, "listed twice"),
         ('desktop = "a"', "array of tables"),
+        ('[[desktops]]\nname = "a"\naddress = "10.0.0.1"', "unknown keys desktops"),
+        ('pool = "Bauamt"\n[[desktop]]\nname = "a"\naddress = "10.0.0.1"', "unknown keys pool"),
         ("[[desktop]\n", "not valid TOML"),
     ],
 )
