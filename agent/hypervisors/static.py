@@ -52,7 +52,13 @@ def _entry(index: int, raw: Any) -> Desktop:
     where = f"desktop {name}"
     try:
         protocol = ConsoleProtocol(raw.get("protocol", "rdp"))
-        address = raw.get("address", "")
+    except ValueError:
+        choices = ", ".join(p.value for p in ConsoleProtocol)
+        raise StaticListError(f"{where}: protocol must be one of {choices}") from None
+    if "address" not in raw:
+        raise StaticListError(f"{where}: address is missing (the desktop's IP address)")
+    try:
+        address = raw["address"]
         if not isinstance(address, str):
             raise ValueError(f"address {address!r} is not a string")
         address = ip_literal(address)

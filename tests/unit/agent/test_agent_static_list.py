@@ -45,7 +45,9 @@ def test_empty_file_has_no_desktops() -> None:
     [
         ('[[desktop]]\nname = "a b"\naddress = "10.0.0.1"', "name must be"),
         ('[[desktop]]\nname = "a"\naddress = "pc.example.org"', "desktop a"),
-        ('[[desktop]]\nname = "a"', "desktop a"),
+        ('[[desktop]]\nname = "a"', "desktop a: address is missing"),
+        ('[[desktop]]\nname = "a"\naddress = "10.0.0.1"\nprotocol = "spice"', "rdp, vnc, tcp"),
+        ('[[desktop]]\nname = "a"\naddress = "10.0.0.1"\nprotocol = 5', "protocol must be"),
         ('[[desktop]]\nname = "a"\naddress = 167772161', "not a string"),
         ('[[desktop]]\nname = "a"\naddress = "fe80::1%eth0"', "scoped"),
         ('[[desktop]]\nname = "a"\naddress = "10.0.0.1"\npool = "Bau\\u0007amt"', "pool must be"),
