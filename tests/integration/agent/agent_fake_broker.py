@@ -14,6 +14,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -29,7 +30,9 @@ TOKEN = "vdi-host-token-Zq8x1c9SECRET"
 
 
 class FakeBroker:
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[Path, Path] | None = None) -> None:
+        """With `tls` (certificate and key file) it answers HTTPS."""
+        self.tls = tls
         self.reports: list[Report] = []
         self.authorizations: list[str | None] = []
         self.status = 200
@@ -54,7 +57,7 @@ class FakeBroker:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def _report(self, request: Request) -> JSONResponse:
         self.times.append(time.monotonic())
@@ -84,7 +87,15 @@ class FakeBroker:
         sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         app = Starlette(routes=[Route("/api/v1/agent/report", self._report, methods=["POST"])])
-        config = uvicorn.Config(app, log_config=None, lifespan="off", access_log=False)
+        cert, key = self.tls or (None, None)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+            ssl_certfile=cert,
+            ssl_keyfile=key,
+        )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         await eventually(lambda: self._server is not None and self._server.started)

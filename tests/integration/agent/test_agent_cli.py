@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,6 +16,8 @@ from agent_fake_broker import TOKEN, FakeBroker, eventually
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.protocol import Report
+from tests.support.certs import ca_and_server
+from tests.support.processes import REPO, clean_env
 
 VDI_AGENT = str(Path(sys.executable).parent / "vdi-agent")
 
@@ -134,3 +138,49 @@ async def test_run_reports_serves_metrics_and_stops_cleanly(
     assert "vdi-agent stopped" in stderr and TOKEN not in stderr
     saved = json.loads((tmp_path / "state" / "state.json").read_text())
     assert saved["seq"] == broker.reports[-1].seq  # clean stop: no reserved numbers kept
+
+
+async def test_the_agent_env_example_offers_what_the_agent_reads(tmp_path: Path) -> None:
+    """systemd/agent.env.example shows only variables that change what the agent
+    does (it once offered NO_PROXY, which the agent, using no proxy, never read):
+    its SSL_CERT_FILE, pointed at a CA of the test's own, makes the agent trust a
+    broker certificate from that CA, which it refuses without it."""
+    example = (REPO / "systemd" / "agent.env.example").read_text()
+    offered = dict(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=(\S+)$", example, re.MULTILINE))
+    assert set(offered) == {"SSL_CERT_FILE"}, offered
+    ca, cert, key = ca_and_server(tmp_path)
+    broker = FakeBroker(tls=(cert, key))
+    await broker.start()
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    base_env = {k: v for k, v in clean_env().items() if not k.startswith("SSL_CERT_")}
+
+    async def agent_until(env: dict[str, str], condition: Callable[[str], bool]) -> str:
+        process = await asyncio.create_subprocess_exec(
+            VDI_AGENT, "run", "--broker", broker.url, "--token-file", str(token_file),
+            "--hypervisor", "simulated", "--simulated-desktops", "1", "--interval", "0.2",
+            "--state-dir", str(tmp_path / "state"), "--host-name", "vhost01",
+            env=env, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stderr is not None
+        stderr = ""
+        try:
+            while not condition(stderr):
+                stderr += (await asyncio.wait_for(process.stderr.readline(), 20)).decode()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            stderr += (await asyncio.wait_for(process.stderr.read(), 10)).decode()
+            await asyncio.wait_for(process.wait(), 10)
+        return stderr
+
+    try:
+        refused = await agent_until(base_env, lambda text: "TLS failed" in text)
+        assert "CERTIFICATE_VERIFY_FAILED" in refused and not broker.reports
+        installed = {k: v.replace("/etc/vdi-agent/ca.pem", str(ca)) for k, v in offered.items()}
+        assert installed["SSL_CERT_FILE"] == str(ca)  # the example's place for the CA
+        trusted = await agent_until(
+            {**base_env, **installed}, lambda text: "delivered" in text or "TLS failed" in text
+        )
+        assert "TLS failed" not in trusted and broker.reports, trusted
+    finally:
+        await broker.stop()
