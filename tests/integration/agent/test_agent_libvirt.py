@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 from agent.config import AgentConfig
 from agent.http import local_address_towards
 from agent.hypervisors.base import ConsoleProtocol, Desktop, HypervisorError
-from agent.hypervisors.libvirt import LibvirtHypervisor
+from agent.hypervisors.libvirt import LibvirtHypervisor, parse_domain_xml
 from agent.protocol import ActionKind, PowerState
 from agent.runner import console_address
 
@@ -233,3 +236,20 @@ async def test_the_console_address_is_the_way_to_the_broker_unless_set() -> None
     assert local_address_towards("http://no-such-broker.invalid") is None
     assert local_address_towards("not a url") is None
     assert await console_address(AgentConfig(broker="http://no-such-broker.invalid")) == "127.0.0.1"
+
+
+@pytest.mark.skipif(shutil.which("virsh") is None, reason="needs virsh (libvirt-clients)")
+def test_the_documented_virsh_command_names_the_pool() -> None:
+    """docs/operations.md tells how to put a desktop's pool in its libvirt metadata
+    (the namespace is what makes the agent read it): that command, run on the test
+    driver's domain, gives a domain XML in which the agent finds the pool."""
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "operations.md").read_text()
+    found = re.search(r"^virsh metadata fin-01 (.+)$", guide, re.MULTILINE)
+    assert found, "operations.md shows no `virsh metadata` command"
+    # One virsh session: the test driver keeps its state per connection.
+    done = subprocess.run(
+        ["virsh", "-c", "test:///default", f"metadata test {found.group(1)}; dumpxml test"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert parse_domain_xml(done.stdout[done.stdout.index("<domain") :]).pool == "Finanzen"
