@@ -731,8 +731,10 @@ def hosts() -> Json:
                 [("failed", "red"), ("ok", "green")],
             ),
             timeseries(
-                "Agent report backlog",
-                "Reports the agent holds because it could not deliver them to the broker.",
+                "Agent action results undelivered",
+                "Results of power actions (start, stop, reset) the agent has carried out "
+                "but the broker has not yet acknowledged. Reports are not queued: each cycle "
+                "sends a fresh one, so an outage shows under Agent report failures.",
                 "short",
                 [target(per_host.format("vdi_agent_report_backlog", AGENT), "{{host}}")],
                 width=8,

@@ -164,6 +164,20 @@ def test_the_panel_of_locked_logins_says_it_counts_refused_logins() -> None:
     assert "not lock-outs" in panel["description"]
 
 
+def test_the_agent_backlog_panel_says_it_counts_action_results() -> None:
+    """vdi_agent_report_backlog counts power-action results not yet acknowledged;
+    described as reports held back, it was read as an outage gauge, and it
+    stays 0 through an outage."""
+    board = load_dashboard("vdi-hosts.json")
+    (panel,) = [
+        p
+        for p in panels(board)
+        if any("vdi_agent_report_backlog" in t["expr"] for t in p["targets"])
+    ]
+    assert "action results" in panel["title"]
+    assert "Reports are not queued" in panel["description"]
+
+
 # Italic words in the runbooks that are not panel titles.
 RUNBOOK_ITALICS_NOT_PANELS = frozenset({"critical", "warning", "info", "Alerts", "VDI capacity"})
 
