@@ -45,9 +45,11 @@ def read_token(path: Path) -> Secret:
     """The token from its file, without surrounding white space."""
     try:
         token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise TokenError(f"cannot read the token file {path}: {reason}") from None
+    except OSError as exc:
+        raise TokenError(f"cannot read the token file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        # The byte's position, not the byte: it may be part of the token.
+        raise TokenError(f"the token file {path} is not UTF-8 text (byte {exc.start})") from None
     if not token:
         raise TokenError(f"the token file {path} is empty")
     if not token.isprintable() or any(c.isspace() for c in token):

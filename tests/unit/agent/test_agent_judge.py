@@ -84,6 +84,16 @@ def test_missing_token_file(tmp_path: Path) -> None:
         read_token(tmp_path / "absent")
 
 
+def test_a_token_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    """A token pasted through a Latin-1 editor: the message says what is wrong
+    and where, not just "UnicodeDecodeError", and shows no byte of it."""
+    path = tmp_path / "token"
+    path.write_bytes(b"t0k3n-\xe4bc\n")
+    with pytest.raises(TokenError) as caught:
+        read_token(path)
+    assert str(caught.value) == f"the token file {path} is not UTF-8 text (byte 6)"
+
+
 def test_the_token_file_stamp_sees_a_corrected_mode(tmp_path: Path) -> None:
     """A token file the agent cannot read (wrong owner or mode) is usually fixed
     with chown or chmod, which leave content and modification time alone: the
