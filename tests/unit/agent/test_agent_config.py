@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,17 @@ def test_state_dir_follows_systemd_then_xdg(monkeypatch: pytest.MonkeyPatch) -> 
     assert default_state_dir() == Path("/home/u/.state/vdi-agent")
     monkeypatch.delenv("XDG_STATE_HOME")
     assert AgentConfig().state_dir == Path.home() / ".local/state/vdi-agent"
+
+
+def test_the_example_settings_file_holds_only_settings(tmp_path: Path) -> None:
+    """systemd/agent.toml.example, with its commented settings switched on, is
+    what an operator copies: every key must be a setting of the right type."""
+    example = Path(__file__).resolve().parents[3] / "systemd" / "agent.toml.example"
+    lines = example.read_text(encoding="utf-8").splitlines()
+    switched_on = [re.sub(r"^# (\w+ = )", r"\1", line) for line in lines]
+    file = tmp_path / "agent.toml"
+    file.write_text("\n".join(switched_on) + "\n", encoding="utf-8")
+    config = load_config(file, {"command": "run"})
+    assert config.host_name == "vhost01"
+    assert config.console_address == "10.30.0.11"
+    assert config.token_file == Path("/etc/vdi-agent/token")
