@@ -277,9 +277,27 @@ async def ssh_forward(
         yield forward
     finally:
         if proc.returncode is None:
-            proc.terminate()
-            with contextlib.suppress(ProcessLookupError):
-                await asyncio.wait_for(proc.wait(), 10)
+            await _stop(proc)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """End sshpass and the ssh it runs. sshpass passes SIGTERM on to ssh; should
+    they not have ended within 10 s (a loaded CI machine once saw that), both
+    are killed, so a test's teardown never leaves an ssh behind or fails on it."""
+    children: list[psutil.Process] = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        children = psutil.Process(proc.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
 
 
 # -- bytes through a tunnel ------------------------------------------------------------
