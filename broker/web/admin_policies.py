@@ -69,7 +69,7 @@ async def set_cap(request: Request, rt: RuntimeDep, posted: AdminForm) -> Respon
             rt,
             text(form, "department"),
             max_sessions=whole_number(text(form, "max_sessions"), "caps.max"),
-            share=share(text(form, "percent"), "caps.percent"),
+            share=share(text(form, "percent"), "caps.percent_field"),
             actor=posted.who.user.name,
         )
         department = text(form, "department")

@@ -230,6 +230,8 @@ DE: dict[str, str] = {
     "caps.department": "Abteilung",
     "caps.max": "Höchstzahl Sitzungen",
     "caps.percent": "oder Anteil der Beschäftigten in %",
+    # The same field named in an error message, without the form's "oder".
+    "caps.percent_field": "Anteil der Beschäftigten in %",
     "caps.hint": "Beide Felder leer lassen, um die Obergrenze zu entfernen.",
     "caps.set": "Obergrenze setzen",
     "caps.saved": "Die Obergrenze von {department} ist gespeichert.",
@@ -497,6 +499,7 @@ EN: dict[str, str] = {
     "caps.department": "Department",
     "caps.max": "Maximum sessions",
     "caps.percent": "or share of the staff in %",
+    "caps.percent_field": "Share of the staff in %",
     "caps.hint": "Leave both fields empty to remove the cap.",
     "caps.set": "Set cap",
     "caps.saved": "The cap of {department} is saved.",

@@ -736,6 +736,10 @@ async def test_admin_policies_and_bad_input_changes_nothing(
     assert "nicht beides" in await send(
         "caps", {"department": "Finanzen", "max_sessions": "2", "percent": "10"}
     )
+    # The field's name, not its label in the form ("oder Anteil ...").
+    assert await send("caps", {"department": "Finanzen", "percent": "viel"}) == (
+        "Anteil der Beschäftigten in %: Bitte eine Zahl von 0 bis 100 eingeben."
+    )
     html = (await client.get(page)).text
     assert "3 Sitzungen" in html and "50 % der Beschäftigten" in html
     assert (
