@@ -160,7 +160,8 @@ class Agent:
         self.reporter = reporter
         self.collectors = list(collectors) if collectors is not None else host_collectors()
         self.interval_s = config.interval
-        self.telemetry = Telemetry()
+        # Results a run before this one left undelivered count from the start.
+        self.telemetry = Telemetry(backlog=len(state.unacknowledged))
         self._backoff_cap_s = backoff_cap_s
         self._uniform = uniform
         self._known_desktops: list[Desktop] = []

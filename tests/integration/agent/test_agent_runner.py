@@ -13,7 +13,7 @@ from agent.hypervisors.simulated import SimulatedHypervisor
 from agent.hypervisors.static import StaticHypervisor
 from agent.protocol import HostMetrics, PowerState
 from agent.runner import Agent
-from agent.state import AgentState
+from agent.state import ActionRecord, AgentState, record_result
 
 
 class FlakySimulated(SimulatedHypervisor):
@@ -47,6 +47,21 @@ async def test_a_failed_listing_keeps_the_desktops_with_unknown_state() -> None:
     assert "libvirtd is not running" in status["hypervisor"]["error"]
     assert status["cpu"]["success"] and status["probes"]["success"]
     assert HostMetrics.model_validate(metrics).probes.probes_total == 2
+
+
+async def test_results_left_undelivered_by_the_last_run_count_from_the_start() -> None:
+    """A restart after an outage: the saved state holds two action results the
+    broker has not acknowledged. vdi_agent_report_backlog read 0 until the
+    first report cycle."""
+    state = AgentState()
+    record_result(state, ActionRecord("a1", True, power_state="running"))
+    record_result(state, ActionRecord("a2", False, error="no such desktop"))
+    sim = await SimulatedHypervisor(1).start()
+    try:
+        agent = Agent(AgentConfig(hypervisor="simulated"), sim, state)
+    finally:
+        await sim.close()
+    assert agent.telemetry.backlog == 2
 
 
 async def test_desktops_with_names_the_protocol_refuses_are_left_out(
