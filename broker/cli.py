@@ -109,20 +109,37 @@ def subject(args: argparse.Namespace) -> tuple[str, str]:
     return "department", args.department
 
 
+def _with_close_matches(unknown: Iterable[str], known: set[str]) -> str:
+    """The names, each with the known one it is most likely a typo of."""
+    shown = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        shown.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return ", ".join(shown)
+
+
 def unknown_departments_note(named: Iterable[str], known: set[str]) -> str | None:
     """A note on departments no user is in: a typo, most likely, or users that
     are not added yet. Rules for them are stored but apply to nobody."""
     unknown = sorted({n.strip() for n in named} - known)
     if not unknown:
         return None
-    shown = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, sorted(known), n=1)
-        shown.append(f"{name} (did you mean {close[0]}?)" if close else name)
     noun = "department" if len(unknown) == 1 else "departments"
     return (
-        f"Note: no user is in {noun} {', '.join(shown)}. Check the spelling;"
-        " the rule applies to users added there later."
+        f"Note: no user is in {noun} {_with_close_matches(unknown, known)}. Check the"
+        " spelling; the rule applies to users added there later."
+    )
+
+
+def unused_priority_class_note(name: str, in_use: set[str]) -> str | None:
+    """A note on a priority class no user has. Classes match exactly, upper and
+    lower case too: "krisenstab" declared for users of "Krisenstab" would leave
+    the crisis team without the reserve in the emergency it is for."""
+    if name in in_use:
+        return None
+    return (
+        f"Note: no user has priority class {_with_close_matches([name], in_use)}. Classes"
+        " match exactly, upper and lower case too; users given it later are served."
     )
 
 
@@ -452,6 +469,9 @@ async def policy_priority_add(rt: Runtime, args: argparse.Namespace) -> int:
         print(f"Priority class {name} added: its staff are served from pools' reserves.")
     else:
         print(f"Priority class {name} exists already; nothing changed.")
+    note = unused_priority_class_note(name, await users.priority_classes(rt))
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -96,6 +96,13 @@ async def departments(rt: Runtime) -> set[str]:
         return set((await s.scalars(select(User.department).distinct())).all())
 
 
+async def priority_classes(rt: Runtime) -> set[str]:
+    """The priority classes that users have."""
+    async with rt.db.read() as s:
+        query = select(User.priority_class).where(User.priority_class.isnot(None)).distinct()
+        return {c for c in (await s.scalars(query)).all() if c is not None}
+
+
 async def find(s: Executor, name: str) -> User | None:
     """The user of that name (as typed: spaces and case do not matter), or None."""
     user: User | None = await s.scalar(select(User).where(User.name == normalise_user_name(name)))

@@ -138,6 +138,18 @@ def test_policies_round_trip(env: dict[str, str]) -> None:
     ]
 
 
+def test_a_priority_class_nobody_has_is_added_with_a_note(env: dict[str, str]) -> None:
+    """maria's class is "Krisenstab"; declaring "krisenstab" would leave her
+    without the reserve. The class is still added (users may get it later),
+    with a note on stderr; stdout stays as it was."""
+    typo = vdi_broker("policy", "priority", "add", "krisenstab", env=env)
+    assert typo.returncode == 0, typo.stderr
+    assert "Priority class krisenstab added" in typo.stdout
+    assert "no user has priority class krisenstab (did you mean Krisenstab?)" in typo.stderr
+    known = vdi_broker("policy", "priority", "add", "Krisenstab", env=env)
+    assert known.returncode == 0 and known.stderr == ""
+
+
 def test_rules_for_a_department_nobody_is_in_are_stored_with_a_note(
     env: dict[str, str],
 ) -> None:

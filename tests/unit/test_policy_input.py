@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from broker.cli import build_parser, unknown_departments_note
+from broker.cli import build_parser, unknown_departments_note, unused_priority_class_note
 from broker.cli_numbers import int_or_none
 from broker.errors import InvalidInput
 from broker.policy.schedule import format_days, format_time, parse_days, parse_time
@@ -131,6 +131,15 @@ def test_a_rule_for_a_department_nobody_is_in_gets_a_note() -> None:
     two = unknown_departments_note(["Stadtkasse", "Finanzen", "Bauhof"], known)
     assert two is not None and "departments Bauhof, Stadtkasse." in two
     assert unknown_departments_note(["IT"], set()) is not None
+
+
+def test_a_priority_class_nobody_has_gets_a_note() -> None:
+    """Classes match exactly: "krisenstab" would not serve users of "Krisenstab"."""
+    assert unused_priority_class_note("Krisenstab", {"Krisenstab"}) is None
+    note = unused_priority_class_note("krisenstab", {"Krisenstab", "Ordnungsamt"})
+    assert note is not None
+    assert "no user has priority class krisenstab (did you mean Krisenstab?)." in note
+    assert unused_priority_class_note("Krisenstab", set()) is not None
 
 
 def test_every_command_and_option_of_vdi_broker_says_what_it_does() -> None:
