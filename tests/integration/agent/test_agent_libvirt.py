@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -238,7 +237,6 @@ async def test_the_console_address_is_the_way_to_the_broker_unless_set() -> None
     assert await console_address(AgentConfig(broker="http://no-such-broker.invalid")) == "127.0.0.1"
 
 
-@pytest.mark.skipif(shutil.which("virsh") is None, reason="needs virsh (libvirt-clients)")
 def test_the_documented_virsh_command_names_the_pool() -> None:
     """docs/operations.md tells how to put a desktop's pool in its libvirt metadata
     (the namespace is what makes the agent read it): that command, run on the test
