@@ -14,6 +14,14 @@ from typing import Any
 
 from broker.errors import VdiError
 from broker.i18n import SUPPORTED
+from broker.policy.schedule import DAYS, DAYS_DE, DAYS_EN
+
+
+def _day_names(names: tuple[str, ...]) -> dict[str, str]:
+    """The catalogue's day names ("day.mon"), as refusals name days too
+    (broker.policy.schedule): one list of names per language."""
+    return {f"day.{code}": name for code, name in zip(DAYS, names, strict=True)}
+
 
 DE: dict[str, str] = {
     "app.name": "Virtueller Arbeitsplatz",
@@ -259,13 +267,7 @@ DE: dict[str, str] = {
     "schedules.removed_outside": "Das Zeitfenster ist entfernt. {count} Telearbeitssitzung(en) "
     "liegen jetzt außerhalb ihrer Zeiten; sie enden {minutes} Minuten nach dem Ende ihres "
     "Zeitfensters oder nach dieser Änderung, je nachdem, was später ist.",
-    "day.mon": "Mo",
-    "day.tue": "Di",
-    "day.wed": "Mi",
-    "day.thu": "Do",
-    "day.fri": "Fr",
-    "day.sat": "Sa",
-    "day.sun": "So",
+    **_day_names(DAYS_DE),
     "reserve.title": "Reserve für vorrangige Aufgaben je Pool",
     "reserve.intro": "Ist ein Pool bis auf die Reserve belegt, erhalten nur noch "
     "Beschäftigte der vorrangigen Aufgabenbereiche einen Desktop.",
@@ -527,13 +529,7 @@ EN: dict[str, str] = {
     "schedules.removed_outside": "The hours are removed. {count} home session(s) are outside "
     "their hours now; they end {minutes} minutes after their hours ended or after this "
     "change, whichever is later.",
-    "day.mon": "Mon",
-    "day.tue": "Tue",
-    "day.wed": "Wed",
-    "day.thu": "Thu",
-    "day.fri": "Fri",
-    "day.sat": "Sat",
-    "day.sun": "Sun",
+    **_day_names(DAYS_EN),
     "reserve.title": "Reserve for priority tasks per pool",
     "reserve.intro": "Once a pool is filled up to its reserve, only staff of priority "
     "task areas get a desktop.",
