@@ -31,6 +31,7 @@ from agent.protocol_base import (
     has_control,
     ip_literal,
 )
+from agent.textfile import Unreadable, read_utf8
 
 HYPERVISORS = ("libvirt", "static", "simulated")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -138,11 +139,9 @@ def _problems(c: AgentConfig) -> list[str]:
 
 def _from_file(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+        raw = tomllib.loads(read_utf8(path))
+    except Unreadable as exc:
+        raise ConfigError(str(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     unknown = set(raw) - _FIELDS

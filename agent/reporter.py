@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from agent import __version__, http
+from agent.textfile import Unreadable, read_utf8
 from agent.wire import BadResponse, Response, parse_response
 
 REPORT_PATH = "/api/v1/agent/report"
@@ -44,12 +45,9 @@ class TokenError(Exception):
 def read_token(path: Path) -> Secret:
     """The token from its file, without surrounding white space."""
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise TokenError(f"cannot read the token file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        # The byte's position, not the byte: it may be part of the token.
-        raise TokenError(f"the token file {path} is not UTF-8 text (byte {exc.start})") from None
+        token = read_utf8(path, "token file").strip()
+    except Unreadable as exc:
+        raise TokenError(str(exc)) from None
     if not token:
         raise TokenError(f"the token file {path} is empty")
     if not token.isprintable() or any(c.isspace() for c in token):

@@ -28,6 +28,7 @@ from agent.protocol_base import (
     has_control,
     ip_literal,
 )
+from agent.textfile import Unreadable, read_utf8
 
 _NAME_RE = re.compile(NAME_PATTERN)
 _KEYS = frozenset({"name", "address", "port", "protocol", "pool"})
@@ -111,11 +112,9 @@ class StaticHypervisor:
     @classmethod
     def from_file(cls, path: Path) -> StaticHypervisor:
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise StaticListError(f"cannot read {path}: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise StaticListError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+            text = read_utf8(path)
+        except Unreadable as exc:
+            raise StaticListError(str(exc)) from None
         try:
             return cls(parse_static_list(text))
         except StaticListError as exc:

@@ -1,0 +1,23 @@
+"""The agent's own small text files (settings, static desktop list, token),
+read with one wording for what can go wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Unreadable(Exception):
+    """A file that cannot be read as UTF-8 text; the message says why and where."""
+
+
+def read_utf8(path: Path, label: str = "") -> str:
+    """The file's text. A file that is missing, not readable or not UTF-8 raises
+    Unreadable; `label` ("token file") names the file in the message. A bad
+    byte is given by position only: it may belong to a secret."""
+    named = f"the {label} {path}" if label else str(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise Unreadable(f"cannot read {named}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise Unreadable(f"{named} is not UTF-8 text (byte {exc.start})") from None
