@@ -152,14 +152,19 @@ def test_utilisation_thresholds_are_the_alert_thresholds() -> None:
     ]
 
 
+def the_panel_querying(board: str, fragment: str) -> Json:
+    """The one panel of `board` whose query contains `fragment`."""
+    (panel,) = [
+        p for p in panels(load_dashboard(board)) if any(fragment in t["expr"] for t in p["targets"])
+    ]
+    return panel
+
+
 def test_the_panel_of_locked_logins_says_it_counts_refused_logins() -> None:
     """vdi_logins_total{result="locked"} counts login attempts refused while an
     account is locked, every retry again; titled "Lockouts" it was read as the
     number of accounts that got locked."""
-    board = load_dashboard("vdi-access.json")
-    (panel,) = [
-        p for p in panels(board) if any('result="locked"' in t["expr"] for t in p["targets"])
-    ]
+    panel = the_panel_querying("vdi-access.json", 'result="locked"')
     assert panel["title"] == "Logins refused: account locked"
     assert "not lock-outs" in panel["description"]
 
@@ -168,12 +173,7 @@ def test_the_agent_backlog_panel_says_it_counts_action_results() -> None:
     """vdi_agent_report_backlog counts power-action results not yet acknowledged;
     described as reports held back, it was read as an outage gauge, and it
     stays 0 through an outage."""
-    board = load_dashboard("vdi-hosts.json")
-    (panel,) = [
-        p
-        for p in panels(board)
-        if any("vdi_agent_report_backlog" in t["expr"] for t in p["targets"])
-    ]
+    panel = the_panel_querying("vdi-hosts.json", "vdi_agent_report_backlog")
     assert "action results" in panel["title"]
     assert "Reports are not queued" in panel["description"]
 
