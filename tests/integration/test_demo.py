@@ -15,7 +15,7 @@ import httpx
 import psutil
 
 from broker.ports import free_port
-from tests.support.processes import VENV_BIN, clean_env, stop
+from tests.support.processes import VENV_BIN, clean_env, stop, until
 from tests.support.totp import oathtool_code
 
 
@@ -99,13 +99,13 @@ def test_demo_prints_credentials_that_log_in(tmp_path: Path) -> None:
             assert ssh.recv(64).startswith(b"SSH-2.0-")
         # The second agent starts after the first, and on a busy machine its
         # first report can come after anna's desktop.
-        second_up = 'vdi_host_up{host="demo-host-2"} 1'
-        deadline = time.monotonic() + 30
-        while second_up not in (hosts := httpx.get(f"http://127.0.0.1:{port}/metrics").text):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert second_up in hosts
+        until(
+            lambda: (
+                'vdi_host_up{host="demo-host-2"} 1'
+                in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            ),
+            what="demo-host-2 to report",
+        )
         agents = psutil.Process(proc.pid).children()
         assert len(agents) == 2
         proc.send_signal(signal.SIGTERM)  # as systemd or a terminal's kill would
