@@ -12,9 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, case, func, not_, select
+from sqlalchemy import func, select
 
-from agent.protocol import ActionKind
 from broker import capacity
 from broker.domain import HostState
 from broker.hosts.health import fresh_after, is_up
@@ -22,7 +21,7 @@ from broker.hosts.store import FIGURES
 from broker.placement.load_index import HostLoad, LoadIndex, load_index
 from broker.policy.quota import DepartmentCap
 from broker.runtime import Runtime
-from broker.sessions.snapshot import LOGONS, RUNNING_WITH_CONSOLE
+from broker.sessions.snapshot import LOGONS, OUT_OF_SERVICE
 from broker.store.tables import (
     CAP_STAFF,
     SESSION_OPEN,
@@ -63,46 +62,19 @@ _REMOTE = (
     .where(SESSION_OPEN, _sessions.c.work_mode == "home", _sessions.c.department.isnot(None))
     .group_by(_sessions.c.department)
 )
-# The last reset of a desktop that waits for one, if it has finished: 'failed'
-# until a reset works (then needs_reset is cleared). Read only for the few
-# desktops that wait for a reset.
-_LAST_RESET = (
-    select(_actions.c.state)
-    .where(
-        _actions.c.desktop_id == _desktops.c.id,
-        _actions.c.kind == ActionKind.RESET.value,
-        _actions.c.finished_at.isnot(None),
-    )
-    .order_by(_actions.c.finished_at.desc())
-    .limit(1)
-    .scalar_subquery()
-)
-# Nothing to hand out, and not about to be: running with a console that did not
-# answer the agent's last probe (refused, timed out, no handshake) or without a
-# console endpoint; or waiting for a reset that failed (a broken guest, a
-# desktop from a static list in a floating pool). Placement skips such desktops
-# (filters.desktop_ready, desktop_usable), so capacity must too. A reset on its
-# way for the first time is a matter of seconds and does not count.
-_OUT_OF_SERVICE = case(
-    (and_(_desktops.c.power_state == "running", not_(RUNNING_WITH_CONSOLE)), True),
-    # The reset history is looked at in THEN, not WHEN: a CASE evaluates its
-    # result only for the rows that match, the few waiting for a reset.
-    (_desktops.c.needs_reset.is_(True), func.coalesce(_LAST_RESET == "failed", False)),
-    else_=False,
-)
 _DESKTOP_COUNTS = select(
     _desktops.c.pool_id,
     _desktops.c.host_id,
     _desktops.c.power_state,
     _desktops.c.missing,
-    _OUT_OF_SERVICE,
+    OUT_OF_SERVICE,
     func.count(),
 ).group_by(
     _desktops.c.pool_id,
     _desktops.c.host_id,
     _desktops.c.power_state,
     _desktops.c.missing,
-    _OUT_OF_SERVICE,
+    OUT_OF_SERVICE,
 )
 # Served by the partial index of open sessions; no join.
 _SESSION_COUNTS = (
@@ -155,7 +127,7 @@ class PoolInfo:
     # Desktops that can take a session: not missing, not out of service.
     desktops_per_host: dict[int, int] = field(default_factory=dict)
     power: dict[str, int] = field(default_factory=dict)
-    out_of_service: int = 0  # on an up host, but nothing to hand out (see _OUT_OF_SERVICE)
+    out_of_service: int = 0  # on an up host, but nothing to hand out (see OUT_OF_SERVICE)
     sessions: dict[tuple[str, str], int] = field(default_factory=dict)  # (state, work_mode)
     usable: int = 0
     without_largest_host: int = 0

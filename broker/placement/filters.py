@@ -141,8 +141,8 @@ def usable_capacity(snap: Snapshot) -> int:
     accepting hosts (busy ones included: they hold a session; stopped ones as far
     as the host's session capacity lets them start), plus the sessions going on
     on up hosts that take no new ones (draining): the rule of the capacity
-    gauges (broker.capacity.usable), which also leave out desktops out of
-    service."""
+    gauges (broker.capacity.usable). Desktops out of service are not in the
+    snapshot's counts (HostView.pool_desktops), as they are not in the gauges'."""
     # broker.capacity.usable's sum in one pass: it runs for many requests.
     desktops = 0
     for h in snap.hosts.values():

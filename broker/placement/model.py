@@ -54,7 +54,9 @@ class HostView:
     sessions: int  # open sessions on this host, all pools
     capacity: int
     team_sessions: Mapping[str, int] = field(default_factory=dict)
-    pool_desktops: int = 0  # the requested pool's desktops here (missing ones not counted)
+    # The requested pool's desktops here that can hold a session: missing ones
+    # and ones out of service (broker.sessions.snapshot.OUT_OF_SERVICE) not counted.
+    pool_desktops: int = 0
     pool_stopped: int = 0  # of those, the ones powered off
     pool_sessions: int = 0  # the requested pool's open sessions here
 

@@ -14,9 +14,21 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, bindparam, case, exists, func, literal_column, or_, select
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+)
 from sqlalchemy.engine import Row
 
+from agent.protocol import ActionKind
 from broker.config import Settings
 from broker.domain import PoolType, WorkMode
 from broker.hosts.health import fresh_after
@@ -93,18 +105,6 @@ _HOST_SESSIONS = (
     .group_by(_sessions.c.host_id)
     .subquery()
 )
-# Desktops per host change only with an agent's inventory; placement uses them
-# for capacity estimates only, so a process reuses them briefly (Runtime).
-_POOL_DESKTOPS = (
-    select(
-        _desktops.c.host_id,
-        func.count().label("n"),
-        func.sum(case((_desktops.c.power_state == "stopped", 1), else_=0)).label("stopped"),
-    )
-    .where(_desktops.c.pool_id == bindparam("pool_id"), _desktops.c.missing.is_(False))
-    .group_by(_desktops.c.host_id)
-)
-_NO_DESKTOPS = PoolDesktops(0, 0)
 # What placement needs per host, in one read: the host's figures, its open
 # sessions and logons, and the pool's sessions on it.
 _HOSTS = select(
@@ -155,6 +155,54 @@ RUNNING_WITH_CONSOLE = and_(
     _desktops.c.address.isnot(None),
     _desktops.c.port.isnot(None),
 )
+
+
+# The last reset of a desktop that waits for one, if it has finished: 'failed'
+# until a reset works (then needs_reset is cleared). Read only for the few
+# desktops that wait for a reset.
+_LAST_RESET = (
+    select(_actions.c.state)
+    .where(
+        _actions.c.desktop_id == _desktops.c.id,
+        _actions.c.kind == ActionKind.RESET.value,
+        _actions.c.finished_at.isnot(None),
+    )
+    .order_by(_actions.c.finished_at.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+# Nothing to hand out, and not about to be: running with a console that did not
+# answer the agent's last probe (refused, timed out, no handshake) or without a
+# console endpoint; or waiting for a reset that failed (a broken guest, a
+# desktop from a static list in a floating pool). Placement skips such desktops
+# (filters.desktop_ready, desktop_usable), so capacity (the gauges', and the
+# priority reserve's) must too. A reset on its way for the first time is a
+# matter of seconds and does not count.
+OUT_OF_SERVICE = case(
+    (and_(_desktops.c.power_state == "running", not_(RUNNING_WITH_CONSOLE)), True),
+    # The reset history is looked at in THEN, not WHEN: a CASE evaluates its
+    # result only for the rows that match, the few waiting for a reset.
+    (_desktops.c.needs_reset.is_(True), func.coalesce(_LAST_RESET == "failed", False)),
+    else_=False,
+)
+
+# Desktops per host that can hold a session, as the capacity gauges count them
+# (broker.fleet). They change only with an agent's report; placement uses them
+# for capacity estimates only, so a process reuses them briefly (Runtime).
+_POOL_DESKTOPS = (
+    select(
+        _desktops.c.host_id,
+        func.count().label("n"),
+        func.sum(case((_desktops.c.power_state == "stopped", 1), else_=0)).label("stopped"),
+    )
+    .where(
+        _desktops.c.pool_id == bindparam("pool_id"),
+        _desktops.c.missing.is_(False),
+        not_(OUT_OF_SERVICE),
+    )
+    .group_by(_desktops.c.host_id)
+)
+_NO_DESKTOPS = PoolDesktops(0, 0)
 
 
 def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:

@@ -12,7 +12,7 @@ import re
 import httpx
 from sqlalchemy import select
 
-from agent.protocol import PowerState
+from agent.protocol import PowerState, ProbeResult
 from broker.clock import FakeClock
 from broker.domain import PoolType, Role, WorkMode
 from broker.runtime import Runtime
@@ -317,6 +317,14 @@ async def test_priority_reserve_keeps_room_for_priority_classes(
     assert (await ask(client, await sign_in(runtime, "c"))).status_code == 201
 
 
+async def reserve_half_for_krisenstab(client: httpx.AsyncClient, chef: dict[str, str]) -> None:
+    """Finanzen keeps half its capacity for the priority class Krisenstab."""
+    patched = await client.patch(f"{POOLS}/Finanzen", json={"priority_reserve": 0.5}, headers=chef)
+    assert patched.status_code == 200
+    declared = await client.put(f"{POLICIES}/priority-classes/Krisenstab", headers=chef)
+    assert declared.status_code == 201
+
+
 async def test_the_reserve_counts_only_the_desktops_a_full_host_can_still_start(
     runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
 ) -> None:
@@ -330,10 +338,7 @@ async def test_the_reserve_counts_only_the_desktops_a_full_host_can_still_start(
     agent.capacity = 4
     agent.add(8, pool="Finanzen", power=PowerState.STOPPED)
     await agent.report()
-    patched = await client.patch(f"{POOLS}/Finanzen", json={"priority_reserve": 0.5}, headers=chef)
-    assert patched.status_code == 200
-    declared = await client.put(f"{POLICIES}/priority-classes/Krisenstab", headers=chef)
-    assert declared.status_code == 201
+    await reserve_half_for_krisenstab(client, chef)
     for name in ("a", "b"):
         assert (await ask(client, await staff(runtime, name))).status_code == 202
         await agent.obey()
@@ -346,6 +351,32 @@ async def test_the_reserve_counts_only_the_desktops_a_full_host_can_still_start(
     assert (ordinary.status_code, refused(ordinary)) == (503, "capacity_full")
     olaf = await staff(runtime, "olaf", department="Ordnungsamt", priority_class="Krisenstab")
     assert (await ask(client, olaf)).status_code == 202
+
+
+async def test_the_reserve_leaves_out_desktops_out_of_service(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """Six desktops run, but the consoles of two do not answer the agent's probe:
+    placement hands out neither, and the capacity gauges leave both out. Four
+    can hold a session, so with 2 in use a 50 % reserve is reached. Counting all
+    six put the pool at a third and served everybody from the crisis team's share."""
+    chef = await admin(runtime)
+    await add_pool(runtime, max_sessions=10)
+    agent = await add_host(runtime, client, "vhost01")
+    agent.add(6, pool="Finanzen")
+    agent.set_console("vhost01-d000", ProbeResult(ok=False, error="timeout"))
+    agent.set_console("vhost01-d001", ProbeResult(ok=False, error="refused"))
+    await agent.report()
+    await reserve_half_for_krisenstab(client, chef)
+    for name in ("a", "b"):
+        placed = await ask(client, await staff(runtime, name))
+        assert placed.status_code == 201
+        assert placed.json()["session"]["desktop"] not in ("vhost01-d000", "vhost01-d001")
+    assert value(samples((await client.get("/metrics")).text), "vdi_pool_capacity_sessions") == 4
+    ordinary = await ask(client, await staff(runtime, "c"))
+    assert (ordinary.status_code, refused(ordinary)) == (503, "capacity_full")
+    olaf = await staff(runtime, "olaf", department="Ordnungsamt", priority_class="Krisenstab")
+    assert (await ask(client, olaf)).status_code == 201
 
 
 async def test_an_assigned_persistent_desktop_is_the_users(
