@@ -42,6 +42,7 @@ from broker.store.backup import backup_sqlite
 from broker.store.db import sqlite_file
 from broker.store.db_errors import database_down, driver_error, login_refused
 from broker.store.tables import Session
+from broker.text import encodable
 from broker.users import service as users
 
 Handler = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
@@ -155,7 +156,21 @@ async def note_unknown_departments(rt: Runtime, named: Sequence[str]) -> None:
 # -- users ----------------------------------------------------------------------
 
 
+NOT_UTF8 = "set the terminal, or the file it comes from, to UTF-8"
+
+
 def read_password(args: argparse.Namespace) -> str:
+    try:
+        password = _read_password(args)
+        password.encode("utf-8")
+    except UnicodeError:
+        # Bytes that are not UTF-8: refused by the decoder, or kept as lone
+        # surrogates that password hashing cannot encode. No part of it is shown.
+        raise InvalidInput(f"The password is not UTF-8 text; {NOT_UTF8}.") from None
+    return password
+
+
+def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
@@ -916,8 +931,20 @@ def database_message(exc: BaseException, settings: Settings | None, what: str) -
     return f"error: the database{where} {what}: {said}"
 
 
+def check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse (exit 2) an argument that is not UTF-8 text, such as a name typed in
+    a Latin-1 terminal: no name can hold it, and the database driver cannot even
+    send it to look it up. File names (Path) may be any bytes."""
+    for value in vars(args).values():
+        if isinstance(value, str) and not encodable(value):
+            shown = value.encode("utf-8", "backslashreplace").decode("utf-8")
+            parser.error(f"'{shown}' is not UTF-8 text; {NOT_UTF8}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_text(parser, args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings: Settings | None = None
     try:

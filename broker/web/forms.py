@@ -20,6 +20,7 @@ from broker.errors import InvalidInput, VdiError
 from broker.numbers import ascii_decimal, ascii_int
 from broker.runtime import Runtime
 from broker.store.types import MAX_INT
+from broker.text import encodable
 from broker.web.i18n import error_text, translator
 from broker.web.pages import Notice, language_of, redirect_with
 
@@ -46,24 +47,15 @@ async def read_form(request: Request) -> FormData:
     """The posted form, refused (400) when a field holds text that UTF-8 cannot.
 
     Starlette decodes multipart fields with whatever charset the client names, and
-    UTF-7 or unicode_escape turn a few bytes into lone surrogates. Those pass every
-    pattern here and fail only later, wherever the text is encoded: in password
-    hashing, token comparison or the database."""
+    UTF-7 or unicode_escape turn a few bytes into lone surrogates
+    (broker.text.encodable)."""
     form = await request.form()
     for key, value in form.multi_items():
-        if not _encodable(key) or (isinstance(value, str) and not _encodable(value)):
+        if not encodable(key) or (isinstance(value, str) and not encodable(value)):
             raise InvalidInput(
                 "The form could not be read; send it as UTF-8.", code="bad_form", status=400
             )
     return form
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def text(form: FormData, name: str) -> str:

@@ -215,6 +215,59 @@ def test_duplicates_are_refused(env: dict[str, str]) -> None:
     assert db_rows(env, "SELECT count(*) FROM hosts") == [(1,)]
 
 
+# "Müller" typed in a Latin-1 terminal: Python keeps the byte 0xFC as a lone surrogate.
+LATIN1_NAME = "M\udcfcller"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["user", "lock", LATIN1_NAME],
+        ["user", "totp-enroll", LATIN1_NAME],
+        ["host", "drain", LATIN1_NAME],
+        ["pool", "set", LATIN1_NAME, "--max-sessions", "1"],
+        ["pool", "revoke", "P", "--department", LATIN1_NAME],
+        ["policy", "priority", "remove", LATIN1_NAME],
+        ["session", "end", LATIN1_NAME],
+        ["audit", "--user", LATIN1_NAME],
+    ],
+)
+def test_arguments_that_are_not_utf8_are_refused_clearly(
+    env: dict[str, str], args: list[str]
+) -> None:
+    """Before: a traceback (UnicodeEncodeError in the database driver)."""
+    result = vdi_broker(*args, env=env)
+    assert result.returncode == 2
+    assert "is not UTF-8 text" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_password_that_is_not_utf8_is_refused_clearly(env: dict[str, str]) -> None:
+    """Before: a traceback from password hashing (or the stdin decoder) that
+    quoted a character of the password."""
+    for errors in ("surrogateescape", "strict"):  # the C.UTF-8 and a de_DE.UTF-8 locale
+        result = subprocess.run(
+            [str(VENV_BIN / "vdi-broker"), "user", "add", "erik", "--department", "IT",
+             "--password-stdin"],
+            env={**env, "PYTHONIOENCODING": f"utf-8:{errors}"},
+            input="Geheimes Paßwort 2026\n".encode("latin-1"),
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        stderr = result.stderr.decode("utf-8", "replace")
+        assert result.returncode == 2
+        assert "The password is not UTF-8 text" in stderr and "Traceback" not in stderr
+    assert db_rows(env, "SELECT count(*) FROM users") == [(0,)]
+
+
+def test_a_file_name_may_be_any_bytes(env: dict[str, str], tmp_path: Path) -> None:
+    target = tmp_path / f"{LATIN1_NAME}.sqlite3"
+    result = subprocess.run(
+        [str(VENV_BIN / "vdi-broker"), "db", "backup", str(target)],
+        env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert target.exists()
+
+
 def test_config_file_and_environment(tmp_path: Path) -> None:
     config = tmp_path / "broker.toml"
     config.write_text(
