@@ -33,6 +33,7 @@ from broker.store.tables import (
     User,
     table,
 )
+from broker.store.types import MAX_ID
 from broker.users import service as users
 
 MAX_CAP = 100_000
@@ -259,7 +260,7 @@ async def list_schedules(rt: Runtime) -> list[dict[str, Any]]:
 
 
 async def _schedule(s: AsyncSession, schedule_id: int) -> Schedule:
-    row = await s.get(Schedule, schedule_id)
+    row = await s.get(Schedule, schedule_id) if 0 < schedule_id <= MAX_ID else None
     if row is None:
         raise NotFound(f"There is no schedule {schedule_id}.", code="unknown_schedule")
     return row

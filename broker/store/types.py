@@ -14,6 +14,9 @@ BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 # The largest integer both databases store: a larger id or count from outside is
 # bad input, not a driver error.
 MAX_INT = 2**63 - 1
+# The largest id of an Integer primary key (an int4 on PostgreSQL): a larger one
+# names no row, and asyncpg refuses to send it (SQLite's driver beyond MAX_INT).
+MAX_ID = 2**31 - 1
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -262,6 +262,11 @@ async def test_service_errors_are_domain_errors(runtime: Runtime) -> None:
         await store.add_schedule(runtime, "department", "Bauamt", "mon", "7:00", "8:00", "t")
     with pytest.raises(NotFound):
         await store.remove_priority_class(runtime, "Krisenstab", "t")
+    # Ids no column holds (`vdi-broker policy schedule remove` takes any 64-bit
+    # number): before, a driver error and a traceback on either database.
+    for schedule_id in (0, -1, 2**31, 2**63 - 1, 2**63):
+        with pytest.raises(NotFound):
+            await store.remove_schedule(runtime, schedule_id, "t")
     assert len(await store.list_schedules(runtime)) == 1
     assert await store.list_department_caps(runtime) == []
     assert await store.list_priority_classes(runtime) == []
