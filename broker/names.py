@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from broker.errors import InvalidInput
 
@@ -47,3 +48,12 @@ def check_host_name(name: str) -> str:
             code="invalid_name",
         )
     return name
+
+
+def same_but_case(name: str, taken: Iterable[str]) -> str | None:
+    """The name in `taken` that `name` differs from in case only, or None. Pools
+    and hosts keep the case they are given, but two names that differ in case
+    alone ("Finanzen", "finanzen"; "vhost01", "VHOST01", one machine to DNS) are
+    one thing to the people who read them in the portal and on dashboards."""
+    folded = name.casefold()
+    return next((t for t in taken if t.casefold() == folded), None)

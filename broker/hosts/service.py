@@ -11,7 +11,7 @@ from broker.audit import log as audit
 from broker.domain import HostState
 from broker.errors import Conflict, NotFound
 from broker.hosts.health import fresh_after, is_up
-from broker.names import check_host_name
+from broker.names import check_host_name, same_but_case
 from broker.runtime import Runtime
 from broker.security.tokens import new_token, token_hash
 from broker.store.tables import Desktop, Host
@@ -24,6 +24,9 @@ async def add(rt: Runtime, name: str, actor: str) -> str:
     now = rt.clock.now()
     try:
         async with rt.db.write() as s:
+            taken = same_but_case(name, await s.scalars(select(Host.name)))
+            if taken is not None:
+                raise Conflict(f"A host named {taken!r} exists already.", code="exists")
             s.add(
                 Host(
                     name=name,

@@ -23,7 +23,7 @@ from broker.domain import PoolType, Protocol
 from broker.errors import Conflict, InvalidInput, NotFound
 from broker.hosts import actions
 from broker.hosts.store import FORGET_INVENTORIES
-from broker.names import check_label, check_user_name, normalise_user_name
+from broker.names import check_label, check_user_name, normalise_user_name, same_but_case
 from broker.runtime import Runtime
 from broker.store.tables import SESSION_OPEN, Desktop, Host, Pool, PoolEntitlement, Session, User
 from broker.users import service as users
@@ -65,6 +65,9 @@ async def add(rt: Runtime, new: NewPool, actor: str) -> Pool:
     )
     try:
         async with rt.db.write() as s:
+            taken = same_but_case(new.name, await s.scalars(select(Pool.name)))
+            if taken is not None:
+                raise Conflict(f"A pool named {taken!r} exists already.", code="exists")
             s.add(pool)
             await s.flush()
             s.add_all(

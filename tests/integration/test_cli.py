@@ -209,10 +209,21 @@ def test_bad_input_fails_clearly_and_changes_nothing(
 
 def test_duplicates_are_refused(env: dict[str, str]) -> None:
     assert vdi_broker("host", "add", "vhost01", env=env).returncode == 0
-    again = vdi_broker("host", "add", "vhost01", env=env)
-    assert again.returncode == 2
-    assert "exists already" in again.stderr
-    assert db_rows(env, "SELECT count(*) FROM hosts") == [(1,)]
+    assert vdi_broker(*ADD_POOL_P, "1", "--departments", "Bürgerbüro", env=env).returncode == 0
+    # The same name, or one that differs in case only: before, the second spelling
+    # became a second host (one machine to DNS, one of them never reporting) or a
+    # second pool beside the first in the portal and on the dashboards.
+    for again in (
+        ["host", "add", "vhost01"],
+        ["host", "add", "VHost01"],
+        [*ADD_POOL_P, "1"],
+        ["pool", "add", "p", "--type", "floating", "--protocol", "rdp", "--max-sessions", "1"],
+    ):
+        refused = vdi_broker(*again, env=env)
+        assert refused.returncode == 2, again
+        assert "exists already" in refused.stderr
+    assert db_rows(env, "SELECT name FROM hosts") == [("vhost01",)]
+    assert db_rows(env, "SELECT name FROM pools") == [("P",)]
 
 
 # "Müller" typed in a Latin-1 terminal: Python keeps the byte 0xFC as a lone surrogate.

@@ -8,7 +8,7 @@ from broker.audit.escape import escape_detail, escape_text
 from broker.auth.lockout import lock_seconds
 from broker.auth.ratelimit import SlidingWindowLimiter
 from broker.errors import InvalidInput
-from broker.names import check_label, check_user_name
+from broker.names import check_label, check_user_name, same_but_case
 from broker.net import PRIVATE_NETWORKS, client_ip, in_networks, parse_networks
 
 
@@ -70,6 +70,14 @@ def test_labels_allow_german_department_names() -> None:
         check_label("Finan\nzen", "department")
     with pytest.raises(InvalidInput):
         check_label('x"} 1', "department")
+
+
+def test_names_that_differ_in_case_only_are_the_same_name() -> None:
+    taken = ["Finanzen", "Außendienst", "vhost01"]
+    assert same_but_case("finanzen", taken) == "Finanzen"
+    assert same_but_case("AUSSENDIENST", taken) == "Außendienst"
+    assert same_but_case("VHOST01", taken) == "vhost01"
+    assert same_but_case("Finanzamt", taken) is None
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
