@@ -82,8 +82,8 @@ def parse_days(text: str) -> frozenset[int]:
     for part in text.lower().replace(" ", "").split(","):
         if not part:
             continue
-        first, _, last = part.partition("-")
-        if first not in DAYS or (last and last not in DAYS):
+        first, dash, last = part.partition("-")
+        if first not in DAYS or (dash and last not in DAYS):  # "mon-": a range cut short
             raise ValueError(f"unknown weekday in {part!r}; use {', '.join(DAYS)}")
         a = DAYS.index(first)
         b = DAYS.index(last) if last else a

@@ -92,6 +92,9 @@ def check_schedule(scope: str, subject: str, days: str, start: str, end: str) ->
     try:
         window_days = parse_days(days)
         window_start, window_end = parse_time(start), parse_time(end)
+        if start == "24:00":
+            # The end of its day, stored as 00:00: as a start, the same day's beginning.
+            raise ValueError("24:00 ends a window; one from midnight starts at 00:00")
     except ValueError as exc:
         raise InvalidInput(f"Invalid schedule: {exc}.", code="invalid_schedule") from exc
     return ScheduleSpec(

@@ -44,6 +44,10 @@ def test_schedule_input_is_normalised() -> None:
         ("department", "Bauamt", "mon", "٠٧:٠٠", "18:00", "not a time"),  # Arabic-Indic
         ("department", "Bauamt", "mon", "07:00", "１８:００", "not a time"),  # full-width
         ("department", "Bauamt", "mon", "+7:00", "18:00", "not a time"),
+        # Stored before as a window other than the one written: "mon" alone, and
+        # a window from the day's own 00:00, a day before 24:00.
+        ("department", "Bauamt", "mon-", "07:00", "18:00", "unknown weekday"),
+        ("department", "Bauamt", "fri", "24:00", "06:00", "24:00 ends a window"),
     ],
 )
 def test_bad_schedules_are_refused(
