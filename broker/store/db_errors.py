@@ -8,6 +8,7 @@ stderr instead of a traceback (broker.cli).
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Iterator
 
@@ -22,12 +23,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 ArgumentError = _ArgumentError
 
 # SQLAlchemy's wrapped errors, and what asyncpg and the OS raise when a new
-# connection cannot be made (SQLAlchemy does not wrap those) or the server is
-# still starting.
+# connection cannot be made (SQLAlchemy does not wrap those: a refused or lost
+# connection, a host name that does not resolve) or the server is still starting.
 DATABASE_DOWN: tuple[type[Exception], ...] = (
     OperationalError,
     InterfaceError,
     ConnectionError,
+    socket.gaierror,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.exceptions.InterfaceError,

@@ -335,6 +335,16 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(env: dict[str, str]
     assert len(result.stderr.splitlines()) == 1 and "geheim" not in result.stderr
 
 
+def test_a_database_host_name_that_does_not_resolve_is_one_line(env: dict[str, str]) -> None:
+    """A typo in the host name, or DNS down: before, a socket.gaierror traceback."""
+    url = "postgresql://nobody:geheim@db.verwaltung.invalid/vdi"
+    result = vdi_broker("status", env={**env, "VDI_DATABASE_URL": url})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: the database postgresql+asyncpg://nobody:***@")
+    assert "is not reachable" in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "geheim" not in result.stderr
+
+
 def test_commands_refuse_a_database_that_is_not_there(tmp_path: Path) -> None:
     """Run without the service's settings, a command used to make a new, empty
     database elsewhere and report on it ("(none)"), back it up or rotate its

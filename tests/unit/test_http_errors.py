@@ -7,6 +7,8 @@ like any other, never a 500."""
 
 from __future__ import annotations
 
+import socket
+
 import asyncpg
 import httpx
 import pytest
@@ -44,6 +46,8 @@ def test_classification() -> None:
     assert database_down(_lost_mid_statement())
     assert database_down(OperationalError("SELECT 1", {}, Exception("server closed")))
     assert database_down(ConnectionRefusedError())
+    # The database's host name does not resolve (DNS down, or a typo).
+    assert database_down(socket.gaierror(-3, "Temporary failure in name resolution"))
     assert not database_down(IntegrityError("INSERT", {}, Exception("duplicate key")))
     assert not database_down(DBAPIError("SELECT 1", {}, _AdapterError("syntax error")))
     assert not database_down(ValueError("no"))
