@@ -26,7 +26,7 @@ from broker import __version__, fleet
 from broker.audit import log as audit
 from broker.auth import enrolment
 from broker.cli_numbers import bounded_int, decimal, int_or_none, whole_number
-from broker.config import ConfigFileError, Settings, load_settings
+from broker.config import ConfigFileError, Settings, describe_invalid, load_settings
 from broker.dirs import DirectoryError
 from broker.domain import HostState, PoolType, Protocol, Role, WorkMode
 from broker.errors import InvalidInput, NotFound, VdiError
@@ -964,7 +964,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        print(f"error: invalid configuration:\n{exc}", file=sys.stderr)
+        print(f"error: invalid configuration:\n{describe_invalid(exc)}", file=sys.stderr)
         return 2
     except (KeyFileError, ConfigFileError, DirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)

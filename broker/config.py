@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -214,6 +214,15 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database_url(cls, value: str | None) -> str | None:
+        from broker.store.database_url import normalise
+
+        if value:
+            normalise(value)  # BadDatabaseUrl is a ValueError, and quotes no password
+        return value
+
     @field_validator("pool_rules")
     @classmethod
     def _valid_patterns(cls, value: dict[str, str]) -> dict[str, str]:
@@ -264,7 +273,9 @@ class Settings(BaseSettings):
         """The SQLAlchemy URL, with the async driver filled in."""
         if not self.database_url:
             return f"sqlite+aiosqlite:///{self.data_dir / 'vdi-broker.sqlite3'}"
-        return normalise_database_url(self.database_url)
+        from broker.store.database_url import normalise
+
+        return normalise(self.database_url)
 
     @property
     def key_file(self) -> Path:
@@ -290,16 +301,23 @@ class Settings(BaseSettings):
         return self.gateway_public_port or self.gateway_port
 
 
-def normalise_database_url(url: str) -> str:
-    """Accept the URLs people write and give SQLAlchemy the async driver."""
-    for plain, async_url in (
-        ("postgresql://", "postgresql+asyncpg://"),
-        ("postgres://", "postgresql+asyncpg://"),
-        ("sqlite://", "sqlite+aiosqlite://"),
-    ):
-        if url.startswith(plain):
-            return async_url + url[len(plain) :]
-    return url
+# Settings whose value an error never shows: a database URL holds a password.
+SECRET_SETTINGS = frozenset({"database_url"})
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """What is wrong with the settings, a line for each setting, with the value
+    given unless it may hold a secret (pydantic's own text shows every value)."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        # A validator's ValueError reads "Value error, <its message>".
+        said = error["msg"].removeprefix("Value error, ")
+        line = f"  {'.'.join(str(part) for part in loc)}: {said}"
+        if loc and loc[0] not in SECRET_SETTINGS:
+            line += f" (given: {error['input']!r})"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 class ConfigFileError(ValueError):

@@ -345,6 +345,39 @@ def test_a_database_host_name_that_does_not_resolve_is_one_line(env: dict[str, s
     assert len(result.stderr.splitlines()) == 1 and "geheim" not in result.stderr
 
 
+def test_a_database_url_that_cannot_work_is_refused_without_its_password(
+    env: dict[str, str],
+) -> None:
+    """Each of these used to end in a traceback at the first connection."""
+    for url, problem in (
+        ("postgresql://nobody:geheim@db:5432x/vdi", "its port is not a number"),
+        ("mysql://nobody:geheim@db/vdi", "the broker does not use 'mysql' databases"),
+        ("postgresql//nobody:geheim@db/vdi", "it is not a URL; write it as postgresql://"),
+        (
+            "postgresql://nobody:geheim@db/vdi?sslrootcert=ca.pem",
+            "PostgreSQL does not take sslrootcert",
+        ),
+    ):
+        result = vdi_broker("status", env={**env, "VDI_DATABASE_URL": url})
+        assert result.returncode == 2 and result.stdout == ""
+        assert f"database_url: {problem}" in result.stderr, result.stderr
+        assert "geheim" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_database_url_takes_sslmode_as_postgresql_tools_write_it(
+    env: dict[str, str], pg_database: str
+) -> None:
+    """libpq's `?sslmode=` (psql, pg_dump, most guides) reached asyncpg as an
+    argument it does not know: a TypeError traceback. It is asyncpg's `ssl`."""
+    url = f"postgresql://postgres@127.0.0.1:5432/{pg_database}?sslmode="
+    plain = vdi_broker("user", "list", "--json", env={**env, "VDI_DATABASE_URL": url + "disable"})
+    assert plain.returncode == 0 and plain.stdout.startswith("["), plain.stderr
+    # This server speaks no TLS: asking for it is refused, as psql refuses it.
+    tls = vdi_broker("status", env={**env, "VDI_DATABASE_URL": url + "require"})
+    assert tls.returncode == 2 and "rejected SSL upgrade" in tls.stderr, tls.stderr
+    assert len(tls.stderr.splitlines()) == 1
+
+
 def test_commands_refuse_a_database_that_is_not_there(tmp_path: Path) -> None:
     """Run without the service's settings, a command used to make a new, empty
     database elsewhere and report on it ("(none)"), back it up or rotate its

@@ -1,0 +1,58 @@
+"""The database URL as people write it (broker.store.database_url), and settings
+errors that never show it (broker.config.describe_invalid)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from broker.config import Settings, describe_invalid
+from broker.store.database_url import BadDatabaseUrl, normalise
+
+
+@pytest.mark.parametrize(
+    ("written", "used"),
+    [
+        ("postgresql://vdi:pw@db:5432/vdi", "postgresql+asyncpg://vdi:pw@db:5432/vdi"),
+        ("postgres://vdi@db/vdi", "postgresql+asyncpg://vdi@db/vdi"),
+        ("postgresql+asyncpg://vdi@db/vdi", "postgresql+asyncpg://vdi@db/vdi"),
+        ("sqlite:////var/lib/vdi/x.sqlite3", "sqlite+aiosqlite:////var/lib/vdi/x.sqlite3"),
+        # libpq's name for TLS, and the password kept as written (escaped "@").
+        (
+            "postgresql://vdi:p%40ss@db/vdi?sslmode=verify-full",
+            "postgresql+asyncpg://vdi:p%40ss@db/vdi?ssl=verify-full",
+        ),
+        ("postgresql://vdi@db/vdi?ssl=require", "postgresql+asyncpg://vdi@db/vdi?ssl=require"),
+    ],
+)
+def test_urls_people_write_become_the_async_drivers(written: str, used: str) -> None:
+    assert normalise(written) == used
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://vdi:geheim@db:port/vdi", "its port is not a number"),
+        ("postgresql//vdi:geheim@db/vdi", "it is not a URL"),
+        ("mysql://vdi:geheim@db/vdi", "does not use 'mysql' databases"),
+        ("postgresql+psycopg://vdi:geheim@db/vdi", "does not use 'postgresql+psycopg'"),
+        ("postgresql://vdi:geheim@db/vdi?sslmode=require&ssl=require", "both sslmode and ssl"),
+        ("postgresql://vdi:geheim@db/vdi?sslcert=c.pem&sslkey=k", "does not take sslcert, sslkey"),
+    ],
+)
+def test_a_url_that_cannot_connect_is_refused_without_quoting_it(url: str, problem: str) -> None:
+    with pytest.raises(BadDatabaseUrl, match=re.escape(problem)) as refused:
+        normalise(url)
+    assert "geheim" not in str(refused.value)
+
+
+def test_settings_errors_show_values_but_not_the_database_url() -> None:
+    with pytest.raises(ValidationError) as invalid:
+        Settings(database_url="postgresql://vdi:geheim@db:port/vdi", http_port="abc")
+    described = describe_invalid(invalid.value)
+    assert "geheim" in str(invalid.value)  # pydantic's own text would have shown it
+    assert "geheim" not in described
+    assert "  database_url: its port is not a number" in described.splitlines()
+    assert "(given: 'abc')" in described
