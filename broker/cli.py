@@ -26,7 +26,13 @@ from broker import __version__, fleet
 from broker.audit import log as audit
 from broker.auth import enrolment
 from broker.cli_numbers import bounded_int, decimal, int_or_none, whole_number
-from broker.config import ConfigFileError, Settings, describe_invalid, load_settings
+from broker.config import (
+    ConfigFileError,
+    Settings,
+    UnknownVariable,
+    describe_invalid,
+    load_settings,
+)
 from broker.dirs import DirectoryError
 from broker.domain import HostState, PoolType, Protocol, Role, WorkMode
 from broker.errors import InvalidInput, NotFound, VdiError
@@ -966,7 +972,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"error: invalid configuration:\n{describe_invalid(exc)}", file=sys.stderr)
         return 2
-    except (KeyFileError, ConfigFileError, DirectoryError) as exc:
+    except (KeyFileError, ConfigFileError, UnknownVariable, DirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

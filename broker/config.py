@@ -3,7 +3,8 @@
 Sources, highest priority first: keyword arguments (tests), `VDI_*` environment
 variables, the TOML file given with `--config`, the defaults below. TOML keys are
 the field names (`http_port = 8443`); nested groups are TOML tables
-(`[load_index]`) and `VDI_LOAD_INDEX__CPU_WEIGHT` in the environment.
+(`[load_index]`) and `VDI_LOAD_INDEX__CPU_IDLE` in the environment. A `VDI_*`
+variable that names no setting is refused, as an unknown key in the file is.
 
 Settings are built once at start-up and handed to the app; nothing else reads the
 environment.
@@ -12,10 +13,12 @@ environment.
 from __future__ import annotations
 
 import contextvars
+import difflib
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -324,8 +327,54 @@ class ConfigFileError(ValueError):
     """The configuration file is missing or not a TOML file."""
 
 
+class UnknownVariable(ValueError):
+    """A VDI_* environment variable that names no setting."""
+
+
+ENV_PREFIX = "VDI_"
+
+
+def _variables(model: type[BaseModel], prefix: str) -> tuple[set[str], set[str]]:
+    """The environment variables that set `model`'s fields, and the prefixes of
+    those that set a key of a table (dict) field, upper case."""
+    names: set[str] = set()
+    tables: set[str] = set()
+    for field_name, info in model.model_fields.items():
+        name = prefix + field_name.upper()
+        names.add(name)
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            inner, inner_tables = _variables(kind, name + "__")
+            names |= inner
+            tables |= inner_tables
+        elif get_origin(kind) is dict:
+            tables.add(name + "__")
+    return names, tables
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """A line for each VDI_* variable in `environ` that sets nothing, with the
+    setting it was likely meant for. Unknown, it would be ignored without a word:
+    `VDI_HTTP_PROT=8443` and the broker listens on 8000."""
+    names, tables = _variables(Settings, ENV_PREFIX)
+    lines = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in names:
+            continue
+        if any(upper.startswith(t) for t in tables):
+            continue
+        close = difflib.get_close_matches(upper, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{variable} is not a setting{hint}")
+    return lines
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings from keyword overrides, the environment and a TOML file."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise UnknownVariable("; ".join(unknown))
     if config_file is not None:
         _check_toml(config_file)
     token = _config_file.set(config_file)

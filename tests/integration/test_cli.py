@@ -324,6 +324,16 @@ def test_config_file_and_environment(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr
 
 
+def test_a_mistyped_setting_variable_is_refused_not_ignored(env: dict[str, str]) -> None:
+    """VDI_HTTP_PROT=8443 in broker.env used to leave the broker on port 8000,
+    without a word; the TOML file's unknown keys were refused already."""
+    result = vdi_broker("status", env={**env, "VDI_HTTP_PROT": "8443"})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "error: VDI_HTTP_PROT is not a setting (did you mean VDI_HTTP_PORT?)\n"
+    )
+
+
 def test_an_unreachable_database_is_one_line_not_a_traceback(env: dict[str, str]) -> None:
     """No server listens on the port: the command says where it looked, without
     the password, and exits 2 like every other refusal."""

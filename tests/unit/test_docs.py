@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from broker.cli import build_parser
+from broker.config import unknown_variables
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 GUIDES = ["operations.md", "security.md", "nginx.md", "runbooks.md"]
@@ -74,3 +75,14 @@ def test_every_command_shown_exists(guide: str) -> None:
                 break  # the rest are arguments
             assert word in children, f"{guide}: 'vdi-broker {line.strip()}' is not a command"
             parser = children[word]
+
+
+def test_every_setting_variable_the_docs_and_examples_name_exists() -> None:
+    """The broker refuses a VDI_* variable that sets nothing; one shown in a guide,
+    an example environment file or a script must be a real setting."""
+    root = DOCS.parent
+    places = [*DOCS.glob("*.md"), root / "README.md", *(root / "systemd").iterdir()]
+    places += [p for p in (root / "scripts").iterdir() if p.is_file()]
+    named = {v for p in places for v in re.findall(r"\bVDI_[A-Z0-9_]*[A-Z0-9]", p.read_text())}
+    assert "VDI_DATABASE_URL" in named
+    assert unknown_variables(dict.fromkeys(named, "")) == []

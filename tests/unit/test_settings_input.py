@@ -1,5 +1,6 @@
-"""The database URL as people write it (broker.store.database_url), and settings
-errors that never show it (broker.config.describe_invalid)."""
+"""Settings as people write them: the database URL (broker.store.database_url),
+errors that never show it (broker.config.describe_invalid), and VDI_* variables
+that set nothing (broker.config.unknown_variables)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from broker.config import Settings, describe_invalid
+from broker.config import Settings, describe_invalid, unknown_variables
 from broker.store.database_url import BadDatabaseUrl, normalise
 
 
@@ -56,3 +57,19 @@ def test_settings_errors_show_values_but_not_the_database_url() -> None:
     assert "geheim" not in described
     assert "  database_url: its port is not a number" in described.splitlines()
     assert "(given: 'abc')" in described
+
+
+def test_a_variable_that_sets_nothing_is_named_with_the_setting_meant() -> None:
+    environ = {
+        "VDI_HTTP_PROT": "8443",
+        "vdi_http_port": "8443",  # the environment is read regardless of case
+        "VDI_LOAD_INDEX__CPU_IDLE": "0.2",
+        "VDI_LOAD_INDEX__CPU_WEIGHT": "2",
+        "VDI_LDAP__DEPARTMENT_GROUPS__cn=bau": "Bauamt",  # a key of a table
+        "VDIX": "1",
+        "PATH": "/usr/bin",
+    }
+    assert unknown_variables(environ) == [
+        "VDI_HTTP_PROT is not a setting (did you mean VDI_HTTP_PORT?)",
+        "VDI_LOAD_INDEX__CPU_WEIGHT is not a setting (did you mean VDI_LOAD_INDEX__CPU_IDLE?)",
+    ]
