@@ -295,10 +295,15 @@ def _rounds(
 # -- 500 tunnels held -----------------------------------------------------------------
 
 
-async def _hold(gateway_port: int, logins: list[tuple[str, str]], endpoints: list[tuple[str, int]]):
+Held = list[tuple[asyncssh.SSHClientConnection, asyncssh.SSHWriter[bytes]]]
+
+
+async def _hold(
+    gateway_port: int, logins: list[tuple[str, str]], endpoints: list[tuple[str, int]]
+) -> tuple[Held, float]:
     """Every user connects and opens a tunnel to their desktop; all are held open."""
     gate = asyncio.Semaphore(25)
-    held: list[tuple[asyncssh.SSHClientConnection, asyncio.StreamWriter]] = []
+    held: Held = []
 
     async def one(user: str, ticket: str, endpoint: tuple[str, int]) -> None:
         async with gate:
