@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from broker.config import Settings
 from broker.ports import free_port
 
 PG = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc"]
@@ -110,14 +111,35 @@ def sshd(workdir: Path) -> Iterator[Sshd]:
         ["/usr/sbin/sshd", "-D", "-f", str(config)], stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError("sshd did not start")
-            time.sleep(0.05)
+        wait_listening(port, "sshd")
         yield Sshd(port, server.pid, workdir / "client_key")
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def bare_login(settings: Settings) -> Iterator[int]:
+    """bench.bare_login on a free port, with the argon2id parameters of `settings`."""
+    port = free_port()
+    argon2 = (settings.argon2_memory_kib, settings.argon2_time_cost, settings.argon2_parallelism)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare_login", str(port), *map(str, argon2)],
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        wait_listening(port, "bench.bare_login")
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def wait_listening(port: int, what: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not start")
+        time.sleep(0.05)
