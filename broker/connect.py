@@ -27,7 +27,8 @@ tunnel and start the desktop client.
 Exit codes: 0 disconnected as asked (Ctrl-C, or the desktop client closed),
 1 login failed or expired, 2 bad input, 3 enrolment needed first, 4 no desktop
 (refused or did not start), 5 the session was ended, 6 gateway problem (host
-key mismatch, unreachable), 7 the broker cannot be reached.
+key mismatch, unreachable), 7 the broker cannot be reached, 130 Ctrl-C at a
+question (password, code, pool).
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ import getpass
 import locale
 import os
 import shutil
+import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +99,8 @@ LOGIN_WAIT_S = MAX_AUTH_DELAY_S + CONNECT_TIMEOUT_S
     GATEWAY_PROBLEM,
     NO_BROKER,
 ) = range(8)
+# Ctrl-C before anything was connected (at a question), as shells count SIGINT.
+INTERRUPTED = 130
 
 
 # The language of the person's desktop (desktop_language), set once by main():
@@ -257,16 +261,39 @@ def ask_pool(pools: list[str], read: Callable[[str], str] = input) -> str:
     say(tr("You may use several pools:"))
     for number, name in enumerate(pools, 1):
         say(f"  {number}) {name}")
-    for _ in range(POOL_QUESTIONS):
-        try:
-            answer = read(tr("Which pool (1-{count})? ", count=len(pools)))
-        except EOFError:
-            break
-        found = picked_pool(pools, answer)
-        if found is not None:
-            return found
-        say(tr("Answer with a number from 1 to {count} or a pool's name.", count=len(pools)))
+    with ctrl_c_cancels():
+        for _ in range(POOL_QUESTIONS):
+            try:
+                answer = read(tr("Which pool (1-{count})? ", count=len(pools)))
+            except EOFError:
+                break
+            found = picked_pool(pools, answer)
+            if found is not None:
+                return found
+            say(tr("Answer with a number from 1 to {count} or a pool's name.", count=len(pools)))
     raise Stop(tr("No pool chosen."), BAD_INPUT)
+
+
+@contextlib.contextmanager
+def ctrl_c_cancels() -> Iterator[None]:
+    """Ctrl-C during a question on the terminal ends vdi-connect at once (after
+    the logout, if logged in). The questions block the event loop, and
+    asyncio.run's own Ctrl-C only cancels the main task at its next await: the
+    first Ctrl-C went unseen, and vdi-connect quit only after the person had
+    typed the answers. A SIGINT that is ignored (started in the background)
+    stays ignored."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, None):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(file=sys.stderr)  # the prompt's line stays open while echo is off
+        raise Stop(tr("Cancelled."), INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def desktop_language(environ: Mapping[str, str], system_locale: str | None = None) -> str | None:
@@ -715,6 +742,11 @@ def check_code_option(code: str | None) -> None:
 
 def read_secrets(args: argparse.Namespace) -> tuple[str, str]:
     check_code_option(args.code)
+    with ctrl_c_cancels():
+        return _read_secrets(args)
+
+
+def _read_secrets(args: argparse.Namespace) -> tuple[str, str]:
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         code = args.code or sys.stdin.readline().strip()

@@ -153,6 +153,7 @@ GERMAN: dict[str, str] = {
         "Sie zurück."
     ),
     "Disconnected.": "Verbindung getrennt.",
+    "Cancelled.": "Abgebrochen.",
     "no answer within {seconds} s": "keine Antwort innerhalb von {seconds} s",
     "no answer to the login within {seconds} s": (
         "keine Antwort auf die Anmeldung innerhalb von {seconds} s"

@@ -32,6 +32,7 @@ from broker.connect import (
     BAD_INPUT,
     FIRST_CONNECT_TRIES,
     GATEWAY_PROBLEM,
+    INTERRUPTED,
     NO_DESKTOP,
     Broker,
     Stop,
@@ -401,21 +402,26 @@ class Terminal:
             self.seen += os.read(self.fd, 65536).decode(errors="replace")
         raise AssertionError(f"still running:\n{self.seen}")
 
+    async def ctrl_c_at_the_question(self) -> None:
+        """Ctrl-C as a person presses it at a question: a moment after it shows.
+        Sent at once, it can land between the prompt and the read that waits for
+        the answer, where no program sees it until the read ends."""
+        await asyncio.sleep(0.5)
+        os.kill(self.pid, signal.SIGINT)
+
+    def kill(self) -> None:
+        """Make sure it is gone (a test that failed half way)."""
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+
 
 async def test_asks_on_the_terminal_which_pool(stack: Stack) -> None:
     """A user who may use several pools and gave no --pool is asked, after the
     login, instead of being sent away with a code that is then spent."""
-    async with runtime_of(stack) as rt:
-        await add_pool(rt, "Außendienst", departments=["Finanzen"])
     proxy = await TcpProxy(stack.gateway_port).start(stack.proxy_port)
-    argv = [str(VENV_BIN / "vdi-connect"), stack.base, "--user", "maria", "--no-client"]
-    term = Terminal(argv, clean_env({**desktop_locale(), **DIAGNOSE}))
+    term = await at_the_pool_question(stack)
     try:
-        await term.expect("Password for maria:")
-        term.send(PASSWORD)
-        await term.expect("Code from your authenticator app:")
-        term.send(code_for(stack, "maria"))
-        await term.expect("Which pool (1-2)?")
         assert "1) Außendienst" in term.seen and "2) Finanzen" in term.seen
         term.send("9")
         await term.expect("a number from 1 to 2")
@@ -426,10 +432,65 @@ async def test_asks_on_the_terminal_which_pool(stack: Stack) -> None:
         os.kill(term.pid, signal.SIGINT)
         assert await term.exit_code() == 0
     finally:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.kill(term.pid, signal.SIGKILL)
-            os.waitpid(term.pid, 0)
+        term.kill()
         await proxy.close()
+
+
+def terminal_connect(base: str, lang: str | None = None) -> Terminal:
+    """vdi-connect for maria on a terminal, without --pool."""
+    argv = [str(VENV_BIN / "vdi-connect"), base, "--user", "maria", "--no-client"]
+    return Terminal(argv, clean_env({**desktop_locale(lang), **DIAGNOSE}))
+
+
+async def at_the_pool_question(stack: Stack) -> Terminal:
+    """maria, who may use two pools, logged in on a terminal and asked which."""
+    async with runtime_of(stack) as rt:
+        await add_pool(rt, "Außendienst", departments=["Finanzen"])
+    term = terminal_connect(stack.base)
+    try:
+        await term.expect("Password for maria:")
+        term.send(PASSWORD)
+        await term.expect("Code from your authenticator app:")
+        term.send(code_for(stack, "maria"))
+        await term.expect("Which pool (1-2)?")
+    except BaseException:
+        term.kill()
+        raise
+    return term
+
+
+@pytest.mark.parametrize(
+    ("lang", "prompt", "said"),
+    [(None, "Password for maria:", "Cancelled."), ("de_DE.UTF-8", "Passwort für", "Abgebrochen.")],
+)
+async def test_ctrl_c_at_the_password_prompt_ends_at_once(
+    lang: str | None, prompt: str, said: str
+) -> None:
+    """The prompts block the event loop, where asyncio's Ctrl-C only cancels at
+    the next await: the first Ctrl-C went unseen, and vdi-connect quit only
+    after the person had typed their password and code."""
+    term = terminal_connect(f"http://127.0.0.1:{free_port()}", lang)
+    try:
+        await term.expect(prompt)
+        await term.ctrl_c_at_the_question()
+        await term.expect(said, timeout=5)
+        assert await term.exit_code(timeout=5) == INTERRUPTED
+    finally:
+        term.kill()
+
+
+async def test_ctrl_c_at_the_pool_question_ends_at_once_and_logs_out(stack: Stack) -> None:
+    term = await at_the_pool_question(stack)
+    try:
+        await term.ctrl_c_at_the_question()
+        await term.expect("Cancelled.", timeout=10)
+        assert await term.exit_code(timeout=10) == INTERRUPTED
+    finally:
+        term.kill()
+    async with runtime_of(stack) as rt, rt.db.read() as s:
+        events = (await s.scalars(select(AuditEvent.event))).all()
+        sessions = (await s.scalars(select(Session))).all()
+    assert "logout" in events and sessions == []
 
 
 class Impostor(asyncssh.SSHServer):
