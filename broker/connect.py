@@ -726,6 +726,25 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+def check_url(url: str) -> None:
+    """The broker's address must be http(s)://HOST: said before the questions,
+    not after the password and code were typed (a missing https:// is the
+    likely slip, and it is bad input, not a broker that cannot be reached)."""
+    try:
+        parsed: httpx.URL | None = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise Stop(
+            tr(
+                "The broker's address begins with https:// (for example "
+                "https://vdi.example.org), not {url}.",
+                url=url,
+            ),
+            BAD_INPUT,
+        )
+
+
 def check_code_option(code: str | None) -> None:
     """`--code` takes the authenticator app's code only: a recovery code there
     would show in the process list and the shell's history, and stay valid if
@@ -931,6 +950,7 @@ async def session_loop(
 
 
 async def run(args: argparse.Namespace) -> int:
+    check_url(args.url)
     password, code = read_secrets(args)
     factor = second_factor(code)
     base = args.url.rstrip("/")

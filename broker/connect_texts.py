@@ -22,6 +22,10 @@ GERMAN: dict[str, str] = {
         "Der Code aus Ihrer Authenticator-App hat sechs Ziffern (oder verwenden Sie einen "
         "Wiederherstellungscode)."
     ),
+    "The broker's address begins with https:// (for example https://vdi.example.org), not {url}.": (
+        "Die Adresse des Brokers beginnt mit https:// (zum Beispiel "
+        "https://vdi.example.org), nicht {url}."
+    ),
     "Logging in to {base} as {user} ...": "Anmeldung bei {base} als {user} ...",
     "Wrong user name, password or code.": "Benutzername, Passwort oder Code ist falsch.",
     "Your account needs an authenticator app first. Open the portal in a web browser, "

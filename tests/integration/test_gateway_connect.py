@@ -682,15 +682,34 @@ async def test_a_correct_ticket_gets_in_behind_the_longest_login_delay(
         assert await r.audit("gateway_auth_failed")
 
 
+def connect_without_broker(
+    *options: str, url: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """vdi-connect for maria with `options` and a password on standard input,
+    at `url` or an address where no broker listens: for what it refuses first."""
+    return subprocess.run(
+        [str(VENV_BIN / "vdi-connect"), url or f"http://127.0.0.1:{free_port()}",
+         "--user", "maria", "--password-stdin", *options],
+        input="secret\n123456\n", env=clean_env(desktop_locale()), capture_output=True,
+        text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
 def test_a_recovery_code_on_the_command_line_is_refused() -> None:
     """A recovery code in --code would show in ps and the shell's history: refused
     with exit code 2 before anything is sent, the password not even read."""
-    proc = subprocess.run(
-        [str(VENV_BIN / "vdi-connect"), f"http://127.0.0.1:{free_port()}", "--user", "maria",
-         "--code", "abcde-fghjk", "--password-stdin"],
-        input="secret\n", env=clean_env(desktop_locale()), capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+    proc = connect_without_broker("--code", "abcde-fghjk")
     assert proc.returncode == BAD_INPUT, proc.stderr
     assert "--code takes the six-digit code only" in proc.stderr
+    assert "Logging in" not in proc.stdout
+
+
+@pytest.mark.parametrize("url", ["vdi.example.org", "ftp://vdi.example.org", "https://"])
+def test_a_broker_address_without_https_is_bad_input(url: str) -> None:
+    """A missing https:// was "cannot reach the broker" (exit 7) in httpx's
+    words, and only after the password and code had been typed."""
+    proc = connect_without_broker(url=url)
+    assert proc.returncode == BAD_INPUT, proc.stderr
+    assert "The broker's address begins with https://" in proc.stderr
+    assert f"not {url}." in proc.stderr
     assert "Logging in" not in proc.stdout
