@@ -557,6 +557,9 @@ def ended_text(session: dict[str, Any]) -> str:
         "max_session_time": tr("it reached the longest time allowed"),
         "outside_schedule": tr("your agreed telework time is over"),
         "start_timeout": tr("the desktop did not start in time"),
+        "host_lost": tr("the server of your desktop failed"),
+        "desktop_lost": tr("your desktop is no longer there"),
+        "user_locked": tr("your account was locked"),
     }
     reason = session.get("end_reason") or ""
     return tr("Your desktop session has ended ({why}).", why=why.get(reason, reason or tr("ended")))

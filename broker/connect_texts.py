@@ -88,6 +88,9 @@ GERMAN: dict[str, str] = {
     "it reached the longest time allowed": "sie hat die längste erlaubte Dauer erreicht",
     "your agreed telework time is over": "Ihre vereinbarte Telearbeitszeit ist vorbei",
     "the desktop did not start in time": "der Desktop ist nicht rechtzeitig gestartet",
+    "the server of your desktop failed": "der Server Ihres Desktops ist ausgefallen",
+    "your desktop is no longer there": "Ihr Desktop ist nicht mehr vorhanden",
+    "your account was locked": "Ihr Konto wurde gesperrt",
     "ended": "beendet",
     # The gateway and the tunnel
     "The broker did not say which host key its gateway has; not connecting.": (

@@ -75,6 +75,31 @@ def test_english_unless_the_desktop_is_german() -> None:
         use_language(None)
 
 
+def end_reasons() -> set[str]:
+    """The reasons the broker ends sessions with: the written ones it passes to
+    broker.sessions.service.end_where, and those of logging off."""
+    reasons = {"user_logoff", "admin_end"}  # end_session's, chosen at run time
+    for path in Path(connect.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute | ast.Name)
+                and getattr(node.func, "attr", getattr(node.func, "id", None)) == "end_where"
+                and len(node.args) > 3
+                and isinstance(node.args[3], ast.Constant)
+            ):
+                reasons.add(node.args[3].value)
+    return reasons
+
+
+def test_every_end_reason_is_said_in_words() -> None:
+    """A session ended because its host failed said "(host_lost)"."""
+    reasons = end_reasons()
+    assert {"disconnect_timeout", "host_lost", "start_timeout"} <= reasons, "the scan missed some"
+    for reason in reasons:
+        assert reason not in ended_text({"end_reason": reason}), reason
+
+
 @pytest.mark.usefixtures("german")
 def test_a_german_desktop_gets_german_words_with_their_values() -> None:
     assert tr("Password for {user}: ", user="maria") == "Passwort für maria: "
