@@ -57,6 +57,7 @@ from broker.auth.code_formats import RECOVERY_CODE_RE as RECOVERY_RE
 from broker.auth.code_formats import TOTP_CODE_RE as TOTP_RE
 from broker.cli_numbers import bounded_int
 from broker.connect_texts import GERMAN
+from broker.gateway import reasons
 from broker.gateway.bridge import Bridge
 from broker.gateway.hostkey import fingerprint
 from broker.gateway.slowdown import MAX_AUTH_DELAY_S
@@ -705,7 +706,12 @@ class LocalForward:
             host, port = self.target
             await self._conn.create_connection(lambda: bridge, host, port)
         except (TimeoutError, asyncssh.Error, OSError) as exc:
-            say(tr("Could not open a connection to the desktop: {problem}", problem=exc))
+            say(
+                tr(
+                    "Could not open a connection to the desktop: {problem}",
+                    problem=channel_problem(exc),
+                )
+            )
             bridge.close()
 
     def drop_connections(self) -> None:
@@ -822,6 +828,25 @@ def connection_problem(exc: BaseException) -> str:
     if isinstance(exc, httpx.ConnectError):
         return tr("the broker cannot be reached")
     return str(exc) or type(exc).__name__
+
+
+def channel_problem(exc: BaseException) -> str:
+    """Why a connection to the desktop could not be opened, for the person to
+    read: the gateway's reasons they meet in their language (it speaks English),
+    and the wait for a tunnel that was down (a TimeoutError says nothing)."""
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        words = {
+            reasons.DESKTOP_SILENT: tr("your desktop does not answer"),
+            reasons.DESKTOP_GONE: tr(
+                "your desktop's server no longer reports it; run vdi-connect again later"
+            ),
+            reasons.SESSION_ENDED: tr("your session has ended"),
+            reasons.CANNOT_OPEN: tr("the broker cannot open your tunnel right now"),
+        }
+        return words.get(exc.reason, exc.reason)
+    if isinstance(exc, TimeoutError):
+        return tr("the connection to the gateway is not back yet")
+    return connection_problem(exc)
 
 
 async def connect_fresh(broker: Broker, session_id: str) -> tuple[Details, Any]:

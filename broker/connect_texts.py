@@ -147,6 +147,17 @@ GERMAN: dict[str, str] = {
         "Die Verbindung zum Gateway ist abgerissen; verbinde neu ..."
     ),
     "the broker cannot check tickets right now": "der Broker kann Tickets gerade nicht prüfen",
+    "your desktop does not answer": "Ihr Desktop antwortet nicht",
+    "your desktop's server no longer reports it; run vdi-connect again later": (
+        "der Server Ihres Desktops meldet ihn nicht mehr; starten Sie vdi-connect später erneut"
+    ),
+    "your session has ended": "Ihre Sitzung ist beendet",
+    "the broker cannot open your tunnel right now": (
+        "der Broker kann Ihren Tunnel gerade nicht öffnen"
+    ),
+    "the connection to the gateway is not back yet": (
+        "die Verbindung zum Gateway steht noch nicht wieder"
+    ),
     "the broker did not answer in time": "der Broker hat nicht rechtzeitig geantwortet",
     "the broker cannot be reached": "der Broker ist nicht erreichbar",
     "Reconnecting failed ({problem}); next try in {seconds} s.": (

@@ -25,6 +25,7 @@ import asyncssh
 from asyncssh import ChannelOpenError
 
 from broker.config import Settings
+from broker.gateway.reasons import CANNOT_CHECK, NO_SESSIONS, ONLY_YOUR_DESKTOP
 from broker.net import source_key
 from broker.store.db_errors import database_down, driver_error
 
@@ -36,13 +37,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROHIBITED = asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
-NO_SESSIONS = "This gateway only forwards to your desktop: no shell, commands or file transfer."
-ONLY_YOUR_DESKTOP = "This gateway only forwards to your desktop."
-SESSION_ENDED = "Your session has ended."
-DESKTOP_GONE = "Your desktop's host no longer reports it; ask for a desktop again later."
-# Sent as the reason of the disconnect (OpenSSH prints it; vdi-connect says it in
-# the user's language and tries again).
-CANNOT_CHECK = "The broker cannot check tickets right now; try again in a minute."
 
 KEX_ALGS = [
     "mlkem768x25519-sha256",

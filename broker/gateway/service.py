@@ -33,15 +33,15 @@ import asyncssh
 from broker.gateway import hostkey, store, tickets
 from broker.gateway.bridge import Bridge
 from broker.gateway.policy import ForwardRules, may_forward
-from broker.gateway.server import (
+from broker.gateway.reasons import (
+    CANNOT_OPEN,
+    CLOSED_WHILE_OPENING,
     DESKTOP_GONE,
+    DESKTOP_SILENT,
     ONLY_YOUR_DESKTOP,
-    PROHIBITED,
     SESSION_ENDED,
-    GatewayConnection,
-    Grant,
-    server_options,
 )
+from broker.gateway.server import PROHIBITED, GatewayConnection, Grant, server_options
 from broker.gateway.slowdown import FailureDelays, may_start
 from broker.gateway.tunnels import (
     STALE_AFTER_INTERVALS,
@@ -248,9 +248,7 @@ class Gateway:
                 connection.source_ip,
                 exc,
             )
-            raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_CONNECT_FAILED, "The broker cannot open your tunnel right now."
-            ) from None
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, CANNOT_OPEN) from None
         finally:
             # Refused or failed: untracked (registered ones are recorded as closed).
             if not tunnel.registered:
@@ -290,9 +288,7 @@ class Gateway:
                 tunnel.destination,
                 exc,
             )
-            raise asyncssh.ChannelOpenError(
-                asyncssh.OPEN_CONNECT_FAILED, "Your desktop does not answer."
-            ) from None
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, DESKTOP_SILENT) from None
         _gone_meanwhile(tunnel)
         try:
             registered = await self._register(tunnel, target.desktop)
@@ -301,7 +297,7 @@ class Gateway:
             raise
         if not registered:
             tunnel.close("session_ended")
-            raise asyncssh.ChannelOpenError(PROHIBITED, "Your session has ended.")
+            raise asyncssh.ChannelOpenError(PROHIBITED, SESSION_ENDED)
         tunnel.registered = True
         self.tunnels.add(tunnel)
         self.rt.telemetry.gateway_tunnels = len(self.tunnels)
@@ -483,9 +479,7 @@ def _gone_meanwhile(tunnel: Tunnel) -> None:
     """Stop opening a tunnel whose bridge closed during an await: its client's
     connection dropped (connection_lost closed it) or its desktop hung up."""
     if tunnel.bridge.closed:
-        raise asyncssh.ChannelOpenError(
-            asyncssh.OPEN_CONNECT_FAILED, "The connection closed while it was opened."
-        )
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, CLOSED_WHILE_OPENING)
 
 
 async def purge_stale_tunnels(rt: Runtime) -> int:

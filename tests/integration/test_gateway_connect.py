@@ -25,7 +25,7 @@ import asyncssh
 import pytest
 from sqlalchemy import func, select
 
-from agent.protocol import PowerState
+from agent.protocol import ActionKind, PowerState
 from broker.clock import FakeClock, SystemClock
 from broker.config import load_settings
 from broker.connect import (
@@ -35,9 +35,11 @@ from broker.connect import (
     INTERRUPTED,
     NO_DESKTOP,
     Broker,
+    LocalForward,
     Stop,
     first_connect,
     open_ssh,
+    use_language,
     wait_ready,
 )
 from broker.hosts import service as hosts
@@ -52,6 +54,7 @@ from tests.support.gateway import (
     echo,
     gateway_rig,
     gateway_settings,
+    refused_locally,
     rig_fixture,
     ssh_client,
     until,
@@ -633,6 +636,34 @@ async def test_waits_while_the_desktop_starts(rig: Rig) -> None:
     ready = await waiting
     assert ready.session_id == answer["session"]["id"]
     assert ready.fingerprint == rig.rt.gateway_fingerprint and ready.ticket
+
+
+async def test_a_desktop_that_stops_answering_is_said_in_the_desktops_language(
+    rig: Rig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The desktop client connects while the desktop is down (its host failed,
+    it restarts): a German desktop was told "Die Verbindung zum Desktop ließ
+    sich nicht öffnen: Your desktop does not answer.", the gateway's English."""
+    who = await staff(rig.rt, "maria")
+    rig.client.headers["cookie"] = who["cookie"]
+    broker = Broker(rig.client, "https://testserver/")
+    broker.csrf = who["X-CSRF-Token"]
+    d = await wait_ready(broker, await broker.request("Finanzen"), wait_s=5)
+    assert d.desktop is not None
+    await rig.hv.perform(ActionKind.STOP, d.desktop)  # the broker has not heard yet
+    forward = LocalForward(0)
+    await forward.start()
+    conn = await open_ssh(d)
+    use_language("de")
+    try:
+        forward.use(conn, (d.desktop_address, d.desktop_port))
+        assert await refused_locally(forward.port)
+    finally:
+        use_language(None)
+        await forward.close()
+        conn.close()
+    said = capsys.readouterr().out
+    assert "Die Verbindung zum Desktop ließ sich nicht öffnen: Ihr Desktop antwortet nicht" in said
 
 
 async def test_a_gateway_that_stays_away_ends_with_the_gateway_code(

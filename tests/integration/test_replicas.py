@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from broker.clock import FakeClock, SystemClock
 from broker.config import load_settings
 from broker.domain import Role
-from broker.gateway.server import CANNOT_CHECK
+from broker.gateway.reasons import CANNOT_CHECK
 from broker.runtime import open_runtime
 from broker.store.tables import AuditEvent, Session
 from tests.support.accounts import PASSWORD, add_user

@@ -14,6 +14,7 @@ import pytest
 
 from broker import connect
 from broker.connect import (
+    channel_problem,
     connection_problem,
     ended_text,
     login_problem,
@@ -117,6 +118,9 @@ def test_a_german_desktop_gets_german_words_with_their_values() -> None:
     assert ended_text({"end_reason": "moon_phase"}) == (
         "Ihre Desktop-Sitzung ist beendet (moon_phase)."
     )
+    # A local connection that waited in vain for the tunnel to come back said
+    # "Could not open a connection to the desktop: " and nothing more.
+    assert channel_problem(TimeoutError()) == "die Verbindung zum Gateway steht noch nicht wieder"
     assert unknown_pool_text("Bauhoff", ["Bauhof", "Finanzen"]) == (
         "Es gibt keinen Pool Bauhoff. Pools, die Sie nutzen dürfen: Bauhof, Finanzen"
     )
