@@ -38,6 +38,9 @@ class Bridge(asyncssh.SSHTCPSession[bytes]):
         self._started = False
         self._closed = False
         self._on_close = on_close
+        # The SSH connection went away under the channel (dropped, timed out,
+        # hung up with the channel open), rather than the channel being closed.
+        self.dropped = False
 
     @property
     def closed(self) -> bool:
@@ -83,6 +86,9 @@ class Bridge(asyncssh.SSHTCPSession[bytes]):
             self._transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # asyncssh passes why when the whole connection is lost, None when only
+        # the channel was closed.
+        self.dropped = exc is not None
         self.close()
 
     # -- the socket's side (called by _SocketSide) -------------------------------------

@@ -391,7 +391,7 @@ class Gateway:
             user=tunnel.user,
             source_ip=tunnel.source_ip,
             destination=tunnel.destination,
-            reason=tunnel.close_reason or "closed",
+            reason=tunnel.end_reason,
             duration_s=time.monotonic() - tunnel.opened_mono,
             bytes_up=tunnel.up,
             bytes_down=tunnel.down,

@@ -53,6 +53,14 @@ class Tunnel:
         """Desktop to client."""
         return self.bridge.from_socket
 
+    @property
+    def end_reason(self) -> str:
+        """Why it closed, for the audit: the gateway's reason if it closed it,
+        else whether the client's connection was lost or the tunnel closed."""
+        if self.close_reason is not None:
+            return self.close_reason
+        return "client_disconnected" if self.bridge.dropped else "closed"
+
     def close(self, reason: str) -> None:
         if self.close_reason is None:
             self.close_reason = reason

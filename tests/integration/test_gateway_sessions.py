@@ -25,6 +25,7 @@ from broker.store.tables import Desktop, GatewayTunnel, Host, Session
 from tests.support.fleet import staff
 from tests.support.gateway import (
     Rig,
+    TcpProxy,
     echo,
     gateway_rig,
     gateway_settings,
@@ -56,6 +57,39 @@ async def test_an_admin_revoke_closes_the_tunnel_within_five_seconds(rig: Rig) -
     closed = await until(lambda: rig.audit("tunnel_closed"))
     assert closed[0].result == "session_ended"
     assert await rig.state(answer) == "ended"  # not overwritten by "disconnected"
+
+
+async def test_a_dropped_client_is_audited_as_such(rig: Rig) -> None:
+    """A client whose network drops (Wi-Fi change, sleep) leaves its tunnel as
+    client_disconnected, as docs/gateway.md says, not as an ordinary close: the
+    channels learnt of the loss before the connection did, and said "closed"."""
+    answer = await rig.desktop_for("maria")
+    proxy = await TcpProxy(rig.port).start()
+    try:
+        c = answer["connect"]
+        conn = await ssh_client(proxy.port, c["user"], c["ticket"])
+        reader, writer = await conn.open_connection(c["desktop_address"], c["desktop_port"])
+        writer.write(b"working")
+        assert await reader.readexactly(7) == b"working"
+        proxy.drop()
+        closed = await until(lambda: rig.audit("tunnel_closed"))
+        assert closed[0].result == "client_disconnected"
+        conn.close()
+    finally:
+        await proxy.close()
+    # Closed by the client, the tunnel is just that.
+    answer = await rig.fresh(answer)
+    c = answer["connect"]
+    async with ssh_client(rig.port, c["user"], c["ticket"]) as conn:
+        reader, writer = await conn.open_connection(c["desktop_address"], c["desktop_port"])
+        writer.write(b"done")
+        assert await reader.readexactly(4) == b"done"
+        writer.close()
+
+        async def both() -> list[str]:
+            return [e.result for e in await rig.audit("tunnel_closed")][1:]
+
+        assert await until(both) == ["closed"]
 
 
 async def test_idle_tunnels_close(tmp_path: Path, sqlite_url: str, clock: FakeClock) -> None:
