@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
+import errno
 import getpass
 import locale
 import os
@@ -673,11 +674,17 @@ class LocalForward:
         try:
             self._server = await loop.create_server(self._accept, "127.0.0.1", self.wanted_port)
         except OSError as exc:
+            problem = str(exc)
+            if exc.errno == errno.EADDRINUSE:
+                problem = tr(
+                    "another program uses it (is vdi-connect running already?); choose "
+                    "another port or leave out --local-port"
+                )
             raise Stop(
                 tr(
                     "Cannot listen on 127.0.0.1:{port}: {problem}",
                     port=self.wanted_port,
-                    problem=exc,
+                    problem=problem,
                 ),
                 BAD_INPUT,
             ) from None
@@ -979,6 +986,17 @@ async def session_loop(
 
 async def run(args: argparse.Namespace) -> int:
     check_url(args.url)
+    forward = LocalForward(args.local_port)
+    # Before the questions: a local port that is taken must not cost a code, a
+    # desktop and a licence (and a wait for the next code).
+    await forward.start()
+    try:
+        return await _connect(args, forward)
+    finally:
+        await forward.close()
+
+
+async def _connect(args: argparse.Namespace, forward: LocalForward) -> int:
     password, code = read_secrets(args)
     factor = second_factor(code)
     base = args.url.rstrip("/")
@@ -989,14 +1007,12 @@ async def run(args: argparse.Namespace) -> int:
         say(tr("Logging in to {base} as {user} ...", base=base, user=args.user))
         await broker.login(args.user, password, factor)
         keepalive = asyncio.create_task(_keep_login_alive(broker))
-        forward = LocalForward(args.local_port)
         conn: Any = None
         try:
             ask = ask_pool if sys.stdin.isatty() and not args.password_stdin else None
             pool = choose_pool(args.pool, await broker.desktops(), ask)
             say(tr("Asking for a desktop in pool {pool} ...", pool=pool))
             d = await wait_ready(broker, await broker.request(pool), args.wait)
-            await forward.start()
             d, conn = await first_connect(broker, d)
             say(tr("Gateway host key verified: {fingerprint}", fingerprint=d.fingerprint))
             forward.use(conn, (d.desktop_address, d.desktop_port))

@@ -117,6 +117,11 @@ GERMAN: dict[str, str] = {
     "Cannot listen on 127.0.0.1:{port}: {problem}": (
         "Port 127.0.0.1:{port} lässt sich nicht öffnen: {problem}"
     ),
+    "another program uses it (is vdi-connect running already?); choose another port or "
+    "leave out --local-port": (
+        "ein anderes Programm nutzt ihn (läuft vdi-connect schon?); wählen Sie einen anderen "
+        "Port oder lassen Sie --local-port weg"
+    ),
     "Could not open a connection to the desktop: {problem}": (
         "Die Verbindung zum Desktop ließ sich nicht öffnen: {problem}"
     ),

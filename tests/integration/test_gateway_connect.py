@@ -14,6 +14,7 @@ import pty
 import re
 import select as io_select
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -743,4 +744,17 @@ def test_a_broker_address_without_https_is_bad_input(url: str) -> None:
     assert proc.returncode == BAD_INPUT, proc.stderr
     assert "The broker's address begins with https://" in proc.stderr
     assert f"not {url}." in proc.stderr
+    assert "Logging in" not in proc.stdout
+
+
+def test_a_local_port_in_use_is_said_before_the_login() -> None:
+    """A taken --local-port (vdi-connect running already) was found only after
+    the login and the request for a desktop: the code spent, a licence taken."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = connect_without_broker("--local-port", str(port))
+    assert proc.returncode == BAD_INPUT, proc.stderr
+    assert f"Cannot listen on 127.0.0.1:{port}: another program uses it" in proc.stderr
     assert "Logging in" not in proc.stdout
