@@ -832,7 +832,8 @@ def connection_problem(exc: BaseException) -> str:
     # httpx names these by class only ("ReadTimeout"), in English.
     if isinstance(exc, httpx.TimeoutException):
         return tr("the broker did not answer in time")
-    if isinstance(exc, httpx.ConnectError):
+    # Also a broker that went away in mid-request (restarting): "ReadError".
+    if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
         return tr("the broker cannot be reached")
     return str(exc) or type(exc).__name__
 

@@ -142,6 +142,14 @@ def test_connection_problems_are_said_in_the_persons_language() -> None:
     assert connection_problem(httpx.ConnectError("[Errno 111] Connection refused")) == (
         "der Broker ist nicht erreichbar"
     )
+    # A broker that went away in mid-request (restarting) said "ReadError".
+    assert connection_problem(httpx.ReadError("")) == "der Broker ist nicht erreichbar"
+    assert (
+        connection_problem(
+            httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        )
+        == "der Broker ist nicht erreichbar"
+    )
 
 
 def test_an_unknown_pool_is_answered_with_the_pools_one_may_use() -> None:
