@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from broker.cli import build_parser
-from broker.config import unknown_variables
+from broker.config import load_settings, unknown_variables
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 GUIDES = ["operations.md", "security.md", "nginx.md", "runbooks.md"]
@@ -86,3 +86,17 @@ def test_every_setting_variable_the_docs_and_examples_name_exists() -> None:
     named = {v for p in places for v in re.findall(r"\bVDI_[A-Z0-9_]*[A-Z0-9]", p.read_text())}
     assert "VDI_DATABASE_URL" in named
     assert unknown_variables(dict.fromkeys(named, "")) == []
+
+
+def test_the_broker_environment_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd/broker.env.example, as systemd's EnvironmentFile= reads it, makes
+    valid settings: a value in a shape the settings refuse would stop the service."""
+    example = DOCS.parent / "systemd" / "broker.env.example"
+    for line in example.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            monkeypatch.setenv(name, value)
+    settings = load_settings(None)
+    assert settings.effective_database_url.startswith("postgresql+asyncpg://")
+    assert settings.metrics_networks == ["10.20.0.0/24"]
+    assert settings.totp_issuer == "Stadt Musterstadt"
