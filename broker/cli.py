@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from sqlalchemy.engine import make_url
 
 from broker import __version__, fleet
@@ -947,6 +948,12 @@ def check_text(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             parser.error(f"'{shown}' is not UTF-8 text; {NOT_UTF8}")
 
 
+JSON_VALUES = (
+    'lists and tables in VDI_* variables are JSON: ["a", "b"] or {"key": "value"} '
+    "(networks may also be separated by commas)"
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -971,6 +978,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ValidationError as exc:
         print(f"error: invalid configuration:\n{describe_invalid(exc)}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:
+        # A VDI_* variable for a list or table that is not JSON (the settings
+        # source names the setting, not the value).
+        print(f"error: invalid configuration: {exc}; {JSON_VALUES}", file=sys.stderr)
         return 2
     except (KeyFileError, ConfigFileError, UnknownVariable, DirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, get_origin
+from typing import Annotated, Any, Literal, get_origin
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -84,6 +86,19 @@ class LdapSettings(BaseModel):
     timeout_s: float = Field(5.0, gt=0)
 
 
+NETWORK_SETTINGS = (
+    "trusted_proxies",
+    "metrics_networks",
+    "gateway_denied_networks",
+    "gateway_desktop_networks",
+)
+# Networks in CIDR form. In an environment file they are written as a list
+# separated by commas ("10.20.0.0/24, 10.30.0.0/24") or as a JSON list; TOML
+# gives a list. NoDecode: the settings source hands the text over as it is,
+# where it would otherwise take it for JSON and fail on anything else.
+Networks = Annotated[list[str], NoDecode]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VDI_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -97,12 +112,12 @@ class Settings(BaseSettings):
     public_url: str | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    trusted_proxies: list[str] = []
+    trusted_proxies: Networks = []
     # Who may read /metrics (the caller's address as trusted_proxies resolve it).
     # The figures say who works where (sessions per department and pool), so
     # they are for the monitoring network, not the internet the portal faces.
     # Default: loopback and the private ranges; ["0.0.0.0/0", "::/0"] opens it.
-    metrics_networks: list[str] = list(PRIVATE_NETWORKS)
+    metrics_networks: Networks = list(PRIVATE_NETWORKS)
 
     gateway_enabled: bool = True
     gateway_host: str = "127.0.0.1"
@@ -145,11 +160,11 @@ class Settings(BaseSettings):
     gateway_allow_loopback: bool = False
     # Networks the gateway never forwards to, whatever an agent reports (the
     # database, management networks): ["10.0.9.0/24"].
-    gateway_denied_networks: list[str] = []
+    gateway_denied_networks: Networks = []
     # When set, the only networks the gateway forwards to: the desktop networks.
     # An agent's report names its desktops' addresses; with this, even a
     # compromised host cannot send users' tunnels elsewhere: ["10.20.0.0/22"].
-    gateway_desktop_networks: list[str] = []
+    gateway_desktop_networks: Networks = []
     ticket_ttl_s: float = Field(60.0, gt=0, le=600)
 
     cookie_secure: bool = True
@@ -240,9 +255,17 @@ class Settings(BaseSettings):
                 ) from exc
         return value
 
-    @field_validator(
-        "trusted_proxies", "metrics_networks", "gateway_denied_networks", "gateway_desktop_networks"
-    )
+    @field_validator(*NETWORK_SETTINGS, mode="before")
+    @classmethod
+    def _network_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)  # a JSONDecodeError is a ValueError: a clear error
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    @field_validator(*NETWORK_SETTINGS)
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         import ipaddress

@@ -334,6 +334,23 @@ def test_a_mistyped_setting_variable_is_refused_not_ignored(env: dict[str, str])
     )
 
 
+def test_list_settings_in_the_environment_as_an_env_file_writes_them(
+    env: dict[str, str],
+) -> None:
+    """VDI_METRICS_NETWORKS=10.20.0.0/24, as one writes it in broker.env, was
+    taken for JSON and stopped every command (and the service) with a traceback.
+    Networks may be separated by commas; other lists and tables stay JSON, and a
+    value that is not is one line."""
+    assert vdi_broker("db", "upgrade", env=env).returncode == 0
+    networks = {"VDI_METRICS_NETWORKS": "10.20.0.0/24, 10.30.0.0/24"}
+    assert vdi_broker("status", env={**env, **networks}).returncode == 0
+    table = vdi_broker("status", env={**env, "VDI_POOL_RULES": "vdi-fin-.*=Finanzen"})
+    assert table.returncode == 2 and "Traceback" not in table.stderr
+    assert table.stderr.startswith(
+        'error: invalid configuration: error parsing value for field "pool_rules"'
+    )
+
+
 def test_an_unreachable_database_is_one_line_not_a_traceback(env: dict[str, str]) -> None:
     """No server listens on the port: the command says where it looked, without
     the password, and exits 2 like every other refusal."""

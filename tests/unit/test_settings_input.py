@@ -73,3 +73,30 @@ def test_a_variable_that_sets_nothing_is_named_with_the_setting_meant() -> None:
         "VDI_HTTP_PROT is not a setting (did you mean VDI_HTTP_PORT?)",
         "VDI_LOAD_INDEX__CPU_WEIGHT is not a setting (did you mean VDI_LOAD_INDEX__CPU_IDLE?)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("10.20.0.0/24", ["10.20.0.0/24"]),
+        ("10.20.0.0/24, 10.30.0.0/24", ["10.20.0.0/24", "10.30.0.0/24"]),
+        ('["10.20.0.0/24", "fd00::/8"]', ["10.20.0.0/24", "fd00::/8"]),
+        ("", []),
+    ],
+)
+def test_networks_in_the_environment_are_a_list_separated_by_commas_or_json(
+    monkeypatch: pytest.MonkeyPatch, written: str, read: list[str]
+) -> None:
+    monkeypatch.setenv("VDI_METRICS_NETWORKS", written)
+    monkeypatch.setenv("VDI_GATEWAY_DESKTOP_NETWORKS", written)
+    settings = Settings()
+    assert settings.metrics_networks == settings.gateway_desktop_networks == read
+
+
+def test_a_network_list_that_is_broken_json_is_a_settings_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VDI_TRUSTED_PROXIES", '["10.0.0.1/32"')
+    with pytest.raises(ValidationError) as invalid:
+        Settings()
+    assert describe_invalid(invalid.value).startswith("  trusted_proxies: ")
