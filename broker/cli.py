@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import getpass
 import json
 import logging
@@ -49,7 +48,7 @@ from broker.store.backup import backup_sqlite
 from broker.store.db import sqlite_file
 from broker.store.db_errors import database_down, driver_error, login_refused
 from broker.store.tables import Session
-from broker.text import encodable
+from broker.text import comma_separated, did_you_mean, encodable
 from broker.users import service as users
 
 Handler = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
@@ -119,11 +118,7 @@ def subject(args: argparse.Namespace) -> tuple[str, str]:
 
 def _with_close_matches(unknown: Iterable[str], known: set[str]) -> str:
     """The names, each with the known one it is most likely a typo of."""
-    shown = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, sorted(known), n=1)
-        shown.append(f"{name} (did you mean {close[0]}?)" if close else name)
-    return ", ".join(shown)
+    return ", ".join(name + did_you_mean(name, known) for name in unknown)
 
 
 def unknown_departments_note(named: Iterable[str], known: set[str]) -> str | None:
@@ -263,7 +258,7 @@ async def user_reset_totp(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def pool_add(rt: Runtime, args: argparse.Namespace) -> int:
-    departments = [d.strip() for d in (args.departments or "").split(",") if d.strip()]
+    departments = comma_separated(args.departments or "")
     if args.departments is not None and not departments:
         # `--departments ""` or `,,`: meant to restrict, would open to everybody.
         raise InvalidInput("--departments names no department.")

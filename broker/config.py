@@ -13,7 +13,6 @@ environment.
 from __future__ import annotations
 
 import contextvars
-import difflib
 import json
 import os
 import tomllib
@@ -32,6 +31,7 @@ from pydantic_settings import (
 
 from broker.gateway.slowdown import MAX_AUTH_DELAY_S
 from broker.net import PRIVATE_NETWORKS
+from broker.text import comma_separated, did_you_mean
 
 # OWASP ASVS 5 / OWASP password storage cheat sheet minimum for argon2id.
 ARGON2_MIN_MEMORY_KIB = 19456
@@ -263,7 +263,7 @@ class Settings(BaseSettings):
         text = value.strip()
         if text.startswith("["):
             return json.loads(text)  # a JSONDecodeError is a ValueError: a clear error
-        return [part.strip() for part in text.split(",") if part.strip()]
+        return comma_separated(text)
 
     @field_validator(*NETWORK_SETTINGS)
     @classmethod
@@ -387,9 +387,7 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
             continue
         if any(upper.startswith(t) for t in tables):
             continue
-        close = difflib.get_close_matches(upper, names, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        lines.append(f"{variable} is not a setting{hint}")
+        lines.append(f"{variable} is not a setting{did_you_mean(upper, names)}")
     return lines
 
 

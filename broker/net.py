@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
+from broker.text import comma_separated
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -45,7 +47,7 @@ def client_ip(
     of X-Forwarded-For (hops to the left of it could be forged by the client)."""
     if peer is None or not forwarded_for or not in_networks(peer, trusted):
         return peer
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    hops = comma_separated(forwarded_for)
     for hop in reversed(hops):
         if not in_networks(hop, trusted):
             try:

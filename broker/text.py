@@ -1,6 +1,10 @@
-"""Text from outside: what UTF-8 can hold."""
+"""Text from outside: whether UTF-8 can hold it, lists written with commas, and
+the name a mistyped one was likely meant to be."""
 
 from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 def encodable(value: str) -> bool:
@@ -14,3 +18,16 @@ def encodable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def comma_separated(text: str) -> list[str]:
+    """The items of a list written with commas ("a, b,,c"): trimmed, empty ones
+    left out."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """ " (did you mean X?)" for the known name `name` is most likely a typo of,
+    else ""."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
