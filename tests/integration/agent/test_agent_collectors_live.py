@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import psutil
@@ -23,7 +24,12 @@ def test_cpu_live() -> None:
     first = cpu.collect()
     assert first["cpu_utilization_ratio"] is None
     assert first["cpus"] == os.cpu_count()
-    sum(i * i for i in range(200_000))  # let some CPU time pass
+    # Busy for 50 ms of wall time: /proc/stat counts in 10 ms ticks, and a fixed
+    # amount of work once took less than one tick in a fast moment, so no time
+    # had passed between the samples (None).
+    deadline = time.monotonic() + 0.05
+    while time.monotonic() < deadline:
+        pass
     ratio = cpu.collect()["cpu_utilization_ratio"]
     assert ratio is not None and 0.0 <= ratio <= 1.0
 
