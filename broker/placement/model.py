@@ -100,6 +100,10 @@ class Snapshot:
     # False when desktops were read only for the best-ranked hosts (see
     # broker.sessions.snapshot); a decision that needs more asks for all.
     complete: bool = True
+    # The accepting hosts ranked for this request (place.rank_hosts), when the
+    # builder has ranked them already: ranking every host is most of the work
+    # a decision takes, so it is done once.
+    ranking: Sequence[tuple[HostView, float]] | None = None
 
 
 def group_by_host(desktops: Iterable[DesktopView]) -> dict[int, list[DesktopView]]:

@@ -49,7 +49,9 @@ def place(req: Request, snap: Snapshot, policy: Policy) -> Decision:
         return _own_desktop(own, snap)
 
     claim = pool.type is PoolType.PERSISTENT
-    ranked = rank_hosts(req, snap.hosts.values(), policy)
+    ranked = snap.ranking
+    if ranked is None:
+        ranked = rank_hosts(req, snap.hosts.values(), policy)
     for host, score in ranked:
         for d in snap.desktops_by_host.get(host.id, ()):
             if filters.desktop_ready(d) and filters.desktop_free_for(d, pool, req.user.id):

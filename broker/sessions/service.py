@@ -351,7 +351,11 @@ async def _try_request(
         # Home requests of a capped department wait for each other (PostgreSQL;
         # SQLite's write transactions run one at a time anyway).
         policy = await snapshot.load_policy(
-            conn, rt.settings, me, lock_department=mode is WorkMode.HOME and not rt.db.is_sqlite
+            conn,
+            rt.settings,
+            me,
+            lock_department=mode is WorkMode.HOME and not rt.db.is_sqlite,
+            reserve=pool.priority_reserve > 0,
         )
         req = Request(me, mode, now)
         per_host = await rt.pool_desktops.get(

@@ -205,6 +205,11 @@ _POOL_DESKTOPS = (
 _NO_DESKTOPS = PoolDesktops(0, 0)
 
 
+# How many of the best-ranked hosts with room the first read looks at.
+FIRST_READ_HOSTS = 4
+_FIRST_READ_PARAMS = tuple(f"host{i}" for i in range(FIRST_READ_HOSTS))
+
+
 def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:
     """The first free ready and the first free startable desktop (by name) of
     each host, for all hosts or for the hosts in the `hosts` parameter."""
@@ -221,7 +226,9 @@ def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:
     if persistent:
         free.append(_desktops.c.assigned_user_id.is_(None))
     if some_hosts:
-        free.append(_desktops.c.host_id.in_(bindparam("hosts", expanding=True)))
+        # One parameter per host, not an expanding list: the statement's text
+        # stays the same, so it is not rendered anew for every request.
+        free.append(_desktops.c.host_id.in_([bindparam(p) for p in _FIRST_READ_PARAMS]))
     ranked = (
         select(
             *_DESKTOP_COLUMNS,
@@ -247,9 +254,6 @@ _CANDIDATES = {
     for persistent in (False, True)
     for some in (False, True)
 }
-# How many of the best-ranked hosts with room the first read looks at.
-FIRST_READ_HOSTS = 4
-
 _OWN_DESKTOP = select(
     *_DESKTOP_COLUMNS,
     _open_on_desktop.label("busy"),
@@ -423,10 +427,13 @@ async def build_snapshot(
         room[host_id] = pool_desktops.total > pool_sessions
     persistent = pool.type is PoolType.PERSISTENT
     params: dict[str, Any] = {"pool_id": pool.id}
+    ranking = None
     if not complete:
-        params["hosts"] = [h.id for h, _ in rank_hosts(req, hosts.values(), policy) if room[h.id]][
-            :FIRST_READ_HOSTS
-        ]
+        ranking = rank_hosts(req, hosts.values(), policy)
+        best = [h.id for h, _ in ranking if room[h.id]][:FIRST_READ_HOSTS]
+        # Fewer hosts than parameters: NULL matches no host.
+        padded = best + [None] * (FIRST_READ_HOSTS - len(best))
+        params.update(zip(_FIRST_READ_PARAMS, padded, strict=True))
     by_host: dict[int, list[DesktopView]] = {}
     for row in (await conn.execute(_CANDIDATES[(persistent, not complete)], params)).all():
         by_host.setdefault(row.host_id, []).append(_desktop(row))
@@ -457,14 +464,22 @@ async def build_snapshot(
         department_remote_staff=remote,
         requester_at_home=at_home,
         department_staff=staff,
+        ranking=ranking,
     )
 
 
 async def load_policy(
-    conn: Executor, settings: Settings, user: UserView, *, lock_department: bool = False
+    conn: Executor,
+    settings: Settings,
+    user: UserView,
+    *,
+    lock_department: bool = False,
+    reserve: bool = True,
 ) -> Policy:
     """The policies that govern the user. With `lock_department`, the department's
-    cap row, if it has a cap, is locked (see _DEPARTMENT_FOR_UPDATE)."""
+    cap row, if it has a cap, is locked (see _DEPARTMENT_FOR_UPDATE). Without
+    `reserve` (the pool keeps no priority reserve) the priority classes are not
+    read: nothing else asks whether the user is priority staff."""
     query = _DEPARTMENT_FOR_UPDATE if lock_department else _DEPARTMENT
     dept = (await conn.execute(query, {"department": user.department})).first()
     cap = None
@@ -475,7 +490,9 @@ async def load_policy(
     ).all()
     mine = [_window(r) for r in rows if r.scope == "user"]
     theirs = [_window(r) for r in rows if r.scope == "department"]
-    classes = frozenset((await conn.scalars(_PRIORITY_CLASSES)).all())
+    classes: frozenset[str] = frozenset()
+    if reserve and user.priority_class is not None:
+        classes = frozenset((await conn.scalars(_PRIORITY_CLASSES)).all())
     return Policy(
         load=settings.load_index,
         timezone=ZoneInfo(settings.timezone),
