@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import Update, and_, bindparam, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -33,7 +33,7 @@ from broker.fleet import PoolInfo
 from broker.gateway import tickets
 from broker.hosts import actions
 from broker.placement.filters import entitlement
-from broker.placement.model import Assign, PoolView, Refuse, Request
+from broker.placement.model import PoolView, Refuse, Request
 from broker.placement.place import could_do_better, place
 from broker.placement.refusals import message, unknown_pool
 from broker.runtime import Runtime
@@ -92,19 +92,33 @@ _OPEN_IN_POOL = _INFO.where(
     _sessions.c.pool_id == bindparam("pool_id"),
     SESSION_OPEN,
 )
-# What the answer needs of the desktop comes back with the update: no re-read.
-_TAKE = (
-    update(_desktops)
-    .where(_desktops.c.id == bindparam("desktop_id"))
-    .values(idle_since=None)
-    .returning(_desktops.c.name, _desktops.c.address, _desktops.c.port)
-)
-_CLAIM = _TAKE.values(assigned_user_id=bindparam("user_id"))
-_LOCK_DESKTOP = (
+# PostgreSQL: the chosen desktop's row lock, or nothing if another transaction
+# holds it (then placement runs again). SQLite holds the write lock already.
+_LOCKED_DESKTOP = (
     select(_desktops.c.id)
     .where(_desktops.c.id == bindparam("desktop_id"))
     .with_for_update(skip_locked=True)
+    .scalar_subquery()
 )
+
+
+def _take_query(claim: bool, lock: bool) -> Update:
+    """Taking the chosen desktop: its lock (`lock`), its idle clock stopped, and
+    for a persistent pool (`claim`) its owner set, in one statement. What the
+    answer needs of the desktop comes back with it: no re-read."""
+    chosen = _LOCKED_DESKTOP if lock else bindparam("desktop_id")
+    query = (
+        update(_desktops)
+        .where(_desktops.c.id == chosen)
+        .values(idle_since=None)
+        .returning(_desktops.c.name, _desktops.c.address, _desktops.c.port)
+    )
+    return query.values(assigned_user_id=bindparam("user_id")) if claim else query
+
+
+_TAKE = {
+    (claim, lock): _take_query(claim, lock) for claim in (False, True) for lock in (False, True)
+}
 _INSERT_SESSION = _sessions.insert()
 _TOUCH = (
     update(_sessions)
@@ -389,8 +403,14 @@ async def _try_request(
             decision = place(req, snap, policy)
         if isinstance(decision, Refuse):
             raise Refused(decision, language, pool.name, user.name)
-        if not await _lock_desktop(rt, conn, decision):
-            return None
+        desktop = (
+            await conn.execute(
+                _TAKE[(decision.claim, not rt.db.is_sqlite)],
+                {"desktop_id": decision.desktop_id, "user_id": user.id},
+            )
+        ).first()
+        if desktop is None:
+            return None  # another request holds the desktop
         session_id = str(uuid.uuid4())
         state = SessionState.PENDING if decision.start else SessionState.ACTIVE
         await conn.execute(
@@ -412,12 +432,6 @@ async def _try_request(
                 "last_activity_at": now,
             },
         )
-        desktop = (
-            await conn.execute(
-                _CLAIM if decision.claim else _TAKE,
-                {"desktop_id": decision.desktop_id, "user_id": user.id},
-            )
-        ).one()
         info = SessionInfo(
             id=session_id,
             user=user.name,
@@ -475,15 +489,6 @@ async def _audit_refusal(rt: Runtime, refused: Refused) -> None:
             result=refused.refusal.code.value,
             detail={"pool": refused.pool, "reason": refused.refusal.reason or None},
         )
-
-
-async def _lock_desktop(rt: Runtime, conn: Executor, decision: Assign) -> bool:
-    """PostgreSQL: take the chosen desktop's row lock, skipping it if another
-    transaction holds it (then place again). SQLite holds the write lock already."""
-    if rt.db.is_sqlite:
-        return True
-    locked = await conn.scalar(_LOCK_DESKTOP, {"desktop_id": decision.desktop_id})
-    return locked is not None
 
 
 async def _reconnect(rt: Runtime, conn: Executor, row: Row[Any], now: dt.datetime) -> Outcome:
