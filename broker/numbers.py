@@ -4,6 +4,9 @@ command line."""
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
 
 # ASCII digits only: int() also reads other scripts' digits ("٣"), "1_000" and
 # surrounding spaces. At most 19 digits, a 64-bit column's worth: int() raises
@@ -15,6 +18,18 @@ def ascii_int(text: str) -> int | None:
     """The whole number `text` writes in ASCII digits (an optional minus, at most
     19 digits), or None. Range checks are the caller's."""
     return int(text) if _WHOLE.fullmatch(text) else None
+
+
+def _written_whole(value: object) -> object:
+    if isinstance(value, str) and ascii_int(value) is None:
+        raise ValueError("must be a whole number written in digits")
+    return value
+
+
+# A whole number in a path or a query string, taken as ascii_int takes it:
+# pydantic's own parsing also reads "1.0", "+1" and " 1", so that
+# DELETE /schedules/1.0 would remove schedule 1.
+WrittenInt = Annotated[int, BeforeValidator(_written_whole)]
 
 
 # ASCII digits only, for the same reasons: float() also takes "1e3", "nan" and

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from broker.deps import AdminDep, RuntimeDep
+from broker.numbers import WrittenInt
 from broker.policy import store
 from broker.store.types import MAX_INT
 
@@ -65,7 +66,7 @@ async def add_schedule(body: ScheduleBody, identity: AdminDep, rt: RuntimeDep) -
 
 @router.delete("/schedules/{schedule_id}")
 async def remove_schedule(
-    schedule_id: Annotated[int, Path(ge=1, le=MAX_INT)], identity: AdminDep, rt: RuntimeDep
+    schedule_id: Annotated[WrittenInt, Path(ge=1, le=MAX_INT)], identity: AdminDep, rt: RuntimeDep
 ) -> dict[str, Any]:
     """The window as it was, and `sessions_outside`, as for adding one: removing a
     window can leave sessions outside the windows that remain."""

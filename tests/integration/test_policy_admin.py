@@ -136,6 +136,10 @@ async def test_schedules_add_list_remove(runtime: Runtime, client: httpx.AsyncCl
     assert again.status_code == 404 and again.json()["error"] == "unknown_schedule"
     huge = await client.delete(f"{URL}/schedules/{10**20}", headers=chef)
     assert huge.status_code == 422 and huge.json()["error"] == "invalid_request"
+    # Not a schedule's number as written: nothing is removed, not even weekend's.
+    for written in (f"{weekend}.0", f"+{weekend}", f"%20{weekend}", f"{weekend}_0"):
+        odd = await client.delete(f"{URL}/schedules/{written}", headers=chef)
+        assert (odd.status_code, odd.json()["error"]) == (422, "invalid_request"), written
     assert [s["id"] for s in await store.list_schedules(runtime)] == [weekend]
     assert [r for r, _ in await policy_events(runtime)] == [
         "schedule_added",
