@@ -11,6 +11,7 @@ from broker.audit import log as audit
 from broker.clock import to_utc
 from broker.deps import AdminDep, RuntimeDep
 from broker.errors import InvalidInput
+from broker.numbers import WrittenInt
 from broker.store.types import MAX_INT
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -25,8 +26,8 @@ async def list_audit(
     username: Annotated[str | None, Query(max_length=128)] = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
-    before_id: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before_id: Annotated[WrittenInt | None, Query(ge=1, le=MAX_INT)] = None,
+    limit: Annotated[WrittenInt, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     q = audit.AuditQuery(
         event=event,

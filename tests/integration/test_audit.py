@@ -88,6 +88,9 @@ async def test_admin_audit_api_filters_and_pages(
         {"limit": 0},
         {"before_id": 2**63},
         {"before_id": 10**20},
+        # Numbers as pydantic alone would read them, not as they are written.
+        {"limit": "4.0"},
+        {"before_id": "+3"},
         # Valid times whose UTC lies outside the calendar.
         {"since": "0001-01-01T00:00:00+01:00"},
         {"until": "9999-12-31T23:59:59-05:00"},
