@@ -153,7 +153,8 @@ def _check_setting(name: str, value: Any) -> Any:
                 "(0.1 = a tenth).",
                 code="invalid_limit",
             )
-        return float(value)
+        # + 0.0 makes -0.0 (a typed "-0") the 0 it means, not "-0 %" on every page.
+        return float(value) + 0.0
     if name == "field":
         if not isinstance(value, bool):
             raise InvalidInput("The field flag is true or false.", code="invalid_limit")

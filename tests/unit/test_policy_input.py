@@ -95,6 +95,11 @@ def test_pool_changes_keep_what_is_left_out() -> None:
     ) == {"priority_reserve": 0.0, "disconnect_timeout_s": 60, "max_session_s": None}
 
 
+def test_a_reserve_of_minus_zero_is_stored_as_zero() -> None:
+    stored = validate_changes(PoolChanges(priority_reserve=-0.0))["priority_reserve"]
+    assert math.copysign(1, stored) == 1 and f"{stored:g}" == "0"
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
