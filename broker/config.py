@@ -235,10 +235,13 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _usable_database_url(cls, value: str | None) -> str | None:
-        from broker.store.database_url import normalise
+        from broker.store.database_url import BadDatabaseUrl, normalise, tls_file_problem
 
         if value:
-            normalise(value)  # BadDatabaseUrl is a ValueError, and quotes no password
+            # BadDatabaseUrl is a ValueError, and quotes no password.
+            problem = tls_file_problem(normalise(value), os.environ)
+            if problem:
+                raise BadDatabaseUrl(problem)
         return value
 
     @field_validator("pool_rules")

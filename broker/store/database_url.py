@@ -7,6 +7,8 @@ A URL holds the database password, so no message here quotes it.
 from __future__ import annotations
 
 import inspect
+import ssl
+from collections.abc import Mapping
 
 import asyncpg
 from sqlalchemy.engine import URL, make_url
@@ -32,6 +34,11 @@ _ASYNCPG_QUERY = (
 # asyncpg's `ssl` takes libpq's modes (disable ... verify-full), and reads the CA
 # file from PGSSLROOTCERT as libpq does; libpq's name for it is what people write.
 _LIBPQ_SSLMODE = "sslmode"
+# The modes in which asyncpg reads the CA file (and revocation list) that libpq's
+# variables name, and those variables. A file it cannot read ends the first
+# connection in a traceback that does not name the file.
+_VERIFYING_MODES = ("require", "verify-ca", "verify-full")
+_CA_FILE_VARIABLES = ("PGSSLROOTCERT", "PGSSLCRL")
 
 
 class BadDatabaseUrl(ValueError):
@@ -75,3 +82,26 @@ def _asyncpg_query(url: URL) -> URL:
             "?sslmode=verify-full and give the CA file in PGSSLROOTCERT"
         )
     return url.set(query=query)
+
+
+def tls_file_problem(url: str, environ: Mapping[str, str]) -> str | None:
+    """What keeps the CA file of a PostgreSQL URL's TLS mode from being read (it
+    is named by PGSSLROOTCERT or PGSSLCRL in `environ`, as for psql), else None.
+    `url` is normalised; the message does not quote it."""
+    parsed = make_url(url)
+    if parsed.drivername != POSTGRESQL:
+        return None
+    mode = parsed.query.get("ssl", environ.get("PGSSLMODE"))
+    if mode not in _VERIFYING_MODES:
+        return None
+    for name in _CA_FILE_VARIABLES:
+        path = environ.get(name)
+        if not path:
+            continue
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+        except ssl.SSLError:  # an OSError too: first
+            return f"{name}={path} holds no PEM certificate"
+        except OSError as exc:
+            return f"{name}={path} cannot be read: {exc.strerror or exc}"
+    return None

@@ -405,6 +405,32 @@ def test_the_database_url_takes_sslmode_as_postgresql_tools_write_it(
     assert len(tls.stderr.splitlines()) == 1
 
 
+def test_a_ca_file_that_cannot_be_read_is_named_in_one_line(
+    env: dict[str, str], pg_database: str, tmp_path: Path
+) -> None:
+    """PGSSLROOTCERT naming a file that is missing, unreadable or no certificate
+    ended `serve` and every command in asyncpg's FileNotFoundError traceback,
+    which names no file. Now the setting is refused and the file named."""
+    url = f"postgresql://postgres:geheim@127.0.0.1:5432/{pg_database}?sslmode=verify-full"
+    not_pem = tmp_path / "ca.txt"
+    not_pem.write_text("not a certificate\n")
+    for path, said in (
+        (tmp_path / "db-ca.pem", "cannot be read: No such file or directory"),
+        (not_pem, "holds no PEM certificate"),
+    ):
+        broken = {**env, "VDI_DATABASE_URL": url, "PGSSLROOTCERT": str(path)}
+        for command in (["status"], ["serve"]):
+            result = vdi_broker(*command, env=broken)
+            assert result.returncode == 2, result.stderr
+            assert result.stderr == (
+                f"error: invalid configuration:\n  database_url: PGSSLROOTCERT={path} {said}\n"
+            )
+    # Without TLS the file is not read, as psql does not read it.
+    plain = {**env, "VDI_DATABASE_URL": url.replace("verify-full", "disable")}
+    listed = vdi_broker("user", "list", "--json", env={**plain, "PGSSLROOTCERT": "/nonexistent"})
+    assert listed.returncode == 0, listed.stderr
+
+
 def test_commands_refuse_a_database_that_is_not_there(tmp_path: Path) -> None:
     """Run without the service's settings, a command used to make a new, empty
     database elsewhere and report on it ("(none)"), back it up or rotate its
