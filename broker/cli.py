@@ -49,6 +49,7 @@ from broker.store.db import sqlite_file
 from broker.store.db_errors import database_down, driver_error, login_refused
 from broker.store.tables import Session
 from broker.text import comma_separated, did_you_mean, encodable
+from broker.tls_files import TlsFileError
 from broker.users import service as users
 
 Handler = Callable[[Runtime, argparse.Namespace], Awaitable[int]]
@@ -979,7 +980,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # source names the setting, not the value).
         print(f"error: invalid configuration: {exc}; {JSON_VALUES}", file=sys.stderr)
         return 2
-    except (KeyFileError, ConfigFileError, UnknownVariable, DirectoryError) as exc:
+    except (KeyFileError, ConfigFileError, UnknownVariable, DirectoryError, TlsFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ import uvicorn
 from agent import systemd
 from broker.app import create_app
 from broker.config import Settings
+from broker.tls_files import check_tls_files
 
 
 def configure_logging(level: str) -> None:
@@ -77,6 +78,7 @@ def run_async(main: Coroutine[Any, Any, None]) -> None:
 
 
 def run_server(settings: Settings) -> int:
+    check_tls_files(settings.tls_cert_file, settings.tls_key_file)
     configure_logging(settings.log_level)
     run_async(serve(settings))
     return 0

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from agent import http as agent_http
+from broker.ports import free_port
 from tests.support.certs import ca_and_server
-from tests.support.processes import clean_env, start_broker, stop, vdi_broker
+from tests.support.processes import clean_env, new_broker_env, start_broker, stop, vdi_broker
 
 
 def test_serve_terminates_tls(tmp_path: Path) -> None:
@@ -40,6 +41,42 @@ def test_serve_terminates_tls(tmp_path: Path) -> None:
         assert "if the broker speaks HTTPS, give its https:// address" in str(refused.value)
     finally:
         stop(proc)
+
+
+def test_serve_names_a_tls_file_it_cannot_use(tmp_path: Path) -> None:
+    """A missing, unreadable or wrong certificate or key file ended `serve` in a
+    traceback from uvicorn (FileNotFoundError, "PEM lib", an AssertionError for a
+    key without a certificate) that named no file. Now one line says which."""
+    _, cert, key = ca_and_server(tmp_path)
+    (tmp_path / "other").mkdir()
+    _, other_cert, _ = ca_and_server(tmp_path / "other")
+    missing = tmp_path / "missing.pem"
+    env = new_broker_env(
+        tmp_path / "data", {"VDI_HTTP_PORT": str(free_port()), "VDI_GATEWAY_PORT": str(free_port())}
+    )
+    for files, said in (
+        (
+            {"VDI_TLS_CERT_FILE": str(missing), "VDI_TLS_KEY_FILE": str(key)},
+            f"tls_cert_file {missing} cannot be read: No such file or directory",
+        ),
+        (
+            {"VDI_TLS_CERT_FILE": str(cert), "VDI_TLS_KEY_FILE": str(missing)},
+            f"tls_key_file {missing} cannot be read: No such file or directory",
+        ),
+        ({"VDI_TLS_KEY_FILE": str(key)}, "tls_key_file is set without tls_cert_file"),
+        (
+            {"VDI_TLS_CERT_FILE": str(cert)},
+            f"tls_cert_file {cert} is not a certificate and its private key",
+        ),
+        (
+            {"VDI_TLS_CERT_FILE": str(other_cert), "VDI_TLS_KEY_FILE": str(key)},
+            f"tls_cert_file {other_cert} with tls_key_file {key} is not a certificate",
+        ),
+    ):
+        result = vdi_broker("serve", env={**env, **files}, timeout=30)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"error: {said}"), result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies(tmp_path: Path) -> None:
