@@ -9,6 +9,7 @@ purpose to prove that rules_test.yml notices.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -150,3 +151,20 @@ def test_every_dashboard_query_parses(tmp_path: Path) -> None:
     result = promtool("check", "rules", path)
     assert_ok(result)
     assert f"SUCCESS: {len(records)} rules found" in result.stdout
+
+
+def test_the_guides_runbook_step_points_every_alert_at_the_new_place(tmp_path: Path) -> None:
+    """operations.md §6 rewrites the runbook links with sed; run that command as
+    written on a copy of the rules: every alert's link moves, and promtool still
+    takes the file."""
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    command = re.search(r"(sed -i '[^']+') \\\n\s+/etc/prometheus/vdi/rules.yml", guide)
+    assert command, "operations.md no longer shows the runbook step"
+    copy = tmp_path / "rules.yml"
+    shutil.copy(RULES, copy)
+    subprocess.run(f"{command.group(1)} {copy}", shell=True, check=True)
+    links = [rule["annotations"]["runbook_url"] for rule in alert_rules(load_yaml(copy))]
+    assert links and all(
+        link.startswith("https://intranet.example/vdi-broker/docs/runbooks.md#") for link in links
+    ), links
+    assert_ok(promtool("check", "rules", copy))
