@@ -827,7 +827,9 @@ def connection_problem(exc: BaseException) -> str:
     their language where we know the kind: the gateway's reason for a pause on
     its side (its database is away) comes in English, and httpx names a
     timeout by its class."""
-    if isinstance(exc, asyncssh.ServiceNotAvailable):
+    # Only the gateway's own pause: another SSH server (or a proxy in between)
+    # may refuse with this code for reasons of its own, which it names.
+    if isinstance(exc, asyncssh.ServiceNotAvailable) and exc.reason == reasons.CANNOT_CHECK:
         return tr("the broker cannot check tickets right now")
     # httpx names these by class only ("ReadTimeout"), in English.
     if isinstance(exc, httpx.TimeoutException):

@@ -24,6 +24,7 @@ from broker.connect import (
     use_language,
 )
 from broker.connect_texts import GERMAN
+from broker.gateway.reasons import CANNOT_CHECK
 
 SOURCE = Path(connect.__file__)
 
@@ -128,8 +129,11 @@ def test_a_german_desktop_gets_german_words_with_their_values() -> None:
 
 @pytest.mark.usefixtures("german")
 def test_connection_problems_are_said_in_the_persons_language() -> None:
-    paused = asyncssh.ServiceNotAvailable("The broker cannot check tickets right now; ...")
+    paused = asyncssh.ServiceNotAvailable(CANNOT_CHECK)
     assert connection_problem(paused) == "der Broker kann Tickets gerade nicht prüfen"
+    # The same code from something else in the way keeps its own reason.
+    busy = asyncssh.ServiceNotAvailable("Too many unauthenticated connections")
+    assert connection_problem(busy) == "Too many unauthenticated connections"
     # Errors of the operating system are shown as it put them.
     assert connection_problem(ConnectionRefusedError(111, "Connection refused")) == (
         "[Errno 111] Connection refused"
