@@ -64,6 +64,12 @@ def parse_url(url: str) -> Endpoint:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {url}")
+    if parts.username is not None or parts.password is not None:
+        # Never sent (the token is the agent's credential), and the URL is logged:
+        # a password here would end up in the journal. Not echoed back either.
+        raise ValueError("the URL must not hold a user name or password (user:pw@...)")
+    if "?" in url or "#" in url:
+        raise ValueError(f"the URL must not hold a query or fragment (?... or #...): {url}")
     tls = parts.scheme == "https"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Endpoint(parts.hostname, parts.port or (443 if tls else 80), tls, target)

@@ -71,6 +71,29 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert bad_url.returncode == 2 and "not an http(s) URL" in bad_url.stderr
 
 
+def test_a_broker_url_with_credentials_or_a_query_is_refused_without_echoing_them(
+    tmp_path: Path,
+) -> None:
+    """The agent sends no credentials from the URL (its token is its credential) and
+    logs the URL on every failure: a password put there would land in the journal.
+    A query would be glued in front of the report path. Both stop the start."""
+    token = tmp_path / "token"
+    token.write_text(TOKEN + "\n")
+    for url, said in (
+        ("http://vdi:Geheim123@127.0.0.1:9", "user name or password"),
+        ("https://127.0.0.1:9/?tenant=1", "query or fragment"),
+        ("https://127.0.0.1:9/#x", "query or fragment"),
+    ):
+        done = subprocess.run(
+            [VDI_AGENT, "run", "--broker", url, "--token-file", str(token),
+             "--hypervisor", "simulated", "--state-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert done.returncode == 2, (url, done.stderr)
+        assert said in done.stderr and "Geheim123" not in done.stderr
+        assert "Traceback" not in done.stderr
+
+
 def test_files_that_are_not_utf8_are_named_without_a_traceback(tmp_path: Path) -> None:
     """A desktop list or settings file saved in Latin-1 (an umlaut in a pool name,
     written on a Windows desktop) is a mistake to name, not a crash to dump."""
