@@ -66,8 +66,11 @@ def _entry(index: int, raw: Any) -> Desktop:
     except ValueError as exc:
         raise StaticListError(f"{where}: {exc}") from None
     port = raw.get("port", DEFAULT_PORTS.get(protocol))
-    if not isinstance(port, int) or not 1 <= port <= 65535:
-        raise StaticListError(f"{where}: port must be 1 to 65535")
+    if port is None:
+        raise StaticListError(f"{where}: port is missing ({protocol} has no default port)")
+    # TOML's true is a Python int (1): it must not become port 1.
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise StaticListError(f"{where}: port must be a number from 1 to 65535")
     pool = raw.get("pool")
     if pool is not None and (
         not isinstance(pool, str) or not 1 <= len(pool) <= LABEL_MAX_LENGTH or has_control(pool)
