@@ -199,6 +199,9 @@ class LibvirtHypervisor:
         self._libvirt = _binding()
         # Where the gateway reaches consoles that listen on all interfaces.
         self.console_address = console_address
+        # The problems last logged per domain: each is logged once, not every
+        # listing (every report interval), and again only after it changed.
+        self._problems_said: dict[str, tuple[str, ...]] = {}
 
     @classmethod
     async def open(
@@ -224,6 +227,7 @@ class LibvirtHypervisor:
             raise HypervisorError(f"listing domains failed: {exc}") from None
         established = None
         desktops = []
+        problems: dict[str, tuple[str, ...]] = {}
         for dom in domains:
             try:
                 state, _reason = dom.state()
@@ -234,10 +238,11 @@ class LibvirtHypervisor:
             try:
                 console = parse_domain_xml(xml, self.console_address)
             except ET.ParseError as exc:
-                log.warning("domain %s: ignoring its console and pool: %s", name, exc)
-                console = DomainConsole()
-            for problem in console.problems:
-                log.warning("domain %s: %s", name, problem)
+                console = DomainConsole(problems=(f"ignoring its console and pool: {exc}",))
+            problems[name] = console.problems
+            if console.problems != self._problems_said.get(name, ()):
+                for problem in console.problems:
+                    log.warning("domain %s: %s", name, problem)
             connections = None
             if console.on_host and console.port is not None:
                 if established is None:
@@ -254,6 +259,7 @@ class LibvirtHypervisor:
                     connections=connections,
                 )
             )
+        self._problems_said = problems
         return desktops
 
     async def perform(self, action: ActionKind, desktop: str) -> PowerState:

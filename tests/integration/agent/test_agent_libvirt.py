@@ -137,6 +137,31 @@ async def test_wrong_metadata_keeps_the_desktop_without_endpoint(
     assert "domain odd-01" in caplog.text and "not-an-ip" in caplog.text
 
 
+async def test_a_metadata_problem_is_logged_once_not_every_listing(
+    node: LibvirtHypervisor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The domains are listed every report interval: a wrong address in one
+    domain's metadata must not be a warning every 30 s all day. It is said again
+    once the domain was gone and is back with it."""
+
+    def said() -> int:
+        return caplog.text.count("domain odd-01: ignoring its console")
+
+    for _ in range(3):
+        await node.desktops()
+    assert said() == 1
+    conn = node._conn  # the test driver's state lives in this one connection
+    odd = conn.lookupByName("odd-01")
+    xml = odd.XMLDesc(0)
+    odd.destroy()
+    odd.undefine()
+    assert "odd-01" not in await by_name(node)
+    conn.defineXML(xml)
+    await node.desktops()
+    await node.desktops()
+    assert said() == 2
+
+
 async def test_a_console_listening_on_a_host_name_keeps_the_pool(
     node: LibvirtHypervisor, caplog: pytest.LogCaptureFixture
 ) -> None:
