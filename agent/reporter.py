@@ -50,8 +50,11 @@ def read_token(path: Path) -> Secret:
         raise TokenError(str(exc)) from None
     if not token:
         raise TokenError(f"the token file {path} is empty")
-    if not token.isprintable() or any(c.isspace() for c in token):
+    if any(c.isspace() for c in token):
         raise TokenError(f"the token file {path} holds more than one token")
+    odd = next((i for i, c in enumerate(token) if not c.isprintable()), None)
+    if odd is not None:  # by position only: the rest is the secret
+        raise TokenError(f"the token file {path} holds a control character (at {odd + 1})")
     return Secret(token)
 
 

@@ -118,6 +118,26 @@ def test_files_that_are_not_utf8_are_named_without_a_traceback(tmp_path: Path) -
     assert "Traceback" not in config.stderr
 
 
+def test_files_saved_with_a_byte_order_mark_are_read(tmp_path: Path) -> None:
+    """Windows Notepad puts a UTF-8 byte order mark in front; TOML then failed
+    with "Invalid statement (at line 1, column 1)", which shows nothing wrong."""
+    bom = b"\xef\xbb\xbf"
+    desktops = tmp_path / "desktops.toml"
+    desktops.write_bytes(bom + b'[[desktop]]\r\nname = "pc-01"\r\naddress = "127.0.0.1"\r\n')
+    settings = tmp_path / "agent.toml"
+    settings.write_bytes(
+        bom + f'pool = "B\u00fcrgerb\u00fcro"\r\nstatic_desktops = "{desktops}"\r\n'.encode()
+    )
+    done = subprocess.run(
+        [VDI_AGENT, "once", "--config", str(settings), "--hypervisor", "static",
+         "--probe-timeout", "0.5", "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = Report.model_validate_json(done.stdout)
+    assert [(d.name, d.pool) for d in report.desktops] == [("pc-01", "Bürgerbüro")]
+
+
 async def test_run_reports_serves_metrics_and_stops_cleanly(
     broker: FakeBroker, tmp_path: Path
 ) -> None:

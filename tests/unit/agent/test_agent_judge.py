@@ -68,6 +68,21 @@ def test_token_is_read_stripped(tmp_path: Path) -> None:
     assert read_token(path).reveal() == "abc.DEF_123"
 
 
+def test_a_byte_order_mark_and_crlf_are_not_part_of_the_token(tmp_path: Path) -> None:
+    """Saved with Windows Notepad: a UTF-8 byte order mark in front and CRLF."""
+    path = tmp_path / "token"
+    path.write_bytes(b"\xef\xbb\xbfabc.DEF_123\r\n")
+    assert read_token(path).reveal() == "abc.DEF_123"
+
+
+def test_a_control_character_is_named_by_position(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(b"t0k3n\x1bxyz\n")
+    with pytest.raises(TokenError) as caught:
+        read_token(path)
+    assert str(caught.value) == f"the token file {path} holds a control character (at 6)"
+
+
 @pytest.mark.parametrize("content", ["", "\n  \n", "t0k3n-one\nt0k3n-two\n", "t0k3n-one t0k3n-two"])
 def test_unusable_token_files_are_refused_without_showing_them(
     tmp_path: Path, content: str
