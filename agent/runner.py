@@ -259,12 +259,34 @@ class Agent:
 
     # -- reporting -----------------------------------------------------------------
 
-    async def cycle(self) -> Cycle:
-        """Collect, report and act once."""
+    async def _send(self, body: bytes, stop: asyncio.Event | None) -> Delivery:
+        """Send a report; a stop meanwhile abandons it (the broker may be hanging
+        for the whole report timeout). Safe: nothing has been acted on yet, and
+        the broker sends again whatever actions the lost answer carried."""
+        assert self.reporter is not None
+        if stop is None:
+            return await self.reporter.send(body)
+        sending = asyncio.ensure_future(self.reporter.send(body))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((sending, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not sending.done():
+                sending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sending
+        if sending.cancelled():
+            return Delivery(Verdict.UNAVAILABLE, "stopped before the broker answered")
+        return sending.result()
+
+    async def cycle(self, stop: asyncio.Event | None = None) -> Cycle:
+        """Collect, report and act once; `stop` ends a report still waiting for
+        the broker's answer."""
         assert self.reporter is not None
         report = self.build_report(*await self.collect())
         sent_results = [r["id"] for r in report["action_results"]]
-        delivery = await self.reporter.send(encode_report(report))
+        delivery = await self._send(encode_report(report), stop)
         executed = 0
         if delivery.verdict is Verdict.DELIVERED:
             assert delivery.response is not None
@@ -323,8 +345,11 @@ class Agent:
         while not stop.is_set():
             started = time.monotonic()
             wake: Callable[[], bool] | None = None
-            done = await self.cycle()
+            done = await self.cycle(stop)
             delivery, executed, seq = done.delivery, done.executed, done.seq
+            if stop.is_set() and delivery.verdict is not Verdict.DELIVERED:
+                log.info("stopping: report %d was not delivered", seq)
+                return
             if delivery.verdict is Verdict.DELIVERED:
                 actions = len(delivery.response.actions) if delivery.response else 0
                 level = (

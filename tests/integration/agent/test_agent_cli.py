@@ -183,6 +183,48 @@ async def test_run_reports_serves_metrics_and_stops_cleanly(
     assert saved["seq"] == broker.reports[-1].seq  # clean stop: no reserved numbers kept
 
 
+async def test_a_stop_does_not_wait_for_a_broker_that_never_answers(tmp_path: Path) -> None:
+    """A broker (or proxy) that accepts the connection and then hangs: SIGTERM or
+    Ctrl-C stops the agent at once, not after the 10 s report timeout with a
+    'retrying in ...' line, and the state is saved."""
+    accepted = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def hang(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        accepted.clear()
+        process = await asyncio.create_subprocess_exec(
+            VDI_AGENT, "run", "--broker", f"http://127.0.0.1:{port}",
+            "--token-file", str(token_file), "--hypervisor", "simulated",
+            "--simulated-desktops", "1", "--state-dir", str(tmp_path / "state"),
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stderr is not None
+        try:
+            await asyncio.wait_for(accepted.wait(), 20)
+            await asyncio.sleep(0.3)  # the report is on its way
+        finally:
+            process.send_signal(signum)
+            started = asyncio.get_running_loop().time()
+            stderr = (await asyncio.wait_for(process.stderr.read(), 20)).decode()
+            code = await asyncio.wait_for(process.wait(), 20)
+        took = asyncio.get_running_loop().time() - started
+        assert code == 0, stderr
+        assert took < 5, (signum, took, stderr)
+        assert "retrying" not in stderr and "vdi-agent stopped" in stderr, stderr
+    assert json.loads((tmp_path / "state" / "state.json").read_text())["seq"] == 2
+    for writer in held:
+        writer.close()
+    server.close()
+
+
 async def test_the_agent_env_example_offers_what_the_agent_reads(tmp_path: Path) -> None:
     """systemd/agent.env.example shows only variables that change what the agent
     does (it once offered NO_PROXY, which the agent, using no proxy, never read):
