@@ -86,12 +86,21 @@ def _broker_error(body: bytes) -> tuple[str, str, dict[str, object]]:
     return str(raw.get("error") or ""), str(raw.get("message") or "")[:200], raw
 
 
+# A --broker with a path (the report URL itself, /api/v1): the agent appends
+# /api/v1/agent/report to it, which the broker does not know.
+_NO_ENDPOINT = (
+    "no report endpoint at this URL: --broker takes the broker's base URL "
+    "(https://host[:port], plus only the path prefix a reverse proxy adds), not the report URL"
+)
+
 _REJECTION_HINTS = {
     400: "the report was refused as invalid; a host clock more than 5 minutes off the "
     "broker's is the usual cause",
     401: "the broker does not accept the agent's token: check the token file",
     403: "the broker does not accept this token for this host: check the token file "
     "and --host-name",
+    404: _NO_ENDPOINT,
+    405: _NO_ENDPOINT,
     413: "the report is larger than the broker accepts",
     422: "the broker does not understand the report: agent and broker versions may not match",
 }

@@ -37,7 +37,9 @@ def test_an_answer_not_understood_is_retried() -> None:
         (400, "clock"),
         (413, "larger"),
         (422, "versions"),
-        (404, "unexpected"),
+        (404, "--broker takes the broker's base URL"),
+        (405, "--broker takes the broker's base URL"),
+        (418, "unexpected"),
         (307, "redirects"),
     ],
 )
