@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent.hypervisors.base import HypervisorError
     from agent.hypervisors.static import StaticListError
     from agent.reporter import TokenError
-    from agent.runner import serve, snapshot
+    from agent.runner import MetricsUnavailable, serve, snapshot
 
     try:
         if args.command == "once":
@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(f"--broker: {exc}")
         run_event_loop(serve(config))
-    except (HypervisorError, StaticListError, TokenError) as exc:
+    except (HypervisorError, StaticListError, TokenError, MetricsUnavailable) as exc:
         log.error("%s", exc)
         return 1
     except OSError as exc:

@@ -132,6 +132,10 @@ def _seconds(value: float) -> str:
     return f"{value:.3g} s"
 
 
+class MetricsUnavailable(Exception):
+    """The metrics port cannot be opened; the message names it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Cycle:
     seq: int  # of the report sent
@@ -419,9 +423,17 @@ async def serve(config: AgentConfig) -> None:
         if config.metrics_port is not None:
             from agent import metrics
 
-            served = metrics.serve(
-                config.metrics_address, config.metrics_port, lambda: agent.telemetry
-            )
+            try:
+                served = metrics.serve(
+                    config.metrics_address, config.metrics_port, lambda: agent.telemetry
+                )
+            except OSError as exc:
+                # Else only "[Errno 98] Address already in use": of what?
+                where = f"{config.metrics_address}:{config.metrics_port}"
+                raise MetricsUnavailable(
+                    f"cannot serve metrics at {where} (--metrics-port, --metrics-address): "
+                    f"{exc.strerror or exc}"
+                ) from None
             stop_metrics = served.stop
             log.info("serving metrics at %s", served.url)
         log.info(

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -181,6 +182,26 @@ async def test_run_reports_serves_metrics_and_stops_cleanly(
     assert "vdi-agent stopped" in stderr and TOKEN not in stderr
     saved = json.loads((tmp_path / "state" / "state.json").read_text())
     assert saved["seq"] == broker.reports[-1].seq  # clean stop: no reserved numbers kept
+
+
+def test_a_metrics_port_in_use_is_named(tmp_path: Path) -> None:
+    """Another exporter (or a second agent) on the port: the admin is told which
+    address and setting, not just "[Errno 98] Address already in use"."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [VDI_AGENT, "run", "--broker", "http://127.0.0.1:9", "--token-file", str(token_file),
+             "--hypervisor", "simulated", "--simulated-desktops", "0",
+             "--metrics-port", str(port), "--state-dir", str(tmp_path / "state")],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"cannot serve metrics at 127.0.0.1:{port} (--metrics-port" in done.stderr
+    assert "Address already in use" in done.stderr and "Traceback" not in done.stderr
 
 
 async def test_a_stop_does_not_wait_for_a_broker_that_never_answers(tmp_path: Path) -> None:
