@@ -28,7 +28,15 @@ from pathlib import Path
 from agent import __version__, systemd
 from agent.actions import execute
 from agent.backoff import DEFAULT_CAP_S, delay_after_failure
-from agent.collectors.base import Collector, Fields, Outcome, isolated, merge, run_isolated
+from agent.collectors.base import (
+    Collector,
+    Fields,
+    Outcome,
+    collector_changes,
+    isolated,
+    merge,
+    run_isolated,
+)
 from agent.collectors.cpu import CpuCollector
 from agent.collectors.disk import DiskCollector
 from agent.collectors.load import LoadCollector
@@ -173,6 +181,7 @@ class Agent:
         self._warned_names: set[str] = set()
         self._timing_out: frozenset[str] = frozenset()  # desktops whose probes time out
         self._failing: Mapping[str, ProbeError] = {}  # consoles failing otherwise
+        self._collectors_failing: Mapping[str, str] = {}  # collector name -> error
         # The last report failure logged, and when (monotonic): see _log_failure.
         self._failure_said: tuple[tuple[Verdict, int | None, str], float] | None = None
 
@@ -220,6 +229,7 @@ class Agent:
             {d.name: endpoint(d.address, d.port) for d in desktops if d.address and d.port},
         )
         outcomes += [listed, run.outcome()]
+        self._log_collector_changes(outcomes)
         metrics = merge(outcomes)
         metrics["probes"] = probe_stats(totals, latency_mean)
         if self.config.capacity is not None:
@@ -231,6 +241,17 @@ class Agent:
         )
         entries = [desktop_entry(d, self.config.pool, probes.get(d.name)) for d in desktops]
         return metrics, entries
+
+    def _log_collector_changes(self, outcomes: Sequence[Outcome]) -> None:
+        """A collector that fails (libvirt gone, /proc unreadable) shows in the
+        report and in vdi_agent_collector_success; the journal says so too, once
+        when it starts and once when it works again."""
+        changes = collector_changes(self._collectors_failing, outcomes)
+        self._collectors_failing = changes.failing
+        for name, error in changes.started:
+            log.warning("collector %s failed: %s", name, error)
+        for name in changes.ended:
+            log.info("collector %s works again", name)
 
     def save(self, durable: bool = True) -> None:
         if self.store is not None:

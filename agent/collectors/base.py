@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -101,6 +101,28 @@ def merge(outcomes: Iterable[Outcome]) -> Fields:
         statuses.append(outcome.status())
     metrics["collectors"] = statuses
     return metrics
+
+
+@dataclass(frozen=True)
+class CollectorChanges:
+    """How the collectors' failures changed in one cycle."""
+
+    failing: dict[str, str]  # collector name -> error, after this cycle
+    started: tuple[tuple[str, str], ...]  # newly failing, or failing with a new error
+    ended: tuple[str, ...]  # succeeding again
+
+
+def collector_changes(before: Mapping[str, str], outcomes: Iterable[Outcome]) -> CollectorChanges:
+    """Compare a cycle's outcomes with the failures of the cycle before, so the
+    journal names a collector when it starts failing and when it works again,
+    not every cycle."""
+    outcomes = list(outcomes)
+    now = {o.name: o.error or "failed" for o in outcomes if not o.success}
+    return CollectorChanges(
+        failing=now,
+        started=tuple((name, e) for name, e in now.items() if before.get(name) != e),
+        ended=tuple(o.name for o in outcomes if o.success and o.name in before),
+    )
 
 
 def clamp_ratio(value: float) -> float:

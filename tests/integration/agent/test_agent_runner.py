@@ -49,6 +49,30 @@ async def test_a_failed_listing_keeps_the_desktops_with_unknown_state() -> None:
     assert HostMetrics.model_validate(metrics).probes.probes_total == 2
 
 
+async def test_the_journal_says_when_a_collector_starts_failing_and_works_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """libvirtd gone: the desktops turn unknown at the broker; the journal said
+    nothing at all. Now one line when it starts, one when it is back."""
+    caplog.set_level(logging.INFO)
+    sim = await FlakySimulated(1).start()
+    agent = Agent(AgentConfig(hypervisor="simulated", probe_timeout=0.5), sim, AgentState())
+    try:
+        await agent.collect()
+        sim.broken = True
+        for _ in range(3):
+            await agent.collect()
+        sim.broken = False
+        await agent.collect()
+        await agent.collect()
+    finally:
+        await sim.close()
+    failed = "collector hypervisor failed: HypervisorError: listing domains failed"
+    assert caplog.text.count(failed) == 1
+    assert caplog.text.count("collector hypervisor works again") == 1
+    assert "collector cpu" not in caplog.text
+
+
 async def test_results_left_undelivered_by_the_last_run_count_from_the_start() -> None:
     """A restart after an outage: the saved state holds two action results the
     broker has not acknowledged. vdi_agent_report_backlog read 0 until the

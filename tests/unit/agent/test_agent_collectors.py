@@ -7,7 +7,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.collectors.base import describe_error, merge, run_isolated
+from agent.collectors.base import (
+    Outcome,
+    collector_changes,
+    describe_error,
+    merge,
+    run_isolated,
+)
 from agent.collectors.cpu import CpuCollector, CpuSample, utilisation
 from agent.collectors.disk import (
     DiskCollector,
@@ -283,3 +289,17 @@ def test_error_text_fits_the_protocol() -> None:
     text = describe_error(OSError("first line\nsecond\x00\tthird\x85"))
     assert text == "OSError: first line second  third "
     CollectorStatus(name="x", success=False, duration_s=0, error=text)
+
+
+def test_collector_changes_name_a_failure_once_and_its_end() -> None:
+    ok, bad = Outcome("pressure", True, 0.0), Outcome("pressure", False, 0.0, "OSError: x")
+    first = collector_changes({}, [ok, Outcome("cpu", True, 0.0)])
+    assert first.failing == {} and first.started == () and first.ended == ()
+    began = collector_changes(first.failing, [bad])
+    assert began.started == (("pressure", "OSError: x"),) and began.ended == ()
+    same = collector_changes(began.failing, [bad])
+    assert same.started == () and same.failing == {"pressure": "OSError: x"}
+    other = collector_changes(same.failing, [Outcome("pressure", False, 0.0, "OSError: y")])
+    assert other.started == (("pressure", "OSError: y"),)
+    back = collector_changes(other.failing, [ok])
+    assert back.ended == ("pressure",) and back.failing == {}
