@@ -18,6 +18,7 @@ driver keeps its state per connection).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -192,9 +193,14 @@ class LibvirtHypervisor:
     kind = "libvirt"
 
     def __init__(
-        self, connection: Any, proc: Path = Path("/proc"), console_address: str = _LOOPBACK
+        self,
+        connection: Any,
+        proc: Path = Path("/proc"),
+        console_address: str = _LOOPBACK,
+        uri: str | None = None,
     ) -> None:
         self._conn = connection
+        self._uri = uri  # to connect again when libvirtd restarted; None: never
         self._proc = proc
         self._libvirt = _binding()
         # Where the gateway reaches consoles that listen on all interfaces.
@@ -214,7 +220,34 @@ class LibvirtHypervisor:
             conn = await asyncio.to_thread(libvirt.open, uri)
         except libvirt.libvirtError as exc:
             raise HypervisorError(f"cannot connect to libvirt at {uri}: {exc}") from None
-        return cls(conn, proc, console_address)
+        return cls(conn, proc, console_address, uri)
+
+    def _alive(self) -> bool:
+        try:
+            return bool(self._conn.isAlive())
+        except self._libvirt.libvirtError:
+            return False
+
+    def _reconnected(self) -> bool:
+        """After a failed call: when the connection itself is gone (libvirtd was
+        restarted, e.g. by a package upgrade), open a new one, so the agent does
+        not report every desktop unknown until it is restarted itself. Whether a
+        new connection is in place."""
+        if self._uri is None or self._alive():
+            return False
+        libvirt = self._libvirt
+        try:
+            conn = libvirt.open(self._uri)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(
+                f"the connection to libvirt at {self._uri} is lost and cannot be opened "
+                f"again: {exc.get_error_message()}"
+            ) from None
+        with contextlib.suppress(libvirt.libvirtError):
+            self._conn.close()
+        self._conn = conn
+        log.warning("the connection to libvirt at %s was lost; connected again", self._uri)
+        return True
 
     async def desktops(self) -> list[Desktop]:
         return await asyncio.to_thread(self._list)
@@ -224,7 +257,12 @@ class LibvirtHypervisor:
         try:
             domains = self._conn.listAllDomains(0)
         except libvirt.libvirtError as exc:
-            raise HypervisorError(f"listing domains failed: {exc}") from None
+            if not self._reconnected():
+                raise HypervisorError(f"listing domains failed: {exc}") from None
+            try:
+                domains = self._conn.listAllDomains(0)
+            except libvirt.libvirtError as again:
+                raise HypervisorError(f"listing domains failed: {again}") from None
         established = None
         desktops = []
         problems: dict[str, tuple[str, ...]] = {}
@@ -268,7 +306,12 @@ class LibvirtHypervisor:
     def _perform(self, action: ActionKind, desktop: str) -> PowerState:
         libvirt = self._libvirt
         try:
-            dom = self._conn.lookupByName(desktop)
+            try:
+                dom = self._conn.lookupByName(desktop)
+            except libvirt.libvirtError:
+                if not self._reconnected():
+                    raise
+                dom = self._conn.lookupByName(desktop)
             before = power_state(dom.state()[0])
             if not already_there(action, before):
                 {
@@ -282,7 +325,13 @@ class LibvirtHypervisor:
             raise HypervisorError(f"{action} {desktop}: {exc.get_error_message()}") from None
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._conn.close)
+        def close() -> None:
+            # A connection already gone (libvirtd stopped) must not turn the
+            # agent's clean stop into a traceback that skips saving its state.
+            with contextlib.suppress(self._libvirt.libvirtError):
+                self._conn.close()
+
+        await asyncio.to_thread(close)
 
 
 def _binding() -> Any:

@@ -227,6 +227,31 @@ async def test_state_lives_in_the_one_open_connection(node: LibvirtHypervisor) -
         assert (await by_name(node))["spare-01"].power_state is PowerState.RUNNING
 
 
+async def test_a_lost_libvirt_connection_is_opened_again(
+    node: LibvirtHypervisor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libvirtd restarted (a package upgrade): the agent's one connection is dead.
+    It used to stay dead, every desktop reported unknown until the agent itself
+    was restarted; now the next listing or action connects again."""
+    assert "fin-01" in await by_name(node)
+    node._conn.close()  # the connection goes away under the agent
+    assert (await by_name(node))["spare-01"].power_state is PowerState.STOPPED
+    assert "the connection to libvirt at test://" in caplog.text
+    node._conn.close()
+    assert await node.perform(ActionKind.START, "spare-01") is PowerState.RUNNING
+
+
+async def test_a_libvirt_that_stays_away_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "node.xml"
+    path.write_text(node_xml(5900))
+    hypervisor = await LibvirtHypervisor.open(f"test://{path}")
+    path.unlink()  # the test driver cannot open it again
+    hypervisor._conn.close()
+    with pytest.raises(HypervisorError, match="lost and cannot be opened again"):
+        await hypervisor.desktops()
+    await hypervisor.close()  # no libvirtError at the agent's stop
+
+
 async def test_unreachable_libvirt_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HypervisorError, match="cannot connect to libvirt"):
         await LibvirtHypervisor.open(f"test://{tmp_path}/missing.xml")
