@@ -159,7 +159,11 @@ async def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: flo
     except TimeoutError:
         raise HttpError(f"no answer within {timeout_s:g} s") from None
     except ssl.SSLError as exc:
-        raise HttpError(f"TLS failed: {exc.reason or exc}") from None
+        # An https:// address whose server answers in plain HTTP: OpenSSL reads the
+        # HTTP text as a TLS record of an unknown version.
+        plain = "; if the broker speaks plain HTTP there, give its http:// address"
+        hint = plain if exc.reason == "WRONG_VERSION_NUMBER" else ""
+        raise HttpError(f"TLS failed: {exc.reason or exc}{hint}") from None
     except OSError as exc:
         # asyncio words a refused connect as "Connect call failed (address)"; the
         # errno's own text ("Connection refused") says more to a person.

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from agent_fake_broker import TOKEN, FakeBroker, eventually
 
+from agent import http
 from agent.backoff import DEFAULT_CAP_S
 from agent.config import AgentConfig
 from agent.hypervisors.base import ConsoleProtocol
@@ -361,3 +362,13 @@ async def test_undelivered_results_survive_an_outage_and_a_restart(
     assert [a.id for a in delivered] == ["act-9"] and delivered[0].ok
     assert sim.performed == [(ActionKind.RESET, "sim-002")]
     assert restarted.telemetry.backlog == 0
+
+
+async def test_https_to_a_plain_http_broker_says_what_is_likely_wrong(broker: FakeBroker) -> None:
+    """--broker https://... where the broker (no TLS of its own, no proxy in front)
+    speaks plain HTTP: 'TLS failed: WRONG_VERSION_NUMBER' alone means nothing to
+    an admin; the reverse mistake already had a hint."""
+    assert broker.url.startswith("http://")
+    with pytest.raises(http.HttpError) as refused:
+        await http.post(broker.url.replace("http://", "https://") + "/x", b"{}", {}, 10)
+    assert "if the broker speaks plain HTTP there, give its http:// address" in str(refused.value)
