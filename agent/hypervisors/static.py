@@ -94,7 +94,15 @@ def parse_static_list(text: str) -> list[Desktop]:
         raise StaticListError(
             f"unknown keys {', '.join(sorted(unknown))}: each desktop is a [[desktop]] table"
         )
-    entries = document.get("desktop", [])
+    # A file that lists nothing (emptied by accident, or by a tool that failed
+    # half-way) would also leave every desktop missing; a host that really has
+    # none says so.
+    if "desktop" not in document:
+        raise StaticListError(
+            "lists no desktops: each desktop is a [[desktop]] table; "
+            "write 'desktop = []' for a list that is empty on purpose"
+        )
+    entries = document["desktop"]
     if not isinstance(entries, list):
         raise StaticListError("'desktop' must be an array of tables ([[desktop]])")
     desktops = [_entry(i, raw) for i, raw in enumerate(entries)]

@@ -36,8 +36,12 @@ def test_desktops_from_a_list() -> None:
     ]
 
 
-def test_empty_file_has_no_desktops() -> None:
-    assert parse_static_list("") == []
+def test_a_list_is_empty_only_on_purpose() -> None:
+    # An emptied file would leave every desktop this agent reported missing.
+    for text in ("", "\n", "# all moved to vhost02\n"):
+        with pytest.raises(StaticListError, match="lists no desktops"):
+            parse_static_list(text)
+    assert parse_static_list("desktop = []  # the PCs went back to the office\n") == []
 
 
 @pytest.mark.parametrize(
