@@ -65,10 +65,12 @@ _TEXT = f"^[^{CONTROL_CHARACTERS}]*$"
 
 Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN)]
 Label = Annotated[str, Field(min_length=1, max_length=LABEL_MAX_LENGTH, pattern=_TEXT)]
-Ratio = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNegative = Annotated[float, Field(ge=0.0)]
+# Numbers are strict: pydantic would read true as 1 (a console at port 1, a
+# ratio of 1.0), 3.0 as 3 and "5" as 5, which only a broken sender sends.
+Ratio = Annotated[float, Field(strict=True, ge=0.0, le=1.0)]
+NonNegative = Annotated[float, Field(strict=True, ge=0.0)]
 # Counters fit the broker's 64-bit integer columns; more is a broken agent.
-Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Count = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
 ErrorText = Annotated[str, Field(max_length=ERROR_MAX_LENGTH, pattern=_TEXT)]
 ActionId = Annotated[str, Field(min_length=1, max_length=ACTION_ID_MAX_LENGTH, pattern=_TEXT)]
 IpLiteral = Annotated[str, AfterValidator(ip_literal)]
@@ -104,12 +106,12 @@ class DesktopReport(_Model):
     pool: Label | None = None  # None: the agent's --pool, else the broker's naming rule
     power_state: PowerState
     address: IpLiteral | None = None
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    port: Annotated[int, Field(strict=True, ge=1, le=65535)] | None = None
     probe: ProbeResult | None = None
     # Established client connections on the console port, where the agent can see
     # them (simulated desktops, libvirt consoles on the host); None where it cannot.
     # The broker keeps them in a 32-bit column.
-    connections: Annotated[int, Field(ge=0, le=MAX_CONNECTIONS)] | None = None
+    connections: Annotated[int, Field(strict=True, ge=0, le=MAX_CONNECTIONS)] | None = None
 
 
 class CollectorStatus(_Model):
@@ -162,7 +164,7 @@ class HostMetrics(_Model):
     """Host load. A field is None when its collector failed or has no data yet."""
 
     cpu_utilization_ratio: Ratio | None = None
-    cpus: Annotated[int, Field(ge=1, le=4096)] | None = None
+    cpus: Annotated[int, Field(strict=True, ge=1, le=4096)] | None = None
     load1: NonNegative | None = None
     load5: NonNegative | None = None
     load15: NonNegative | None = None
@@ -177,7 +179,7 @@ class HostMetrics(_Model):
     probes: ProbeStats = ProbeStats()
     # Most desktops this host should run at once (the "resource ceiling");
     # None: the broker counts the host's desktops.
-    session_capacity: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    session_capacity: Annotated[int, Field(strict=True, ge=0, le=1_000_000)] | None = None
     collectors: Annotated[list[CollectorStatus], Field(max_length=32)] = []
 
 
@@ -189,12 +191,12 @@ class ActionResult(_Model):
 
 
 class Report(_Model):
-    version: int = PROTOCOL_VERSION
+    version: Annotated[int, Field(strict=True)] = PROTOCOL_VERSION
     host: Name
     agent_version: Annotated[str, Field(min_length=1, max_length=64, pattern=_TEXT)]
-    seq: Annotated[int, Field(ge=0, le=2**62)]
+    seq: Annotated[int, Field(strict=True, ge=0, le=2**62)]
     created_at: dt.datetime
-    interval_s: Annotated[float, Field(gt=0, le=3600)]
+    interval_s: Annotated[float, Field(strict=True, gt=0, le=3600)]
     metrics: HostMetrics
     desktops: Annotated[list[DesktopReport], Field(max_length=MAX_DESKTOPS)] = []
     action_results: Annotated[list[ActionResult], Field(max_length=MAX_ACTIONS)] = []
@@ -239,4 +241,4 @@ class Action(_Model):
 
 class ReportResponse(_Model):
     actions: list[Action] = []
-    interval_s: Annotated[float, Field(gt=0, le=3600)]
+    interval_s: Annotated[float, Field(strict=True, gt=0, le=3600)]

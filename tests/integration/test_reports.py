@@ -362,6 +362,12 @@ async def test_oversized_report_is_413(
         lambda d: d["metrics"].update(
             collectors=[{"name": "cpu", "success": True, "duration_s": float("inf")}]
         ),
+        # Numbers as JSON writes them, not as pydantic could read them: true is
+        # not the port 1, nor "2" a sequence number, nor 3.0 a count.
+        lambda d: d["desktops"][0].update(port=True),
+        lambda d: d.update(seq="2"),
+        lambda d: d["metrics"].update(memory_total_bytes=3.0),
+        lambda d: d["metrics"].update(cpu_utilization_ratio=True),
         # Contradicting entries for one thing.
         lambda d: d["desktops"].append({**d["desktops"][0], "power_state": "stopped"}),
         lambda d: d.update(
