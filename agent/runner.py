@@ -182,6 +182,7 @@ class Agent:
         self._timing_out: frozenset[str] = frozenset()  # desktops whose probes time out
         self._failing: Mapping[str, ProbeError] = {}  # consoles failing otherwise
         self._collectors_failing: Mapping[str, str] = {}  # collector name -> error
+        self._save_problem: str | None = None  # why the last state write failed
         # The last report failure logged, and when (monotonic): see _log_failure.
         self._failure_said: tuple[tuple[Verdict, int | None, str], float] | None = None
 
@@ -254,9 +255,29 @@ class Agent:
             log.info("collector %s works again", name)
 
     def save(self, durable: bool = True) -> None:
-        if self.store is not None:
+        """Write the state. While running, a write that fails (a full or broken
+        disk) is logged, and reporting goes on: an agent that stopped would make
+        its host count as down, and its sessions end. Until a write works again,
+        a restart could reuse report numbers (the broker's seq hint recovers) and
+        run an unacknowledged action twice (actions are idempotent)."""
+        if self.store is None:
+            return
+        try:
             self.store.save(self.state, durable)
-            self._saved_at = time.monotonic()
+        except OSError as exc:
+            problem = f"{exc.strerror or exc}"
+            if problem != self._save_problem:
+                log.error(
+                    "cannot save the agent's state in %s: %s; reporting goes on",
+                    self.store.directory,
+                    problem,
+                )
+            self._save_problem = problem
+            return
+        if self._save_problem is not None:
+            log.info("the agent's state is saved again in %s", self.store.directory)
+            self._save_problem = None
+        self._saved_at = time.monotonic()
 
     def build_report(self, metrics: Fields, desktops: list[Fields]) -> Fields:
         """The report with the next seq; a newly reserved block of numbers is on disk
@@ -433,6 +454,9 @@ async def serve(config: AgentConfig) -> None:
     reporter = Reporter(config.broker, config.token_file)
     store = StateStore(config.state_dir)
     state = store.load()
+    # Written once before anything else, so that a state directory the agent
+    # cannot write stops the start, loudly; later failures are only logged.
+    store.save(state)
     hypervisor = await open_hypervisor(config)
     agent = Agent(config, hypervisor, state, store, reporter)
     stop_metrics: Callable[[], None] | None = None

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from agent.collectors.probes import ProbeTotals
 from agent.config import AgentConfig
 from agent.hypervisors.simulated import SimulatedHypervisor
-from agent.runner import Agent
+from agent.runner import Agent, serve
 from agent.state import (
     SEQ_BLOCK,
+    STATE_FILE,
     ActionRecord,
     AgentState,
     StateStore,
@@ -79,3 +84,46 @@ async def test_after_a_crash_seq_still_only_rises(tmp_path: Path) -> None:
     assert after[0]["seq"] == SEQ_BLOCK + 1  # above every number the crashed one reserved
     # the reservation was saved with the first report's counters; later ones were lost
     assert after[0]["metrics"]["probes"]["probes_total"] == 3 + 3
+
+
+def _block_writes(store: StateStore) -> Path:
+    """A directory where save() writes its temporary file: the next write fails
+    as on a broken disk (root ignores file modes, so a read-only mode would not)."""
+    blocker = store.directory / f".{STATE_FILE}.{os.getpid()}.tmp"
+    blocker.mkdir(parents=True)
+    return blocker
+
+
+def test_a_state_write_that_fails_while_running_is_logged_once_and_reporting_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = StateStore(tmp_path / "state")
+    agent = Agent(AgentConfig(hypervisor="simulated"), SimulatedHypervisor(1), AgentState(), store)
+    blocker = _block_writes(store)
+    with caplog.at_level(logging.INFO, logger="agent.runner"):
+        agent.state.seq = 7
+        agent.save()  # no exception: the agent must keep reporting
+        agent.save()
+        assert not store.path.exists()
+        blocker.rmdir()
+        agent.save()
+    assert store.load().seq == 7
+    said = [r.getMessage() for r in caplog.records]
+    assert [m for m in said if "cannot save" in m] == [
+        f"cannot save the agent's state in {store.directory}: Is a directory; reporting goes on"
+    ]
+    assert any("saved again" in m for m in said)
+
+
+async def test_a_state_directory_that_cannot_be_written_stops_the_start(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    config = AgentConfig(
+        hypervisor="simulated",
+        broker="http://127.0.0.1:9",  # never reached
+        token_file=token,
+        state_dir=tmp_path / "state",
+    )
+    _block_writes(StateStore(config.state_dir))
+    with pytest.raises(IsADirectoryError):
+        await serve(config)
