@@ -22,6 +22,7 @@ from broker.errors import Conflict, InvalidInput, NotFound, RateLimited, VdiErro
 from broker.net import source_key
 from broker.runtime import Runtime
 from broker.security.tokens import new_token, token_hash
+from broker.store.db import Executor
 from broker.store.tables import Enrolment, User
 
 MAX_CONFIRM_ATTEMPTS = 5
@@ -120,6 +121,17 @@ async def _end(s: AsyncSession, enrolment_id: int, now: dt.datetime) -> bool:
         .values(used_at=now, totp_secret=None)
     )
     return bool(ended.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def end_all(s: Executor, user_id: int, now: dt.datetime) -> None:
+    """End every open enrolment of a user: their tokens and secrets stop working.
+    For an admin's reset and lock: one left open would otherwise work again
+    (after a reset, or an unlock within its life) for whoever holds its token."""
+    await s.execute(
+        update(Enrolment)
+        .where(Enrolment.user_id == user_id, Enrolment.used_at.is_(None))
+        .values(used_at=now, totp_secret=None)
+    )
 
 
 async def create_secret(rt: Runtime, token: str, *, reuse: bool = False) -> Setup:

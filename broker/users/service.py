@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from broker.audit import log as audit
-from broker.auth import websessions
+from broker.auth import enrolment, websessions
 from broker.auth.ldap import Mapped
 from broker.auth.passwords import check_new_password
 from broker.domain import Role, WorkMode
@@ -18,7 +18,7 @@ from broker.names import check_label, check_user_name, normalise_user_name
 from broker.runtime import Runtime
 from broker.sessions.service import end_where
 from broker.store.db import Executor
-from broker.store.tables import Enrolment, RecoveryCode, Session, User, table
+from broker.store.tables import RecoveryCode, Session, User, table
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,11 @@ async def _get(s: Executor, name: str) -> User:
 
 async def set_locked(rt: Runtime, name: str, locked: bool, actor: str) -> User:
     """Lock or unlock a user; unlocking also clears failures. Locking logs them out
-    everywhere and ends their desktop sessions (the gateway then closes their
-    tunnels): a locked account keeps no way in. Nobody locks their own account:
-    one click would shut an administrator out of the portal."""
+    everywhere, ends their desktop sessions (the gateway then closes their
+    tunnels) and their open enrolments (else a token from before the lock would
+    bind an authenticator after an unlock): a locked account keeps no way in.
+    Nobody locks their own account: one click would shut an administrator out of
+    the portal."""
     now = rt.clock.now()
     async with rt.db.write() as s:
         user = await _get(s, name)
@@ -129,6 +131,7 @@ async def set_locked(rt: Runtime, name: str, locked: bool, actor: str) -> User:
         user.disabled = locked
         if locked:
             await websessions.revoke_all(s, user.id, now)
+            await enrolment.end_all(s, user.id, now)
             await end_where(rt, s, table(Session).c.user_id == user.id, "user_locked", now, actor)
         else:
             user.failed_logins = 0
@@ -148,11 +151,7 @@ async def reset_totp(rt: Runtime, name: str, actor: str) -> User:
         user = await _get(s, name)
         user.totp_secret = None
         await s.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
-        await s.execute(
-            update(Enrolment)
-            .where(Enrolment.user_id == user.id, Enrolment.used_at.is_(None))
-            .values(used_at=now, totp_secret=None)
-        )
+        await enrolment.end_all(s, user.id, now)
         await websessions.revoke_all(s, user.id, now)
         await audit.record(s, now, "totp_reset", username=user.name, actor=actor)
     return user

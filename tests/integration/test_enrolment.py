@@ -152,6 +152,23 @@ async def test_an_admin_reset_does_not_revive_an_old_enrolment(
     assert revived.json()["error"] == "enrolment_invalid"
 
 
+async def test_a_lock_ends_an_open_enrolment_for_good(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A token from before an admin's lock must not bind an authenticator after
+    the unlock: whoever got it (with a leaked password) would own the account."""
+    token = await start_enrolment(runtime, client)  # left unfinished
+    await users.set_locked(runtime, "maria", True, "admin")
+    await users.set_locked(runtime, "maria", False, "admin")
+    for path in ("/api/v1/auth/totp/enroll", "/api/v1/auth/totp/confirm"):
+        body = {"enrolment_token": token} | ({"code": "123456"} if "confirm" in path else {})
+        revived = await client.post(path, json=body)
+        assert revived.status_code == 401, revived.text
+        assert revived.json()["error"] == "enrolment_invalid"
+    async with runtime.db.read() as s:
+        assert (await s.scalar(select(User.totp_secret).where(User.name == "maria"))) is None
+
+
 async def open_enrolment(runtime: Runtime, name: str) -> tuple[int, str, str]:
     """A user without TOTP and an open enrolment with its secret made, as after a
     right password and the set-up page: (user id, enrolment token, secret)."""
