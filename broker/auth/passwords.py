@@ -37,12 +37,17 @@ def common_passwords() -> frozenset[str]:
 
 
 def password_problem(password: str, username: str | None = None) -> str | None:
-    """Why a new password is not acceptable, or None when it is."""
-    if len(password) < MIN_LENGTH:
-        return f"The password must have at least {MIN_LENGTH} characters."
+    """Why a new password is not acceptable, or None when it is.
+
+    The length and the checks against the list and the user name look at the
+    password without leading and trailing white space: eight spaces, or
+    "password " with a space, add nothing a guesser would not try first. The
+    password itself is kept as typed."""
     if len(password) > MAX_LENGTH:
         return f"The password must have at most {MAX_LENGTH} characters."
-    folded = unicodedata.normalize("NFKC", password).casefold()
+    if len(password.strip()) < MIN_LENGTH:
+        return f"The password must have at least {MIN_LENGTH} characters."
+    folded = unicodedata.normalize("NFKC", password).casefold().strip()
     if folded in common_passwords():
         return "This password is on the list of commonly used passwords; choose another."
     if username and folded == username.casefold():

@@ -28,6 +28,17 @@ def test_common_passwords_are_refused_case_insensitively(common: str) -> None:
 
 def test_password_equal_to_user_name_is_refused() -> None:
     assert password_problem("Maria.Schmidt", "maria.schmidt") is not None
+    assert password_problem(" maria.schmidt\t", "maria.schmidt") is not None
+
+
+@pytest.mark.parametrize("padded", [" " * MIN_LENGTH, "\t" * 12, "password ", "  12345678  "])
+def test_white_space_around_a_password_does_not_get_it_past_the_rules(padded: str) -> None:
+    """Spaces around a password count for neither its length nor the list."""
+    assert password_problem(padded) is not None
+
+
+def test_white_space_inside_a_passphrase_is_kept() -> None:
+    assert password_problem("correct horse battery") is None
 
 
 async def test_hash_is_argon2id_with_at_least_owasp_parameters(hasher: PasswordHasher) -> None:
