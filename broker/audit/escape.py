@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-# C0 and C1 control characters, DEL, and Unicode line/paragraph separators and
-# bidi overrides: anything that could forge a new log line or reorder text.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+def _escape(char: str) -> str:
+    if char == "\\":
+        return "\\\\"
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def escape_text(value: str, max_length: int = 256) -> str:
-    """Replace control characters with visible escapes and cap the length."""
-    escaped = _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    """Replace every character that does not print as itself with a visible
+    escape (\\u000a), and cap the length. That is control characters, line and
+    paragraph separators and bidi overrides, which could forge a line or reorder
+    text, and also zero-width and direction marks and non-breaking spaces, which
+    make a name look like another ("maria\\u200b" beside "maria"). A backslash is
+    doubled, so that "\\u0000" typed as text is not read as an escaped NUL."""
+    if value.isprintable() and "\\" not in value:
+        escaped = value  # the usual case, without a look at each character
+    else:
+        escaped = "".join(_escape(c) if c == "\\" or not c.isprintable() else c for c in value)
     if len(escaped) > max_length:
         return escaped[: max_length - 1] + "…"
     return escaped

@@ -52,6 +52,15 @@ def test_escape_replaces_control_characters_visibly() -> None:
     assert escape_text("Jürgen Müller") == "Jürgen Müller"
     assert len(escape_text("x" * 1000, max_length=50)) == 50
     assert escape_detail({"k\n": ["v\r"]}) == {"k\\u000a": ["v\\u000d"]}
+    # Names that look like another: zero-width and direction marks, a no-break space.
+    assert escape_text("maria\u200b") == "maria\\u200b"
+    assert escape_text("\u200emaria\u061c") == "\\u200emaria\\u061c"
+    assert escape_text("anna\u00a0b") == "anna\\u00a0b"
+    assert escape_text("x\U000e0001") == "x\\U000e0001"
+    # A backslash typed as text is doubled: the escaped NUL and the text "\u0000"
+    # stay apart.
+    assert escape_text("maria\\u0000") == "maria\\\\u0000"
+    assert escape_text("maria\u0000") == "maria\\u0000"
 
 
 @pytest.mark.parametrize("bad", ["", "-maria", "maria schmidt", "märia", "a" * 65, "x;rm"])
