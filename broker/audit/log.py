@@ -1,7 +1,8 @@
 """Writing and reading the audit log.
 
 Events (the `event` column): login (with `result`), account_locked, totp_replay,
-enrolment_started, totp_enrolled, totp_enrolment_cancelled, totp_reset,
+enrolment_started, totp_enrolled, totp_enrolment_failed (`result`: invalid_code or
+too_many_codes), totp_enrolment_cancelled, totp_reset,
 recovery_code_used, logout, user_added, user_locked, user_unlocked, pool_added,
 host_added, host_drained, host_activated, agent_report_rejected, policy_changed
 (`result` says which policy and how), pool_changed, pool_entitled, pool_revoked,

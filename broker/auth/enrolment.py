@@ -167,15 +167,28 @@ async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> 
         enrolment, user = await _open(s, token, now)
         if enrolment.totp_secret is None:
             raise Conflict("Create the secret first.", code="enrolment_not_started")
-        if not await _count_attempt(s, enrolment.id):
-            raise EnrolmentInvalid("Too many wrong codes; log in again.", "too_many_codes")
         secret = rt.box.decrypt(enrolment.totp_secret, _enrolment_context(enrolment.id))
-        verdict = totp.check(secret, code, now.timestamp(), None)
-        if verdict.verdict is not totp.Verdict.ACCEPT or verdict.step is None:
-            wrong = True  # the attempt counted above stays counted
+        accepted: int | None = None  # the code's time step, once it is right
+        failure = "too_many_codes"
+        if await _count_attempt(s, enrolment.id):
+            failure = "invalid_code"  # unless it is right; the attempt stays counted
+            verdict = totp.check(secret, code, now.timestamp(), None)
+            if verdict.verdict is totp.Verdict.ACCEPT:
+                accepted = verdict.step
+        if accepted is None:
+            # Guessing here is guessing at an account's second factor: audited
+            # like a failed login, and committed with the attempt's count.
+            await audit.record(
+                s,
+                now,
+                "totp_enrolment_failed",
+                username=user.name,
+                result=failure,
+                source_ip=source_ip,
+                detail={"path": "self_service"},
+            )
         else:
-            wrong = False
-            step = max(verdict.step, user.totp_last_step or verdict.step)
+            step = max(accepted, user.totp_last_step or accepted)
             activated = await s.execute(
                 update(User)
                 .where(User.id == user.id, User.totp_secret.is_(None))
@@ -197,7 +210,9 @@ async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> 
                 source_ip=source_ip,
                 detail={"path": "self_service"},
             )
-    if wrong:
+    if accepted is None:
+        if failure == "too_many_codes":
+            raise EnrolmentInvalid("Too many wrong codes; log in again.", "too_many_codes")
         raise InvalidInput(
             "The code is not right; check the time on your phone.", code="invalid_code"
         )

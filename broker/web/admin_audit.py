@@ -35,6 +35,7 @@ KNOWN_EVENTS = (
     "account_locked",
     "totp_replay",
     "totp_enrolled",
+    "totp_enrolment_failed",
     "totp_reset",
     "recovery_code_used",
     "session_started",

@@ -90,6 +90,10 @@ async def test_wrong_confirmation_code_and_attempt_limit(
     assert r.status_code == 401  # the enrolment died; log in again
     async with runtime.db.read() as s:
         assert (await s.scalar(select(User.totp_secret).where(User.name == "maria"))) is None
+    # Guesses at the second factor are audited, as at the login; never the code.
+    failed = await audit_events(runtime, "totp_enrolment_failed")
+    assert [(e.username, e.result) for e in failed] == [("maria", "invalid_code")] * 5
+    assert all(wrong not in str(e.detail) and right not in str(e.detail) for e in failed)
 
 
 async def test_enrolment_token_expires(
