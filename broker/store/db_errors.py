@@ -82,9 +82,23 @@ def sqlite_statement_error(exc: BaseException) -> bool:
     return any(code is not None and code & 0xFF == sqlite3.SQLITE_ERROR for code in codes)
 
 
+# asyncpg's words for two statements on one connection at once: a bug in the
+# broker, not an outage. As "down" it would be a retryable 503 that hides it; its
+# class is InterfaceError, like a closed connection's, so only its words tell.
+_CONCURRENT_USE = "another operation is in progress"
+
+
+def concurrent_use(exc: BaseException) -> bool:
+    """Whether asyncpg refused a statement because its connection was busy."""
+    return any(
+        isinstance(e, asyncpg.exceptions.InterfaceError) and _CONCURRENT_USE in str(e)
+        for e in _causes(exc)
+    )
+
+
 def database_down(exc: BaseException) -> bool:
     """Whether `exc` means the database is not there right now."""
-    if bad_value(exc) or sqlite_statement_error(exc):
+    if bad_value(exc) or sqlite_statement_error(exc) or concurrent_use(exc):
         return False
     if isinstance(exc, DATABASE_DOWN):
         return True

@@ -4,6 +4,7 @@ all or nothing, and the database stays usable after a failed batch."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -151,6 +152,36 @@ async def test_a_look_up_on_postgresql_leaves_no_transaction_open(pg_database: s
         async with db.write_conn() as conn:
             # The check can tell the two apart.
             assert await _state_of(db, await conn.scalar(backend)) == "idle in transaction"
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_two_statements_at_once_on_one_connection_are_a_bug_not_an_outage(
+    pg_database: str,
+) -> None:
+    """asyncpg refuses a second statement on a busy connection with the class it
+    also uses for a closed one; a 503 "try again" would hide such a bug."""
+    db = Database(postgres.url(pg_database))
+    try:
+        async with db.read_conn() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            slow = asyncio.ensure_future(raw.fetch("SELECT pg_sleep(0.2)"))
+            await asyncio.sleep(0.05)
+            with pytest.raises(DBAPIError) as busy:
+                await conn.execute(text("SELECT 1"))
+            await slow
+        assert "another operation is in progress" in str(busy.value)
+        assert not database_down(busy.value)
+        # A connection that really is gone still reads as down.
+        async with db.read_conn() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            await raw.close()
+            with pytest.raises(DBAPIError) as closed:
+                await conn.execute(text("SELECT 1"))
+        assert database_down(closed.value), closed.value
     finally:
         await db.dispose()
 
