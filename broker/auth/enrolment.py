@@ -167,11 +167,11 @@ async def confirm(rt: Runtime, token: str, code: str, source_ip: str | None) -> 
         enrolment, user = await _open(s, token, now)
         if enrolment.totp_secret is None:
             raise Conflict("Create the secret first.", code="enrolment_not_started")
-        secret = rt.box.decrypt(enrolment.totp_secret, _enrolment_context(enrolment.id))
         accepted: int | None = None  # the code's time step, once it is right
         failure = "too_many_codes"
         if await _count_attempt(s, enrolment.id):
             failure = "invalid_code"  # unless it is right; the attempt stays counted
+            secret = rt.box.decrypt(enrolment.totp_secret, _enrolment_context(enrolment.id))
             verdict = totp.check(secret, code, now.timestamp(), None)
             if verdict.verdict is totp.Verdict.ACCEPT:
                 accepted = verdict.step
