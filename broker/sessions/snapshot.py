@@ -212,7 +212,7 @@ _FIRST_READ_PARAMS = tuple(f"host{i}" for i in range(FIRST_READ_HOSTS))
 
 def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:
     """The first free ready and the first free startable desktop (by name) of
-    each host, for all hosts or for the hosts in the `hosts` parameter."""
+    each host, for all hosts or for the first-read hosts (_FIRST_READ_PARAMS)."""
     free = [
         _desktops.c.pool_id == bindparam("pool_id"),
         _desktops.c.missing.is_(False),
