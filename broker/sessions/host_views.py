@@ -19,6 +19,11 @@ from broker.domain import HostState
 from broker.placement.load_index import combine, parts
 from broker.placement.model import HostView, PoolDesktops
 
+# A host as placement reads it (broker.sessions.snapshot._HOSTS): id, name,
+# state, up, cpu ratio, memory total, memory available, capacity, open sessions
+# (all pools) and logons.
+HostFigures = tuple[int, str, str, bool, float | None, int | None, int | None, int, int, int]
+
 _STATES = {s.value: s for s in HostState}
 # Shared by every view of a requester without a team, so read-only.
 _NO_TEAM: Mapping[str, int] = MappingProxyType({})
@@ -37,7 +42,7 @@ class HostViews:
 
     def view(
         self,
-        row: tuple[int, str, str, bool, float | None, int | None, int | None, int, int, int],
+        row: HostFigures,
         pool_id: int,
         pool_desktops: PoolDesktops,
         pool_sessions: int,

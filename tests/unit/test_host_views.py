@@ -7,7 +7,7 @@ from broker.config import LoadIndexSettings
 from broker.domain import HostState
 from broker.placement.load_index import HostLoad, index_of
 from broker.placement.model import PoolDesktops
-from broker.sessions.host_views import HostViews
+from broker.sessions.host_views import HostFigures, HostViews
 
 LOAD = LoadIndexSettings()
 GIB = 1 << 30
@@ -22,7 +22,7 @@ def row(
     cpu: float | None = 0.5,
     sessions: int = 3,
     logons: int = 1,
-) -> tuple[int, str, str, bool, float | None, int | None, int | None, int, int, int]:
+) -> HostFigures:
     return (host_id, f"h{host_id}", state, up, cpu, 64 * GIB, 40 * GIB, 20, sessions, logons)
 
 
