@@ -25,6 +25,7 @@ from broker.hosts.store import STORE_USUAL_REPORT
 from broker.logthrottle import LogThrottle
 from broker.placement.model import PoolDesktops
 from broker.security.crypto import SecretBox
+from broker.sessions.host_board import HostBoard
 from broker.sessions.host_views import HostViews
 from broker.store import migrate
 from broker.store.db import Database
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 # How long a process reuses a pool's desktops-per-host counts (placement).
 POOL_DESKTOPS_TTL_S = 2.0
+# How long a process ranks hosts by the hosts it last read (placement).
+HOST_BOARD_TTL_S = 2.0
 
 
 @dataclass
@@ -62,6 +65,8 @@ class Runtime:
     )
     # Placement's host views, kept across requests (broker.sessions.host_views).
     host_views: HostViews = field(init=False)
+    # The hosts placement ranks by, kept for a moment (broker.sessions.host_board).
+    host_board: HostBoard = field(default_factory=lambda: HostBoard(HOST_BOARD_TTL_S))
     # When this process last began to run the background jobs (broker.jobs): it
     # took the lock at start, after the leader died, or after the database was
     # away. Before then nobody here could store reports, so a host's silence

@@ -384,6 +384,7 @@ async def _try_request(
             complete=False,
             desktops_per_host=per_host,
             views=rt.host_views,
+            board=rt.host_board,
         )
         decision = place(req, snap, policy)
         if could_do_better(decision, snap):
@@ -399,6 +400,7 @@ async def _try_request(
                 complete=True,
                 desktops_per_host=per_host,
                 views=rt.host_views,
+                board=rt.host_board,
             )
             decision = place(req, snap, policy)
         if isinstance(decision, Refuse):
@@ -411,6 +413,7 @@ async def _try_request(
         ).first()
         if desktop is None:
             return None  # another request holds the desktop
+        rt.host_board.took(pool.id, decision.host_id)
         session_id = str(uuid.uuid4())
         state = SessionState.PENDING if decision.start else SessionState.ACTIVE
         await conn.execute(

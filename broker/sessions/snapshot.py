@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -30,7 +30,7 @@ from sqlalchemy.engine import Row
 
 from agent.protocol import ActionKind
 from broker.config import Settings
-from broker.domain import PoolType, WorkMode
+from broker.domain import HostState, PoolType, WorkMode
 from broker.hosts.health import fresh_after
 from broker.placement.model import (
     DesktopView,
@@ -45,7 +45,8 @@ from broker.placement.model import (
 from broker.placement.place import rank_hosts
 from broker.policy.quota import DepartmentCap
 from broker.policy.schedule import Window, applicable
-from broker.sessions.host_views import HostViews
+from broker.sessions.host_board import HostBoard, HostRow
+from broker.sessions.host_views import HostFigures, HostViews
 from broker.store.db import Executor
 from broker.store.tables import (
     CAP_STAFF,
@@ -129,6 +130,14 @@ _TEAM_SESSIONS = (
     .join(_users, _users.c.id == _sessions.c.user_id)
     .where(SESSION_OPEN, _users.c.team == bindparam("team"))
     .group_by(_sessions.c.host_id)
+)
+
+
+# The desktop's host is up (reports are fresh) and active: filters.host_accepting.
+_host_accepting = exists().where(
+    _hosts.c.id == _desktops.c.host_id,
+    _hosts.c.state == HostState.ACTIVE.value,
+    _hosts.c.last_report_at > bindparam("fresh_since"),
 )
 
 
@@ -229,6 +238,9 @@ def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:
         # One parameter per host, not an expanding list: the statement's text
         # stays the same, so it is not rendered anew for every request.
         free.append(_desktops.c.host_id.in_([bindparam(p) for p in _FIRST_READ_PARAMS]))
+        # The hosts were chosen from the host board, which may be a moment old:
+        # whether they take sessions is read here, live.
+        free.append(_host_accepting)
     ranked = (
         select(
             *_DESKTOP_COLUMNS,
@@ -390,21 +402,26 @@ async def build_snapshot(
     complete: bool,
     desktops_per_host: Mapping[int, PoolDesktops],
     views: HostViews,
+    board: HostBoard,
 ) -> Snapshot:
     """The snapshot for one request. Unless `complete`, desktops are read only for
     the few best-ranked hosts that have room (by the ranking place() uses), which
     is where place() finds a running desktop; it then is marked incomplete, and
-    a decision that needs more (none running there) asks for the complete one."""
+    a decision that needs more (none running there) asks for the complete one.
+
+    An incomplete snapshot of a floating pool without a priority reserve ranks
+    the hosts by the board (broker.sessions.host_board) while it holds a fresh
+    reading; every other snapshot reads the hosts, and keeps them on the board."""
     user = req.user
     now = req.now
     department_cap = policy.department_cap
     fresh_since = fresh_after(now, settings.report_interval, settings.host_down_after_missed)
     recent = now - dt.timedelta(seconds=settings.report_interval)
-    host_rows = (
-        await conn.execute(
-            _HOSTS, {"fresh_since": fresh_since, "recent": recent, "pool_id": pool.id}
-        )
-    ).all()
+    ranks_only = not complete and pool.type is PoolType.FLOATING and pool.priority_reserve <= 0
+    host_rows = board.rows(pool.id, now) if ranks_only else None
+    if host_rows is None:
+        host_rows = await _read_hosts(conn, pool.id, fresh_since, recent)
+        board.keep(pool.id, host_rows, now)
     team: Mapping[int, int] = {}
     if user.team:
         team = {
@@ -412,12 +429,11 @@ async def build_snapshot(
         }
     hosts: dict[int, HostView] = {}
     room: dict[int, bool] = {}
-    for row in host_rows:
-        host_id = row[0]
+    for figures, pool_sessions in host_rows:
+        host_id = figures[0]
         pool_desktops = desktops_per_host.get(host_id, _NO_DESKTOPS)
-        pool_sessions = row[_VIEW_COLUMNS]
         hosts[host_id] = views.view(
-            row[:_VIEW_COLUMNS],
+            figures,
             pool.id,
             pool_desktops,
             pool_sessions,
@@ -429,6 +445,7 @@ async def build_snapshot(
     params: dict[str, Any] = {"pool_id": pool.id}
     ranking = None
     if not complete:
+        params["fresh_since"] = fresh_since
         ranking = rank_hosts(req, hosts.values(), policy)
         best = [h.id for h, _ in ranking if room[h.id]][:FIRST_READ_HOSTS]
         # Fewer hosts than parameters: NULL matches no host.
@@ -466,6 +483,15 @@ async def build_snapshot(
         department_staff=staff,
         ranking=ranking,
     )
+
+
+async def _read_hosts(
+    conn: Executor, pool_id: int, fresh_since: dt.datetime, recent: dt.datetime
+) -> list[HostRow]:
+    rows = await conn.execute(
+        _HOSTS, {"fresh_since": fresh_since, "recent": recent, "pool_id": pool_id}
+    )
+    return [(cast(HostFigures, tuple(row[:_VIEW_COLUMNS])), row[_VIEW_COLUMNS]) for row in rows]
 
 
 async def load_policy(
