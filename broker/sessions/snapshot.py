@@ -15,6 +15,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    Integer,
     Select,
     and_,
     bindparam,
@@ -133,14 +134,6 @@ _TEAM_SESSIONS = (
 )
 
 
-# The desktop's host is up (reports are fresh) and active: filters.host_accepting.
-_host_accepting = exists().where(
-    _hosts.c.id == _desktops.c.host_id,
-    _hosts.c.state == HostState.ACTIVE.value,
-    _hosts.c.last_report_at > bindparam("fresh_since"),
-)
-
-
 _DESKTOP_COLUMNS = (
     _desktops.c.id,
     _desktops.c.name,
@@ -236,11 +229,16 @@ def _candidates_query(persistent: bool, some_hosts: bool) -> Select[Any]:
         free.append(_desktops.c.assigned_user_id.is_(None))
     if some_hosts:
         # One parameter per host, not an expanding list: the statement's text
-        # stays the same, so it is not rendered anew for every request.
-        free.append(_desktops.c.host_id.in_([bindparam(p) for p in _FIRST_READ_PARAMS]))
-        # The hosts were chosen from the host board, which may be a moment old:
-        # whether they take sessions is read here, live.
-        free.append(_host_accepting)
+        # stays the same, so it is not rendered anew for every request. The
+        # hosts were chosen from the host board, which may be a moment old:
+        # whether they take sessions is read here, live (filters.host_accepting).
+        chosen = [bindparam(p, type_=Integer) for p in _FIRST_READ_PARAMS]
+        accepting = select(_hosts.c.id).where(
+            _hosts.c.id.in_(chosen),
+            _hosts.c.state == HostState.ACTIVE.value,
+            _hosts.c.last_report_at > bindparam("fresh_since"),
+        )
+        free.append(_desktops.c.host_id.in_(accepting))
     ranked = (
         select(
             *_DESKTOP_COLUMNS,
