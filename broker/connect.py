@@ -56,6 +56,7 @@ import httpx
 from broker import __version__
 from broker.auth.code_formats import RECOVERY_CODE_RE as RECOVERY_RE
 from broker.auth.code_formats import TOTP_CODE_RE as TOTP_RE
+from broker.auth.code_formats import ungrouped
 from broker.cli_numbers import bounded_int
 from broker.connect_texts import GERMAN
 from broker.gateway import reasons
@@ -203,7 +204,7 @@ def manual_hint(protocol: str, port: int) -> str:
 
 def second_factor(text: str) -> dict[str, str]:
     """The login body's second factor: a six-digit code or a recovery code."""
-    value = text.strip()
+    value = ungrouped(text.strip())
     if TOTP_RE.fullmatch(value):
         return {"code": value}
     if RECOVERY_RE.fullmatch(value):

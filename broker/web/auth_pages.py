@@ -17,7 +17,7 @@ from starlette.datastructures import FormData
 
 from broker.auth import enrolment, totp
 from broker.auth import login as login_flow
-from broker.auth.code_formats import RECOVERY_CODE_RE
+from broker.auth.code_formats import RECOVERY_CODE_RE, ungrouped
 from broker.auth.router import begin_session, end_session
 from broker.deps import ClientDep, RuntimeDep, resolve_identity
 from broker.errors import Forbidden, Unauthorized, VdiError
@@ -88,7 +88,7 @@ async def login_submit(request: Request, rt: RuntimeDep, client: ClientDep) -> R
     username = text(form, "username")
     password = form.get("password")
     password = password if isinstance(password, str) else ""
-    code, recovery = text(form, "code"), text(form, "recovery_code")
+    code, recovery = ungrouped(text(form, "code")), text(form, "recovery_code")
 
     def again(status: int, notice: Notice, headers: dict[str, str] | None = None) -> Response:
         page = render(
@@ -188,7 +188,7 @@ async def enrol_confirm(request: Request, rt: RuntimeDep, client: ClientDep) -> 
         return checked
     token, form = checked
     try:
-        codes = await enrolment.confirm(rt, token, text(form, "code"), client.ip)
+        codes = await enrolment.confirm(rt, token, ungrouped(text(form, "code")), client.ip)
     except enrolment.EnrolmentInvalid as gone:
         return _restart(request, rt, gone)
     except VdiError as exc:

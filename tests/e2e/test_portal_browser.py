@@ -273,7 +273,8 @@ async def test_staff_journey_enrol_log_in_connect_and_log_off(
     await page.screenshot(path=screenshots / "recovery-codes.png", full_page=True)
 
     await page.get_by_role("link", name="Weiter zur Anmeldung").click()
-    await log_in(page, name, code_for(secret))
+    code = code_for(secret)
+    await log_in(page, name, f"{code[:3]} {code[3:]}")  # as the app shows it
     await expect(page).to_have_url("/desktops")
     card = page.locator("li.pool", has_text=label)
     await expect(card).to_contain_text("2 von 2 frei")

@@ -168,6 +168,26 @@ async def test_login_sets_the_session_cookie_as_the_api_does(
     assert await audit_events(runtime, "login") == ["success"]
 
 
+def in_groups(code: str) -> str:
+    """A code as authenticator apps show it: "123 456"."""
+    return f"{code[:3]} {code[3:]}"
+
+
+async def test_a_code_in_two_groups_as_the_app_shows_it_logs_in(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime)
+    assert secret
+    code = code_now(runtime, secret)
+    for typed in ("1234 56", "123  456", "123-456", "12 34 56"):
+        refused = await log_in(client, code=typed)
+        assert refused.status_code == 422, typed
+        assert notice_of(refused.text) == "Der Code aus der App hat 6 Ziffern."
+    response = await log_in(client, code=in_groups(code))
+    assert response.status_code == 303 and response.headers["location"] == "/desktops"
+    assert await audit_events(runtime, "login") == ["success"]
+
+
 async def test_wrong_login_answers_401_and_keeps_the_user_name(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
@@ -305,8 +325,9 @@ async def test_first_login_enrols_via_the_pages(
     no_token = await client.post("/enrol", data={"code": code_now(runtime, secret)})
     assert no_token.status_code == 403
 
+    # Typed as the app shows it, in two groups.
     done = await client.post(
-        "/enrol", data={"csrf_token": token, "code": code_now(runtime, secret)}
+        "/enrol", data={"csrf_token": token, "code": in_groups(code_now(runtime, secret))}
     )
     assert done.status_code == 200
     assert_page_headers(done)

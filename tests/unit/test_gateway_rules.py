@@ -202,9 +202,11 @@ def test_without_a_client_the_hint_names_the_port() -> None:
 
 def test_second_factor_is_a_code_or_a_recovery_code() -> None:
     assert second_factor(" 123456 ") == {"code": "123456"}
+    assert second_factor("123 456") == {"code": "123456"}  # as the app shows it
     assert second_factor("abcde-fghjk") == {"recovery_code": "abcde-fghjk"}
-    with pytest.raises(Stop):
-        second_factor("12345")
+    for typed in ("12345", "1234 56", "123  456", "12 34 56"):
+        with pytest.raises(Stop):
+            second_factor(typed)
 
 
 def test_choosing_the_pool() -> None:
