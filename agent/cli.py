@@ -111,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent.hypervisors.static import StaticListError
     from agent.reporter import TokenError
     from agent.runner import MetricsUnavailable, serve, snapshot
+    from agent.state import StateInUse
 
     try:
         if args.command == "once":
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(f"--broker: {exc}")
         run_event_loop(serve(config))
-    except (HypervisorError, StaticListError, TokenError, MetricsUnavailable) as exc:
+    except (HypervisorError, StaticListError, TokenError, MetricsUnavailable, StateInUse) as exc:
         log.error("%s", exc)
         return 1
     except OSError as exc:

@@ -453,6 +453,14 @@ async def serve(config: AgentConfig) -> None:
     read_token(config.token_file)  # a missing token should stop the start, loudly
     reporter = Reporter(config.broker, config.token_file)
     store = StateStore(config.state_dir)
+    store.lock()
+    try:
+        await _serve(config, reporter, store)
+    finally:
+        store.unlock()
+
+
+async def _serve(config: AgentConfig, reporter: Reporter, store: StateStore) -> None:
     state = store.load()
     # Written once before anything else, so that a state directory the agent
     # cannot write stops the start, loudly; later failures are only logged.

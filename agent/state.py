@@ -17,12 +17,15 @@
 
 Kept as one small JSON file, written to a temporary file and renamed over the
 old one, so a crash leaves either the old or the new state, never half of one.
+One running agent owns the directory (StateStore.lock): two agents sharing it
+would each overwrite the other's seq reservation and action results.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
@@ -37,6 +40,7 @@ from agent.collectors.probes import ProbeTotals
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+LOCK_FILE = "lock"
 FORMAT = 1
 # Acknowledged action results kept to answer re-sent actions; a broker re-sends an
 # action only until it sees the result, so a few thousand cover any backlog.
@@ -169,12 +173,44 @@ def from_json(raw: Any) -> AgentState:
     )
 
 
+class StateInUse(Exception):
+    """Another running agent holds the state directory."""
+
+
 class StateStore:
     """The state file in the agent's state directory."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / STATE_FILE
+        self._lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Take the directory for this process until `unlock` or its exit (a
+        flock, so a crashed agent leaves no stale lock behind)."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self.directory / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise StateInUse(
+                f"the state directory {self.directory} is in use by another vdi-agent "
+                f"(pid {holder}); give each agent its own --state-dir"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
 
     def load(self, set_aside_damaged: bool = True) -> AgentState:
         """The stored state, or a fresh one. A damaged file is set aside (for a person

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from agent.state import (
     STATE_FILE,
     ActionRecord,
     AgentState,
+    StateInUse,
     StateStore,
     record_result,
     release_unused_seqs,
@@ -127,3 +131,43 @@ async def test_a_state_directory_that_cannot_be_written_stops_the_start(tmp_path
     _block_writes(StateStore(config.state_dir))
     with pytest.raises(IsADirectoryError):
         await serve(config)
+
+
+def test_the_state_directory_belongs_to_one_agent_at_a_time(tmp_path: Path) -> None:
+    """A second agent on the same directory would overwrite the first one's seq
+    reservation and action results: it does not start. A killed holder leaves
+    no lock behind."""
+    state_dir = tmp_path / "state"
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from agent.state import StateStore; StateStore(Path(sys.argv[1])).lock(); "
+         "print('locked', flush=True); time.sleep(60)", str(state_dir)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        second = subprocess.run(
+            [str(Path(sys.executable).parent / "vdi-agent"), "run",
+             "--broker", "http://127.0.0.1:9", "--token-file", str(token),
+             "--state-dir", str(state_dir), "--hypervisor", "simulated"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert (
+            f"the state directory {state_dir} is in use by another vdi-agent "
+            f"(pid {holder.pid}); give each agent its own --state-dir"
+        ) in second.stderr
+        assert not (state_dir / STATE_FILE).exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    store = StateStore(state_dir)
+    store.lock()
+    with pytest.raises(StateInUse):
+        StateStore(state_dir).lock()  # a second open in one process conflicts too
+    store.unlock()
+    again = StateStore(state_dir)
+    again.lock()
+    again.unlock()
