@@ -140,7 +140,11 @@ class GatewayConnection(asyncssh.SSHServer):
         for tunnel in list(self.tunnels):
             tunnel.close("client_disconnected")
 
-    def close(self) -> None:
+    def close(self, reason: str) -> None:
+        """Hang up, closing the tunnels first with `reason` for their audit (else
+        they would read as closed by the client)."""
+        for tunnel in list(self.tunnels):
+            tunnel.close(reason)
         if self.conn is not None:
             self.conn.close()
 

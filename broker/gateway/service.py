@@ -125,7 +125,7 @@ class Gateway:
         for tunnel in self.tunnels:
             tunnel.close("gateway_stopped")
         for connection in list(self.connections):
-            connection.close()
+            connection.close("gateway_stopped")
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=STOP_GRACE_S)
         if self._watcher is not None:
@@ -343,7 +343,7 @@ class Gateway:
                 connection.source_ip,
                 connection.refusals,
             )
-            connection.close()
+            connection.close("too_many_refusals")
 
     def _closed(self, connection: GatewayConnection, tunnel: Tunnel) -> None:
         """The bridge closed (from either side, or by us): record it once."""
@@ -449,9 +449,7 @@ class Gateway:
             gone = await store.ended(conn, granted)
         for connection in list(self.connections):
             if connection.grant is not None and connection.grant.session_id in gone:
-                for tunnel in list(connection.tunnels):
-                    tunnel.close("session_ended")
-                connection.close()
+                connection.close("session_ended")
         for tunnel in self.tunnels:
             if tunnel.session_id in gone:
                 tunnel.close("session_ended")

@@ -90,6 +90,28 @@ async def test_every_other_destination_is_refused_with_ssh_L(rig: Rig) -> None:
         assert await echo(f.local_port, b"mine") == b"mine"
 
 
+async def test_tunnels_of_a_connection_hung_up_for_refusals_say_so(rig: Rig) -> None:
+    """The gateway hangs up after MAX_REFUSALS refused forwards; a tunnel of that
+    connection still open is audited with that reason, not as closed by the client."""
+    answer = await rig.desktop_for("maria")
+    c = answer["connect"]
+    good = f"{c['desktop_address']}:{c['desktop_port']}"
+    bad = [f"10.20.0.15:{c['desktop_port']}"] * MAX_REFUSALS
+    async with forwards(c["ticket"], rig.port, [good, *bad]) as ports:
+        reader, writer = await asyncio.open_connection("127.0.0.1", ports[0])
+        try:
+            writer.write(b"ping")
+            assert await asyncio.wait_for(reader.readexactly(4), 30) == b"ping"
+            await until(lambda: rig.audit("tunnel_opened"))
+            for port in ports[1:]:
+                await refused_locally(port)
+            closed = await until(lambda: rig.audit("tunnel_closed"))
+        finally:
+            writer.close()
+    assert [e.result for e in closed] == ["too_many_refusals"]
+    assert len(await rig.audit("tunnel_refused")) == MAX_REFUSALS
+
+
 @contextlib.asynccontextmanager
 async def forwards(ticket: str, port: int, targets: list[str]) -> AsyncIterator[list[int]]:
     """One ssh process with an -L per target; yields the local ports."""
