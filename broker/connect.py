@@ -44,6 +44,7 @@ import locale
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -835,10 +836,45 @@ def connection_problem(exc: BaseException) -> str:
     # httpx names these by class only ("ReadTimeout"), in English.
     if isinstance(exc, httpx.TimeoutException):
         return tr("the broker did not answer in time")
+    said = os_problem(exc)
+    if said is not None:
+        return said
     # Also a broker that went away in mid-request (restarting): "ReadError".
     if isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError):
         return tr("the broker cannot be reached")
     return str(exc) or type(exc).__name__
+
+
+def os_problem(exc: BaseException) -> str | None:
+    """The operating system's reason a connection failed, for the kinds people
+    meet, in their language; the system's own words (English) follow in
+    brackets for whoever helps them. None for other errors."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        said = _os_reason(cause)
+        if said is not None:
+            return said
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    # asyncio's messages name the address rather than the reason (its
+    # "Connect call failed" has errno 111), so the words come from the errno.
+    if isinstance(exc, socket.gaierror):
+        said = tr("the server's name is not known")
+        return f"{said} ({exc.strerror})"
+    if not isinstance(exc, OSError):
+        return None
+    if isinstance(exc, ConnectionRefusedError):
+        said = tr("nothing answers at that address")
+    elif exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        said = tr("the network does not reach that address")
+    elif isinstance(exc, TimeoutError):
+        return tr("the server does not answer")
+    else:
+        return None
+    return f"{said} ({os.strerror(exc.errno)})" if exc.errno else said
 
 
 def channel_problem(exc: BaseException) -> str:
@@ -1087,7 +1123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code
     except httpx.HTTPError as exc:
         print(
-            tr("Cannot reach the broker at {url}: {problem}", url=args.url, problem=exc),
+            tr(
+                "Cannot reach the broker at {url}: {problem}",
+                url=args.url,
+                problem=connection_problem(exc),
+            ),
             file=sys.stderr,
             flush=True,
         )

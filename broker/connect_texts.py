@@ -165,6 +165,10 @@ GERMAN: dict[str, str] = {
     ),
     "the broker did not answer in time": "der Broker hat nicht rechtzeitig geantwortet",
     "the broker cannot be reached": "der Broker ist nicht erreichbar",
+    "the server's name is not known": "der Name des Servers ist nicht bekannt",
+    "nothing answers at that address": "unter dieser Adresse antwortet nichts",
+    "the network does not reach that address": "das Netzwerk erreicht diese Adresse nicht",
+    "the server does not answer": "der Server antwortet nicht",
     "Reconnecting failed ({problem}); next try in {seconds} s.": (
         "Neu verbinden fehlgeschlagen ({problem}); nächster Versuch in {seconds} s."
     ),

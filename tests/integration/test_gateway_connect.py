@@ -34,6 +34,7 @@ from broker.connect import (
     FIRST_CONNECT_TRIES,
     GATEWAY_PROBLEM,
     INTERRUPTED,
+    NO_BROKER,
     NO_DESKTOP,
     Broker,
     LocalForward,
@@ -758,3 +759,23 @@ def test_a_local_port_in_use_is_said_before_the_login() -> None:
     assert proc.returncode == BAD_INPUT, proc.stderr
     assert f"Cannot listen on 127.0.0.1:{port}: another program uses it" in proc.stderr
     assert "Logging in" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("lang", "said"),
+    [
+        (None, "nothing answers at that address (Connection refused)"),
+        ("de_DE.UTF-8", "unter dieser Adresse antwortet nichts (Connection refused)"),
+    ],
+)
+def test_a_broker_nobody_answers_for_is_said_in_the_persons_language(
+    lang: str | None, said: str
+) -> None:
+    base = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    done = subprocess.run(
+        [str(VENV_BIN / "vdi-connect"), base, "--user", "maria", "--password-stdin"],
+        input=f"{PASSWORD}\n123456\n", env=clean_env(desktop_locale(lang)),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == NO_BROKER
+    assert said in done.stderr, done.stderr

@@ -4,6 +4,8 @@ placeholders, and a German desktop gets them."""
 from __future__ import annotations
 
 import ast
+import errno
+import socket
 import string
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,14 +136,26 @@ def test_connection_problems_are_said_in_the_persons_language() -> None:
     # The same code from something else in the way keeps its own reason.
     busy = asyncssh.ServiceNotAvailable("Too many unauthenticated connections")
     assert connection_problem(busy) == "Too many unauthenticated connections"
-    # Errors of the operating system are shown as it put them.
+    # The operating system's common reasons in German, its own words after them.
     assert connection_problem(ConnectionRefusedError(111, "Connection refused")) == (
-        "[Errno 111] Connection refused"
+        "unter dieser Adresse antwortet nichts (Connection refused)"
     )
-    assert connection_problem(TimeoutError()) == "TimeoutError"
-    # httpx names these by class only, in English.
+    assert connection_problem(OSError(errno.EHOSTUNREACH, "No route to host")) == (
+        "das Netzwerk erreicht diese Adresse nicht (No route to host)"
+    )
+    assert connection_problem(TimeoutError()) == "der Server antwortet nicht"
+    # Others as the system put them.
+    assert connection_problem(PermissionError(13, "Permission denied")) == (
+        "[Errno 13] Permission denied"
+    )
+    # httpx names these by class only, in English; and wraps the system's reason.
     assert connection_problem(httpx.ReadTimeout("")) == (
         "der Broker hat nicht rechtzeitig geantwortet"
+    )
+    wrapped = httpx.ConnectError("[Errno -2] Name or service not known")
+    wrapped.__cause__ = socket.gaierror(-2, "Name or service not known")
+    assert connection_problem(wrapped) == (
+        "der Name des Servers ist nicht bekannt (Name or service not known)"
     )
     assert connection_problem(httpx.ConnectError("[Errno 111] Connection refused")) == (
         "der Broker ist nicht erreichbar"
