@@ -33,6 +33,17 @@ HOST = f'{BROKER}, host=~"$host"'
 AGENT = 'job="vdi-agent", host=~"$host"'
 
 SESSIONS_BY_POOL = f"sum by (pool) (max by (pool, state, work_mode) (vdi_sessions{{{POOL}}}))"
+# The broker exports a utilisation of 1 for a pool without usable capacity. For
+# a pool with desktops (all on hosts that are down or draining) that is right:
+# nobody gets one. A pool without any desktop yet, or switched off with a
+# licence limit of 0, is not full (the capacity alerts leave it alone too), and
+# must not show as a red 100% on a fresh install; it is left out.
+UTILISATION = (
+    f"max by (pool) (vdi_pool_utilization_ratio{{{POOL}}})"
+    " unless on (pool)"
+    f" (sum by (pool) (max by (pool, power_state) (vdi_pool_desktops{{{POOL}}})) == 0)"
+    f" unless on (pool) (max by (pool) (vdi_pool_max_sessions{{{POOL}}}) == 0)"
+)
 LOGIN_FAILURES = 'result=~"invalid_credentials|locked|rate_limited|replay"'
 REFUSALS = 'result!~"assigned|reconnected|pending"'
 
@@ -402,8 +413,10 @@ def capacity() -> Json:
                 "Sessions divided by the capacity usable now (licence limit, bounded by "
                 "desktops on active, reporting hosts). Orange from 80% (VdiPoolCapacityLow), "
                 "red from 95% (VdiPoolCapacityExhausted, or VdiLicenceLimitReached where "
-                "the licence limit binds).",
-                [target(f"max by (pool) (vdi_pool_utilization_ratio{{{POOL}}})", "{{pool}}")],
+                "the licence limit binds). A pool whose hosts are all down or draining "
+                "shows 100%; a pool without desktops yet, or with a licence limit of 0, is "
+                "not shown.",
+                [target(UTILISATION, "{{pool}}")],
                 steps=UTILISATION_STEPS,
             ),
             stat(
@@ -439,9 +452,10 @@ def capacity() -> Json:
             timeseries(
                 "Pool utilisation",
                 "Sessions divided by usable capacity over time; dashed lines at 80% and 95% "
-                "are the alert thresholds.",
+                "are the alert thresholds. Pools without desktops yet, or with a licence "
+                "limit of 0, are not shown.",
                 "percentunit",
-                [target(f"max by (pool) (vdi_pool_utilization_ratio{{{POOL}}})", "{{pool}}")],
+                [target(UTILISATION, "{{pool}}")],
                 steps=UTILISATION_STEPS,
             ),
             timeseries(
