@@ -240,7 +240,7 @@ def table(title: str, description: str, targets: Sequence[Json], rename: dict[st
     return panel
 
 
-def heatmap(title: str, description: str, target_: Json, *, y_unit: str) -> Json:
+def heatmap(title: str, description: str, target_: Json, *, y_unit: str, cell_unit: str) -> Json:
     """Pre-bucketed histogram (format heatmap), one row per `le` bucket."""
     return _panel(
         "heatmap",
@@ -248,12 +248,12 @@ def heatmap(title: str, description: str, target_: Json, *, y_unit: str) -> Json
         description,
         [target_],
         width=12,
-        defaults={"unit": "short", "custom": {"scaleDistribution": {"type": "linear"}}},
+        defaults={"unit": cell_unit, "custom": {"scaleDistribution": {"type": "linear"}}},
         options={
             "calculate": False,
             "yAxis": {"axisPlacement": "left", "unit": y_unit},
             "rowsFrame": {"layout": "auto"},
-            "cellValues": {"unit": "short"},
+            "cellValues": {"unit": cell_unit},
             "color": {"mode": "scheme", "scheme": "Oranges", "scale": "exponential"},
             "showValue": "never",
             "tooltip": {"show": True, "yHistogram": True},
@@ -490,16 +490,20 @@ def capacity() -> Json:
             ),
             heatmap(
                 "Session launch duration",
-                "Time from a staff member's request to a running desktop; each cell counts "
-                "launches in that duration bucket. Launches that must boot a desktop "
-                "take longer; launches that never finish (start_timeout) count with the "
-                "time they waited.",
+                "Time from a staff member's request to a running desktop; each cell's "
+                "colour is the launches per minute that took that long, around that time. "
+                "Launches that must boot a desktop take longer; launches that never finish "
+                "(start_timeout) count with the time they waited.",
+                # A rate, not increase(): $__rate_interval is wider than the step
+                # (four scrapes at least), so increase() counted every launch in
+                # several cells, more the wider Grafana made the window.
                 target(
-                    f"sum by (le) (increase({launch_buckets}[$__rate_interval]))",
+                    f"sum by (le) (rate({launch_buckets}[$__rate_interval])) * 60",
                     "{{le}}",
                     heatmap=True,
                 ),
                 y_unit="s",
+                cell_unit="cpm",
             ),
             timeseries(
                 "Session launch time, 90th percentile",

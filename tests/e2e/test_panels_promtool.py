@@ -107,3 +107,32 @@ def test_utilisation_panels_show_no_full_pool_for_a_new_or_switched_off_one(
         for title in ("Pool utilisation now", "Pool utilisation")
     ]
     assert_passes(run_promtool_test(tmp_path, "1m", pool_series(), tests))
+
+
+# -- launch durations -------------------------------------------------------------
+
+
+def test_launch_heatmap_cells_mean_the_same_at_every_zoom(tmp_path: Path) -> None:
+    """Grafana widens $__rate_interval as the time range grows (at least four
+    scrapes, else step plus a scrape). A cell must mean the same at every zoom:
+    launches per minute, as the panel's unit says. Here two launches a minute
+    land in the 20-30 s bucket, scraped every 15 s; a one-hour view (step 15 s,
+    $__rate_interval 1m) and a one-day view (step 2m, $__rate_interval 2m15s)
+    both show 2 in that bucket, not a count that grows with the window."""
+    launches = "0+0.5x200"  # cumulative, half a launch per 15 s scrape
+    buckets = [
+        series("vdi_session_launch_duration_seconds_bucket", "0x200", pool="Finanzen", le="20.0"),
+        series("vdi_session_launch_duration_seconds_bucket", launches, pool="Finanzen", le="30.0"),
+        series("vdi_session_launch_duration_seconds_bucket", launches, pool="Finanzen", le="+Inf"),
+    ]
+    expected = [
+        {"labels": '{le="20.0"}', "value": 0},
+        {"labels": '{le="30.0"}', "value": 2},
+        {"labels": '{le="+Inf"}', "value": 2},
+    ]
+    expr = panel_expr("vdi-capacity", "Session launch duration")
+    tests = [
+        {"expr": expand_variables(expr, window), "eval_time": "30m", "exp_samples": expected}
+        for window in ("1m", "2m15s")
+    ]
+    assert_passes(run_promtool_test(tmp_path, "15s", buckets, tests))
