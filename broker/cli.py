@@ -881,7 +881,9 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("name")
     rotate.add_argument("--json", action="store_true", help=JSON_HELP)
     rotate.set_defaults(handler=host_rotate_token)
-    hlist = host.add_parser("list", help="list hosts with state, load and sessions")
+    hlist = host.add_parser(
+        "list", help="list hosts: state, whether they report, agent version, desktops"
+    )
     hlist.add_argument("--json", action="store_true", help=JSON_HELP)
     hlist.set_defaults(handler=host_list)
 
