@@ -216,6 +216,9 @@ class Settings(BaseSettings):
     action_retention_days: int = Field(
         7, ge=1, description="finished power actions (start, stop, reset) are kept this long"
     )
+    missing_desktop_retention_days: int = Field(
+        7, ge=1, description="desktops gone from their host's reports are forgotten after this"
+    )
     log_level: str = "INFO"
 
     load_index: LoadIndexSettings = LoadIndexSettings()

@@ -7,7 +7,11 @@ expired, and nobody should find old session hashes in a backup. So do failed
 logins of names without an account, a day after the last one, and finished
 power actions after `action_retention_days` (a week by default): each session
 end leaves a reset, and spare desktops a start and a stop, so the table would
-otherwise grow for as long as the broker runs.
+otherwise grow for as long as the broker runs. Desktops missing from their
+host's reports for `missing_desktop_retention_days` (a week) are forgotten,
+unless a session is still open on one: deleted VMs would otherwise stay in the
+capacity figures and dashboards as "missing" for good. One that comes back
+later is added again as new.
 """
 
 from __future__ import annotations
@@ -15,16 +19,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import delete, or_
+from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broker.audit import log as audit
 from broker.auth import name_lockout
 from broker.runtime import Runtime
 from broker.store.tables import (
+    SESSION_OPEN,
     AuditEvent,
+    Desktop,
     Enrolment,
     HostAction,
     LoginFailure,
+    Session,
     WebSession,
     table,
 )
@@ -36,6 +44,8 @@ _web = table(WebSession)
 _enrolments = table(Enrolment)
 _failures = table(LoginFailure)
 _actions = table(HostAction)
+_desktops = table(Desktop)
+_sessions = table(Session)
 
 
 async def purge(rt: Runtime) -> int:
@@ -57,6 +67,20 @@ async def purge(rt: Runtime) -> int:
         # Queued actions stay whatever their age: they have not been done yet.
         done_before = now - dt.timedelta(days=settings.action_retention_days)
         await conn.execute(delete(_actions).where(_actions.c.finished_at < done_before))
+        gone_before = now - dt.timedelta(days=settings.missing_desktop_retention_days)
+        forgotten = await _forget_missing_desktops(conn, gone_before)
+        if forgotten:
+            await audit.record(
+                conn,
+                now,
+                "desktops_forgotten",
+                actor="broker",
+                detail={
+                    "desktops": len(forgotten),
+                    "names": forgotten[:_NAMES_AUDITED],
+                    "missing_since_before": gone_before.isoformat(),
+                },
+            )
         if removed:
             await audit.record(
                 conn,
@@ -72,3 +96,21 @@ async def purge(rt: Runtime) -> int:
     if removed:
         log.info("removed %d audit events older than %s", removed, before.date())
     return int(removed)
+
+
+# The audit event names this many of the desktops forgotten in one round.
+_NAMES_AUDITED = 50
+
+
+async def _forget_missing_desktops(conn: AsyncConnection, gone_before: dt.datetime) -> list[str]:
+    """Delete the desktops missing since before `gone_before` that no open
+    session holds; their names, sorted."""
+    stale = and_(
+        _desktops.c.missing.is_(True),
+        _desktops.c.missing_since < gone_before,
+        ~exists().where(_sessions.c.desktop_id == _desktops.c.id, SESSION_OPEN),
+    )
+    names = sorted((await conn.scalars(select(_desktops.c.name).where(stale))).all())
+    if names:
+        await conn.execute(delete(_desktops).where(stale))
+    return names

@@ -22,9 +22,9 @@ from broker.clock import FakeClock
 from broker.hosts import actions
 from broker.runtime import Runtime, open_runtime
 from broker.security.crypto import SecretBox
-from broker.store.tables import AuditEvent, Host, HostAction, User
+from broker.store.tables import AuditEvent, Desktop, Host, HostAction, Session, User
 from tests.support.accounts import add_user, code_now, login
-from tests.support.fleet import reporting_host
+from tests.support.fleet import add_pool, ask, reporting_host, staff
 from tests.support.processes import VENV_BIN, new_broker_env, vdi_broker
 
 
@@ -87,6 +87,53 @@ async def test_finished_power_actions_are_kept_a_week(
             await s.scalars(select(HostAction.desktop_name).order_by(HostAction.desktop_name))
         ).all()
     assert kept == ["d30queued", "d6done"]
+
+
+async def test_desktops_missing_for_a_week_are_forgotten_unless_in_use(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Deleted VMs would stay in the capacity figures and dashboards as missing
+    for good: after `missing_desktop_retention_days` they are forgotten, but not
+    one an open session still holds."""
+    await add_pool(runtime)
+    agent = await reporting_host(runtime, client, 4)
+    maria, erna = await staff(runtime, "maria"), await staff(runtime, "erna")
+    held = (await ask(client, maria)).json()["session"]
+    ended = (await ask(client, erna)).json()["session"]
+    assert (held["desktop"], ended["desktop"]) == ("vhost01-d000", "vhost01-d001")
+    await client.delete(f"/api/v1/sessions/{ended['id']}", headers=erna)
+    for name in ("vhost01-d000", "vhost01-d001"):  # deleted on the hypervisor
+        del agent.desktops[name]
+    await agent.report()
+    clock.advance(2 * 86400)
+    del agent.desktops["vhost01-d002"]
+    await agent.report()
+    clock.advance(6 * 86400)
+
+    await purge(runtime)
+
+    assert await desktop_names(runtime) == ["vhost01-d000", "vhost01-d002", "vhost01-d003"]
+    async with runtime.db.read() as s:
+        forgotten = (
+            await s.scalars(select(AuditEvent).where(AuditEvent.event == "desktops_forgotten"))
+        ).one()
+        # The ended session stays in the history, without its desktop.
+        assert await s.scalar(select(Session.desktop_id).where(Session.id == ended["id"])) is None
+    assert forgotten.detail is not None
+    assert (forgotten.detail["desktops"], forgotten.detail["names"]) == (1, ["vhost01-d001"])
+    await purge(runtime)
+    assert await events(runtime, "desktops_forgotten") == 1  # nothing more, nothing recorded
+
+    # A VM of that name that comes back is a new desktop.
+    again = agent.desktops["vhost01-d003"].model_copy(update={"name": "vhost01-d001"})
+    agent.desktops["vhost01-d001"] = again
+    await agent.report()
+    assert "vhost01-d001" in await desktop_names(runtime)
+
+
+async def desktop_names(rt: Runtime) -> list[str]:
+    async with rt.db.read() as s:
+        return list((await s.scalars(select(Desktop.name).order_by(Desktop.name))).all())
 
 
 async def test_key_rotation_keeps_logins_and_csrf_working(
