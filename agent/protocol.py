@@ -22,6 +22,7 @@ from agent.protocol_base import (
     ACTION_ID_MAX_LENGTH,
     CONTROL_CHARACTERS,
     ERROR_MAX_LENGTH,
+    HYPERVISOR_COLLECTOR,
     LABEL_MAX_LENGTH,
     MAX_ACTIONS,
     MAX_CONNECTIONS,
@@ -38,6 +39,7 @@ from agent.protocol_base import (
 )
 
 __all__ = [
+    "HYPERVISOR_COLLECTOR",
     "MAX_ACTIONS",
     "MAX_DESKTOPS",
     "MAX_DISKS",
@@ -200,6 +202,14 @@ class Report(_Model):
     metrics: HostMetrics
     desktops: Annotated[list[DesktopReport], Field(max_length=MAX_DESKTOPS)] = []
     action_results: Annotated[list[ActionResult], Field(max_length=MAX_ACTIONS)] = []
+
+    @property
+    def desktops_listed(self) -> bool:
+        """Whether the hypervisor's listing worked: else a desktop left out of
+        `desktops` may still exist (HYPERVISOR_COLLECTOR)."""
+        return not any(
+            c.name == HYPERVISOR_COLLECTOR and not c.success for c in self.metrics.collectors
+        )
 
     @field_validator("created_at")
     @classmethod

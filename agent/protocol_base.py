@@ -18,6 +18,11 @@ PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 
 MAX_DESKTOPS = 5000
+# The collector status of the hypervisor's desktop listing. When it failed, the
+# report's desktops are only those the agent knew before (with an unknown
+# state), or none after a restart: the broker must not take a desktop left out
+# for one that vanished.
+HYPERVISOR_COLLECTOR = "hypervisor"
 MAX_DISKS = 64
 MAX_ACTIONS = 1000
 

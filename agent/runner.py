@@ -58,7 +58,7 @@ from agent.collectors.probes import (
 from agent.config import AgentConfig
 from agent.http import local_address_towards
 from agent.hypervisors.base import ConsoleProtocol, Desktop, Hypervisor
-from agent.protocol_base import MAX_ACTIONS, PowerState
+from agent.protocol_base import HYPERVISOR_COLLECTOR, MAX_ACTIONS, PowerState
 from agent.reporter import Delivery, Reporter, Verdict, read_token
 from agent.state import (
     AgentState,
@@ -190,7 +190,7 @@ class Agent:
 
     async def _list_desktops(self) -> tuple[Outcome, list[Desktop]]:
         listing: list[Desktop] | None = None
-        with isolated("hypervisor") as run:
+        with isolated(HYPERVISOR_COLLECTOR) as run:
             listing = await self.hypervisor.desktops()
         if listing is None:
             # Report what was there with an unknown state rather than no desktops,

@@ -150,7 +150,7 @@ async def ingest(
             f"The report's time is {skew:.0f} s off the broker's clock; check NTP on the host.",
             extra={"broker_time": now.isoformat()},
         )
-    digest = inventory_digest(report.desktops, settings.pool_rules)
+    digest = inventory_digest(report.desktops, settings.pool_rules, report.desktops_listed)
     presented = token_hash(token)
     values = {
         "host_id": host.id,
@@ -196,7 +196,7 @@ async def ingest(
                 extra={"last_seq": row.last_seq},
             )
         if digest != row.inventory_hash:
-            await _reconcile(rt, conn, host, report.desktops)
+            await _reconcile(rt, conn, host, report.desktops, report.desktops_listed)
         pending, was_down = row.pending_actions, row.down_since is not None
         finished = []
         if report.action_results:
@@ -225,12 +225,15 @@ async def ingest(
 
 
 async def _reconcile(
-    rt: Runtime, conn: Executor, reporter: KnownHost, reported: list[DesktopReport]
+    rt: Runtime, conn: Executor, reporter: KnownHost, reported: list[DesktopReport], listed: bool
 ) -> None:
     rows = (await conn.execute(_STORED_DESKTOPS, {"host_id": reporter.id})).all()
     pools = {r.name: r.id for r in (await conn.execute(select(_pools.c.id, _pools.c.name))).all()}
     the_plan = plan(
-        [_stored(r) for r in rows], reported, PoolResolver(pools, rt.settings.pool_rules)
+        [_stored(r) for r in rows],
+        reported,
+        PoolResolver(pools, rt.settings.pool_rules),
+        listed,
     )
     now = rt.clock.now()
     if the_plan.inserts:

@@ -75,14 +75,18 @@ class InventoryPlan:
         return not (self.inserts or self.updates)
 
 
-def inventory_digest(desktops: Sequence[DesktopReport], pool_rules: Mapping[str, str]) -> str:
+def inventory_digest(
+    desktops: Sequence[DesktopReport], pool_rules: Mapping[str, str], listed: bool = True
+) -> str:
     """A digest of what matters for storage; probe latency is left out, so it is
     stable from report to report while nothing changes.
 
     The pool naming rules are part of it: a broker with other rules would resolve
     the same desktops to other pools, so its first report of each host must
     reconcile. New pools are not (that would cost a look-up on every report);
-    adding one clears every host's stored digest instead (broker.hosts.store)."""
+    adding one clears every host's stored digest instead (broker.hosts.store).
+    Whether the listing worked is too: the same desktops listed again after a
+    failed listing must mark those left out as missing."""
     rows = sorted(
         (
             d.name,
@@ -95,7 +99,7 @@ def inventory_digest(desktops: Sequence[DesktopReport], pool_rules: Mapping[str,
         )
         for d in desktops
     )
-    document = [list(pool_rules.items()), rows]
+    document = [list(pool_rules.items()), rows, listed]
     return hashlib.sha256(json.dumps(document, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -120,8 +124,10 @@ def plan(
     stored: Iterable[StoredDesktop],
     reported: Sequence[DesktopReport],
     resolver: PoolResolver,
+    listed: bool = True,
 ) -> InventoryPlan:
-    """What to insert and update so storage matches the report."""
+    """What to insert and update so storage matches the report. Unless `listed`
+    (the agent could not list its desktops), none left out is marked missing."""
     out = InventoryPlan()
     by_name = {d.name: d for d in stored}
     seen: set[str] = set()
@@ -173,7 +179,7 @@ def plan(
                     )
         if values:
             out.updates.append(DesktopChange(old.id, values))
-    for old in by_name.values():
+    for old in by_name.values() if listed else ():
         if old.name not in seen and not old.missing:
             out.updates.append(DesktopChange(old.id, {"missing": True}))
             if old.in_use:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from agent.protocol import (
     ActionKind,
     ActionResult,
+    CollectorStatus,
     DesktopReport,
     HostMetrics,
     PowerState,
@@ -72,7 +73,10 @@ def report(
     items: list[DesktopReport] | None = None,
     results: list[ActionResult] | None = None,
     skew_s: float = 0.0,
+    listing_failed: bool = False,
 ) -> Report:
+    # As the agent reports a hypervisor it could not ask (agent.runner).
+    failed = [CollectorStatus(name="hypervisor", success=False, duration_s=0.1, error="gone")]
     return Report(
         host=host,
         agent_version="0.1.0",
@@ -86,6 +90,7 @@ def report(
             memory_total_bytes=64 << 30,
             memory_available_bytes=40 << 30,
             probes=ProbeStats(probes_total=10 * seq, timeouts_total=seq),
+            collectors=failed if listing_failed else [],
         ),
         desktops=desktops(3) if items is None else items,
         action_results=results or [],
@@ -160,6 +165,23 @@ async def test_inventory_changes_and_vanished_desktops(
     clock.advance(10)
     await send(client, host_token, report(runtime, "vhost01", 4, items=desktops(3)))
     assert await count(runtime, Desktop, Desktop.missing_since.isnot(None)) == 0
+
+
+async def test_desktops_left_out_while_the_hypervisor_cannot_be_asked_are_not_missing(
+    runtime: Runtime, client: httpx.AsyncClient, host_token: str, clock: FakeClock
+) -> None:
+    """An agent restarted while libvirt is down knows no desktops and reports
+    none, its hypervisor collector failed: that is no sign they are gone, which
+    would end their sessions after the grace and, a week later, forget them."""
+    await send(client, host_token, report(runtime, "vhost01", 1))
+    clock.advance(10)
+    blind = report(runtime, "vhost01", 2, items=[], listing_failed=True)
+    assert (await send(client, host_token, blind)).status_code == 200
+    assert await count(runtime, Desktop, Desktop.missing.is_(True)) == 0
+    # The same empty list with the listing working: they are gone.
+    clock.advance(10)
+    await send(client, host_token, report(runtime, "vhost01", 3, items=[]))
+    assert await count(runtime, Desktop, Desktop.missing.is_(True)) == 3
 
 
 async def test_vanished_desktops_are_counted_nowhere(

@@ -154,3 +154,16 @@ def test_unchanged_connections_are_no_update() -> None:
     more = same.model_copy(update={"connections": 3})
     changes = plan([old], [more], PoolResolver(POOLS, {})).updates
     assert [(c.id, c.values) for c in changes] == [(1, {"connections": 3})]
+
+
+def test_without_a_listing_nothing_left_out_is_missing() -> None:
+    """The agent could not ask its hypervisor: the desktops it reports are
+    updated, those it leaves out are not taken for gone."""
+    old = [stored(1, "d1", power="running"), stored(2, "d2")]
+    blind = plan(old, [reported("d1", power="unknown")], PoolResolver(POOLS, {}), listed=False)
+    assert [(c.id, c.values) for c in blind.updates] == [(1, {"power_state": "unknown"})]
+    listed = plan(old, [reported("d1", power="unknown")], PoolResolver(POOLS, {}))
+    assert (2, {"missing": True}) in [(c.id, c.values) for c in listed.updates]
+    # The same desktops after a failed and after a working listing differ.
+    same = [reported("d1")]
+    assert inventory_digest(same, {}, listed=False) != inventory_digest(same, {})

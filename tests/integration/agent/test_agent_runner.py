@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 
 import pytest
@@ -11,7 +12,7 @@ from agent.config import AgentConfig
 from agent.hypervisors.base import Desktop, HypervisorError
 from agent.hypervisors.simulated import SimulatedHypervisor
 from agent.hypervisors.static import StaticHypervisor
-from agent.protocol import HostMetrics, PowerState
+from agent.protocol import HostMetrics, PowerState, Report
 from agent.runner import Agent
 from agent.state import ActionRecord, AgentState, record_result
 
@@ -47,6 +48,24 @@ async def test_a_failed_listing_keeps_the_desktops_with_unknown_state() -> None:
     assert "libvirtd is not running" in status["hypervisor"]["error"]
     assert status["cpu"]["success"] and status["probes"]["success"]
     assert HostMetrics.model_validate(metrics).probes.probes_total == 2
+
+
+async def test_an_agent_that_never_listed_its_desktops_says_the_listing_failed() -> None:
+    """Restarted while libvirtd is down it knows no desktops: its report has none,
+    and says why, so the broker does not take them for vanished."""
+    sim = await FlakySimulated(2).start()
+    sim.broken = True
+    agent = Agent(AgentConfig(hypervisor="simulated", probe_timeout=0.5), sim, AgentState())
+    try:
+        metrics, listed = await agent.collect()
+    finally:
+        await sim.close()
+    assert listed == []
+    report = Report(
+        host="vhost01", agent_version="t", seq=1, created_at=dt.datetime.now(dt.UTC),
+        interval_s=10, metrics=HostMetrics.model_validate(metrics), desktops=listed,
+    )  # fmt: skip
+    assert report.desktops_listed is False
 
 
 async def test_the_journal_says_when_a_collector_starts_failing_and_works_again(
