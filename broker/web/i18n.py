@@ -134,6 +134,19 @@ DE: dict[str, str] = {
     "mode.field": "Außendienst",
     "session.end": "Sitzung beenden",
     "session.ended": "Die Sitzung im Pool {pool} ist beendet.",
+    # Asked (portal.js) before an action that loses something is sent.
+    "confirm.end_session": "Die Sitzung im Pool {pool} beenden? Nicht gespeicherte Arbeit "
+    "auf dem Desktop kann verloren gehen.",
+    "confirm.end_other": "Die Sitzung von {user} im Pool {pool} beenden? Nicht gespeicherte "
+    "Arbeit auf dem Desktop kann verloren gehen.",
+    "confirm.lock": "{user} sperren? {user} wird überall abgemeldet, offene Desktop-Sitzungen "
+    "enden.",
+    "confirm.reset_totp": "Den Authenticator von {user} zurücksetzen? App und "
+    "Wiederherstellungscodes gelten dann nicht mehr; {user} wird abgemeldet.",
+    "confirm.remove_cap": "Die Obergrenze von {department} entfernen?",
+    "confirm.remove_schedule": "Das Zeitfenster {window} für {subject} entfernen?",
+    "confirm.remove_class": "{name} als vorrangigen Aufgabenbereich entfernen? Seine "
+    "Beschäftigten erhalten dann keinen Desktop mehr aus der Reserve.",
     # Connect
     "connect.title": "Verbinden mit Pool {pool}",
     "connect.pending": "Ihr Desktop wird gestartet. Diese Seite aktualisiert sich von "
@@ -406,6 +419,17 @@ EN: dict[str, str] = {
     "mode.field": "field work",
     "session.end": "End session",
     "session.ended": "Your session in pool {pool} has ended.",
+    "confirm.end_session": "End the session in pool {pool}? Unsaved work on the desktop "
+    "may be lost.",
+    "confirm.end_other": "End the session of {user} in pool {pool}? Unsaved work on the "
+    "desktop may be lost.",
+    "confirm.lock": "Lock {user}? {user} is logged out everywhere; open desktop sessions end.",
+    "confirm.reset_totp": "Reset the authenticator of {user}? The app and the recovery codes "
+    "stop working; {user} is logged out.",
+    "confirm.remove_cap": "Remove the cap of {department}?",
+    "confirm.remove_schedule": "Remove the hours {window} of {subject}?",
+    "confirm.remove_class": "Remove {name} as a priority task area? Its staff then no longer "
+    "get a desktop from the reserve.",
     "connect.title": "Connect to pool {pool}",
     "connect.pending": "Your desktop is starting. This page updates itself as soon as it is ready.",
     "connect.reload": "Reload the page",

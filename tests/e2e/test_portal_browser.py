@@ -26,6 +26,7 @@ from playwright.async_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
+    Dialog,
     Page,
     Response,
     async_playwright,
@@ -301,6 +302,7 @@ async def test_staff_journey_enrol_log_in_connect_and_log_off(
     assert content.startswith("full address:s:127.0.0.1:13389\r\n")
     assert "redirectdrives:i:0" in content and ticket not in content
 
+    page.once("dialog", lambda dialog: dialog.accept())  # "Sitzung ... beenden?"
     await page.get_by_role("button", name="Sitzung beenden").click()
     await expect(page).to_have_url("/desktops")
     await expect(page.get_by_role("status")).to_have_text(
@@ -369,6 +371,66 @@ async def test_without_script_a_starting_desktop_still_refreshes_by_itself(
         assert watched.violations == []
     finally:
         await context.close()
+
+
+async def _asked(questions: list[str], count: int) -> None:
+    """Wait until the browser has asked `count` questions (a dismissed one loads
+    no page to wait for)."""
+    for _ in range(100):
+        if len(questions) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"asked {questions}, expected {count} questions")
+
+
+async def test_ending_a_session_or_locking_an_account_asks_first(
+    rt: Runtime, agents: httpx.AsyncClient, german: Watched
+) -> None:
+    """Ending a session resets a floating desktop, and "Sitzung beenden" sits
+    right under "Verbindungsdaten" on a tablet: one stray tap lost unsaved work.
+    Such a button now asks; "Abbrechen" keeps everything as it was."""
+    label = unique("Amt")
+    await fleet(rt, agents, label)
+    name = unique("lena")
+    await add_user(rt, name, department=label, enrol=False)
+    await german.log_in_as(rt, name)
+    page = await german.page()
+    await page.goto("/desktops")
+    await page.get_by_role("button", name="Desktop starten").click()
+    await expect(page.locator("#ticket")).to_be_visible()
+    session_id = await _session_id(rt, name)
+    await page.goto("/desktops")
+
+    asked: list[str] = []
+
+    async def answer(dialog: Dialog, yes: bool) -> None:
+        asked.append(dialog.message)
+        await (dialog.accept() if yes else dialog.dismiss())
+
+    page.once("dialog", lambda dialog: answer(dialog, yes=False))
+    await page.get_by_role("button", name=f"Sitzung beenden {label}").click()
+    await _asked(asked, 1)
+    assert asked[0].startswith(f"Die Sitzung im Pool {label} beenden?")
+    await expect(page).to_have_url("/desktops")
+    session = await service.get_session(rt, await user_named(rt, name), session_id, admin=False)
+    assert session.session.state == "active"
+
+    page.once("dialog", lambda dialog: answer(dialog, yes=True))
+    await page.get_by_role("button", name=f"Sitzung beenden {label}").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        f"Die Sitzung im Pool {label} ist beendet."
+    )
+
+    # An administrator locking an account is asked too.
+    admin = unique("ida")
+    await add_user(rt, admin, role=Role.ADMIN, enrol=False)
+    await german.log_in_as(rt, admin)
+    await page.goto(f"/admin/users?q={name}")
+    page.once("dialog", lambda dialog: answer(dialog, yes=False))
+    await page.get_by_role("button", name=f"Sperren {name}").click()
+    await _asked(asked, 3)
+    assert asked[2].startswith(f"{name} sperren?")
+    assert not (await user_named(rt, name)).disabled
 
 
 # -- admin ----------------------------------------------------------------------------------------
@@ -602,6 +664,7 @@ async def test_on_a_phone_the_connect_page_fits_and_the_session_can_be_ended(
         box = await page.locator("#fingerprint").bounding_box()
         assert box is not None and box["x"] + box["width"] <= PHONE["width"]
 
+        page.once("dialog", lambda dialog: dialog.accept())
         await page.get_by_role("button", name="Sitzung beenden").click(timeout=5000)
         await expect(page).to_have_url("/desktops")
         await expect(page.get_by_text("Sie haben keine offene Sitzung.")).to_be_visible()

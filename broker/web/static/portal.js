@@ -41,8 +41,21 @@
     });
   }
 
+  // A form that loses something when sent (ending a desktop session, locking
+  // an account, removing a setting) asks first: one stray tap on a tablet must
+  // not wipe a desktop. Its question is the form's data-confirm.
+  function confirmForms() {
+    document.addEventListener("submit", function (event) {
+      var form = event.target;
+      if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+        event.preventDefault();
+      }
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     pollStarting();
     copyButtons();
+    confirmForms();
   });
 })();
