@@ -4,7 +4,8 @@ One catalogue, so a translator finds all texts in one place and a test can check
 that both languages have the same keys and placeholders. Texts are plain (no
 markup); templates escape them. Refusals come from the broker in the page's
 language already (broker.placement.refusals); the broker's other error messages
-are English, so `SERVICE_ERRORS_DE` gives German pages a German text per code.
+are English, so `SERVICE_ERRORS_DE` gives German pages a German text per code, and
+`SERVICE_ERRORS_EN` English pages one where the broker's words fit the API only.
 """
 
 from __future__ import annotations
@@ -622,6 +623,16 @@ SERVICE_ERRORS_DE: dict[str, str] = {
     "retry": "Der Desktop konnte gerade nicht zugewiesen werden; bitte noch einmal versuchen.",
 }
 
+# English for the few codes whose broker message speaks the API's units: the
+# API takes shares as fractions ("0.1 = a tenth"), the forms as percentages, so
+# a page must not answer "100" in a percent field with "from 0 to below 1".
+SERVICE_ERRORS_EN: dict[str, str] = {
+    "invalid_cap": "A cap is either a number of sessions (0 to 100000) or a share above 0 "
+    "and up to 100 % of the staff, not both.",
+    "invalid_limit": "The reserve is a share from 0 to below 100 %.",
+}
+SERVICE_ERRORS = {"de": SERVICE_ERRORS_DE, "en": SERVICE_ERRORS_EN}
+
 Translate = Callable[..., str]
 
 
@@ -639,6 +650,4 @@ def translator(language: str) -> Translate:
 def error_text(exc: VdiError, language: str) -> str:
     """What a page says about a refused action, in its language. Refusals of a
     desktop carry their own message in the language they were asked in."""
-    if language == "de" and exc.code in SERVICE_ERRORS_DE:
-        return SERVICE_ERRORS_DE[exc.code]
-    return exc.message
+    return SERVICE_ERRORS.get(language, SERVICE_ERRORS_DE).get(exc.code, exc.message)

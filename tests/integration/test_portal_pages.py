@@ -854,6 +854,26 @@ async def test_a_cap_share_is_written_as_the_pages_language_writes_numbers(
     assert "0.25 % of the staff" in english
 
 
+async def test_an_english_page_speaks_of_percent_where_the_form_asks_for_percent(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """The API takes shares as fractions, the forms as percentages: "100" in the
+    reserve field was answered with "from 0 to below 1 (0.1 = a tenth)"."""
+    await fleet_with_desktops(runtime, client)
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    page = "/admin/policies?lang=en"
+    reserve = await post_form(
+        client, page, "/admin/policies/reserve", {"pool": "Finanzen", "percent": "100"}
+    )
+    assert reserve.status_code == 422
+    assert notice_of(reserve.text) == "The reserve is a share from 0 to below 100 %."
+    cap = await post_form(client, page, "/admin/policies/caps", {"department": "X", "percent": "0"})
+    assert cap.status_code == 422
+    assert "100 % of the staff" in notice_of(cap.text)
+    assert "0.5" not in notice_of(cap.text)
+    assert await audit_events(runtime, "policy_changed") == []
+
+
 async def test_a_schedule_notice_names_the_home_sessions_outside(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
