@@ -103,7 +103,16 @@ async def users_page(request: Request, rt: RuntimeDep, who: AdminPageIdentity) -
     needle = search.lower()
     found = [u for u in everyone if needle in u.name.lower() or needle in u.department.lower()]
     now = rt.clock.now()
-    rows = [users.as_dict(u, now) | {"last_login": u.last_login_at} for u in found[:USERS_SHOWN]]
+    rows = [
+        users.as_dict(u, now)
+        | {
+            "last_login": u.last_login_at,
+            # Locked out for a while by failed logins, not by an administrator:
+            # the page says until when, and still offers to lock for good.
+            "locked_until": u.locked_until if not u.disabled and u.locked_until else None,
+        }
+        for u in found[:USERS_SHOWN]
+    ]
     return render(
         request, rt, "admin/users.html", who=who, users=rows, search=search,
         total=len(found),

@@ -727,6 +727,30 @@ async def test_admin_locks_unlocks_and_resets_totp(
     assert users["maria"].totp_secret is None and users["max"].totp_secret is not None
 
 
+async def test_an_account_locked_out_by_failed_logins_can_still_be_locked_for_good(
+    runtime: Runtime, client: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    """Failed logins lock an account for a while. The page showed it as "gesperrt"
+    with only "Entsperren": an administrator who saw an account under attack
+    could not lock it, and the lockout ended on its own."""
+    await add_user(runtime, "max", department="Bauhof")
+    until = clock.now() + dt.timedelta(minutes=15)
+    async with runtime.db.write() as s:
+        await s.execute(
+            update(User).where(User.name == "max").values(failed_logins=5, locked_until=until)
+        )
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    page = (await client.get("/admin/users?q=max")).text
+    assert "vorübergehend gesperrt" in page and "/admin/users/unlock" in page
+    assert 'action="/admin/users/lock"' in page
+    await post_form(client, "/admin/users", "/admin/users/lock", {"user": "max"})
+    async with runtime.db.read() as s:
+        max_ = await s.scalar(select(User).where(User.name == "max"))
+    assert max_ is not None and max_.disabled
+    page = (await client.get("/admin/users?q=max")).text
+    assert "vorübergehend" not in page and 'action="/admin/users/lock"' not in page
+
+
 async def test_admin_policies_and_bad_input_changes_nothing(
     runtime: Runtime, client: httpx.AsyncClient
 ) -> None:
