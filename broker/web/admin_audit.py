@@ -48,6 +48,7 @@ KNOWN_EVENTS = (
     "host_added",
     "host_drained",
     "host_activated",
+    "host_maintenance",
     "pool_added",
     "pool_changed",
     "policy_changed",

@@ -60,6 +60,15 @@ async def activate(request: Request, rt: RuntimeDep, posted: AdminForm) -> Respo
     return await outcome(request, rt, done, "/admin/hosts")
 
 
+@router.post("/hosts/maintenance")
+async def maintenance(request: Request, rt: RuntimeDep, posted: AdminForm) -> Response:
+    """As the API and the CLI offer it: before a host is rebooted or patched, so
+    that not even a persistent desktop's owner is sent there, and its silence
+    raises no alert."""
+    done = _host_state(rt, posted, HostState.MAINTENANCE, "host.in_maintenance")
+    return await outcome(request, rt, done, "/admin/hosts")
+
+
 # -- pools -------------------------------------------------------------------------------
 
 

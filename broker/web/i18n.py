@@ -193,6 +193,9 @@ DE: dict[str, str] = {
     "host.activate": "Aktivieren",
     "host.drained": "Host {host} wird geleert: Er nimmt keine neuen Sitzungen an.",
     "host.activated": "Host {host} ist aktiv und nimmt Sitzungen an.",
+    "host.maintain": "Wartung",
+    "host.in_maintenance": "Host {host} ist in Wartung: Er nimmt keine Sitzungen an, auch "
+    "nicht für persönliche Desktops, und löst keinen Alarm aus, solange er schweigt.",
     # Admin: pools
     "pools.title": "Pools",
     "pools.none": "Es gibt noch keinen Pool.",
@@ -474,6 +477,9 @@ EN: dict[str, str] = {
     "host.activate": "Activate",
     "host.drained": "Host {host} is draining: it takes no new sessions.",
     "host.activated": "Host {host} is active and takes sessions.",
+    "host.maintain": "Maintenance",
+    "host.in_maintenance": "Host {host} is in maintenance: it takes no sessions, not even "
+    "for persistent desktops, and raises no alert while it is silent.",
     "pools.title": "Pools",
     "pools.none": "There is no pool yet.",
     "col.type": "Type",

@@ -603,8 +603,11 @@ async def test_staff_get_a_403_page_for_every_admin_page_and_form(
         assert "Kein Zugriff" in page.text
         assert_page_headers(page)
         assert_no_inline_code(page.text)
-    refused = await post_form(client, "/desktops", "/admin/hosts/drain", {"host": "vhost01"})
-    assert refused.status_code == 403
+    for action in ("drain", "maintenance"):
+        refused = await post_form(
+            client, "/desktops", f"/admin/hosts/{action}", {"host": "vhost01"}
+        )
+        assert refused.status_code == 403
     async with runtime.db.read() as s:
         assert await s.scalar(select(Host.state)) == "active"
     # Staff see no admin links.
@@ -646,6 +649,27 @@ async def test_admin_drains_and_activates_a_host(
     assert missing.status_code == 303
     assert notice_of((await client.get("/admin/hosts")).text) == "Das gibt es nicht (mehr)."
     assert await audit_events(runtime, "host_drained") == [None]
+
+
+async def test_admin_puts_a_host_into_maintenance_as_the_api_can(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """The API and the CLI put a host into maintenance (no sessions at all, no
+    alert while it is silent); the hosts page offered only drain and activate,
+    so a host about to be rebooted raised VdiHostNotReporting."""
+    await fleet_with_desktops(runtime, client)
+    enter(client, await staff(runtime, "ada", role=Role.ADMIN))
+    assert 'action="/admin/hosts/maintenance"' in (await client.get("/admin/hosts")).text
+    done = await post_form(client, "/admin/hosts", "/admin/hosts/maintenance", {"host": "vhost01"})
+    assert done.headers["location"] == "/admin/hosts"
+    page = await client.get("/admin/hosts")
+    assert notice_of(page.text).startswith("Host vhost01 ist in Wartung")
+    assert "host-maintenance" in page.text and "/admin/hosts/activate" in page.text
+    assert 'action="/admin/hosts/maintenance"' not in page.text
+    async with runtime.db.read() as s:
+        assert await s.scalar(select(Host.state)) == HostState.MAINTENANCE
+    assert await audit_events(runtime, "host_maintenance") == [None]
+    assert 'value="host_maintenance"' in (await client.get("/admin/audit")).text
 
 
 async def test_admin_pools_and_sessions_pages_and_ending_a_session(
