@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request, Response
 from starlette.datastructures import FormData
@@ -98,15 +99,44 @@ AdminForm = Annotated[Posted, Depends(admin_form)]
 
 
 NOT_PAGES = ("/api/", "/metrics", "/healthz", "/readyz", "/static/")
+HOME = "/desktops"
+MAX_TARGET = 2048
+
+
+def after_login(target: str | None) -> str | None:
+    """A page to go on to after logging in (the `next` of the login page), or None.
+    Only an address on this site that is a page: "//elsewhere.example" or
+    "/\\elsewhere.example" (a browser reads both as another host) would make the
+    login form an open redirect, and the API answers JSON, not a page."""
+    if not target or len(target) > MAX_TARGET or not target.startswith("/"):
+        return None
+    if target.startswith("//") or "\\" in target or not target.isprintable():
+        return None
+    return target if _page_path(target.split("?", 1)[0]) else None
+
+
+def _login_url(request: Request, expired: bool) -> str:
+    """The login page; a page other than My desktops is named as where to go
+    on after it, so a bookmark or a link from an alert is not lost."""
+    query = {"expired": "1"} if expired else {}
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    page = request.method in ("GET", "HEAD") and request.url.path not in ("/", HOME)
+    if page and after_login(target):
+        query["next"] = target
+    return f"/login?{urlencode(query)}" if query else "/login"
+
+
+def _page_path(path: str) -> bool:
+    """Outside the API, the probes and the static files."""
+    return not any(path == p.rstrip("/") or path.startswith(p) for p in NOT_PAGES)
 
 
 def _wants_page(request: Request) -> bool:
     """A browser loading a page: GET or HEAD for HTML, outside the API and probes."""
-    path = request.url.path
     return (
         request.method in ("GET", "HEAD")
         and "text/html" in request.headers.get("accept", "")
-        and not any(path == p.rstrip("/") or path.startswith(p) for p in NOT_PAGES)
+        and _page_path(request.url.path)
     )
 
 
@@ -116,7 +146,7 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
         rt = await get_runtime(request)
-        response = redirect("/login?expired=1" if exc.expired else "/login")
+        response = redirect(_login_url(request, exc.expired))
         if exc.expired:
             # The dead cookie goes, so the notice shows once, not at every visit.
             clear_session_cookie(response, rt)

@@ -23,7 +23,7 @@ from broker.deps import ClientDep, RuntimeDep, resolve_identity
 from broker.errors import Forbidden, Unauthorized, VdiError
 from broker.runtime import Runtime
 from broker.web import cookies, csrf
-from broker.web.access import StaffForm
+from broker.web.access import HOME, StaffForm, after_login
 from broker.web.forms import read_form, text
 from broker.web.i18n import error_text
 from broker.web.pages import Notice, language_of, redirect, redirect_with, render, say
@@ -37,7 +37,7 @@ ENROL_COOKIE = "vdi_enrol"
 
 @router.get("/")
 async def home() -> Response:
-    return redirect("/desktops")
+    return redirect(HOME)
 
 
 # -- login ------------------------------------------------------------------------------
@@ -45,13 +45,15 @@ async def home() -> Response:
 
 @router.get("/login")
 async def login_page(request: Request, rt: RuntimeDep, client: ClientDep) -> Response:
+    target = after_login(request.query_params.get("next"))
     if await resolve_identity(request, rt) is not None:
-        return redirect("/desktops")
+        return redirect(target or HOME)
     expired = request.query_params.get("expired") == "1"
     notice = say(request, rt, "info", "login.expired") if expired else None
     page = render(
-        request, rt, "login.html", prelogin=True, notice=notice, username="", recovery_open=False
-    )
+        request, rt, "login.html", prelogin=True, notice=notice, username="", recovery_open=False,
+        next=target or "",
+    )  # fmt: skip
     await _end_left_enrolment(request, rt, page, client)
     return page
 
@@ -89,11 +91,13 @@ async def login_submit(request: Request, rt: RuntimeDep, client: ClientDep) -> R
     password = form.get("password")
     password = password if isinstance(password, str) else ""
     code, recovery = ungrouped(text(form, "code")), text(form, "recovery_code")
+    target = after_login(text(form, "next"))
 
     def again(status: int, notice: Notice, headers: dict[str, str] | None = None) -> Response:
         page = render(
             request, rt, "login.html", status=status, prelogin=True, notice=notice,
             here="/login", username=username[:MAX_USERNAME], recovery_open=bool(recovery),
+            next=target or "",
         )  # fmt: skip
         page.headers.update(headers or {})
         return page
@@ -118,7 +122,7 @@ async def login_submit(request: Request, rt: RuntimeDep, client: ClientDep) -> R
     except VdiError as exc:
         message = error_text(exc, language_of(request, rt))
         return again(exc.status, Notice("error", message), exc.headers)
-    response = redirect("/desktops")
+    response = redirect(target or HOME)
     await begin_session(request, response, rt, done.web)
     return response
 

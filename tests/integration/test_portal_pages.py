@@ -295,6 +295,49 @@ async def test_pages_need_a_login_and_a_timed_out_session_lands_on_login_with_a_
     assert "nach längerer Inaktivität abgemeldet" in notice_of(login.text)
 
 
+async def test_after_logging_in_the_page_asked_for_opens(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    """A bookmarked admin page, a link from an alert, a page whose session had
+    timed out: the login led to My desktops, and the address was lost. The page
+    asked for now opens after the login; another site never does."""
+    secret = await add_user(runtime, "ada", role=Role.ADMIN)
+    assert secret
+    asked = await client.get("/admin/audit?event=login&user=maria")
+    assert asked.status_code == 303
+    assert asked.headers["location"] == (
+        "/login?next=%2Fadmin%2Faudit%3Fevent%3Dlogin%26user%3Dmaria"
+    )
+    page = await client.get(asked.headers["location"])
+    assert '<input type="hidden" name="next" value="/admin/audit?event=login&amp;user=maria">' in (
+        page.text
+    )
+    # A wrong password keeps where to go on.
+    wrong = await log_in(client, "ada", "wrong", next="/admin/audit?event=login&user=maria")
+    assert wrong.status_code == 401 and 'name="next"' in wrong.text
+    done = await log_in(
+        client, "ada", code=code_now(runtime, secret), next="/admin/audit?event=login&user=maria"
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/admin/audit?event=login&user=maria"
+    assert (await client.get("/login?next=/admin/hosts")).headers["location"] == "/admin/hosts"
+
+
+async def test_the_page_to_go_on_to_is_never_another_site(
+    runtime: Runtime, client: httpx.AsyncClient
+) -> None:
+    secret = await add_user(runtime, "maria")
+    assert secret
+    for target in ("//evil.example/x", "/\\evil.example", "https://evil.example/", "/api/v1/me"):
+        page = await client.get("/login", params={"next": target})
+        assert 'name="next"' not in page.text, target
+    done = await log_in(client, code=code_now(runtime, secret), next="//evil.example/x")
+    assert done.headers["location"] == "/desktops"
+    # My desktops, where a login leads anyway, is not named.
+    client.cookies.clear()
+    assert (await client.get("/desktops")).headers["location"] == "/login"
+
+
 # -- enrolment -------------------------------------------------------------------------------------
 
 
