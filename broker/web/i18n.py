@@ -170,6 +170,10 @@ DE: dict[str, str] = {
     "connect.vnc": "Verbinden Sie danach Ihr VNC-Programm mit {address}.",
     "connect.copy": "Kopieren",
     "connect.copied": "Kopiert",
+    # What a copy button copies, for screen readers: three say "Kopieren".
+    "connect.copy_connect": "Befehl für vdi-connect",
+    "connect.copy_ssh": "SSH-Befehl",
+    "connect.copy_ticket": "Einmal-Ticket",
     "connect.back": "Zurück zu Meine Desktops",
     # Errors as pages
     "forbidden.title": "Kein Zugriff",
@@ -456,6 +460,9 @@ EN: dict[str, str] = {
     "connect.vnc": "Then connect your VNC viewer to {address}.",
     "connect.copy": "Copy",
     "connect.copied": "Copied",
+    "connect.copy_connect": "vdi-connect command",
+    "connect.copy_ssh": "SSH command",
+    "connect.copy_ticket": "one-time ticket",
     "connect.back": "Back to My desktops",
     "forbidden.title": "Access denied",
     "forbidden.text": "This page is for administrators only.",

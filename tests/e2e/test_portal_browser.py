@@ -373,6 +373,39 @@ async def test_without_script_a_starting_desktop_still_refreshes_by_itself(
         await context.close()
 
 
+async def test_each_copy_button_says_what_it_copies(
+    rt: Runtime, agents: httpx.AsyncClient, german: Watched, broker: tuple[str, Path, str]
+) -> None:
+    """Three buttons were all just "Kopieren" to a screen reader, with nothing
+    saying which of the two commands or the ticket each one copies."""
+    label = unique("Kita")
+    await fleet(rt, agents, label)
+    name = unique("ben")
+    await add_user(rt, name, department=label, enrol=False)
+    await german.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=broker[0])
+    await german.log_in_as(rt, name)
+    page = await german.page()
+    await page.goto("/desktops")
+    await page.get_by_role("button", name="Desktop starten").click()
+    ticket = await page.locator("#ticket").inner_text()
+    for what in ("Befehl für vdi-connect", "SSH-Befehl", "Einmal-Ticket"):
+        await expect(
+            page.get_by_role("button", name=f"Kopieren {what}", exact=True)
+        ).to_be_visible()
+    button = page.get_by_role("button", name="Kopieren Einmal-Ticket", exact=True)
+    await button.click()
+    for _ in range(50):
+        if await page.evaluate("navigator.clipboard.readText()") == ticket:
+            break
+        await asyncio.sleep(0.1)
+    assert await page.evaluate("navigator.clipboard.readText()") == ticket
+    # Its word comes back after "Kopiert", and the hidden words stay hidden.
+    await asyncio.sleep(2.5)
+    await expect(button.locator(".label")).to_have_text("Kopieren")
+    await expect(button.locator(".vh")).to_have_text(" Einmal-Ticket")
+    await expect(button).to_have_accessible_name("Kopieren Einmal-Ticket")
+
+
 async def _asked(questions: list[str], count: int) -> None:
     """Wait until the browser has asked `count` questions (a dismissed one loads
     no page to wait for)."""

@@ -30,12 +30,15 @@
     document.querySelectorAll("button[data-copy]").forEach(function (button) {
       var source = document.getElementById(button.dataset.copy);
       if (!source) { return; }
-      var label = button.textContent;
+      // Only the visible word changes: the hidden words after it tell a screen
+      // reader what the button copies, and must stay hidden.
+      var shown = button.querySelector(".label") || button;
+      var label = shown.textContent;
       button.hidden = false;
       button.addEventListener("click", function () {
         navigator.clipboard.writeText(source.textContent.trim()).then(function () {
-          button.textContent = button.dataset.done || label;
-          window.setTimeout(function () { button.textContent = label; }, 2000);
+          shown.textContent = button.dataset.done || label;
+          window.setTimeout(function () { shown.textContent = label; }, 2000);
         });
       });
     });
