@@ -704,3 +704,33 @@ async def test_on_a_phone_the_connect_page_fits_and_the_session_can_be_ended(
     finally:
         await context.close()
     assert watched.violations == [], watched.violations
+
+
+async def test_on_a_phone_the_set_up_pages_fit_the_screen(
+    browser: Browser, broker: tuple[str, Path, str], rt: Runtime
+) -> None:
+    """A first login on a phone: "Ihre Wiederherstellungscodes" is one word too
+    long for the screen, and the page showing the codes (only once) was wider
+    than the phone, which zoomed out."""
+    name = unique("paula")
+    await add_user(rt, name, department="Bauhof", enrol=False)
+    context = await browser.new_context(
+        base_url=broker[0], locale="de-DE", viewport=PHONE, is_mobile=True, has_touch=True
+    )
+    watched = Watched(context, broker[0])
+    try:
+        page = await watched.page()
+        await log_in(page, name)
+        await expect(page).to_have_url("/enrol")
+        secret = (await page.locator("#manual-key").inner_text()).replace(" ", "")
+        await page.get_by_label("Code aus der App (6 Ziffern)").fill(code_for(secret))
+        await page.get_by_role("button", name="Bestätigen").click()
+        heading = page.get_by_role("heading", level=1)
+        await expect(heading).to_have_text("Ihre Wiederherstellungscodes")
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], f"the recovery codes page is {width} px wide on a phone"
+        box = await heading.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= PHONE["width"]
+    finally:
+        await context.close()
+    assert watched.violations == [], watched.violations
