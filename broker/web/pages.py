@@ -144,11 +144,13 @@ def _formatters(rt: Runtime, t: Translate, language: str) -> dict[str, Any]:
 def _switch_url(request: Request, language: str, here: str | None, who: Identity | None) -> str:
     """The page again in the other language. A page that answers a form (POST)
     has no address of its own to load again: it names one (`here`), else the
-    switch leads to My desktops or to the login page."""
+    switch leads to My desktops or to the login page. `here` may have a query
+    of its own (the login page's `next`)."""
     if here is None and request.method not in ("GET", "HEAD"):
         here = "/desktops" if who else "/login"
     if here is not None:
-        return f"{here}?{urlencode({'lang': language})}"
+        joint = "&" if "?" in here else "?"
+        return f"{here}{joint}{urlencode({'lang': language})}"
     query = {k: v for k, v in request.query_params.items() if k not in ("lang", "expired")}
     query["lang"] = language
     return f"{request.url.path}?{urlencode(query)}"

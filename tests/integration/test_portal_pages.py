@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from html import unescape
 
 import httpx
 import pytest
@@ -315,6 +316,12 @@ async def test_after_logging_in_the_page_asked_for_opens(
     # A wrong password keeps where to go on.
     wrong = await log_in(client, "ada", "wrong", next="/admin/audit?event=login&user=maria")
     assert wrong.status_code == 401 and 'name="next"' in wrong.text
+    # So does the language switch of that page.
+    switch = re.search(r'class="lang" href="([^"]+)"', wrong.text)
+    assert switch is not None
+    assert unescape(switch.group(1)) == (
+        "/login?next=%2Fadmin%2Faudit%3Fevent%3Dlogin%26user%3Dmaria&lang=en"
+    )
     done = await log_in(
         client, "ada", code=code_now(runtime, secret), next="/admin/audit?event=login&user=maria"
     )
