@@ -40,14 +40,42 @@ def http_error_response(exc: StarletteHTTPException) -> JSONResponse:
     return _json(exc.status_code, {"error": code, "message": str(exc.detail)}, exc.headers)
 
 
+RETRY_AFTER_S = 5
+
+
+def log_database_down(exc: Exception) -> None:
+    log.warning("database unavailable: %s", type(driver_error(exc)).__name__)
+
+
 def database_down_response(exc: Exception) -> JSONResponse:
     # The database is unreachable or restarting: a retryable 503, not a 500.
-    log.warning("database unavailable: %s", type(driver_error(exc)).__name__)
+    log_database_down(exc)
     return _json(
         503,
         {"error": "unavailable", "message": "The database is not reachable; try again shortly."},
-        {"Retry-After": "5"},
+        {"Retry-After": str(RETRY_AFTER_S)},
     )
+
+
+# The errors of the database layer database_error() answers (the portal's pages
+# answer the first kind as a page: broker.web.access).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (*DATABASE_DOWN, *BAD_VALUE, DBAPIError)
+
+
+async def database_error(_: Request, exc: Exception) -> JSONResponse:
+    """A value the database refused (422), the database away (503), else a 500."""
+    if bad_value(exc):
+        # Input the checks in front let through and PostgreSQL refused; the
+        # transaction rolled back, so nothing was stored. The value itself
+        # is not logged: it may be anything a client sent.
+        log.warning("the database refused a value: %s", type(exc).__name__)
+        return _json(
+            422,
+            {"error": "invalid_request", "message": "A value in the request cannot be stored."},
+        )
+    if database_down(exc):
+        return database_down_response(exc)
+    raise exc  # anything else stays a 500 and is logged as one
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -76,22 +104,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return http_error_response(exc)
 
-    async def _db_error(_: Request, exc: Exception) -> JSONResponse:
-        if bad_value(exc):
-            # Input the checks in front let through and PostgreSQL refused; the
-            # transaction rolled back, so nothing was stored. The value itself
-            # is not logged: it may be anything a client sent.
-            log.warning("the database refused a value: %s", type(exc).__name__)
-            return _json(
-                422,
-                {"error": "invalid_request", "message": "A value in the request cannot be stored."},
-            )
-        if database_down(exc):
-            return database_down_response(exc)
-        raise exc  # anything else stays a 500 and is logged as one
-
-    for kind in (*DATABASE_DOWN, *BAD_VALUE, DBAPIError):
-        app.add_exception_handler(kind, _db_error)
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, database_error)
 
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
         # Starlette logs the exception after this answer. The answer leaves from

@@ -21,7 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker.auth import websessions
 from broker.auth.router import clear_session_cookie
 from broker.deps import Identity, RuntimeDep, get_runtime, resolve_identity
-from broker.http_errors import http_error_response
+from broker.http_errors import (
+    DATABASE_ERRORS,
+    RETRY_AFTER_S,
+    database_error,
+    http_error_response,
+    log_database_down,
+)
 from broker.store.db_errors import database_down
 from broker.web import csrf
 from broker.web.forms import read_form
@@ -174,6 +180,21 @@ def install_handlers(app: FastAPI) -> None:
         # language switch a link to another site.
         here = "/desktops" if who else "/login"
         return render(request, rt, "message.html", who=who, status=404, kind="notfound", here=here)
+
+    async def _database(request: Request, exc: Exception) -> Response:
+        """A page while the database is away (a PostgreSQL restart or fail-over)
+        says so in the page's language, instead of the API's JSON in English;
+        it needs no database itself, so nobody is named as logged in."""
+        if not (_page_path(request.url.path) and database_down(exc)):
+            return await database_error(request, exc)
+        rt = await get_runtime(request)
+        log_database_down(exc)
+        page = render(request, rt, "message.html", status=503, kind="unavailable")
+        page.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return page
+
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, _database)
 
     @app.exception_handler(FormRefused)
     async def _refused(request: Request, exc: FormRefused) -> Response:

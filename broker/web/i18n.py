@@ -180,6 +180,9 @@ DE: dict[str, str] = {
     "forbidden.text": "Diese Seite ist der Administration vorbehalten.",
     "notfound.title": "Nicht gefunden",
     "notfound.text": "Diese Seite oder Sitzung gibt es nicht (mehr).",
+    "unavailable.title": "Vorübergehend nicht erreichbar",
+    "unavailable.text": "Der Dienst ist gerade nicht erreichbar. Bitte versuchen Sie es in "
+    "einigen Sekunden noch einmal.",
     # Admin: hosts
     "hosts.title": "Hosts",
     "hosts.none": "Es ist noch kein Host angemeldet.",
@@ -468,6 +471,9 @@ EN: dict[str, str] = {
     "forbidden.text": "This page is for administrators only.",
     "notfound.title": "Not found",
     "notfound.text": "This page or session does not exist (any more).",
+    "unavailable.title": "Temporarily unavailable",
+    "unavailable.text": "The service cannot be reached just now. Please try again in a few "
+    "seconds.",
     "hosts.title": "Hosts",
     "hosts.none": "No host has been registered yet.",
     "col.name": "Name",

@@ -10,6 +10,7 @@ from html import unescape
 import httpx
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from agent.protocol import PowerState
 from broker.audit import log as audit
@@ -18,6 +19,7 @@ from broker.domain import HostState, Role, WorkMode
 from broker.policy import store as policy_store
 from broker.pools import service as pool_service
 from broker.runtime import Runtime
+from broker.sessions import service as session_service
 from broker.store.tables import Enrolment, Host, Session, User, WebSession
 from tests.support.accounts import PASSWORD, add_user, code_now
 from tests.support.fleet import COOKIE, FakeAgent, add_pool, ask, reporting_host, staff
@@ -1112,6 +1114,28 @@ async def test_a_browser_gets_a_page_for_an_address_without_one(
     assert plain.json()["error"] == "not_found"
     posted = await client.post("/admin/hosts", headers=html)
     assert posted.status_code == 405 and posted.json()["error"] == "method_not_allowed"
+
+
+async def test_a_page_while_the_database_is_away_says_so_in_its_language(
+    runtime: Runtime, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """During a PostgreSQL restart or fail-over a staff member loading My
+    desktops got the API's JSON, in English. A page says it, in the page's
+    language, with Retry-After; the API keeps its JSON."""
+    enter(client, await staff(runtime, "maria"))
+
+    async def away(*_: object) -> None:
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("refused"))
+
+    monkeypatch.setattr(session_service, "pools_for", away)
+    page = await client.get("/desktops", headers={"Accept": "text/html"})
+    assert page.status_code == 503 and page.headers["retry-after"] == "5"
+    assert_page_headers(page)
+    assert "<h1>Vorübergehend nicht erreichbar</h1>" in page.text
+    english = await client.get("/desktops?lang=en")
+    assert english.status_code == 503 and "<h1>Temporarily unavailable</h1>" in english.text
+    api = await client.get("/api/v1/desktops")
+    assert api.status_code == 503 and api.json()["error"] == "unavailable"
 
 
 async def test_audit_page_filters_and_pages(
