@@ -78,6 +78,21 @@ async def database_error(_: Request, exc: Exception) -> JSONResponse:
     raise exc  # anything else stays a 500 and is logged as one
 
 
+def security_headers() -> dict[str, str]:
+    """SecurityHeaders' headers, for an answer that leaves past that middleware."""
+    return {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+
+
+async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+    # Starlette logs the exception after this answer. The answer leaves from
+    # the outermost middleware, past SecurityHeaders, so it carries them itself.
+    return _json(
+        500,
+        {"error": "internal", "message": "Something went wrong in the broker."},
+        security_headers(),
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Make every error, expected or not, a JSON body in the contract's shape."""
 
@@ -107,13 +122,4 @@ def install_error_handlers(app: FastAPI) -> None:
     for kind in DATABASE_ERRORS:
         app.add_exception_handler(kind, database_error)
 
-    async def _internal(_: Request, exc: Exception) -> JSONResponse:
-        # Starlette logs the exception after this answer. The answer leaves from
-        # the outermost middleware, past SecurityHeaders, so it carries them itself.
-        return _json(
-            500,
-            {"error": "internal", "message": "Something went wrong in the broker."},
-            {name.decode(): value.decode() for name, value in SECURITY_HEADERS},
-        )
-
-    app.add_exception_handler(Exception, _internal)
+    app.add_exception_handler(Exception, internal_error)

@@ -26,7 +26,9 @@ from broker.http_errors import (
     RETRY_AFTER_S,
     database_error,
     http_error_response,
+    internal_error,
     log_database_down,
+    security_headers,
 )
 from broker.store.db_errors import database_down
 from broker.web import csrf
@@ -195,6 +197,25 @@ def install_handlers(app: FastAPI) -> None:
 
     for kind in DATABASE_ERRORS:
         app.add_exception_handler(kind, _database)
+
+    async def _internal(request: Request, exc: Exception) -> Response:
+        """A fault of the broker on a page: a page in the page's language, not
+        the API's JSON in English (Starlette logs the fault after this)."""
+        if not _page_path(request.url.path):
+            return await internal_error(request, exc)
+        try:
+            rt = await get_runtime(request)
+            page = render(request, rt, "message.html", status=500, kind="fault")
+        except Exception:
+            # No page to be had either: the API's answer, which needs nothing.
+            return await internal_error(request, exc)
+        # Past the SecurityHeaders middleware, like the API's answer; the page
+        # keeps its own Content-Security-Policy, as the middleware lets it.
+        for name, value in security_headers().items():
+            page.headers.setdefault(name, value)
+        return page
+
+    app.add_exception_handler(Exception, _internal)
 
     @app.exception_handler(FormRefused)
     async def _refused(request: Request, exc: FormRefused) -> Response:

@@ -180,6 +180,9 @@ DE: dict[str, str] = {
     "forbidden.text": "Diese Seite ist der Administration vorbehalten.",
     "notfound.title": "Nicht gefunden",
     "notfound.text": "Diese Seite oder Sitzung gibt es nicht (mehr).",
+    "fault.title": "Ein Fehler ist aufgetreten",
+    "fault.text": "Das hat nicht geklappt; der Fehler ist protokolliert. Bitte versuchen Sie "
+    "es noch einmal oder wenden Sie sich an die IT.",
     "unavailable.title": "Vorübergehend nicht erreichbar",
     "unavailable.text": "Der Dienst ist gerade nicht erreichbar. Bitte versuchen Sie es in "
     "einigen Sekunden noch einmal.",
@@ -471,6 +474,8 @@ EN: dict[str, str] = {
     "forbidden.text": "This page is for administrators only.",
     "notfound.title": "Not found",
     "notfound.text": "This page or session does not exist (any more).",
+    "fault.title": "Something went wrong",
+    "fault.text": "That did not work; the error has been logged. Please try again or contact IT.",
     "unavailable.title": "Temporarily unavailable",
     "unavailable.text": "The service cannot be reached just now. Please try again in a few "
     "seconds.",

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
 from agent.protocol import PowerState
+from broker.app import create_app
 from broker.audit import log as audit
 from broker.clock import FakeClock
 from broker.domain import HostState, Role, WorkMode
@@ -1136,6 +1137,30 @@ async def test_a_page_while_the_database_is_away_says_so_in_its_language(
     assert english.status_code == 503 and "<h1>Temporarily unavailable</h1>" in english.text
     api = await client.get("/api/v1/desktops")
     assert api.status_code == 503 and api.json()["error"] == "unavailable"
+
+
+async def test_a_fault_on_a_page_is_a_page_in_its_language(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault of the broker while loading My desktops showed the API's JSON
+    ("Something went wrong in the broker.") on a German page."""
+
+    async def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(session_service, "pools_for", broken)
+    app = create_app(runtime.settings, runtime=runtime)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+            enter(client, await staff(runtime, "maria"))
+            page = await client.get("/desktops")
+            assert page.status_code == 500
+            assert_page_headers(page)
+            assert "<h1>Ein Fehler ist aufgetreten</h1>" in page.text
+            api = await client.get("/api/v1/desktops")
+            assert api.status_code == 500 and api.json()["error"] == "internal"
+            assert api.headers["x-frame-options"] == "DENY"
 
 
 async def test_audit_page_filters_and_pages(
