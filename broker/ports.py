@@ -19,7 +19,11 @@ _random = random.SystemRandom()
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on the port now. With SO_REUSEADDR, as the
+    servers set it (uvicorn, asyncio, sshd): connections of a server stopped a
+    moment ago, left in TIME_WAIT, do not keep it from listening again."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

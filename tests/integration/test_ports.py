@@ -47,3 +47,19 @@ def test_the_ephemeral_range_is_read_from_the_kernel(
     assert ports.ephemeral_start() == 40000
     monkeypatch.setattr(ports, "EPHEMERAL_RANGE", tmp_path / "missing")
     assert ports.ephemeral_start() == ports.EPHEMERAL_START
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_server_is_free() -> None:
+    """A demo restarted on its port moved to another one: the connections of the
+    stopped server, in TIME_WAIT, made the port look taken, though a server
+    (which sets SO_REUSEADDR) can listen on it again at once."""
+    port = ports.free_port()
+    with socket.create_server(("127.0.0.1", port)) as listener:
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: it keeps the TIME_WAIT
+        client.close()
+    assert ports.port_is_free("127.0.0.1", port)
+    with socket.create_server(("127.0.0.1", port)) as again:  # as the demo then does
+        assert again.getsockname()[1] == port
+        assert not ports.port_is_free("127.0.0.1", port)  # listening: taken
