@@ -207,6 +207,18 @@ async def fleet(
     )
 
 
+async def staff_of_new_fleet(
+    rt: Runtime, agents: httpx.AsyncClient, department: str, person: str
+) -> tuple[str, str]:
+    """A fleet for a new department and a staff member of it, not yet enrolled:
+    the department's and the person's names."""
+    label = unique(department)
+    await fleet(rt, agents, label)
+    name = unique(person)
+    await add_user(rt, name, department=label, enrol=False)
+    return label, name
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(3)}"
 
@@ -241,10 +253,7 @@ async def test_staff_journey_enrol_log_in_connect_and_log_off(
     german: Watched,
     screenshots: Path,
 ) -> None:
-    label = unique("Kasse")
-    await fleet(rt, agents, label)
-    name = unique("jonas")
-    await add_user(rt, name, department=label, enrol=False)
+    label, name = await staff_of_new_fleet(rt, agents, "Kasse", "jonas")
     page = await german.page()
 
     await page.goto("/")
@@ -378,10 +387,7 @@ async def test_each_copy_button_says_what_it_copies(
 ) -> None:
     """Three buttons were all just "Kopieren" to a screen reader, with nothing
     saying which of the two commands or the ticket each one copies."""
-    label = unique("Kita")
-    await fleet(rt, agents, label)
-    name = unique("ben")
-    await add_user(rt, name, department=label, enrol=False)
+    _, name = await staff_of_new_fleet(rt, agents, "Kita", "ben")
     await german.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=broker[0])
     await german.log_in_as(rt, name)
     page = await german.page()
@@ -422,10 +428,7 @@ async def test_ending_a_session_or_locking_an_account_asks_first(
     """Ending a session resets a floating desktop, and "Sitzung beenden" sits
     right under "Verbindungsdaten" on a tablet: one stray tap lost unsaved work.
     Such a button now asks; "Abbrechen" keeps everything as it was."""
-    label = unique("Amt")
-    await fleet(rt, agents, label)
-    name = unique("lena")
-    await add_user(rt, name, department=label, enrol=False)
+    label, name = await staff_of_new_fleet(rt, agents, "Amt", "lena")
     await german.log_in_as(rt, name)
     page = await german.page()
     await page.goto("/desktops")
@@ -512,10 +515,7 @@ async def test_admin_drains_a_host_and_finds_it_in_the_audit_log(
 async def test_staff_see_a_403_page_and_a_form_without_token_is_refused(
     rt: Runtime, agents: httpx.AsyncClient, german: Watched
 ) -> None:
-    label = unique("Ord")
-    await fleet(rt, agents, label)
-    name = unique("tom")
-    await add_user(rt, name, department=label, enrol=False)
+    label, name = await staff_of_new_fleet(rt, agents, "Ord", "tom")
     await german.log_in_as(rt, name)
     page = await german.page()
     response = await page.goto("/admin/hosts")
