@@ -409,17 +409,21 @@ async def build_snapshot(
 
     An incomplete snapshot of a floating pool without a priority reserve ranks
     the hosts by the board (broker.sessions.host_board) while it holds a fresh
-    reading; every other snapshot reads the hosts, and keeps them on the board."""
+    reading; every other snapshot reads the hosts, and such a pool's reading is
+    kept on the board."""
     user = req.user
     now = req.now
     department_cap = policy.department_cap
     fresh_since = fresh_after(now, settings.report_interval, settings.host_down_after_missed)
     recent = now - dt.timedelta(seconds=settings.report_interval)
-    ranks_only = not complete and pool.type is PoolType.FLOATING and pool.priority_reserve <= 0
-    host_rows = board.rows(pool.id, now) if ranks_only else None
+    # Only such a pool's placement merely ranks by the hosts (see the module
+    # docstring of broker.sessions.host_board); other pools never keep a reading.
+    boarded = pool.type is PoolType.FLOATING and pool.priority_reserve <= 0
+    host_rows = board.rows(pool.id, now) if boarded and not complete else None
     if host_rows is None:
         host_rows = await _read_hosts(conn, pool.id, fresh_since, recent)
-        board.keep(pool.id, host_rows, now)
+        if boarded:
+            board.keep(pool.id, host_rows, now)
     team: Mapping[int, int] = {}
     if user.team:
         team = {
