@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy import delete, exists, or_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broker.audit import log as audit
@@ -105,12 +105,13 @@ _NAMES_AUDITED = 50
 async def _forget_missing_desktops(conn: AsyncConnection, gone_before: dt.datetime) -> list[str]:
     """Delete the desktops missing since before `gone_before` that no open
     session holds; their names, sorted."""
-    stale = and_(
-        _desktops.c.missing.is_(True),
-        _desktops.c.missing_since < gone_before,
-        ~exists().where(_sessions.c.desktop_id == _desktops.c.id, SESSION_OPEN),
+    forget = (
+        delete(_desktops)
+        .where(
+            _desktops.c.missing.is_(True),
+            _desktops.c.missing_since < gone_before,
+            ~exists().where(_sessions.c.desktop_id == _desktops.c.id, SESSION_OPEN),
+        )
+        .returning(_desktops.c.name)
     )
-    names = sorted((await conn.scalars(select(_desktops.c.name).where(stale))).all())
-    if names:
-        await conn.execute(delete(_desktops).where(stale))
-    return names
+    return sorted((await conn.scalars(forget)).all())
