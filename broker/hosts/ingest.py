@@ -150,7 +150,8 @@ async def ingest(
             f"The report's time is {skew:.0f} s off the broker's clock; check NTP on the host.",
             extra={"broker_time": now.isoformat()},
         )
-    digest = inventory_digest(report.desktops, settings.pool_rules, report.desktops_listed)
+    listed = report.desktops_listed
+    digest = inventory_digest(report.desktops, settings.pool_rules, listed)
     presented = token_hash(token)
     values = {
         "host_id": host.id,
@@ -196,7 +197,7 @@ async def ingest(
                 extra={"last_seq": row.last_seq},
             )
         if digest != row.inventory_hash:
-            await _reconcile(rt, conn, host, report.desktops, report.desktops_listed)
+            await _reconcile(rt, conn, host, report.desktops, listed)
         pending, was_down = row.pending_actions, row.down_since is not None
         finished = []
         if report.action_results:
