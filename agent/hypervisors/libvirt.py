@@ -23,9 +23,10 @@ import dataclasses
 import ipaddress
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.hypervisors.base import (
     DEFAULT_PORTS,
@@ -42,6 +43,8 @@ from agent.protocol_base import (
     has_control,
     ip_literal,
 )
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -249,20 +252,25 @@ class LibvirtHypervisor:
         log.warning("the connection to libvirt at %s was lost; connected again", self._uri)
         return True
 
+    def _ask(self, question: Callable[[Any], T]) -> T:
+        """`question` put to the connection; asked again on a new connection if it
+        failed because the old one is gone (_reconnected). A libvirtError else."""
+        try:
+            return question(self._conn)
+        except self._libvirt.libvirtError:
+            if not self._reconnected():
+                raise
+            return question(self._conn)
+
     async def desktops(self) -> list[Desktop]:
         return await asyncio.to_thread(self._list)
 
     def _list(self) -> list[Desktop]:
         libvirt = self._libvirt
         try:
-            domains = self._conn.listAllDomains(0)
+            domains = self._ask(lambda conn: conn.listAllDomains(0))
         except libvirt.libvirtError as exc:
-            if not self._reconnected():
-                raise HypervisorError(f"listing domains failed: {exc}") from None
-            try:
-                domains = self._conn.listAllDomains(0)
-            except libvirt.libvirtError as again:
-                raise HypervisorError(f"listing domains failed: {again}") from None
+            raise HypervisorError(f"listing domains failed: {exc}") from None
         established = None
         desktops = []
         problems: dict[str, tuple[str, ...]] = {}
@@ -306,12 +314,7 @@ class LibvirtHypervisor:
     def _perform(self, action: ActionKind, desktop: str) -> PowerState:
         libvirt = self._libvirt
         try:
-            try:
-                dom = self._conn.lookupByName(desktop)
-            except libvirt.libvirtError:
-                if not self._reconnected():
-                    raise
-                dom = self._conn.lookupByName(desktop)
+            dom = self._ask(lambda conn: conn.lookupByName(desktop))
             before = power_state(dom.state()[0])
             if not already_there(action, before):
                 {
