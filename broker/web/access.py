@@ -123,15 +123,21 @@ def after_login(target: str | None) -> str | None:
     return target if _page_path(target.split("?", 1)[0]) else None
 
 
+def login_url(target: str | None = None, *, expired: bool = False) -> str:
+    """The login page's address, with where to go on after it (`target`, as
+    after_login allows it) and whether a session expired."""
+    query = {"expired": "1"} if expired else {}
+    if target:
+        query["next"] = target
+    return f"/login?{urlencode(query)}" if query else "/login"
+
+
 def _login_url(request: Request, expired: bool) -> str:
     """The login page; a page other than My desktops is named as where to go
     on after it, so a bookmark or a link from an alert is not lost."""
-    query = {"expired": "1"} if expired else {}
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     page = request.method in ("GET", "HEAD") and request.url.path not in ("/", HOME)
-    if page and after_login(target):
-        query["next"] = target
-    return f"/login?{urlencode(query)}" if query else "/login"
+    return login_url(after_login(target) if page else None, expired=expired)
 
 
 def _page_path(path: str) -> bool:

@@ -11,8 +11,6 @@ SameSite=Strict cookie for its short life, never in a page or URL.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from fastapi import APIRouter, Request, Response
 from markupsafe import Markup
 from starlette.datastructures import FormData
@@ -25,7 +23,7 @@ from broker.deps import ClientDep, RuntimeDep, resolve_identity
 from broker.errors import Forbidden, Unauthorized, VdiError
 from broker.runtime import Runtime
 from broker.web import cookies, csrf
-from broker.web.access import HOME, StaffForm, after_login
+from broker.web.access import HOME, StaffForm, after_login, login_url
 from broker.web.forms import read_form, text
 from broker.web.i18n import error_text
 from broker.web.pages import Notice, language_of, redirect, redirect_with, render, say
@@ -73,11 +71,6 @@ async def _end_left_enrolment(
         cookies.clear(response, rt, ENROL_COOKIE)
 
 
-def _login_here(target: str | None) -> str:
-    """The login page's own address, with where to go on after it."""
-    return f"/login?{urlencode({'next': target})}" if target else "/login"
-
-
 def _credentials(username: str, password: str, code: str, recovery: str) -> str | None:
     """The catalogue key of what is wrong with the form, or None."""
     if not username or not password:
@@ -103,7 +96,7 @@ async def login_submit(request: Request, rt: RuntimeDep, client: ClientDep) -> R
     def again(status: int, notice: Notice, headers: dict[str, str] | None = None) -> Response:
         page = render(
             request, rt, "login.html", status=status, prelogin=True, notice=notice,
-            here=_login_here(target), username=username[:MAX_USERNAME],
+            here=login_url(target), username=username[:MAX_USERNAME],
             recovery_open=bool(recovery), next=target or "",
         )  # fmt: skip
         page.headers.update(headers or {})
