@@ -100,9 +100,10 @@ class Snapshot:
     # False when desktops were read only for the best-ranked hosts (see
     # broker.sessions.snapshot); a decision that needs more asks for all.
     complete: bool = True
-    # The accepting hosts ranked for this request (place.rank_hosts), when the
-    # builder has ranked them already: ranking every host is most of the work
-    # a decision takes, so it is done once.
+    # The hosts to look at, best first (place.rank_hosts), when the builder has
+    # ranked them already: ranking every host is most of the work a decision
+    # takes, so it is done once. An incomplete snapshot lists only the hosts
+    # whose desktops it holds.
     ranking: Sequence[tuple[HostView, float]] | None = None
 
 

@@ -7,7 +7,9 @@ requests a host's figures change only with its agent's next report; its
 session counts change with each assignment, and the assignments of this process
 are added to the board at once (`took`), so a logon storm through one broker
 still spreads over the hosts. Other brokers' assignments, sessions that end and
-reports show once the board is read again, after `ttl_s`.
+reports show once the board is read again, after `ttl_s`. The ranking built
+from a reading is kept with it, and an assignment moves only its host
+(broker.placement.ranking).
 
 The board only ranks. Whatever could refuse a request, or hand out what may not
 be handed out, is read live in the request's transaction: the pool's licences,
@@ -21,9 +23,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
+from broker.placement.model import HostView, PoolDesktops
+from broker.placement.ranking import HostRanking
 from broker.sessions.host_views import HostFigures
 
 # A host's figures, and the requested pool's open sessions there.
@@ -36,6 +40,12 @@ class _Reading:
     index: dict[int, int]  # host id -> position in rows
     read_at: dt.datetime  # by the broker's clock
     read_mono: float
+    # The hosts ranked from these rows for requesters without a critical team,
+    # with the pool's desktops per host they were built with; built on first
+    # use, and `took` names the hosts whose rows have changed since.
+    ranking: HostRanking | None = None
+    ranked_with: Mapping[int, PoolDesktops] | None = None
+    changed: set[int] = field(default_factory=set)
 
 
 class HostBoard:
@@ -50,6 +60,33 @@ class HostBoard:
 
     def rows(self, pool_id: int, now: dt.datetime) -> Sequence[HostRow] | None:
         """The pool's host rows, or None if there is no fresh reading."""
+        reading = self._fresh(pool_id, now)
+        return None if reading is None else reading.rows
+
+    def ranking(
+        self,
+        pool_id: int,
+        now: dt.datetime,
+        desktops_per_host: Mapping[int, PoolDesktops],
+        view: Callable[[HostRow], HostView],
+    ) -> HostRanking | None:
+        """The pool's hosts ranked for a requester without a critical team, by
+        the fresh reading (None without one). `view` builds a host's view from
+        its row with these desktops per host; a ranking built with other ones
+        is built again."""
+        reading = self._fresh(pool_id, now)
+        if reading is None:
+            return None
+        if reading.ranking is None or reading.ranked_with is not desktops_per_host:
+            reading.ranking = HostRanking.of(view(row) for row in reading.rows)
+            reading.ranked_with = desktops_per_host
+        elif reading.changed:
+            changed = [view(reading.rows[reading.index[h]]) for h in reading.changed]
+            reading.ranking = reading.ranking.with_hosts(changed)
+        reading.changed.clear()
+        return reading.ranking
+
+    def _fresh(self, pool_id: int, now: dt.datetime) -> _Reading | None:
         reading = self._pools.get(pool_id)
         if reading is None:
             return None
@@ -57,7 +94,7 @@ class HostBoard:
         if not 0 <= age < self.ttl_s or self._monotonic() - reading.read_mono >= self.ttl_s:
             del self._pools[pool_id]
             return None
-        return reading.rows
+        return reading
 
     def keep(self, pool_id: int, rows: Sequence[HostRow], now: dt.datetime) -> None:
         """Keep a reading of the pool's host rows, taken at `now`."""
@@ -77,3 +114,4 @@ class HostBoard:
             # (Written indexes: open sessions and logons are the last two.)
             more = (*figures[:8], figures[8] + 1, figures[9] + 1)
             reading.rows[i] = (more, pool_sessions + (reading_pool == pool_id))
+            reading.changed.add(host_id)

@@ -9,7 +9,7 @@ can choose from a host anyway; its rules check them again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -44,6 +44,7 @@ from broker.placement.model import (
     UserView,
 )
 from broker.placement.place import rank_hosts
+from broker.placement.ranking import first
 from broker.policy.quota import DepartmentCap
 from broker.policy.schedule import Window, applicable
 from broker.sessions.host_board import HostBoard, HostRow
@@ -409,8 +410,9 @@ async def build_snapshot(
 
     An incomplete snapshot of a floating pool without a priority reserve ranks
     the hosts by the board (broker.sessions.host_board) while it holds a fresh
-    reading; every other snapshot reads the hosts, and such a pool's reading is
-    kept on the board."""
+    reading, and for a requester without a critical team takes the ranking
+    kept with it; every other snapshot reads the hosts, and such a pool's
+    reading is kept on the board."""
     user = req.user
     now = req.now
     department_cap = policy.department_cap
@@ -424,32 +426,34 @@ async def build_snapshot(
         host_rows = await _read_hosts(conn, pool.id, fresh_since, recent)
         if boarded:
             board.keep(pool.id, host_rows, now)
-    team: Mapping[int, int] = {}
-    if user.team:
-        team = {
-            r.host_id: r.n for r in (await conn.execute(_TEAM_SESSIONS, {"team": user.team})).all()
-        }
-    hosts: dict[int, HostView] = {}
-    room: dict[int, bool] = {}
-    for figures, pool_sessions in host_rows:
-        host_id = figures[0]
-        pool_desktops = desktops_per_host.get(host_id, _NO_DESKTOPS)
-        hosts[host_id] = views.view(
-            figures,
-            pool.id,
-            pool_desktops,
-            pool_sessions,
-            user.team,
-            team.get(host_id, 0),
-        )
-        room[host_id] = pool_desktops.total > pool_sessions
+
+    def view(row: HostRow, team_sessions: int = 0) -> HostView:
+        figures, pool_sessions = row
+        pool_desktops = desktops_per_host.get(figures[0], _NO_DESKTOPS)
+        return views.view(figures, pool.id, pool_desktops, pool_sessions, user.team, team_sessions)
+
+    kept = None
+    if boarded and not complete and not user.team:
+        kept = board.ranking(pool.id, now, desktops_per_host, view)
+    ranked: Sequence[tuple[HostView, float]] | None = None
+    if kept is not None:
+        hosts, ranked = kept.hosts, kept.ranked
+    else:
+        team: Mapping[int, int] = {}
+        if user.team:
+            rows = (await conn.execute(_TEAM_SESSIONS, {"team": user.team})).all()
+            team = {r.host_id: r.n for r in rows}
+        hosts = {row[0][0]: view(row, team.get(row[0][0], 0)) for row in host_rows}
+        if not complete:
+            ranked = rank_hosts(req, hosts.values(), policy)
     persistent = pool.type is PoolType.PERSISTENT
     params: dict[str, Any] = {"pool_id": pool.id}
     ranking = None
-    if not complete:
+    if ranked is not None:
         params["fresh_since"] = fresh_since
-        ranking = rank_hosts(req, hosts.values(), policy)
-        best = [h.id for h, _ in ranking if room[h.id]][:FIRST_READ_HOSTS]
+        # Desktops are read for these hosts only, so place() need look nowhere else.
+        ranking = first(ranked, FIRST_READ_HOSTS, _has_room)
+        best: list[int | None] = [h.id for h, _ in ranking]
         # Fewer hosts than parameters: NULL matches no host.
         padded = best + [None] * (FIRST_READ_HOSTS - len(best))
         params.update(zip(_FIRST_READ_PARAMS, padded, strict=True))
@@ -485,6 +489,11 @@ async def build_snapshot(
         department_staff=staff,
         ranking=ranking,
     )
+
+
+def _has_room(host: HostView) -> bool:
+    """Room for one more of the pool's sessions among its desktops here."""
+    return host.pool_desktops > host.pool_sessions
 
 
 async def _read_hosts(
