@@ -87,11 +87,9 @@ _INFO = (
 
 # The statements of a session request, built once (see broker.auth.login).
 _BY_ID = _INFO.where(_sessions.c.id == bindparam("session_id"))
-_OPEN_IN_POOL = _INFO.where(
-    _sessions.c.user_id == bindparam("user_id"),
-    _sessions.c.pool_id == bindparam("pool_id"),
-    SESSION_OPEN,
-)
+# The requester's open session that the pool's look-up found, unless it has
+# ended since (broker.sessions.snapshot.find_pool).
+_STILL_OPEN = _BY_ID.where(SESSION_OPEN)
 # PostgreSQL: the chosen desktop's row lock, or nothing if another transaction
 # holds it (then placement runs again). SQLite holds the write lock already.
 _LOCKED_DESKTOP = (
@@ -345,13 +343,13 @@ async def _try_request(
 ) -> Outcome | None:
     now = rt.clock.now()
     async with rt.db.write_conn() as conn:
-        found = await snapshot.find_pool(conn, pool_name, lock=not rt.db.is_sqlite)
+        found = await snapshot.find_pool(conn, pool_name, user.id, lock=not rt.db.is_sqlite)
         if found is None:
             raise NotFound(unknown_pool(pool_name, language), code="unknown_pool")
         pool = found.view
-        existing = (
-            await conn.execute(_OPEN_IN_POOL, {"user_id": user.id, "pool_id": pool.id})
-        ).first()
+        existing = None
+        if found.open_session is not None:
+            existing = (await conn.execute(_STILL_OPEN, {"session_id": found.open_session})).first()
         if existing is not None:
             if existing.missing:
                 # No ticket for a desktop that is gone. Once it has been gone for

@@ -277,18 +277,24 @@ _OWN_DESKTOP = select(
 
 _POOL = select(_pools).where(_pools.c.name == bindparam("name"))
 _POOL_FOR_UPDATE = _POOL.with_for_update()
-# The pool's licences in use, on every row of its entitlements (one row with
-# no entitlement if it has none). Not part of the locking read above: on
-# PostgreSQL a statement that waited for the pool's lock still counts with the
-# snapshot it took before waiting, and would miss the session that the lock's
-# previous holder just committed. A statement after the lock sees it.
+# The pool's licences in use and the requester's open session there, if any
+# (at most one: a partial unique index), on every row of its entitlements (one
+# row with no entitlement if it has none). Not part of the locking read above:
+# on PostgreSQL a statement that waited for the pool's lock still counts with
+# the snapshot it took before waiting, and would miss the session that the
+# lock's previous holder just committed. A statement after the lock sees it.
+_in_pool = _sessions.c.pool_id == _pools.c.id
 _LICENCES_AND_ENTITLEMENTS = (
     select(
         select(func.count())
         .select_from(_sessions)
-        .where(_sessions.c.pool_id == _pools.c.id, SESSION_OPEN)
+        .where(_in_pool, SESSION_OPEN)
         .scalar_subquery()
         .label("open_sessions"),
+        select(_sessions.c.id)
+        .where(_in_pool, _sessions.c.user_id == bindparam("user_id"), SESSION_OPEN)
+        .scalar_subquery()
+        .label("mine"),
         _ents.c.kind,
         _ents.c.value,
     )
@@ -333,16 +339,19 @@ _PRIORITY_CLASSES = select(_priority.c.name)
 class PoolRecord:
     view: PoolView
     protocol: str
+    open_session: str | None  # the id of the requester's open session in the pool
 
 
-async def find_pool(conn: Executor, name: str, *, lock: bool) -> PoolRecord | None:
-    """The pool with its entitlements and licences in use. With `lock`, the pool
-    row is locked (PostgreSQL), so assignments in one pool happen one at a time:
-    that is what keeps the licence count exact under a logon storm."""
+async def find_pool(conn: Executor, name: str, user_id: int, *, lock: bool) -> PoolRecord | None:
+    """The pool with its entitlements, licences in use and the user's open
+    session there. With `lock`, the pool row is locked (PostgreSQL), so
+    assignments in one pool happen one at a time: that is what keeps the licence
+    count exact under a logon storm."""
     row = (await conn.execute(_POOL_FOR_UPDATE if lock else _POOL, {"name": name})).first()
     if row is None:
         return None
-    rows = (await conn.execute(_LICENCES_AND_ENTITLEMENTS, {"pool_id": row.id})).all()
+    params = {"pool_id": row.id, "user_id": user_id}
+    rows = (await conn.execute(_LICENCES_AND_ENTITLEMENTS, params)).all()
     open_sessions = rows[0].open_sessions
     ents = [(r.kind, r.value) for r in rows if r.kind is not None]
     view = PoolView(
@@ -356,7 +365,7 @@ async def find_pool(conn: Executor, name: str, *, lock: bool) -> PoolRecord | No
         priority_reserve=row.priority_reserve,
         open_sessions=int(open_sessions or 0),
     )
-    return PoolRecord(view, row.protocol)
+    return PoolRecord(view, row.protocol, rows[0].mine)
 
 
 def user_view(user: User) -> UserView:
