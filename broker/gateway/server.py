@@ -25,7 +25,7 @@ import asyncssh
 from asyncssh import ChannelOpenError
 
 from broker.config import Settings
-from broker.gateway.reasons import CANNOT_CHECK, NO_SESSIONS, ONLY_YOUR_DESKTOP
+from broker.gateway.reasons import CANNOT_CHECK, NO_SESSIONS, ONLY_YOUR_DESKTOP, TICKET_REFUSED
 from broker.net import source_key
 from broker.store.db_errors import database_down, driver_error
 
@@ -184,6 +184,8 @@ class GatewayConnection(asyncssh.SSHServer):
             )
             raise asyncssh.ServiceNotAvailable(CANNOT_CHECK) from None
         if grant is None:
+            if self.conn is not None:
+                self.conn.send_auth_banner(TICKET_REFUSED + "\n")
             return False
         self.grant = grant
         return True

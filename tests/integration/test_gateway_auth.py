@@ -14,6 +14,7 @@ import asyncssh
 import pytest
 
 from broker.clock import FakeClock
+from broker.gateway.reasons import TICKET_REFUSED
 from broker.gateway.slowdown import SHARED_SOURCE_GRACE
 from tests.support.gateway import (
     Rig,
@@ -71,6 +72,21 @@ async def test_wrong_and_other_users_tickets_are_refused(rig: Rig) -> None:
     assert not await login(rig, maria["connect"]["ticket"], "jonas")
     assert not await login(rig, maria["connect"]["ticket"], "maria")
     assert len(await rig.audit("gateway_auth_failed")) == 4
+
+
+async def test_openssh_users_are_told_why_a_ticket_is_refused(rig: Rig, clock: FakeClock) -> None:
+    """Plain OpenSSH says only "Permission denied"; the gateway's login banner says
+    what to do, in the same words for every refused ticket."""
+    answer = await rig.desktop_for("maria")
+    clock.advance(rig.rt.settings.ticket_ttl_s + 1)
+    expired = answer["connect"]["ticket"]
+    for ticket in (expired, secrets.token_urlsafe(32)):
+        done = await run_ssh(ticket, rig.port, "maria", "maria@127.0.0.1", "true")
+        assert DENIED in done.stderr
+        assert " ".join(done.stderr.split()).count(TICKET_REFUSED) >= 1
+    fresh = await rig.fresh(answer)
+    done = await run_ssh(fresh["connect"]["ticket"], rig.port, "maria", "maria@127.0.0.1", "true")
+    assert TICKET_REFUSED not in " ".join(done.stderr.split())
 
 
 async def test_a_ticket_of_an_ended_session_is_refused(rig: Rig) -> None:
