@@ -68,8 +68,11 @@ DE: dict[str, str] = {
     "login.recovery_hint": "Ein Code aus der Liste, die Sie bei der Einrichtung erhalten "
     "haben, etwa abcde-fghjk. Jeder Code gilt nur einmal.",
     "login.submit": "Anmelden",
-    "login.expired": "Sie wurden nach längerer Inaktivität abgemeldet. Bitte melden Sie "
-    "sich erneut an.",
+    # The same notice for every session that ended without this browser logging
+    # out: inactivity, or an end elsewhere (logout in another tab, locked by IT,
+    # authenticator reset); the cookie does not say which.
+    "login.expired": "Ihre Sitzung ist beendet: nach längerer Inaktivität oder weil sie "
+    "anderswo beendet wurde. Bitte melden Sie sich erneut an.",
     "login.logged_out": "Sie haben sich abgemeldet.",
     "login.missing": "Bitte geben Sie Benutzername und Passwort ein.",
     "login.bad_code": "Der Code aus der App hat 6 Ziffern.",
@@ -376,7 +379,8 @@ EN: dict[str, str] = {
     "login.recovery_hint": "A code from the list you received at set-up, such as "
     "abcde-fghjk. Each code works once.",
     "login.submit": "Log in",
-    "login.expired": "You were logged out after a period of inactivity. Please log in again.",
+    "login.expired": "Your session has ended: after a period of inactivity, or because it "
+    "was ended elsewhere. Please log in again.",
     "login.logged_out": "You have logged out.",
     "login.missing": "Please enter your user name and password.",
     "login.bad_code": "The code from the app has 6 digits.",

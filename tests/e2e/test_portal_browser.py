@@ -628,7 +628,8 @@ async def test_after_the_idle_timeout_the_login_page_says_why(rt: Runtime, germa
     await page.reload()
     await expect(page).to_have_url("/login?expired=1")
     await expect(page.get_by_role("status")).to_have_text(
-        "Sie wurden nach längerer Inaktivität abgemeldet. Bitte melden Sie sich erneut an."
+        "Ihre Sitzung ist beendet: nach längerer Inaktivität oder weil sie anderswo beendet "
+        "wurde. Bitte melden Sie sich erneut an."
     )
     await page.goto("/login")
     await expect(page.get_by_role("status")).to_have_count(0)

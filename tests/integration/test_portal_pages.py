@@ -296,7 +296,7 @@ async def test_pages_need_a_login_and_a_timed_out_session_lands_on_login_with_a_
     assert expired.status_code == 303 and expired.headers["location"] == "/login?expired=1"
     assert f'{COOKIE}=""' in expired.headers["set-cookie"]  # the dead cookie goes
     login = await client.get("/login?expired=1")
-    assert "nach längerer Inaktivität abgemeldet" in notice_of(login.text)
+    assert "Ihre Sitzung ist beendet: nach längerer Inaktivität" in notice_of(login.text)
 
 
 async def test_after_logging_in_the_page_asked_for_opens(
@@ -1213,3 +1213,6 @@ async def test_revoked_sessions_and_locked_users_land_on_login(
         await s.execute(update(User).values(disabled=True))
     response = await client.get("/desktops")
     assert response.headers["location"] == "/login?expired=1"
+    # The notice does not blame inactivity alone: IT may have ended the session.
+    login = await client.get("/login?expired=1")
+    assert "weil sie anderswo beendet wurde" in notice_of(login.text)
