@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from agent.protocol import PowerState
 from broker import capacity
 from broker.domain import HostState
 from broker.hosts.health import fresh_after, is_up
@@ -225,13 +226,16 @@ async def read(rt: Runtime) -> Fleet:
         pool = pools.get(pool_id)
         if pool is None:
             continue
-        key = "missing" if missing else power
+        # Only an up host's reports are current: what a silent host last said
+        # about its desktops' power is no longer known.
+        up = host_id in hosts and hosts[host_id].up
+        key = "missing" if missing else power if up else PowerState.UNKNOWN.value
         pool.power[key] = pool.power.get(key, 0) + n
         if missing:
             continue
         if out_of_service:
-            # Only an up host's reports are current; a down host has its own alert.
-            if host_id in hosts and hosts[host_id].up:
+            # A down host has its own alert.
+            if up:
                 pool.out_of_service += n
         else:
             pool.desktops_per_host[host_id] = pool.desktops_per_host.get(host_id, 0) + n
