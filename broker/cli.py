@@ -37,6 +37,7 @@ from broker.dirs import DirectoryError
 from broker.domain import HostState, PoolType, Protocol, Role, WorkMode
 from broker.errors import InvalidInput, NotFound, VdiError
 from broker.hosts import service as hosts
+from broker.names import normalise_user_name
 from broker.policy import store as policies
 from broker.pools import service as pools
 from broker.runtime import Runtime, open_runtime
@@ -224,10 +225,11 @@ async def user_list(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 async def user_totp_enroll(rt: Runtime, args: argparse.Namespace) -> int:
-    result = await enrolment.admin_enrol(
-        rt, args.name.strip().lower(), actor(), replace=args.replace
-    )
-    print(f"TOTP secret for {args.name} (hand it over in person; it is not shown again):\n")
+    # The name as stored, also in the header: the person handing the secret over
+    # reads it there, and " MARIA" is not an account the otpauth URI names.
+    name = normalise_user_name(args.name)
+    result = await enrolment.admin_enrol(rt, name, actor(), replace=args.replace)
+    print(f"TOTP secret for {name} (hand it over in person; it is not shown again):\n")
     print(result.qr_text)
     print(f"otpauth URI: {result.otpauth_uri}")
     print(f"Manual key:  {result.secret}\n")

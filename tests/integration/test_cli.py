@@ -145,6 +145,20 @@ def test_users_pools_hosts_round_trip(env: dict[str, str]) -> None:
     assert rows["Finanzen"] == ["0", "0", "0", "0", "40", "0"]
 
 
+def test_totp_enroll_names_the_account_as_stored(env: dict[str, str]) -> None:
+    added = vdi_broker(
+        "user", "add", "maria", "--department", "Finanzen", "--password-stdin",
+        env=env, input=GOOD_PASSWORD + "\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    # Typed as the administrator remembers it: the account is found, and the
+    # header the secret is handed over with names it as the URI does.
+    enrolled = vdi_broker("user", "totp-enroll", " Maria", env=env)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert enrolled.stdout.startswith("TOTP secret for maria (hand it over in person")
+    assert "otpauth://totp/VDI:maria?secret=" in enrolled.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [
