@@ -588,8 +588,12 @@ async def status(rt: Runtime, args: argparse.Namespace) -> int:
 
         fingerprint = hostkey.fingerprint_of_file(settings.gateway_host_key_file)
         where = f"{settings.effective_gateway_public_host}:{settings.effective_gateway_public_port}"
+        # The address is this command's settings, not asked of a running broker:
+        # one started with others (the demo's --gateway-port, another env file)
+        # listens elsewhere. The host key is the data directory's file itself.
+        print(f"SSH gateway: {where} (from this command's settings: --config, VDI_GATEWAY_*)")
         print(
-            f"SSH gateway: {where}; host key "
+            "SSH gateway host key: "
             f"{fingerprint or '(none yet: made when the broker first starts)'}"
         )
     else:

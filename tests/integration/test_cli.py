@@ -532,7 +532,8 @@ def test_status_shows_the_gateway_host_key_fingerprint(env: dict[str, str]) -> N
     key_file = Path(env["VDI_DATA_DIR"]) / "gateway_host_key"
     before = vdi_broker("status", env=env)
     assert before.returncode == 0, before.stderr
-    assert "SSH gateway: 127.0.0.1:2222; host key (none yet" in before.stdout
+    assert "SSH gateway: 127.0.0.1:2222 (from this command's settings" in before.stdout
+    assert "SSH gateway host key: (none yet" in before.stdout
     hostkey.load_or_create(key_file)  # what the broker's first start does
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     # OpenSSH's own reading of the key gives the same fingerprint.
@@ -542,10 +543,22 @@ def test_status_shows_the_gateway_host_key_fingerprint(env: dict[str, str]) -> N
     expected = keygen.stdout.split()[1]
     assert expected.startswith("SHA256:")
     status = vdi_broker("status", env=env)
-    assert f"SSH gateway: 127.0.0.1:2222; host key {expected}" in status.stdout
+    assert f"SSH gateway host key: {expected}\n" in status.stdout
     off = vdi_broker("status", env={**env, "VDI_GATEWAY_ENABLED": "false"})
     assert "SSH gateway: off" in off.stdout
     key_file.chmod(0o644)
     refused = vdi_broker("status", env=env)
     assert refused.returncode == 2
     assert "chmod 600" in refused.stderr
+
+
+def test_status_says_the_gateway_address_is_from_its_own_settings(env: dict[str, str]) -> None:
+    """`status` does not ask a running broker where its gateway listens: a demo
+    started with --gateway-port 2300 is not what `status` run beside it reads.
+    The line says where its address comes from, and follows those settings."""
+    moved = vdi_broker("status", env={**env, "VDI_GATEWAY_PORT": "2300"})
+    assert moved.returncode == 0, moved.stderr
+    gateway = next(line for line in moved.stdout.splitlines() if line.startswith("SSH gateway"))
+    assert gateway == (
+        "SSH gateway: 127.0.0.1:2300 (from this command's settings: --config, VDI_GATEWAY_*)"
+    )
