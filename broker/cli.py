@@ -12,6 +12,7 @@ import getpass
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import fields
@@ -148,6 +149,19 @@ def unused_priority_class_note(name: str, in_use: set[str]) -> str | None:
     )
 
 
+def undeclared_priority_class_note(name: str, declared: set[str]) -> str | None:
+    """A note on a user's priority class that is not declared: a typo, most
+    likely ("krisenstab" for "Krisenstab"), or a class not added yet. Until it
+    is declared, the user is not served from pools' reserves."""
+    if name in declared:
+        return None
+    return (
+        f"Note: priority class {_with_close_matches([name], declared)} is not declared, so"
+        " this user is not served from pools' reserves. Classes match exactly, upper and"
+        f" lower case too; `vdi-broker policy priority add {shlex.quote(name)}` declares it."
+    )
+
+
 async def note_unknown_departments(rt: Runtime, named: Sequence[str]) -> None:
     """Print unknown_departments_note() to stderr (stdout stays for --json)."""
     if not named:
@@ -201,6 +215,11 @@ async def user_add(rt: Runtime, args: argparse.Namespace) -> int:
     user = await users.add(rt, new, read_password(args), actor())
     print(f"User {user.name} added ({user.department}, {user.role}, {user.work_mode}).")
     print(f"Next: vdi-broker user totp-enroll {user.name}  (or the user enrols at first login)")
+    if user.priority_class:
+        declared = {c["name"] for c in await policies.list_priority_classes(rt)}
+        note = undeclared_priority_class_note(user.priority_class, declared)
+        if note:
+            print(note, file=sys.stderr)
     return 0
 
 

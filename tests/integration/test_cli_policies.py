@@ -150,6 +150,29 @@ def test_a_priority_class_nobody_has_is_added_with_a_note(env: dict[str, str]) -
     assert known.returncode == 0 and known.stderr == ""
 
 
+def test_a_user_of_an_undeclared_priority_class_is_added_with_a_note(
+    env: dict[str, str],
+) -> None:
+    """The other side of the note above: "krisenstab" on a new account, where the
+    class is "Krisenstab", leaves her without the reserve. She is still added
+    (the class may be declared later), with a note on stderr."""
+    typo = vdi_broker(
+        "user", "add", "lena", "--department", "Ordnungsamt", "--priority", "krisenstab",
+        "--password-stdin", env=env, input=GOOD_PASSWORD + "\n",
+    )  # fmt: skip
+    assert typo.returncode == 0, typo.stderr
+    assert "User lena added" in typo.stdout and "Note" not in typo.stdout
+    assert "priority class krisenstab (did you mean Krisenstab?) is not declared" in typo.stderr
+    assert "policy priority add krisenstab" in typo.stderr
+    users = json.loads(ok("user list --json", env=env))
+    assert {u["name"]: u["priority_class"] for u in users}["lena"] == "krisenstab"
+    known = vdi_broker(
+        "user", "add", "paul", "--department", "Ordnungsamt", "--priority", "Krisenstab",
+        "--password-stdin", env=env, input=GOOD_PASSWORD + "\n",
+    )  # fmt: skip
+    assert known.returncode == 0 and known.stderr == ""
+
+
 def test_rules_for_a_department_nobody_is_in_are_stored_with_a_note(
     env: dict[str, str],
 ) -> None:
