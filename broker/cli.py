@@ -196,8 +196,15 @@ def _read_password(args: argparse.Namespace) -> str:
         return password
     if not sys.stdin.isatty():
         raise InvalidInput("No terminal to ask for the password; use --password-stdin.")
-    first = getpass.getpass("Password: ")
-    if first != getpass.getpass("Password again: "):
+    try:
+        first = getpass.getpass("Password: ")
+        again = getpass.getpass("Password again: ")
+    except EOFError:
+        # Ctrl-D at the prompt: getpass raises rather than return "". A person
+        # who gives up typing gets a line, not a traceback; nothing is added.
+        print(file=sys.stderr)  # past the prompt, which has no newline of its own
+        raise InvalidInput("No password given; nothing was added.") from None
+    if first != again:
         raise InvalidInput("The two passwords differ.")
     return first
 

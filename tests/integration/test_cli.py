@@ -15,6 +15,7 @@ from broker.gateway import hostkey
 from broker.ports import free_port
 from broker.security.tokens import token_hash
 from tests.support.processes import VENV_BIN, clean_env, new_broker_env, vdi_broker
+from tests.support.terminal import Terminal
 
 GOOD_PASSWORD = "Gutes Passwort 2026!"
 ADD_POOL_P = ["pool", "add", "P", "--type", "floating", "--protocol", "rdp", "--max-sessions"]
@@ -157,6 +158,22 @@ def test_totp_enroll_names_the_account_as_stored(env: dict[str, str]) -> None:
     assert enrolled.returncode == 0, enrolled.stderr
     assert enrolled.stdout.startswith("TOTP secret for maria (hand it over in person")
     assert "otpauth://totp/VDI:maria?secret=" in enrolled.stdout
+
+
+async def test_ctrl_d_at_the_password_prompt_adds_nobody(env: dict[str, str]) -> None:
+    """A person who gives up at the password prompt (Ctrl-D on a terminal) gets
+    one line and exit 2, not a traceback, and no user is added."""
+    argv = [str(VENV_BIN / "vdi-broker"), "user", "add", "kurt", "--department", "IT"]
+    term = Terminal(argv, env)
+    try:
+        await term.expect("Password: ")
+        term.end_of_input()
+        await term.expect("error: No password given")
+        assert await term.exit_code() == 2
+    finally:
+        term.kill()
+    assert "Traceback" not in term.seen
+    assert db_rows(env, "SELECT count(*) FROM users") == [(0,)]
 
 
 @pytest.mark.parametrize(
