@@ -256,7 +256,13 @@ async def user_totp_enroll(rt: Runtime, args: argparse.Namespace) -> int:
     name = normalise_user_name(args.name)
     result = await enrolment.admin_enrol(rt, name, actor(), replace=args.replace)
     print(f"TOTP secret for {name} (hand it over in person; it is not shown again):\n")
-    print(result.qr_text)
+    if encodable(result.qr_text, sys.stdout.encoding or "utf-8"):
+        print(result.qr_text)
+    else:
+        # The QR code is block characters, which a terminal that is not UTF-8
+        # cannot show. Printing them failed after the new secret was stored, and
+        # the secret, shown only here, was lost; the URI and key below are ASCII.
+        print("(No QR code: this terminal is not UTF-8. Type the manual key below.)\n")
     print(f"otpauth URI: {result.otpauth_uri}")
     print(f"Manual key:  {result.secret}\n")
     print("Recovery codes (each works once):")

@@ -7,14 +7,14 @@ import difflib
 from collections.abc import Iterable
 
 
-def encodable(value: str) -> bool:
-    """Whether UTF-8 can hold `value`. Bytes that were not UTF-8 reach Python as
-    lone surrogates (command-line arguments and standard input from a Latin-1
-    terminal or a Windows-1252 file; a form in UTF-7): they pass every pattern
-    and fail only later, wherever the text is encoded (password hashing, token
-    comparison, the database driver)."""
+def encodable(value: str, encoding: str = "utf-8") -> bool:
+    """Whether UTF-8 (or `encoding`, such as a terminal's) can hold `value`.
+    Bytes that were not UTF-8 reach Python as lone surrogates (command-line
+    arguments and standard input from a Latin-1 terminal or a Windows-1252 file;
+    a form in UTF-7): they pass every pattern and fail only later, wherever the
+    text is encoded (password hashing, token comparison, the database driver)."""
     try:
-        value.encode("utf-8")
+        value.encode(encoding)
     except UnicodeEncodeError:
         return False
     return True

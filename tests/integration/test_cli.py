@@ -160,6 +160,27 @@ def test_totp_enroll_names_the_account_as_stored(env: dict[str, str]) -> None:
     assert "otpauth://totp/VDI:maria?secret=" in enrolled.stdout
 
 
+def test_totp_enroll_on_a_terminal_that_is_not_utf8_still_shows_the_secret(
+    env: dict[str, str],
+) -> None:
+    """The QR code's blocks cannot be written to a Latin-1 terminal. The new
+    secret is stored before it is printed and shown only this once, so the
+    command leaves the QR code out and shows the key, rather than fail."""
+    added = vdi_broker(
+        "user", "add", "maria", "--department", "Finanzen", "--password-stdin",
+        env=env, input=GOOD_PASSWORD + "\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    latin1 = {**env, "PYTHONIOENCODING": "latin-1"}  # what a Latin-1 locale gives Python
+    enrolled = vdi_broker("user", "totp-enroll", "maria", env=latin1)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert "No QR code: this terminal is not UTF-8" in enrolled.stdout
+    key = enrolled.stdout.split("Manual key:")[1].split()[0]
+    assert f"otpauth://totp/VDI:maria?secret={key}&" in enrolled.stdout
+    assert enrolled.stdout.count("\n  ") == 10  # the recovery codes
+    assert json.loads(vdi_broker("user", "list", "--json", env=env).stdout)[0]["totp_enrolled"]
+
+
 async def test_ctrl_d_at_the_password_prompt_adds_nobody(env: dict[str, str]) -> None:
     """A person who gives up at the password prompt (Ctrl-D on a terminal) gets
     one line and exit 2, not a traceback, and no user is added."""
