@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import io
 import json
 import logging
 import os
@@ -994,6 +995,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_text(parser, args)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A terminal that is not UTF-8 (Latin-1) cannot show every name ("Łódź"):
+        # an escape is shown for it, in --json a valid one. Else the command failed
+        # with a traceback after its change was stored, and lists could not be read.
+        sys.stdout.reconfigure(errors="backslashreplace")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings: Settings | None = None
     try:

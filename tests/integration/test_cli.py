@@ -181,6 +181,19 @@ def test_totp_enroll_on_a_terminal_that_is_not_utf8_still_shows_the_secret(
     assert json.loads(vdi_broker("user", "list", "--json", env=env).stdout)[0]["totp_enrolled"]
 
 
+def test_names_a_terminal_cannot_show_are_escaped_not_a_traceback(env: dict[str, str]) -> None:
+    """Pool names may hold any letter; a Latin-1 terminal has no "Ł". The pool is
+    added and said so, with an escape for the letter (a valid one in --json),
+    rather than a traceback after the change was stored."""
+    latin1 = {**env, "PYTHONIOENCODING": "latin-1"}  # what a Latin-1 locale gives Python
+    added = vdi_broker(*ADD_POOL_P[:2], "Łask", *ADD_POOL_P[3:], "1", env=latin1)
+    assert added.returncode == 0, added.stderr
+    assert "Pool \\u0141ask added" in added.stdout
+    listed = vdi_broker("pool", "list", "--json", env=latin1)
+    assert listed.returncode == 0, listed.stderr
+    assert [p["name"] for p in json.loads(listed.stdout)] == ["Łask"]
+
+
 async def test_ctrl_d_at_the_password_prompt_adds_nobody(env: dict[str, str]) -> None:
     """A person who gives up at the password prompt (Ctrl-D on a terminal) gets
     one line and exit 2, not a traceback, and no user is added."""
