@@ -219,7 +219,10 @@ async def user_add(rt: Runtime, args: argparse.Namespace) -> int:
         priority_class=args.priority,
         team=args.team,
     )
-    users.validate(new)  # fail on bad names before asking for a password
+    # Fail on a bad or taken name before asking for a password, not after it was
+    # typed twice. (users.add refuses a taken name all the same, should one be
+    # added in between.)
+    await users.check_name_free(rt, users.validate(new).name)
     user = await users.add(rt, new, read_password(args), actor())
     print(f"User {user.name} added ({user.department}, {user.role}, {user.work_mode}).")
     print(f"Next: vdi-broker user totp-enroll {user.name}  (or the user enrols at first login)")

@@ -81,8 +81,19 @@ async def add(rt: Runtime, new: NewUser, password: str | None, actor: str) -> Us
                 },
             )
     except IntegrityError as exc:
-        raise Conflict(f"A user named {new.name!r} exists already.", code="exists") from exc
+        raise _taken(new.name) from exc
     return user
+
+
+async def check_name_free(rt: Runtime, name: str) -> None:
+    """Refuse a user name that an account has already."""
+    async with rt.db.read() as s:
+        if await find(s, name) is not None:
+            raise _taken(normalise_user_name(name))
+
+
+def _taken(name: str) -> Conflict:
+    return Conflict(f"A user named {name!r} exists already.", code="exists")
 
 
 async def list_all(rt: Runtime) -> list[User]:

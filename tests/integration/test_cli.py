@@ -210,6 +210,26 @@ async def test_ctrl_d_at_the_password_prompt_adds_nobody(env: dict[str, str]) ->
     assert db_rows(env, "SELECT count(*) FROM users") == [(0,)]
 
 
+async def test_a_taken_user_name_is_refused_before_the_password_prompt(
+    env: dict[str, str],
+) -> None:
+    """Nobody types a password twice to learn that the name was taken."""
+    added = vdi_broker(
+        "user", "add", "kurt", "--department", "IT", "--password-stdin",
+        env=env, input=GOOD_PASSWORD + "\n",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    argv = [str(VENV_BIN / "vdi-broker"), "user", "add", " Kurt", "--department", "IT"]
+    term = Terminal(argv, env)
+    try:
+        await term.expect("error: A user named 'kurt' exists already.")
+        assert await term.exit_code() == 2
+    finally:
+        term.kill()
+    assert "Password" not in term.seen
+    assert db_rows(env, "SELECT name, department FROM users") == [("kurt", "IT")]
+
+
 @pytest.mark.parametrize(
     ("args", "stdin", "message"),
     [
