@@ -264,8 +264,9 @@ async def user_totp_enroll(rt: Runtime, args: argparse.Namespace) -> int:
         print(result.qr_text)
     else:
         # The QR code is block characters, which a terminal that is not UTF-8
-        # cannot show. Printing them failed after the new secret was stored, and
-        # the secret, shown only here, was lost; the URI and key below are ASCII.
+        # cannot show: main() has them escaped, a picture nobody can scan. The
+        # secret, stored already and shown only here, is in the URI and key
+        # below, which are ASCII.
         print("(No QR code: this terminal is not UTF-8. Type the manual key below.)\n")
     print(f"otpauth URI: {result.otpauth_uri}")
     print(f"Manual key:  {result.secret}\n")
